@@ -1,0 +1,129 @@
+"""The protocol the engine uses to talk to any system, without knowing which one it is.
+
+A connector speaks its vendor's API and hands the engine *vendor-native records* (plain dicts as
+the API returns them). The mappings (``mappings/<pair>/*.yaml``) say which native paths carry
+which mapped field; the connector only knows its endpoints and quirks.
+
+Entities are the engine's words (``customers``, ``products``, ``orders``); each connector says
+which native collection serves each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from etl.errors import RecordError
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the engine needs to know to use a system well. Endpoint facts are data."""
+
+    page_size: int  # largest page the list endpoint serves
+    batch_size: int  # records per write request (1 where there is no batch endpoint)
+    requests_per_minute: int
+    max_concurrency: int
+    clock_zone: str  # IANA name of the zone the API's timestamps are in ("UTC" if aware)
+    clock_precision: timedelta  # resolution of the changed-since filter and of updated-at
+    has_external_id_upsert: bool  # a create can be retried safely by external id
+    has_changed_since: bool  # list endpoint filters by updated-at
+
+
+@dataclass
+class WriteOp:
+    """One record to write. ``key`` is set for updates; ``external_id`` is ponte's stable id for
+    the record (the other side's key, prefixed), used as the target's external-id / integration
+    code so a retried create is found instead of duplicated."""
+
+    action: Literal["create", "update"]
+    payload: Record  # native fields to send (only the mapped, changed ones for updates)
+    key: str | None = None
+    external_id: str | None = None
+
+
+@dataclass
+class WriteResult:
+    op: WriteOp
+    key: str | None = None  # the target's key of the written record
+    record: Record | None = None  # the record as the target stores it now, when known
+    error: RecordError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ApiCalls:
+    """HTTP requests made, split into reads and writes."""
+
+    read: int = 0
+    write: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"read": self.read, "write": self.write}
+
+
+@dataclass
+class Window:
+    """Half-open changed-since window ``[since, until)`` in UTC; ``since=None`` = from the start."""
+
+    since: datetime | None
+    until: datetime | None = None
+
+
+@runtime_checkable
+class Connector(Protocol):
+    system: str  # "crm" or "erp"
+    kind: str  # "ploomes", "omie", ...
+    capabilities: Capabilities
+    calls: ApiCalls
+
+    def entities(self) -> set[str]:
+        """Entities this connector can read or write."""
+        ...
+
+    def key_of(self, entity: str, record: Record) -> str:
+        """The record's key in this system, as a string."""
+        ...
+
+    def updated_at(self, entity: str, record: Record) -> datetime:
+        """The record's last-change instant, aware UTC, at the source's precision."""
+        ...
+
+    def list_changed(self, entity: str, window: Window) -> Iterator[list[Record]]:
+        """Pages of records changed in ``window``, ordered by updated-at ascending.
+
+        Systems without a changed-since filter yield everything. The end of the list is not an
+        error. A system that is down raises :class:`etl.errors.SystemUnavailable`.
+        """
+        ...
+
+    def read_by_keys(self, entity: str, keys: Sequence[str]) -> list[Record]:
+        """Current records for these keys; missing keys are simply absent."""
+        ...
+
+    def find_by(self, entity: str, native_field: str, values: Sequence[str]) -> list[Record]:
+        """Records whose ``native_field`` (digits-only tax id, product code, external id) is in
+        ``values``; used to match before creating."""
+        ...
+
+    def write_batch(self, entity: str, ops: Sequence[WriteOp]) -> list[WriteResult]:
+        """Write these records. One bad record yields a result with ``error`` set; it never
+        fails the others. Transient failures are retried inside; a system that is down raises
+        :class:`etl.errors.SystemUnavailable`."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Lookups:
+    """Reference data a connector may cache for one run (cities, users, ...)."""
+
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -1,0 +1,180 @@
+"""HTTP plumbing shared by every connector: timeouts, a client-side rate limiter, retries with
+exponential backoff and jitter (honouring ``Retry-After`` up to a cap), and the translation of
+httpx errors into ponte's tree. Connectors say what a response *means* through ``classify``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+from loguru import logger
+
+from etl.connectors.base import ApiCalls
+from etl.errors import RetriableError, SystemUnavailable
+
+Verdict = Literal["ok", "retry", "fail"]
+
+
+class RateLimiter:
+    """At most ``per_minute`` requests in any sliding minute, shared by threads.
+
+    ``acquire`` blocks until a slot is free. Spacing requests evenly (one every 60/N s) keeps us
+    under a vendor's own sliding window even when our clock and theirs disagree slightly.
+    """
+
+    def __init__(self, per_minute: int, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.per_minute = per_minute
+        self.interval = 60.0 / per_minute
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._sleep = sleep
+        self._window: deque[float] = deque()
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            # sliding window guard: never more than per_minute starts in 60 s
+            while self._window and self._window[0] <= start - 60.0:
+                self._window.popleft()
+            if len(self._window) >= self.per_minute:
+                start = max(start, self._window[0] + 60.0)
+            self._next = start + self.interval
+            self._window.append(start)
+        delay = start - time.monotonic()
+        if delay > 0:
+            self._sleep(delay)
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 6
+    base_s: float = 0.5
+    cap_s: float = 30.0  # longest single wait, also the cap on Retry-After
+
+    def backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.cap_s)
+        return min(self.cap_s, self.base_s * (2 ** (attempt - 1))) * random.uniform(0.5, 1.0)
+
+
+@dataclass
+class RetryStats:
+    retries: int = 0
+    got_429: int = 0
+    got_5xx: int = 0
+    timeouts: int = 0
+    dropped: int = 0
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+class HttpSession:
+    """One system's HTTP access: rate limit, retries, counts. Thread-safe."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        system: str,
+        requests_per_minute: int,
+        max_concurrency: int = 4,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.system = system
+        self.limiter = RateLimiter(requests_per_minute, sleep=sleep)
+        self.concurrency = threading.BoundedSemaphore(max_concurrency)
+        self.retry = retry or RetryPolicy()
+        self.calls = ApiCalls()
+        self.stats = RetryStats()
+        self._sleep = sleep
+        self._count_lock = threading.Lock()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        kind: Literal["read", "write"],
+        classify: Callable[[httpx.Response], tuple[Verdict, float | None]],
+        describe: str = "",
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send with retries. Returns the response judged ``ok`` or ``fail`` by ``classify``
+        (the caller turns ``fail`` into a record error or a config error); raises
+        :class:`SystemUnavailable` when retries run out."""
+        last: str = ""
+        for attempt in range(1, self.retry.attempts + 1):
+            self.limiter.acquire()
+            with self._count_lock:
+                if kind == "read":
+                    self.calls.read += 1
+                else:
+                    self.calls.write += 1
+            try:
+                with self.concurrency:
+                    response = self.client.request(method, url, **kwargs)
+            except httpx.TimeoutException:
+                self.stats.timeouts += 1
+                last, wait = "timed out", None
+            except httpx.TransportError as exc:
+                self.stats.dropped += 1
+                last, wait = f"connection failed ({type(exc).__name__})", None
+            else:
+                verdict, wait = classify(response)
+                if verdict != "retry":
+                    return response
+                if response.status_code == 429:
+                    self.stats.got_429 += 1
+                elif response.status_code >= 500:
+                    self.stats.got_5xx += 1
+                last = f"HTTP {response.status_code}"
+            if attempt == self.retry.attempts:
+                break
+            delay = self.retry.backoff(attempt, wait)
+            self.stats.retries += 1
+            logger.debug(
+                "{} {} {}: {}; retry {} in {:.2f}s", self.system, method, describe or url, last,
+                attempt, delay,
+            )
+            self._sleep(delay)
+        raise SystemUnavailable(
+            self.system,
+            f"{describe or method + ' ' + url} failed {self.retry.attempts} times "
+            f"(last: {last}); the system looks down — check its status and the base URL, "
+            "then run again (nothing past the last checkpoint was recorded)",
+        )
+
+
+def default_classify(response: httpx.Response) -> tuple[Verdict, float | None]:
+    """429 and 5xx are worth retrying; anything else is final."""
+    if response.status_code == 429 or response.status_code >= 500:
+        return "retry", retry_after_seconds(response)
+    return "ok" if response.status_code < 400 else "fail", None
+
+
+__all__ = [
+    "HttpSession",
+    "RateLimiter",
+    "RetryPolicy",
+    "RetriableError",
+    "default_classify",
+    "retry_after_seconds",
+]

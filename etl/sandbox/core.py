@@ -1,0 +1,294 @@
+"""What both simulators share: a movable clock, fault knobs, rate limits, request counts, and a
+record table that lives in memory or in a SQLite file.
+
+Timestamps are kept internally as aware UTC datetimes (``Row.created`` / ``Row.updated``); each
+simulator renders them in its vendor's format (Ploomes ``-03:00`` with milliseconds, Omie naive
+Brasília time at second precision).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+BRT = ZoneInfo("America/Sao_Paulo")
+
+
+class Clock:
+    """The simulator's clock: real time plus a movable offset, optionally frozen.
+
+    ``freeze_at`` makes every write share one instant (the "identical timestamps" knob).
+    """
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+        self.frozen: datetime | None = None
+
+    def now(self) -> datetime:
+        if self.frozen is not None:
+            return self.frozen
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+    def freeze(self, at: datetime | None) -> None:
+        self.frozen = at
+
+
+@dataclass
+class Faults:
+    """Fault knobs. Rates are probabilities per request in [0, 1]."""
+
+    latency_ms: float = 0.0
+    error_rate: float = 0.0  # answer 500 (Ploomes) / a 500 server fault (Omie)
+    timeout_rate: float = 0.0  # sleep ``timeout_s`` before answering (client should time out)
+    timeout_s: float = 30.0
+    drop_rate: float = 0.0  # close the connection without an answer
+    burst_429: int = 0  # the next N requests get 429
+    page_cap: int | None = None  # silently cap page sizes (Omie default 100, Ploomes 300)
+    same_timestamp: bool = False  # every write gets the same instant (frozen clock)
+    redundant_rule: bool = True  # Omie: identical list call within 60 s is refused
+    seed: int | None = None
+
+    def update(self, values: dict[str, Any]) -> None:
+        names = {f.name for f in fields(self)}
+        unknown = set(values) - names
+        if unknown:
+            raise ValueError(f"unknown fault knob(s) {sorted(unknown)}; valid: {sorted(names)}")
+        for k, v in values.items():
+            setattr(self, k, v)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RateLimiter:
+    """Sliding one-minute window per bucket key (e.g. user key, or app key + method)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._hits: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def allow(self, bucket: str, now: float | None = None) -> tuple[bool, float]:
+        """Record a hit; return (allowed, seconds until the oldest hit leaves the window)."""
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            hits = self._hits[bucket]
+            while hits and hits[0] <= t - 60.0:
+                hits.popleft()
+            if len(hits) >= self.per_minute:
+                return False, max(0.0, hits[0] + 60.0 - t)
+            hits.append(t)
+            return True, 0.0
+
+    def reset(self) -> None:
+        with self._lock:
+            self._hits.clear()
+
+
+class RequestLog:
+    """Counts requests per (endpoint, status); ``endpoint`` is e.g. ``GET /Contacts`` or
+    ``geral/clientes/ListarClientes``."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, int]] = Counter()
+        self._lock = threading.Lock()
+
+    def record(self, endpoint: str, status: int) -> None:
+        with self._lock:
+            self.counts[(endpoint, status)] += 1
+
+    def as_list(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                {"endpoint": e, "status": s, "count": n} for (e, s), n in sorted(self.counts.items())
+            ]
+
+    def reset(self) -> None:
+        with self._lock:
+            self.counts.clear()
+
+
+@dataclass
+class Row:
+    id: int
+    data: dict[str, Any]
+    created: datetime
+    updated: datetime
+
+
+@dataclass
+class Table:
+    """Records of one entity, in id order. ``data`` holds the vendor-native fields except the
+    id and the timestamps, which the simulator renders."""
+
+    name: str
+    rows: dict[int, Row] = field(default_factory=dict)
+    next_id: int = 1
+
+    def insert(self, data: dict[str, Any], at: datetime, *, id: int | None = None) -> Row:
+        rid = id if id is not None else self.next_id
+        self.next_id = max(self.next_id, rid + 1)
+        row = Row(rid, data, at, at)
+        self.rows[rid] = row
+        return row
+
+    def get(self, rid: int) -> Row | None:
+        return self.rows.get(rid)
+
+    def update(self, rid: int, changes: dict[str, Any], at: datetime) -> Row:
+        row = self.rows[rid]
+        row.data.update(changes)
+        row.updated = at
+        return row
+
+    def delete(self, rid: int) -> Row | None:
+        return self.rows.pop(rid, None)
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(list(self.rows.values()))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class Database:
+    """All tables of one simulator. In memory, or persisted to a SQLite file with ``save``."""
+
+    def __init__(self, names: list[str], path: str | None = None) -> None:
+        self.path = path
+        self.tables: dict[str, Table] = {n: Table(n) for n in names}
+        self.lock = threading.RLock()
+        if path:
+            self._load()
+
+    def __getitem__(self, name: str) -> Table:
+        return self.tables[name]
+
+    def clear(self) -> None:
+        with self.lock:
+            for name in list(self.tables):
+                self.tables[name] = Table(name)
+
+    def _connect(self) -> sqlite3.Connection:
+        assert self.path
+        con = sqlite3.connect(self.path)
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS records (tbl TEXT, id INTEGER, data TEXT,"
+            " created TEXT, updated TEXT, PRIMARY KEY (tbl, id))"
+        )
+        con.execute("CREATE TABLE IF NOT EXISTS counters (tbl TEXT PRIMARY KEY, next_id INTEGER)")
+        return con
+
+    def _load(self) -> None:
+        con = self._connect()
+        try:
+            for tbl, rid, data, created, updated in con.execute(
+                "SELECT tbl, id, data, created, updated FROM records ORDER BY tbl, id"
+            ):
+                if tbl in self.tables:
+                    self.tables[tbl].rows[rid] = Row(
+                        rid,
+                        json.loads(data),
+                        datetime.fromisoformat(created),
+                        datetime.fromisoformat(updated),
+                    )
+            for tbl, next_id in con.execute("SELECT tbl, next_id FROM counters"):
+                if tbl in self.tables:
+                    self.tables[tbl].next_id = next_id
+        finally:
+            con.close()
+
+    def save(self) -> None:
+        """Write everything to the SQLite file (no-op in memory)."""
+        if not self.path:
+            return
+        with self.lock:
+            con = self._connect()
+            try:
+                with con:
+                    con.execute("DELETE FROM records")
+                    con.execute("DELETE FROM counters")
+                    for t in self.tables.values():
+                        con.executemany(
+                            "INSERT INTO records VALUES (?, ?, ?, ?, ?)",
+                            [
+                                (
+                                    t.name,
+                                    r.id,
+                                    json.dumps(r.data, ensure_ascii=False),
+                                    r.created.isoformat(),
+                                    r.updated.isoformat(),
+                                )
+                                for r in t.rows.values()
+                            ],
+                        )
+                        con.execute("INSERT INTO counters VALUES (?, ?)", (t.name, t.next_id))
+            finally:
+                con.close()
+
+
+class Simulator:
+    """Base of the two simulators' state: tables, clock, faults, limits and counts.
+
+    The ASGI app of each simulator is built from one of these (``app.state.sim``), so tests can
+    also reach the state in-process.
+    """
+
+    tables: list[str] = []
+
+    def __init__(self, *, rpm: int, db_path: str | None = None, seed: int = 0) -> None:
+        self.db = Database(self.tables, db_path)
+        self.clock = Clock()
+        self.faults = Faults()
+        self.limiter = RateLimiter(rpm)
+        self.requests = RequestLog()
+        self.rng = random.Random(seed)
+
+    def write_instant(self) -> datetime:
+        """The instant a write happens now (frozen when ``same_timestamp`` is on)."""
+        if self.faults.same_timestamp:
+            if self.clock.frozen is None:
+                self.clock.freeze(self.clock.now())
+            return self.clock.frozen  # type: ignore[return-value]
+        return self.clock.now()
+
+    def reset(self) -> None:
+        self.db.clear()
+        self.faults = Faults()
+        self.limiter.reset()
+        self.requests.reset()
+        self.clock = Clock()
+
+    # --- hooks each simulator implements (used by the admin API and the seeder) ---------------
+
+    def render(self, table: str, row: Row) -> dict[str, Any]:
+        """The record as the vendor API returns it (id and timestamps included)."""
+        raise NotImplementedError
+
+    def ui_create(self, table: str, data: dict[str, Any]) -> Row:
+        """Create a record as a person in the vendor's UI would (timestamps bump)."""
+        with self.db.lock:
+            return self.db[table].insert(dict(data), self.write_instant())
+
+    def ui_update(self, table: str, rid: int, changes: dict[str, Any]) -> Row:
+        """Change a record as a person in the vendor's UI would (its updated-at bumps)."""
+        with self.db.lock:
+            if self.db[table].get(rid) is None:
+                raise KeyError(rid)
+            return self.db[table].update(rid, dict(changes), self.write_instant())
+
+    def ui_delete(self, table: str, rid: int) -> bool:
+        with self.db.lock:
+            return self.db[table].delete(rid) is not None
