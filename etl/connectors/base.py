@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from etl.errors import RecordError
+from etl.watermark import Window
 
 Record = dict[str, Any]
 
@@ -67,14 +68,6 @@ class ApiCalls:
 
     def as_dict(self) -> dict[str, int]:
         return {"read": self.read, "write": self.write}
-
-
-@dataclass
-class Window:
-    """Half-open changed-since window ``[since, until)`` in UTC; ``since=None`` = from the start."""
-
-    since: datetime | None
-    until: datetime | None = None
 
 
 @runtime_checkable

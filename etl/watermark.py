@@ -1,0 +1,82 @@
+"""Pure watermark rules: windows, signposts, precision and time zones. No I/O, no clock reads —
+``now`` always comes in as an argument.
+
+The rules (DESIGN.md, "Rules that are easy to get wrong"):
+
+* the lower bound is inclusive and reaches back ``lookback`` below the watermark, so records that
+  share the boundary instant, commit late, or come from a skewed clock are read again; the
+  snapshot diff drops what was already processed;
+* the upper bound is the *signpost*: the run's start minus a safety lag, floored to the source's
+  precision; the watermark never moves past it, so future-dated records cannot push it forward;
+* conversions to a source's clock floor (round down), never round up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Half-open ``[since, until)`` in aware UTC; ``since=None`` means from the beginning."""
+
+    since: datetime | None
+    until: datetime | None = None
+
+
+def floor_to(value: datetime, precision: timedelta) -> datetime:
+    """Round an aware datetime down to a multiple of ``precision`` since the epoch."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value.isoformat()} where an aware one is required")
+    if precision <= timedelta(0):
+        return value
+    step = precision // timedelta(microseconds=1)
+    micros = (value - EPOCH) // timedelta(microseconds=1)
+    return EPOCH + timedelta(microseconds=micros - micros % step)
+
+
+def local_to_utc(naive: datetime, zone: str) -> datetime:
+    """A source's naive wall-clock time (e.g. Omie's Brasília time) as aware UTC."""
+    if naive.tzinfo is not None:
+        raise ValueError("expected a naive local time")
+    return naive.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def utc_to_local(value: datetime, zone: str, precision: timedelta) -> datetime:
+    """Aware UTC as the naive wall-clock time of ``zone``, floored to ``precision``."""
+    return floor_to(value, precision).astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+
+
+def signpost(run_start: datetime, *, safety_lag: timedelta, precision: timedelta) -> datetime:
+    """The upper bound of this run's window: run start minus the lag, floored."""
+    return floor_to(run_start - safety_lag, precision)
+
+
+def window(
+    watermark: datetime | None,
+    *,
+    run_start: datetime,
+    lookback: timedelta,
+    safety_lag: timedelta,
+    precision: timedelta,
+) -> Window:
+    """The window one incremental run reads for one (entity, system)."""
+    until = signpost(run_start, safety_lag=safety_lag, precision=precision)
+    if watermark is None:
+        return Window(None, until)
+    since = floor_to(watermark - lookback, precision)
+    return Window(min(since, until), until)
+
+
+def advance(current: datetime | None, *, completed_until: datetime) -> datetime:
+    """The watermark after a window was read *and* every record in it durably processed.
+
+    A watermark never moves backwards inside normal runs (only ``watermark set/reset`` does).
+    """
+    if current is None:
+        return completed_until
+    return max(current, completed_until)
