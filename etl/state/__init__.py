@@ -1,0 +1,29 @@
+"""The state store: what ponte remembers between runs (see ``store``)."""
+
+from __future__ import annotations
+
+from etl.state.store import (
+    Checkpoint,
+    IntentRow,
+    QuarantineEntry,
+    QuarantineRow,
+    RunRow,
+    SnapshotRow,
+    StateConflict,
+    Store,
+    WatermarkRow,
+    quarantine_backoff,
+)
+
+__all__ = [
+    "Checkpoint",
+    "IntentRow",
+    "QuarantineEntry",
+    "QuarantineRow",
+    "RunRow",
+    "SnapshotRow",
+    "StateConflict",
+    "Store",
+    "WatermarkRow",
+    "quarantine_backoff",
+]

@@ -1,0 +1,183 @@
+"""Tables of the state store, as SQLAlchemy Core.
+
+The schema itself is created by the Alembic migrations in ``migrations/versions``; these table
+objects describe it for queries. Two column types carry the store's conventions:
+
+* ``UTCDateTime``: accepts only aware datetimes, stores UTC (naive UTC on SQLite, which has no
+  time zones) and always returns aware UTC datetimes, on every backend.
+* ``JSONText``: compact JSON text (``ensure_ascii=False``), so the stored value is readable and
+  byte-identical on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+UTC = dt.timezone.utc
+
+
+def to_utc(value: dt.datetime) -> dt.datetime:
+    """``value`` as an aware UTC datetime; a naive datetime is refused (its zone is unknown)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} given to the state store; "
+                         "pass an aware datetime (UTC)")
+    return value.astimezone(UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp stored as UTC and returned as an aware UTC datetime."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        value = to_utc(value)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def _json_default(value: Any) -> Any:
+    """Values JSON has no type for: timestamps and dates as ISO text, decimals as text,
+    numpy scalars as their Python value."""
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    item = getattr(value, "item", None)  # numpy / pandas scalars
+    if callable(item):
+        return item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text, as stored in every JSON column."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
+class JSONText(TypeDecorator[Any]):
+    """A JSON value stored as compact text."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else dumps(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+metadata = MetaData()
+
+watermarks = Table(
+    "watermarks", metadata,
+    Column("entity", String(), nullable=False),
+    Column("system", String(), nullable=False),
+    Column("value", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("entity", "system", name="pk_watermarks"),
+)
+
+snapshots = Table(
+    "snapshots", metadata,
+    Column("system", String(), nullable=False),
+    Column("entity", String(), nullable=False),
+    Column("key", String(), nullable=False),
+    Column("h1", BigInteger, nullable=False),
+    Column("h2", BigInteger, nullable=False),
+    Column("data", JSONText, nullable=False),
+    Column("natural_key", Text, nullable=True),
+    Column("source_updated", UTCDateTime, nullable=True),
+    Column("seen_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("system", "entity", "key", name="pk_snapshots"),
+    Index("ix_snapshots_natural_key", "system", "entity", "natural_key"),
+)
+
+links = Table(
+    "links", metadata,
+    Column("entity", String(), nullable=False),
+    Column("crm_key", String(), nullable=False),
+    Column("erp_key", String(), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("entity", "crm_key", name="uq_links_crm"),
+    UniqueConstraint("entity", "erp_key", name="uq_links_erp"),
+)
+
+runs = Table(
+    "runs", metadata,
+    Column("id", String(), primary_key=True),
+    Column("kind", String(), nullable=False),
+    Column("status", String(), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("entities", JSONText, nullable=False),
+    Column("report", JSONText, nullable=True),
+    Index("ix_runs_started_at", "started_at"),
+)
+
+quarantine = Table(
+    "quarantine", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entity", String(), nullable=False),
+    Column("system", String(), nullable=False),
+    Column("key", String(), nullable=False),
+    Column("kind", String(), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("field", Text, nullable=True),
+    Column("payload", JSONText, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("next_retry_at", UTCDateTime, nullable=False),
+    Column("run_id", String(), nullable=True),
+    UniqueConstraint("entity", "system", "key", name="uq_quarantine_record"),
+)
+
+locks = Table(
+    "locks", metadata,
+    Column("name", String(), primary_key=True),
+    Column("owner", String(), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+intents = Table(
+    "intents", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entity", String(), nullable=False),
+    Column("target_system", String(), nullable=False),
+    Column("source_key", String(), nullable=False),
+    Column("external_id", String(), nullable=False),
+    Column("payload", JSONText, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("entity", "target_system", "source_key", name="uq_intents_source"),
+)
