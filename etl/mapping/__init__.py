@@ -1,0 +1,19 @@
+"""Declarative field mappings: typed models, a loader that validates them, named transforms, and
+the two pure functions the engine uses — native record → canonical values, and canonical values →
+native payload."""
+
+from etl.mapping.apply import MapContext, build_payload, read_record
+from etl.mapping.loader import load_mapping, load_mappings
+from etl.mapping.models import EntityMapping, FieldSpec, Side, SideField
+
+__all__ = [
+    "EntityMapping",
+    "FieldSpec",
+    "MapContext",
+    "Side",
+    "SideField",
+    "build_payload",
+    "load_mapping",
+    "load_mappings",
+    "read_record",
+]

@@ -1,0 +1,155 @@
+"""Apply a mapping: native record -> canonical values, canonical values -> native payload.
+
+Pure functions; links to other entities come in through :class:`MapContext`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from etl.errors import RecordError
+from etl.mapping.models import EntityMapping, Side
+from etl.mapping.transforms import REGISTRY
+
+_INDEX = re.compile(r"^(\w+)\[(\d+)\]$")
+
+
+def get_path(record: Any, path: str) -> Any:
+    """``a.b[0].c`` inside nested dicts/lists; missing parts give ``None``."""
+    value = record
+    for part in path.split("."):
+        match = _INDEX.match(part)
+        if match:
+            value = value.get(match[1]) if isinstance(value, dict) else None
+            idx = int(match[2])
+            value = value[idx] if isinstance(value, list) and idx < len(value) else None
+        else:
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            return None
+    return value
+
+
+def set_path(record: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``a.b.c`` in nested dicts, creating them as needed."""
+    parts = path.split(".")
+    node = record
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+@dataclass
+class MapContext:
+    """Links the transforms may follow: ``links[entity]`` maps CRM key <-> ERP key.
+
+    The canonical identity of a linked record is its CRM key, so both sides of an order that
+    points at the same customer carry the same canonical value.
+    """
+
+    side: Side = "crm"
+    crm_to_erp: dict[str, dict[str, str]] = field(default_factory=dict)
+    erp_to_crm: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def for_side(self, side: Side) -> MapContext:
+        return MapContext(side, self.crm_to_erp, self.erp_to_crm)
+
+    def add_link(self, entity: str, crm_key: str, erp_key: str) -> None:
+        self.crm_to_erp.setdefault(entity, {})[crm_key] = erp_key
+        self.erp_to_crm.setdefault(entity, {})[erp_key] = crm_key
+
+    def to_canonical(self, entity: str, native_key: str) -> str:
+        if self.side == "crm":
+            return native_key
+        crm_key = self.erp_to_crm.get(entity, {}).get(native_key)
+        if crm_key is None:
+            raise RecordError(f"{entity} {native_key} of the ERP is not linked to the CRM yet")
+        return crm_key
+
+    def from_canonical(self, entity: str, canonical: str) -> str:
+        if self.side == "crm":
+            return canonical
+        erp_key = self.crm_to_erp.get(entity, {}).get(canonical)
+        if erp_key is None:
+            raise RecordError(
+                f"{entity} {canonical} of the CRM is not synced to the ERP yet "
+                f"(sync {entity} first, or see its quarantine)"
+            )
+        return erp_key
+
+
+def read_record(
+    mapping: EntityMapping, side: Side, record: Mapping[str, Any], ctx: MapContext
+) -> dict[str, str | None]:
+    """The canonical values of every mapped field this side carries.
+
+    Raises :class:`RecordError` naming the field, the native path and the problem.
+    """
+    ctx = ctx.for_side(side)
+    values: dict[str, str | None] = {}
+    for name, spec in mapping.fields.items():
+        sf = spec.side(side)
+        if sf is None:
+            continue
+        paths = sf.native_paths()
+        raw: Any = [get_path(record, p) for p in paths] if sf.paths else get_path(record, paths[0])
+        if sf.fallback and (raw is None or raw == ""):
+            raw = get_path(record, sf.fallback)
+        try:
+            value = REGISTRY[sf.transform].read(raw, sf.args, ctx)
+        except RecordError as exc:
+            raise RecordError(
+                f"{mapping.entity} field {name!r} ({side} {'+'.join(paths)}): {exc}", field=name
+            ) from None
+        if value is None and spec.required:
+            raise RecordError(
+                f"{mapping.entity} field {name!r} ({side} {'+'.join(paths)}) is required "
+                "but empty",
+                field=name,
+            )
+        values[name] = value
+    return values
+
+
+def build_payload(
+    mapping: EntityMapping,
+    side: Side,
+    values: Mapping[str, str | None],
+    ctx: MapContext,
+    *,
+    create: bool,
+) -> dict[str, Any]:
+    """The native payload that writes ``values`` (canonical) into ``side``.
+
+    Fields the side does not carry, or marks read-only, are left out; on create the mapping's
+    ``create_defaults`` for the side come first.
+    """
+    ctx = ctx.for_side(side)
+    payload: dict[str, Any] = {}
+    if create:
+        for path, value in mapping.create_defaults.get(side, {}).items():
+            set_path(payload, path, value)
+    for name, value in values.items():
+        spec = mapping.fields[name]
+        sf = spec.side(side)
+        if sf is None or sf.read_only:
+            continue
+        if sf.max_length is not None and value is not None and len(value) > sf.max_length:
+            raise RecordError(
+                f"{mapping.entity} field {name!r} has {len(value)} characters; "
+                f"the {side} field {sf.path} allows {sf.max_length}",
+                field=name,
+            )
+        try:
+            native = REGISTRY[sf.transform].write(value, sf.args, ctx)
+        except RecordError as exc:
+            raise RecordError(f"{mapping.entity} field {name!r}: {exc}", field=name) from None
+        if sf.paths:
+            for path, part in zip(sf.paths, native, strict=True):
+                set_path(payload, path, part)
+        else:
+            set_path(payload, sf.path, native)  # type: ignore[arg-type]
+    return payload

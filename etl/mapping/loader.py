@@ -1,0 +1,106 @@
+"""Load and validate mapping files. Errors name the file, the path inside it, the bad value and
+what would be valid — before anything is written anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from etl.errors import ConfigError
+from etl.mapping.models import EntityMapping
+from etl.mapping.transforms import REGISTRY
+
+ENTITY_ORDER = ("customers", "products", "orders")
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def load_mapping(path: Path) -> EntityMapping:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: mapping file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a mapping file must be a YAML object with 'entity' and 'fields'")
+    try:
+        mapping = EntityMapping.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = _where(tuple(err["loc"]))
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            ctx = err.get("ctx") or {}
+            valid = f" (valid: {ctx['expected']})" if "expected" in ctx else ""
+            bad = err.get("input")
+            shown = f"; got {bad!r}" if not isinstance(bad, dict | list) else ""
+            problems.append(f"{path}: {where}: {msg}{valid}{shown}")
+        raise ConfigError("\n".join(problems)) from None
+    _check(mapping, path)
+    return mapping
+
+
+def _check(m: EntityMapping, path: Path) -> None:
+    problems = []
+    for name, spec in m.fields.items():
+        if spec.crm is None and spec.erp is None:
+            problems.append(f"fields.{name}: maps neither crm nor erp")
+        for side in ("crm", "erp"):
+            sf = spec.side(side)  # type: ignore[arg-type]
+            if sf is not None and sf.transform not in REGISTRY:
+                problems.append(
+                    f"fields.{name}.{side}.transform: unknown transform {sf.transform!r} "
+                    f"(valid: {', '.join(sorted(REGISTRY))})"
+                )
+    for ref, label in ((m.natural_key, "natural_key"),):
+        if ref is not None and ref not in m.fields:
+            problems.append(f"{label}: {ref!r} is not a mapped field (fields: {', '.join(m.fields)})")
+    for field_name in m.deactivate:
+        if field_name not in m.fields:
+            problems.append(f"deactivate.{field_name}: not a mapped field")
+    for i, pre in enumerate(m.preconditions):
+        if pre.field not in m.fields:
+            problems.append(f"preconditions[{i}].field: {pre.field!r} is not a mapped field")
+    if m.deletes == "deactivate" and not m.deactivate:
+        problems.append("deletes: 'deactivate' needs a 'deactivate' block (field: value)")
+    if not m.sources():
+        problems.append("no field flows from either side (check 'owner' and the field sides)")
+    if problems:
+        raise ConfigError("\n".join(f"{path}: {p}" for p in problems))
+
+
+def load_mappings(directory: Path, entities: list[str] | None = None) -> dict[str, EntityMapping]:
+    """Every ``*.yaml`` in ``directory`` keyed by entity, in dependency order."""
+    if not directory.is_dir():
+        raise ConfigError(
+            f"mappings directory {directory} does not exist (set PONTE_MAPPINGS_DIR)"
+        )
+    found: dict[str, EntityMapping] = {}
+    for file in sorted(directory.glob("*.yaml")):
+        mapping = load_mapping(file)
+        if mapping.entity in found:
+            raise ConfigError(f"{file}: entity {mapping.entity!r} is mapped twice")
+        found[mapping.entity] = mapping
+    for mapping in found.values():
+        for dep in mapping.depends_on:
+            if dep not in found:
+                raise ConfigError(f"{mapping.entity}: depends_on {dep!r}, which has no mapping")
+    if entities:
+        unknown = [e for e in entities if e not in found]
+        if unknown:
+            raise ConfigError(
+                f"unknown entity {', '.join(unknown)} (valid: {', '.join(found)})"
+            )
+    order = sorted(found, key=lambda e: (ENTITY_ORDER.index(e) if e in ENTITY_ORDER else 99, e))
+    return {e: found[e] for e in order if not entities or e in entities}

@@ -1,0 +1,364 @@
+"""Named transforms: how a native value becomes a canonical string (``read``) and back
+(``write``). Canonical values are ``str`` or ``None``; ``read`` raises :class:`RecordError`
+with a precise reason for values that cannot be synced.
+
+A transform gets the raw native value (or a list of values when the field has ``paths``), the
+``args`` from the mapping file, and the :class:`~etl.mapping.apply.MapContext` (for links).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from stdnum.br import cnpj as std_cnpj
+from stdnum.br import cpf as std_cpf
+
+from etl.errors import RecordError
+
+if TYPE_CHECKING:
+    from etl.mapping.apply import MapContext
+
+Raw = Any
+Canon = str | None
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SPACES = re.compile(r"\s+")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _empty(value: Raw) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+def _text(value: Raw, what: str = "text") -> Canon:
+    if _empty(value):
+        return None
+    if not isinstance(value, str):
+        raise RecordError(f"expected {what}, got {type(value).__name__} {value!r}")
+    if _CONTROL.search(value):
+        raise RecordError(f"contains control characters: {value!r}")
+    return _SPACES.sub(" ", unicodedata.normalize("NFC", value)).strip() or None
+
+
+def _digits(value: Raw) -> Canon:
+    if _empty(value):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RecordError(f"expected digits, got {type(value).__name__} {value!r}")
+    return re.sub(r"\D", "", str(value)) or None
+
+
+@dataclass(frozen=True)
+class Transform:
+    name: str
+    read: Callable[[Raw, dict[str, Any], MapContext], Canon]
+    write: Callable[[Canon, dict[str, Any], MapContext], Raw]
+    doc: str
+
+
+REGISTRY: dict[str, Transform] = {}
+
+
+def register(name: str, doc: str) -> Callable[[type], type]:
+    def deco(cls: type) -> type:
+        REGISTRY[name] = Transform(name, cls.read, cls.write, doc)  # type: ignore[attr-defined]
+        return cls
+
+    return deco
+
+
+@register("text", "trimmed text, inner whitespace collapsed, NFC; empty = missing")
+class _Text:
+    @staticmethod
+    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
+        value = _text(raw)
+        case = args.get("case")
+        if value is not None and case == "upper":
+            value = value.upper()
+        return value
+
+    @staticmethod
+    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
+        return value if value is not None else ""
+
+
+@register("email", "trimmed, lower-case e-mail; an address without '@' and a domain is invalid")
+class _Email:
+    @staticmethod
+    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
+        value = _text(raw, "an e-mail address")
+        if value is None:
+            return None
+        value = value.lower()
+        if not _EMAIL.match(value):
+            raise RecordError(f"{value!r} is not a valid e-mail address")
+        return value
+
+    write = _Text.write
+
+
+@register("digits", "digits only (CEPs, codes); written as a string")
+class _Digits:
+    @staticmethod
+    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
+        value = _digits(raw)
+        if value is not None and args.get("pad"):
+            value = value.zfill(int(args["pad"]))
+        return value
+
+    @staticmethod
+    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
+        if args.get("as") == "int":
+            return int(value) if value else None
+        return value or ""
+
+
+@register("tax_id", "CNPJ (14 digits) or CPF (11 digits) with valid check digits, digits only; "
+          "args.write_format: digits | punctuated")
+class _TaxId:
+    @staticmethod
+    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
+        value = _digits(raw)
+        if value is None:
+            return None
+        if len(value) == 14:
+            if not std_cnpj.is_valid(value):
+                raise RecordError(f"CNPJ {value} has invalid check digits")
+        elif len(value) == 11:
+            if not std_cpf.is_valid(value):
+                raise RecordError(f"CPF {value} has invalid check digits")
+        else:
+            raise RecordError(f"{value!r} has {len(value)} digits; a CNPJ has 14 and a CPF 11")
+        return value
+
+    @staticmethod
+    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
+        if not value:
+            return ""
+        if args.get("write_format") == "punctuated":
+            return std_cnpj.format(value) if len(value) == 14 else std_cpf.format(value)
+        return value
+
+
+@register("decimal", "a number as a fixed-point string (args.places, default 2); written as a number")
+class _Decimal:
+    @staticmethod
+    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
+        if _empty(raw):
+            return None
+        if isinstance(raw, bool):
+            raise RecordError(f"expected a number, got {raw!r}")
+        try:
+            number = Decimal(str(raw).replace(",", ".") if isinstance(raw, str) else str(raw))
+        except InvalidOperation:
+            raise RecordError(f"expected a number, got {raw!r}") from None
+        if not number.is_finite():
+            raise RecordError(f"expected a finite number, got {raw!r}")
+        places = int(args.get("places", 2))
+        return str(number.quantize(Decimal(1).scaleb(-places)))
+
+    @staticmethod
+    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
+        return float(value) if value is not None else 0
+
+
+@register("int", "an integer as a string; written as a number")
+class _Int:
+    @staticmethod
+    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
+        if _empty(raw):
+            return None
+        try:
+            return str(int(str(raw)))
+        except ValueError:
+            raise RecordError(f"expected an integer, got {raw!r}") from None
+
+    @staticmethod
+    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
+        return int(value) if value is not None else None
+
+
+@register("value_map", "native values <-> canonical values through args.map (native: canonical)")
+class _ValueMap:
+    @staticmethod
+    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
+        mapping = {str(k): str(v) for k, v in args["map"].items()}
+        if _empty(raw):
+            return args.get("default")
+        key = str(raw).lower() if isinstance(raw, bool) else str(raw)
+        if key not in mapping:
+            raise RecordError(f"value {raw!r} is not one of {sorted(mapping)}")
+        return mapping[key]
+
+    @staticmethod
+    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
+        for native, canon in args["map"].items():
+            if str(canon) == value:
+                return native
+        raise RecordError(f"no native value maps to {value!r}")
+
+
+@register("date", "a calendar date as YYYY-MM-DD; args.format is the native strftime format "
+          "(ISO datetimes with offsets are read in their own local date)")
+class _Date:
+    @staticmethod
+    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
+        if _empty(raw):
+            return None
+        if not isinstance(raw, str):
+            raise RecordError(f"expected a date, got {raw!r}")
+        fmt = args.get("format", "iso")
+        try:
+            if fmt == "iso":
+                return datetime.fromisoformat(raw).date().isoformat()
+            return datetime.strptime(raw.strip(), fmt).date().isoformat()
+        except ValueError:
+            raise RecordError(f"{raw!r} is not a date in the format {fmt}") from None
+
+    @staticmethod
+    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
+        if value is None:
+            return ""
+        d = date.fromisoformat(value)
+        fmt = args.get("format", "iso")
+        if fmt == "iso":
+            return f"{d.isoformat()}T00:00:00{args.get('offset', '-03:00')}"
+        return d.strftime(fmt)
+
+
+def _phone_digits(number: str) -> str:
+    digits = re.sub(r"\D", "", number)
+    if digits.startswith("55") and len(digits) in (12, 13):
+        digits = digits[2:]
+    return digits
+
+
+def _format_phone(digits: str) -> str:
+    ddd, rest = digits[:2], digits[2:]
+    return f"({ddd}) {rest[:-4]}-{rest[-4:]}" if len(rest) >= 8 else digits
+
+
+@register("phone_list", "a list of phone objects (args.number_key) -> up to args.limit numbers, "
+          "digits with DDD, comma-separated")
+class _PhoneList:
+    @staticmethod
+    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
+        if raw in (None, ""):
+            return None
+        if not isinstance(raw, list):
+            raise RecordError(f"expected a list of phones, got {type(raw).__name__}")
+        key, limit = args.get("number_key", "PhoneNumber"), int(args.get("limit", 2))
+        numbers = []
+        for item in raw:
+            number = item.get(key) if isinstance(item, dict) else None
+            if isinstance(number, str) and _phone_digits(number):
+                numbers.append(_phone_digits(number))
+        return ",".join(numbers[:limit]) or None
+
+    @staticmethod
+    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
+        key = args.get("number_key", "PhoneNumber")
+        extra = args.get("item_defaults", {})
+        return [{key: _format_phone(n), **extra} for n in (value.split(",") if value else [])]
+
+
+@register("phone_pairs", "paths alternate DDD and number fields (Omie telefone1_ddd, "
+          "telefone1_numero, ...) -> digits with DDD, comma-separated")
+class _PhonePairs:
+    @staticmethod
+    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
+        numbers = []
+        for ddd, number in zip(raw[0::2], raw[1::2], strict=True):
+            digits = _phone_digits(f"{ddd or ''}{number or ''}")
+            if digits:
+                numbers.append(digits)
+        return ",".join(numbers) or None
+
+    @staticmethod
+    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
+        numbers = value.split(",") if value else []
+        out: list[str] = []
+        slots = int(args.get("slots", 2))
+        for i in range(slots):
+            if i < len(numbers):
+                digits = numbers[i]
+                rest = digits[2:]
+                out += [digits[:2], f"{rest[:-4]}-{rest[-4:]}" if len(rest) >= 8 else rest]
+            else:
+                out += ["", ""]
+        return out
+
+
+@register("link", "the key of a linked record of args.entity; canonical = the CRM key")
+class _Link:
+    @staticmethod
+    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
+        if _empty(raw) or raw == 0:
+            return None
+        return ctx.to_canonical(args["entity"], str(raw))
+
+    @staticmethod
+    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
+        if value is None:
+            return None
+        native = ctx.from_canonical(args["entity"], value)
+        return int(native) if args.get("as") == "int" else native
+
+
+@register("lines", "order lines: a list of objects -> canonical JSON [[product, quantity, "
+          "unit price], ...] sorted; args: product, quantity, price (dotted paths inside a line), "
+          "product_entity, item_defaults, positive (quantities and prices must be > 0)")
+class _Lines:
+    @staticmethod
+    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
+        from etl.mapping.apply import get_path
+
+        if raw in (None, ""):
+            return None
+        if not isinstance(raw, list):
+            raise RecordError(f"expected a list of lines, got {type(raw).__name__}")
+        lines = []
+        for i, item in enumerate(raw, start=1):
+            product = get_path(item, args["product"])
+            if _empty(product) or product == 0:
+                raise RecordError(f"line {i} has no product")
+            try:
+                product_key = ctx.to_canonical(args["product_entity"], str(product))
+            except RecordError as exc:
+                raise RecordError(f"line {i}: {exc}") from None
+            qty = _Decimal.read(get_path(item, args["quantity"]), {"places": 4}, ctx)
+            price = _Decimal.read(get_path(item, args["price"]), {"places": 2}, ctx)
+            if args.get("positive", True):
+                if qty is None or Decimal(qty) <= 0:
+                    raise RecordError(f"line {i} (product {product}) has quantity {qty}; "
+                                      "it must be greater than 0")
+                if price is None or Decimal(price) <= 0:
+                    raise RecordError(f"line {i} (product {product}) has unit price {price}; "
+                                      "it must be greater than 0")
+            lines.append([product_key, qty, price])
+        if not lines:
+            return None
+        return json.dumps(sorted(lines), separators=(",", ":"))
+
+    @staticmethod
+    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
+        from etl.mapping.apply import set_path
+
+        out = []
+        for n, (product, qty, price) in enumerate(json.loads(value) if value else [], start=1):
+            item: dict[str, Any] = json.loads(json.dumps(args.get("item_defaults", {})))
+            native = ctx.from_canonical(args["product_entity"], product)
+            set_path(item, args["product"], int(native) if args.get("as") == "int" else native)
+            set_path(item, args["quantity"], float(qty))
+            set_path(item, args["price"], float(price))
+            if args.get("number"):
+                set_path(item, args["number"], n)
+            out.append(item)
+        return out
