@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pandas as pd
 import sqlalchemy as sa
@@ -212,7 +212,7 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -488,10 +488,11 @@ class Store:
         by_crm: dict[str, str] = {}
         by_erp: dict[str, str] = {}
         for crm, erp in wanted:  # the page itself must not link one key twice
-            if by_crm.setdefault(crm, erp) != erp or by_erp.setdefault(erp, crm) != crm:
+            other_erp, other_crm = by_crm.setdefault(crm, erp), by_erp.setdefault(erp, crm)
+            if other_erp != erp or other_crm != crm:
                 raise StateConflict(
-                    f"checkpoint of {entity!r} rolled back: it links {crm!r} <-> {erp!r} but "
-                    f"also {crm!r} <-> {by_crm[crm]!r} / {by_erp[erp]!r} <-> {erp!r}")
+                    f"checkpoint of {entity!r} rolled back: it links {crm!r} <-> {erp!r} and "
+                    f"also {crm!r} <-> {other_erp!r} or {other_crm!r} <-> {erp!r}")
         existing = set(self._links(conn, entity, list(by_crm), list(by_erp)))
         for crm, erp in existing:
             if (crm in by_crm and by_crm[crm] != erp) or (erp in by_erp and by_erp[erp] != crm):
