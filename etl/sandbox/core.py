@@ -58,6 +58,12 @@ class Faults:
     page_cap: int | None = None  # silently cap page sizes (Omie default 100, Ploomes 300)
     same_timestamp: bool = False  # every write gets the same instant (frozen clock)
     redundant_rule: bool = True  # Omie: identical list call within 60 s is refused
+    window_needs_flag: bool = False  # Omie [U]: date window ignored without filtrar_apenas_*
+    unique_cnpj_cpf: bool = True  # Omie [O]: inclusion refuses a CPF/CNPJ already registered
+    write_faults_http200: bool = False  # Omie [O]: write faults arrive with HTTP 200
+    misuse_after: int = 0  # Omie: N faults in a row -> MISUSE_API_PROCESS (HTTP 425); 0 = off
+    misuse_block_s: float = 1800.0  # how long that block lasts
+    next_link: bool = False  # Ploomes: emit @odata.nextLink on full pages (unconfirmed)
     seed: int | None = None
 
     def update(self, values: dict[str, Any]) -> None:

@@ -1,0 +1,399 @@
+"""OData v4 query options evaluated over Python records, for the Ploomes simulator.
+
+``$filter`` text is parsed by the ``odata-query`` package (its lexer/parser produce an AST); this
+module evaluates that AST against a mapping per record, so the simulator filters in memory the
+way the vendor's SQL would. ``$orderby``, ``$select`` and ``$expand`` are small enough to parse
+here.
+
+Semantics worth knowing:
+
+* Datetimes compare as instants at millisecond precision: record values and literals are both
+  truncated to the millisecond. A literal without an offset is read as Brasília time.
+* A string compared with a datetime literal is parsed as ISO 8601 (Ploomes ``Date`` fields).
+* Comparisons with ``null`` are false except ``eq null`` / ``ne null``; string functions on
+  ``null`` are false.
+* Comparing values of different types (a string field with a number) is an error, as it is on
+  the server (400).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from odata_query import ast
+from odata_query.exceptions import ODataException
+from odata_query.grammar import ODataLexer, ODataParser
+
+BRT = ZoneInfo("America/Sao_Paulo")
+
+Path = tuple[str, ...]
+T = TypeVar("T")
+
+
+class FilterError(ValueError):
+    """A query option that cannot be parsed or evaluated; the message names the problem."""
+
+
+def to_instant(value: datetime | date | str) -> datetime:
+    """An aware UTC datetime truncated to the millisecond. Naive values are Brasília time."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise FilterError(f"{value!r} is not an ISO 8601 date/time") from exc
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time(0), tzinfo=BRT)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=BRT)
+    value = value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+_COMPARE: dict[type, Callable[[Any, Any], bool]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+
+_ARITH: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Mod: operator.mod,
+}
+
+
+def _str_fn(fn: Callable[[str, str], Any]) -> Callable[[list[Any]], Any]:
+    def call(args: list[Any]) -> Any:
+        a, b = args
+        if a is None or b is None:
+            return None
+        if not isinstance(a, str) or not isinstance(b, str):
+            raise FilterError("string functions need string arguments")
+        return fn(a, b)
+
+    return call
+
+
+def _unary_str(fn: Callable[[str], Any]) -> Callable[[list[Any]], Any]:
+    def call(args: list[Any]) -> Any:
+        (a,) = args
+        if a is None:
+            return None
+        if not isinstance(a, str):
+            raise FilterError("string functions need a string argument")
+        return fn(a)
+
+    return call
+
+
+def _date_part(attr: str) -> Callable[[list[Any]], Any]:
+    def call(args: list[Any]) -> Any:
+        (a,) = args
+        if a is None:
+            return None
+        return getattr(to_instant(a).astimezone(BRT), attr)
+
+    return call
+
+
+_FUNCTIONS: dict[str, Callable[[list[Any]], Any]] = {
+    "contains": _str_fn(lambda a, b: b in a),
+    "startswith": _str_fn(str.startswith),
+    "endswith": _str_fn(str.endswith),
+    "indexof": _str_fn(str.find),
+    "concat": _str_fn(operator.add),
+    "tolower": _unary_str(str.lower),
+    "toupper": _unary_str(str.upper),
+    "trim": _unary_str(str.strip),
+    "length": _unary_str(len),
+    "year": _date_part("year"),
+    "month": _date_part("month"),
+    "day": _date_part("day"),
+    "hour": _date_part("hour"),
+    "minute": _date_part("minute"),
+    "second": _date_part("second"),
+}
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, datetime | date):
+        return "datetime"
+    return type(value).__name__
+
+
+def _lookup(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    raise FilterError(f"cannot read property {name!r} of a {_kind(obj)} value")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A parsed ``$filter``; ``matches(record)`` evaluates it against one record mapping."""
+
+    text: str
+    tree: Any
+
+    def matches(self, record: Mapping[str, Any]) -> bool:
+        result = _Eval(record).run(self.tree, {})
+        if result is None:
+            return False
+        if not isinstance(result, bool):
+            raise FilterError(f"$filter {self.text!r} is not a true/false expression")
+        return result
+
+    def paths(self) -> set[Path]:
+        """The record property paths the filter reads (lambda variables excluded)."""
+        found: set[Path] = set()
+        _collect_paths(self.tree, frozenset(), found)
+        return found
+
+
+def parse_filter(text: str) -> Filter:
+    """Parse ``$filter`` text; raises :class:`FilterError` naming the problem."""
+    try:
+        tree = ODataParser().parse(ODataLexer().tokenize(text))
+    except ODataException as exc:
+        raise FilterError(f"invalid $filter {text!r}: {exc}") from exc
+    if tree is None:
+        raise FilterError("empty $filter")
+    return Filter(text, tree)
+
+
+def _path_of(node: Any) -> Path | None:
+    if isinstance(node, ast.Identifier):
+        return (node.name,)
+    if isinstance(node, ast.Attribute):
+        owner = _path_of(node.owner)
+        return None if owner is None else (*owner, node.attr)
+    return None
+
+
+def _collect_paths(node: Any, scope: frozenset[str], found: set[Path]) -> None:
+    path = _path_of(node)
+    if path is not None:
+        if path[0] not in scope:
+            found.add(path)
+        return
+    if isinstance(node, ast.CollectionLambda):
+        _collect_paths(node.owner, scope, found)
+        if node.lambda_ is not None:
+            inner = scope | {node.lambda_.identifier.name}
+            _collect_paths(node.lambda_.expression, inner, found)
+        return
+    if isinstance(node, ast.Call):
+        for arg in node.args:
+            _collect_paths(arg, scope, found)
+        return
+    for attr in ("left", "right", "operand"):
+        child = getattr(node, attr, None)
+        if child is not None:
+            _collect_paths(child, scope, found)
+    if isinstance(node, ast.List):
+        for item in node.val:
+            _collect_paths(item, scope, found)
+
+
+class _Eval:
+    def __init__(self, record: Mapping[str, Any]) -> None:
+        self.record = record
+
+    def run(self, node: Any, scope: dict[str, Any]) -> Any:
+        if isinstance(node, ast.Identifier):
+            if node.name in scope:
+                return scope[node.name]
+            return _lookup(self.record, node.name)
+        if isinstance(node, ast.Attribute):
+            return _lookup(self.run(node.owner, scope), node.attr)
+        if isinstance(node, ast.DateTime | ast.Date):
+            return to_instant(node.py_val)
+        if isinstance(node, ast.List):
+            return [self.run(v, scope) for v in node.val]
+        if isinstance(node, ast.Null | ast.Integer | ast.Float | ast.Boolean | ast.String):
+            return node.py_val
+        if isinstance(node, ast.BoolOp):
+            left = self.run(node.left, scope)
+            if isinstance(node.op, ast.And):
+                return bool(left) and bool(self.run(node.right, scope))
+            return bool(left) or bool(self.run(node.right, scope))
+        if isinstance(node, ast.UnaryOp):
+            value = self.run(node.operand, scope)
+            if isinstance(node.op, ast.Not):
+                return not value
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return -value
+            raise FilterError("unary minus needs a number")
+        if isinstance(node, ast.Compare):
+            return self._compare(node, scope)
+        if isinstance(node, ast.Call):
+            name = node.func.name.lower()
+            fn = _FUNCTIONS.get(name)
+            if fn is None:
+                raise FilterError(f"function {node.func.name!r} is not supported; "
+                                  f"supported: {sorted(_FUNCTIONS)}")
+            return fn([self.run(a, scope) for a in node.args])
+        if isinstance(node, ast.BinOp):
+            left, right = self.run(node.left, scope), self.run(node.right, scope)
+            if left is None or right is None:
+                return None
+            if _kind(left) != "number" or _kind(right) != "number":
+                raise FilterError("arithmetic needs numbers")
+            try:
+                return _ARITH[type(node.op)](left, right)
+            except ZeroDivisionError as exc:
+                raise FilterError("division by zero") from exc
+        if isinstance(node, ast.CollectionLambda):
+            return self._lambda(node, scope)
+        raise FilterError(f"unsupported expression {type(node).__name__}")
+
+    def _lambda(self, node: ast.CollectionLambda, scope: dict[str, Any]) -> bool:
+        items = self.run(node.owner, scope)
+        if items is None:
+            items = []
+        if not isinstance(items, list):
+            raise FilterError("any()/all() need a collection property")
+        if node.lambda_ is None:
+            return bool(items) if isinstance(node.operator, ast.Any) else True
+        var = node.lambda_.identifier.name
+        results = (
+            bool(self.run(node.lambda_.expression, {**scope, var: item})) for item in items
+        )
+        return any(results) if isinstance(node.operator, ast.Any) else all(results)
+
+    def _compare(self, node: ast.Compare, scope: dict[str, Any]) -> bool:
+        left = self.run(node.left, scope)
+        right = self.run(node.right, scope)
+        if isinstance(node.comparator, ast.In):
+            if not isinstance(right, list):
+                raise FilterError("'in' needs a list on its right")
+            return any(_coerced_eq(left, r) for r in right)
+        op = _COMPARE[type(node.comparator)]
+        if left is None or right is None:
+            if isinstance(node.comparator, ast.Eq):
+                return left is None and right is None
+            if isinstance(node.comparator, ast.NotEq):
+                return not (left is None and right is None)
+            return False
+        left, right = _coerce(left, right, node)
+        return bool(op(left, right))
+
+
+def _coerce(left: Any, right: Any, node: Any) -> tuple[Any, Any]:
+    if isinstance(left, datetime) and not isinstance(right, datetime):
+        right = to_instant(right) if isinstance(right, str | date) else right
+    elif isinstance(right, datetime) and not isinstance(left, datetime):
+        left = to_instant(left) if isinstance(left, str | date) else left
+    if _kind(left) != _kind(right):
+        where = _path_of(node.left) or _path_of(node.right)
+        name = "/".join(where) if where else "expression"
+        raise FilterError(
+            f"cannot compare {name} ({_kind(left)}) with a {_kind(right)} value"
+        )
+    return left, right
+
+
+def _coerced_eq(left: Any, right: Any) -> bool:
+    if left is None or right is None:
+        return left is None and right is None
+    if isinstance(left, datetime) or isinstance(right, datetime):
+        return bool(to_instant(left) == to_instant(right))
+    return bool(left == right)
+
+
+# --- $orderby, $select, $expand -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderKey:
+    path: Path
+    descending: bool = False
+
+
+def parse_orderby(text: str) -> list[OrderKey]:
+    """``"LastUpdateDate desc,Id"`` -> keys; raises :class:`FilterError` when malformed."""
+    keys: list[OrderKey] = []
+    for part in text.split(","):
+        words = part.split()
+        if not words or len(words) > 2:
+            raise FilterError(f"invalid $orderby item {part.strip()!r}")
+        direction = words[1].lower() if len(words) == 2 else "asc"
+        if direction not in ("asc", "desc"):
+            raise FilterError(f"invalid $orderby direction {words[1]!r}; use asc or desc")
+        keys.append(OrderKey(tuple(words[0].split("/")), direction == "desc"))
+    return keys
+
+
+def sort_records(
+    items: list[T], keys: list[OrderKey], value: Callable[[T, Path], Any]
+) -> list[T]:
+    """Stable multi-key sort; ``None`` sorts first ascending (as SQL Server does)."""
+
+    def key_fn(path: Path) -> Callable[[T], tuple[bool, Any]]:
+        def k(item: T) -> tuple[bool, Any]:
+            v = value(item, path)
+            if isinstance(v, datetime | date) and not isinstance(v, datetime):
+                v = to_instant(v)
+            return (v is not None, v if v is not None else 0)
+
+        return k
+
+    out = list(items)
+    for key in reversed(keys):
+        try:
+            out.sort(key=key_fn(key.path), reverse=key.descending)
+        except TypeError as exc:
+            raise FilterError(
+                f"cannot order by {'/'.join(key.path)}: mixed value types"
+            ) from exc
+    return out
+
+
+def split_top_level(text: str) -> list[str]:
+    """Split on commas that are not inside parentheses (``Owner($select=Id,Name),City``)."""
+    parts: list[str] = []
+    depth, start = 0, 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise FilterError(f"unbalanced parentheses in {text!r}")
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    if depth != 0:
+        raise FilterError(f"unbalanced parentheses in {text!r}")
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def parse_expand(text: str) -> list[str]:
+    """Navigation names of ``$expand``; nested options in parentheses are accepted and ignored."""
+    return [p.split("(", 1)[0].strip() for p in split_top_level(text)]
+
+
+def parse_select(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def first_segments(paths: Iterable[Path]) -> set[str]:
+    return {p[0] for p in paths}
