@@ -6,9 +6,9 @@ or several workers). The schema is created and upgraded by the Alembic migration
 
 Conventions:
 
-* Time always comes in as an argument (``now``); the store never reads the clock, except
-  ``start_run`` for nothing but the id. Every timestamp must be aware; it is stored as UTC and
-  returned as an aware UTC datetime on every backend.
+* Time always comes in as an argument (``now``); the store never reads the clock. Every
+  timestamp must be aware (a naive one is a ``ValueError``); it is stored as UTC and returned
+  as an aware UTC datetime on every backend.
 * Writes that belong together go through :meth:`Store.checkpoint`, one transaction per page.
   On SQLite, write transactions start with ``BEGIN IMMEDIATE`` so that two processes never
   deadlock on a read-then-write upgrade; readers are never blocked (WAL).
