@@ -43,7 +43,7 @@ def to_instant(value: datetime | date | str) -> datetime:
     """An aware UTC datetime truncated to the millisecond. Naive values are Brasília time."""
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            value = datetime.fromisoformat(value)
         except ValueError as exc:
             raise FilterError(f"{value!r} is not an ISO 8601 date/time") from exc
     if not isinstance(value, datetime):

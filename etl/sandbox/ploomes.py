@@ -176,7 +176,7 @@ class _DropResponse(Response):
 class PloomesSim(Simulator):
     """State of one simulated Ploomes account."""
 
-    tables = ["Contacts", "Products", "Deals", "Orders", "Users", "Cities", "States"]
+    tables = ["Contacts", "Products", "Deals", "Orders", "Users", "Cities", "States"]  # noqa: RUF012
     retry_after_header = True
 
     def __init__(self, *, user_key: str = SANDBOX_USER_KEY, rpm: int = 120,
