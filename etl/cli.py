@@ -3,18 +3,76 @@ render its result. Library errors become exit codes in one place (:mod:`etl.exit
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import functools
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
+from pydantic import ValidationError
+from rich.console import Console
 
 from etl import __version__
+from etl.errors import ConfigError, EtlError
+from etl.exitcodes import HELP as EXIT_HELP
+from etl.exitcodes import Exit, for_error, for_status
 
 app = typer.Typer(
     name="ponte",
-    help="Keeps a CRM and an ERP in agreement (Ploomes <-> Omie first).",
+    help=f"Keeps a CRM and an ERP in agreement (Ploomes <-> Omie first).\n\n{EXIT_HELP}",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
+mappings_app = typer.Typer(help="Mapping files.", no_args_is_help=True)
+db_app = typer.Typer(help="The state database.", no_args_is_help=True)
+app.add_typer(mappings_app, name="mappings")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings_or_exit() -> Any:
+    from etl.logging import configure
+    from etl.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        lines = []
+        for e in exc.errors():
+            var = "PONTE_" + "__".join(str(p).upper() for p in e["loc"])
+            lines.append(f"{var}: {e['msg']}")
+        err.print("bad configuration:\n  " + "\n  ".join(lines), highlight=False)
+        raise typer.Exit(Exit.CONFIG) from None
+    configure(secrets=settings.secrets(), fmt=settings.log_format, level=settings.log_level)
+    return settings
+
+
+def handle_errors(fn: F) -> F:
+    """Library errors -> a clear message on stderr and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EtlError as exc:
+            from etl.logging import Redactor
+
+            text = str(exc)
+            try:
+                from etl.settings import Settings
+
+                text = Redactor(Settings().secrets())(text)
+            except ValidationError:
+                pass
+            label = "bad configuration" if isinstance(exc, ConfigError) else "error"
+            err.print(f"{label}: {text}", highlight=False, markup=False)
+            raise typer.Exit(for_error(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:
@@ -31,6 +89,90 @@ def root(
     ] = None,
 ) -> None:
     """ponte: CRM <-> ERP sync middleware."""
+
+
+def _finish_run(report: Any, as_json: bool, *, show_changes: bool) -> None:
+    from etl.render import print_json, print_report
+
+    if as_json:
+        print_json(report.as_dict(with_changes=show_changes), out)
+    else:
+        print_report(report, out, show_changes=show_changes)
+    raise typer.Exit(for_status(report.status))
+
+
+Entities = Annotated[Optional[list[str]], typer.Argument(help="customers, products, orders (default: all).")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+@app.command()
+@handle_errors
+def sync(
+    entities: Entities = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: write nothing.")] = False,
+    as_json: Json = False,
+) -> None:
+    """One incremental sync of ENTITY... (what cron or the systemd timer calls)."""
+    from etl import api
+
+    report = api.sync(settings_or_exit(), entities, dry_run=dry_run)
+    _finish_run(report, as_json, show_changes=dry_run)
+
+
+@app.command()
+@handle_errors
+def plan(entities: Entities = None, as_json: Json = False) -> None:
+    """What a sync would write, field by field (old -> new); writes nothing anywhere."""
+    from etl import api
+
+    report = api.sync(settings_or_exit(), entities, dry_run=True)
+    _finish_run(report, as_json, show_changes=True)
+
+
+@app.command()
+@handle_errors
+def demo(
+    customers: Annotated[int, typer.Option(help="Customers to seed.")] = 60,
+    products: Annotated[int, typer.Option(help="Products to seed.")] = 20,
+    orders: Annotated[int, typer.Option(help="Orders to seed.")] = 12,
+    state: Annotated[str, typer.Option(help="State database of the demo (recreated).")] = "ponte-demo.db",
+    as_json: Json = False,
+) -> None:
+    """Start the sandbox in-process, sync, edit both sides as users would, sync, sync again."""
+    from etl.demo import run_demo
+
+    run_demo(customers=customers, products=products, orders=orders, state_path=state,
+             console=out, as_json=as_json)
+
+
+@mappings_app.command("check")
+@handle_errors
+def mappings_check(
+    directory: Annotated[Optional[str], typer.Argument(help="Folder of mapping files.")] = None,
+) -> None:
+    """Validate the mapping files without running anything."""
+    from pathlib import Path
+
+    from etl.mapping import load_mappings
+
+    settings = settings_or_exit()
+    found = load_mappings(Path(directory) if directory else settings.mappings_dir)
+    for name, m in found.items():
+        out.print(f"{name}: ok — {len(m.fields)} fields, sources {', '.join(m.sources())}, "
+                  f"creates in {', '.join(m.create_in) or 'none'}, conflict policy {m.conflict}",
+                  highlight=False)
+
+
+@db_app.command("upgrade")
+@handle_errors
+def db_upgrade() -> None:
+    """Apply the state database migrations (also done on first use)."""
+    from etl.state.store import Store
+
+    settings = settings_or_exit()
+    with Store.open(settings.state_url, migrate=False) as store:
+        store.upgrade()
+    out.print("state database is up to date")
 
 
 @app.command()

@@ -1,0 +1,68 @@
+"""Library entry points behind the CLI: each builds what it needs from Settings, does one thing,
+and returns a result object."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Iterator
+
+import httpx
+
+from etl.connectors.base import Connector
+from etl.connectors.factory import build_connectors
+from etl.engine import Options, RunReport, run_sync
+from etl.mapping import EntityMapping, load_mappings
+from etl.mapping.models import Side
+from etl.settings import Settings
+from etl.state.store import Store
+
+
+def options_from(settings: Settings, **overrides: object) -> Options:
+    opt = Options(
+        lookback=timedelta(seconds=settings.lookback_s),
+        safety_lag=timedelta(seconds=settings.safety_lag_s),
+        lease_s=float(settings.lock_lease_s),
+    )
+    for k, v in overrides.items():
+        setattr(opt, k, v)
+    return opt
+
+
+@contextmanager
+def session(
+    settings: Settings,
+    *,
+    crm_client: httpx.Client | None = None,
+    erp_client: httpx.Client | None = None,
+) -> Iterator[tuple[Store, dict[Side, Connector], dict[str, EntityMapping]]]:
+    """Validated mappings, an open state store and both connectors — config errors first,
+    before anything is written."""
+    mappings = load_mappings(settings.mappings_dir)
+    connectors = build_connectors(settings, crm_client=crm_client, erp_client=erp_client)
+    store = Store.open(settings.state_url)
+    try:
+        yield store, connectors, mappings
+    finally:
+        store.close()
+        for c in connectors.values():
+            c.close()
+
+
+def sync(
+    settings: Settings,
+    entities: Sequence[str] | None = None,
+    *,
+    dry_run: bool = False,
+    crm_client: httpx.Client | None = None,
+    erp_client: httpx.Client | None = None,
+) -> RunReport:
+    """One incremental run (what cron calls); ``dry_run`` = plan: writes nothing anywhere."""
+    with session(settings, crm_client=crm_client, erp_client=erp_client) as (store, conns, maps):
+        if entities:
+            load_mappings(settings.mappings_dir, list(entities))  # names unknown entities
+        return run_sync(
+            store=store, connectors=conns, mappings=maps, entities=entities or None,
+            kind="plan" if dry_run else "sync", options=options_from(settings, dry_run=dry_run),
+        )

@@ -1,0 +1,101 @@
+"""``ponte demo``: the sandbox in-process, three syncs, and what users do between them.
+
+1. seed both simulators with overlapping data (the same CNPJs on both sides, slightly
+   different), sync everything;
+2. edit both sides as users would (a CRM e-mail, an ERP phone, an ERP price, a new CRM customer,
+   an ERP order moving to the next stage), sync again;
+3. sync once more: nothing changed, so nothing is written.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from rich.console import Console
+
+from etl import api
+from etl.engine.report import RunReport
+from etl.errors import EtlError
+from etl.render import print_json, print_report
+from etl.sandbox.server import running_sandbox
+from etl.settings import CrmSettings, ErpSettings, Settings
+
+MAPPINGS = Path(__file__).resolve().parent.parent / "mappings" / "ploomes_omie"
+
+
+def _edits(sb: object) -> list[str]:
+    """Change a few records as people in each system's UI would; say what was done."""
+    crm, erp = sb.crm, sb.erp  # type: ignore[attr-defined]
+    done = []
+    contacts = sorted(crm.db["Contacts"], key=lambda r: r.id)
+    if contacts:
+        row = contacts[0]
+        new = f"comercial+{row.id}@exemplo.com.br"
+        crm.ui_update("Contacts", row.id, {"Email": new})
+        done.append(f"CRM user changed contact {row.id}'s e-mail to {new}")
+    clientes = sorted(erp.db["clientes"], key=lambda r: r.id)
+    if clientes:
+        row = clientes[-1]
+        erp.ui_update("clientes", row.id, {"telefone1_ddd": "11", "telefone1_numero": "3333-4444"})
+        done.append(f"ERP user changed cliente {row.id}'s phone to (11) 3333-4444")
+    produtos = sorted(erp.db["produtos"], key=lambda r: r.id)
+    if produtos:
+        row = produtos[0]
+        price = round(float(row.data.get("valor_unitario", 10)) * 1.1, 2)
+        erp.ui_update("produtos", row.id, {"valor_unitario": price})
+        done.append(f"ERP user raised product {row.data.get('codigo')}'s price to {price}")
+    crm.ui_create("Contacts", {
+        "TypeId": 1, "Name": "Padaria Pão Dourado", "LegalName": "Pão Dourado Panificadora Ltda",
+        "Register": "11444777000161", "CNPJ": "11444777000161", "Email": "contato@paodourado.com.br",
+        "Phones": [{"PhoneNumber": "(11) 3456-7890", "TypeId": 1, "CountryId": 76}],
+        "StreetAddress": "Rua Augusta", "StreetAddressNumber": "1500", "Neighborhood": "Consolação",
+        "ZipCode": 1304001, "CityId": 1, "StateId": 25, "CountryId": 76, "StatusId": 1,
+        "OwnerId": 1, "Key": "", "Tags": [], "OtherProperties": [],
+    })
+    done.append("CRM user created customer 'Padaria Pão Dourado' (CNPJ 11.444.777/0001-61)")
+    pedidos = sorted(erp.db["pedidos"], key=lambda r: r.id)
+    if pedidos:
+        row = pedidos[0]
+        cab = copy.deepcopy(row.data.get("cabecalho", {}))
+        cab["etapa"] = "20"
+        erp.ui_update("pedidos", row.id, {"cabecalho": cab})
+        done.append(f"ERP user moved pedido {row.id} to etapa 20")
+    return done
+
+
+def run_demo(*, customers: int, products: int, orders: int, state_path: str,
+             console: Console, as_json: bool = False) -> list[RunReport]:
+    for suffix in ("", "-wal", "-shm"):
+        Path(state_path + suffix).unlink(missing_ok=True)
+    reports: list[RunReport] = []
+    with running_sandbox(customers=customers, products=products, orders=orders,
+                         ploomes_rpm=100_000, omie_rpm=100_000) as sb:
+        settings = Settings(
+            state_url=f"sqlite:///{state_path}",
+            mappings_dir=MAPPINGS if MAPPINGS.is_dir() else Path("mappings/ploomes_omie"),
+            crm=CrmSettings(base_url=sb.crm_url, requests_per_minute=100_000),
+            erp=ErpSettings(base_url=sb.erp_url, requests_per_minute=100_000),
+        )
+        if not as_json:
+            console.print(f"sandbox: Ploomes at {sb.crm_url}, Omie at {sb.erp_url}; "
+                          f"state in {state_path}", highlight=False)
+        steps = [
+            ("1. first sync: match existing customers by CNPJ/CPF, create the rest", None),
+            ("2. after users edited both sides", _edits),
+            ("3. nothing changed since: a sync that writes nothing", None),
+        ]
+        for title, before in steps:
+            if before is not None:
+                for line in before(sb):
+                    if not as_json:
+                        console.print(f"  - {line}", highlight=False)
+            report = api.sync(settings)
+            reports.append(report)
+            if as_json:
+                print_json(report.as_dict(), console)
+            else:
+                print_report(report, console, show_changes=bool(before), title=title)
+            if report.status == "failed":
+                raise EtlError(f"demo sync failed: {report.error}")
+    return reports

@@ -1,0 +1,102 @@
+"""Run reports: what a run read, wrote, matched and quarantined, per entity and side."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["ok", "partial", "failed"]
+
+
+@dataclass
+class SideCounts:
+    read: int = 0  # records read from this side
+    created: int = 0  # records created in this side
+    updated: int = 0  # records updated in this side
+    unchanged: int = 0  # records read that had not changed since their snapshot
+    quarantined: int = 0  # records from this side put in quarantine
+    skipped: int = 0  # changed records with nowhere to go (e.g. not created by the mapping)
+
+
+@dataclass
+class Change:
+    """One planned or performed write, field by field (old -> new)."""
+
+    entity: str
+    target: str
+    action: str  # create | update
+    key: str | None
+    source_key: str
+    fields: dict[str, tuple[Any, Any]]
+
+
+@dataclass
+class Problem:
+    entity: str
+    side: str
+    key: str
+    kind: str
+    reason: str
+
+
+@dataclass
+class EntityReport:
+    crm: SideCounts = field(default_factory=SideCounts)
+    erp: SideCounts = field(default_factory=SideCounts)
+    matched: int = 0
+    conflicts: int = 0
+    changes: list[Change] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    watermarks: dict[str, str | None] = field(default_factory=dict)
+
+    def side(self, side: str) -> SideCounts:
+        return self.crm if side == "crm" else self.erp
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"crm": asdict(self.crm), "erp": asdict(self.erp), "matched": self.matched,
+                "conflicts": self.conflicts}
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    kind: str  # sync | plan | backfill | verify
+    status: Status = "ok"
+    entities: dict[str, EntityReport] = field(default_factory=dict)
+    api_calls: dict[str, dict[str, int]] = field(default_factory=dict)
+    duration_s: float = 0.0
+    error: str | None = None
+    dry_run: bool = False
+
+    @property
+    def quarantined(self) -> int:
+        return sum(e.crm.quarantined + e.erp.quarantined for e in self.entities.values())
+
+    @property
+    def writes(self) -> int:
+        return sum(
+            e.crm.created + e.crm.updated + e.erp.created + e.erp.updated
+            for e in self.entities.values()
+        )
+
+    def as_dict(self, *, with_changes: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "status": self.status,
+            "dry_run": self.dry_run,
+            "entities": {name: e.as_dict() for name, e in self.entities.items()},
+            "api_calls": self.api_calls,
+            "duration_s": round(self.duration_s, 3),
+        }
+        if self.error:
+            out["error"] = self.error
+        if with_changes:
+            out["changes"] = [
+                {**asdict(c), "fields": {k: list(v) for k, v in c.fields.items()}}
+                for e in self.entities.values() for c in e.changes
+            ]
+        problems = [asdict(p) for e in self.entities.values() for p in e.problems]
+        if problems:
+            out["problems"] = problems
+        return out

@@ -1,0 +1,125 @@
+"""Run orchestration: lock each entity, sync it, record the run. Library entry point for
+``ponte sync``, ``plan`` and ``backfill``."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from loguru import logger
+
+from etl.connectors.base import Connector
+from etl.engine.entity import EntitySync, Options
+from etl.engine.report import EntityReport, RunReport
+from etl.errors import EtlError, LockHeld, SystemUnavailable
+from etl.mapping import EntityMapping, MapContext
+from etl.mapping.models import Side
+from etl.state.store import Store
+
+
+def lock_name(entity: str) -> str:
+    return f"entity:{entity}"
+
+
+def build_context(store: Store, mappings: dict[str, EntityMapping], entity: str) -> MapContext:
+    ctx = MapContext()
+    for name in {entity, *mappings[entity].depends_on}:
+        for crm_key, erp_key in store.links(name):
+            ctx.add_link(name, crm_key, erp_key)
+    return ctx
+
+
+def run_sync(
+    *,
+    store: Store,
+    connectors: dict[Side, Connector],
+    mappings: dict[str, EntityMapping],
+    entities: Sequence[str] | None = None,
+    kind: str = "sync",
+    options: Options | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> RunReport:
+    """Sync ``entities`` (all mapped ones by default) once. Never raises for one bad record;
+    raises :class:`LockHeld` when another run holds an entity. A system that is down ends the
+    run with status ``failed`` and nothing checkpointed past the failure."""
+    opt = options or Options()
+    started = time.monotonic()
+    run_start = now()
+    names = list(entities or mappings)
+    run_id = uuid.uuid4().hex
+    report = RunReport(run_id=run_id, kind=kind, dry_run=opt.dry_run)
+    record = not opt.dry_run
+    if record:
+        run_id = store.start_run(kind, names, now=run_start)
+        report.run_id = run_id
+    log = logger.bind(run_id=run_id[:8])
+    held: list[str] = []
+    try:
+        if record:
+            for name in names:
+                if not store.acquire_lock(lock_name(name), run_id, lease_s=opt.lease_s,
+                                          now=run_start):
+                    holder = store.lock_holder(lock_name(name))
+                    until = holder[1].isoformat() if holder else "?"
+                    raise LockHeld(
+                        f"another ponte run holds the lock of {name!r} (run "
+                        f"{holder[0][:8] if holder else '?'}, lease until {until}); "
+                        "nothing was written — try again when it finishes"
+                    )
+                held.append(name)
+        for name in names:
+            mapping = mappings[name]
+            entity_report = EntityReport()
+            report.entities[name] = entity_report
+            sync = EntitySync(
+                mapping, connectors, store, build_context(store, mappings, name),
+                run_id=run_id, now=run_start, options=opt, report=entity_report,
+                lock_name=lock_name(name),
+            )
+            sync.run()
+            log.bind(entity=name).info(
+                "{}: crm read {} created {} updated {}; erp read {} created {} updated {}; "
+                "matched {} conflicts {} quarantined {}",
+                name, entity_report.crm.read, entity_report.crm.created,
+                entity_report.crm.updated, entity_report.erp.read, entity_report.erp.created,
+                entity_report.erp.updated, entity_report.matched, entity_report.conflicts,
+                entity_report.crm.quarantined + entity_report.erp.quarantined,
+            )
+        report.status = "partial" if report.quarantined else "ok"
+    except LockHeld:
+        report.status = "failed"
+        report.error = "lock held"
+        if record:
+            _finish(store, report, connectors, started)
+        raise
+    except SystemUnavailable as exc:
+        report.status = "failed"
+        report.error = str(exc)
+        log.error("run failed: {}", exc)
+    except EtlError as exc:
+        report.status = "failed"
+        report.error = str(exc)
+        log.error("run failed: {}", exc)
+    finally:
+        for name in held:
+            store.release_lock(lock_name(name), run_id)
+    if record:
+        _finish(store, report, connectors, started)
+    else:
+        _calls(report, connectors, started)
+    log.info("run {} {}: {} writes, {} quarantined, {:.2f}s", kind, report.status, report.writes,
+             report.quarantined, report.duration_s)
+    return report
+
+
+def _calls(report: RunReport, connectors: dict[Side, Connector], started: float) -> None:
+    report.api_calls = {side: c.calls.as_dict() for side, c in connectors.items()}
+    report.duration_s = time.monotonic() - started
+
+
+def _finish(store: Store, report: RunReport, connectors: dict[Side, Connector],
+            started: float) -> None:
+    _calls(report, connectors, started)
+    store.finish_run(report.run_id, report.status, report.as_dict(), now=datetime.now(UTC))
