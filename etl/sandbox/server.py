@@ -154,8 +154,8 @@ def serve(*, host: str, crm_port: int, erp_port: int, customers: int, products: 
                        for t in SEEDED_TABLES[side])
     lines = [
         f"Ploomes simulator  {crm_url}   User-Key: {SANDBOX_USER_KEY}",
-        f"Omie simulator     {erp_url}   app_key: {SANDBOX_APP_KEY}  "
-        f"app_secret: {SANDBOX_APP_SECRET}",
+        f"Omie simulator     {erp_url}   app_key: {SANDBOX_APP_KEY}"
+        + f"  app_secret: {SANDBOX_APP_SECRET}",
         f"{'seeded (seed ' + str(seed) + ')' if summary else 'kept from ' + str(db)}: {counts}",
         f"admin API: {crm_url}/_sandbox/ and {_url(host, erp_port)}/_sandbox/",
         f"data file(s): {', '.join(db_paths(db))}" if db else "data: in memory (use --db FILE "
@@ -187,21 +187,19 @@ def running_sandbox(*, customers: int = 0, products: int = 0, orders: int = 0, s
               overlap=overlap)
     socks = (_bind("127.0.0.1", 0), _bind("127.0.0.1", 0))
     servers = _servers(crm, erp)
-    failure: list[BaseException] = []
 
-    def run() -> None:
-        try:
-            asyncio.run(_run(servers, socks, handle_signals=False))
-        except BaseException as exc:  # reported to the caller below
-            failure.append(exc)
+    def run() -> None:  # an exception here is printed by threading's excepthook
+        asyncio.run(_run(servers, socks, handle_signals=False))
 
     thread = threading.Thread(target=run, name="ponte-sandbox", daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not all(s.started for s in servers):
-            if failure or not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"sandbox servers did not start: {failure or 'timeout'}")
+            if not thread.is_alive():
+                raise RuntimeError("sandbox servers did not start (see the traceback above)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"sandbox servers did not start within {START_TIMEOUT_S} s")
             time.sleep(0.01)
         crm_port, erp_port = (sock.getsockname()[1] for sock in socks)
         yield Sandbox(crm_url=_url("127.0.0.1", crm_port),
