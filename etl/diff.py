@@ -1,0 +1,407 @@
+"""Snapshot diff: which incoming rows are new, changed or unchanged.
+
+Pure pandas/numpy/pyarrow, no I/O. The engine hashes the *normalized, mapped* fields of each
+incoming record (:func:`hash_frame`), compares them with the hashes stored in the snapshot
+(:func:`diff`) and drops what did not change -- overlap re-reads and echoes of ponte's own writes.
+:func:`changed_fields` explains a change field by field for ``plan``.
+
+Row hash
+--------
+Each row gets a 128-bit content hash, stored as two signed 64-bit integers ``h1`` and ``h2``
+(signed so that they fit a SQL ``BIGINT``). The two halves are computed from the same bytes with
+different keys *and* different mixing functions, so a false "unchanged" needs two independent
+64-bit collisions on the same pair of rows: about 2**-128 per pair compared, i.e. negligible
+(a trillion comparisons leave a ~3e-27 chance of one miss). Nothing verifies a hash match
+against the old values -- the snapshot keeps hashes for exactly that reason -- so a collision
+would make a real change look unchanged; ``verify`` (full compare of both sides) would still
+find it. The key join in :func:`diff` is exact: it works on the key strings themselves.
+
+The hash is not cryptographic (its keys are public constants); it guards against accidents,
+not against someone crafting colliding records. It is deterministic across processes, runs,
+machines and row order (no ``PYTHONHASHSEED``, no per-frame state).
+
+Values are hashed by content, not by dtype:
+
+* strings by their UTF-8 bytes (``object`` columns of ``str``, ``str``/``string`` dtypes);
+* numbers (int, float, bool -- numeric dtypes or ``object`` columns holding them) by their
+  float64 value, so ``1``, ``1.0`` and ``True`` hash alike, as they compare equal in Python
+  (integers beyond 2**53 lose precision like any float), and ``-0.0`` equals ``0.0``;
+* ``None``, ``NaN``, ``pd.NA`` and ``NaT`` all hash as one "missing" value, distinct from ``""``;
+* anything else (dates, decimals, ...) by its type name and ``repr`` -- the normalizer should
+  turn such values into strings first; ponte's canonical values are strings or None.
+
+Strings are hashed without going through Python objects: a column is viewed as an Arrow string
+array (zero-copy for ``str`` columns), its UTF-8 buffer is read in 8-byte words, each word is
+mixed with its position and the mixed words of a string are summed; the sum and the byte length
+are mixed once more. Columns are folded left to right with a multiply-xor chain, so the same
+value in another column, or two values swapped, give another hash.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["DiffResult", "changed_fields", "diff", "hash_frame"]
+
+_U64 = np.uint64
+_MASK64 = (1 << 64) - 1
+
+# Word keys (odd) and length keys for the two halves; fixed forever: snapshots store the result.
+_WORD_KEY = (_U64(0x8C97F9C7F5E69E9D), _U64(0xF76DDF2497B265A1))
+_LEN_KEY = (_U64(0x15C5D8630AF6F5D5), _U64(0xD018EA1B771AB331))
+_ROW_MULT = (_U64(0xE999373C7B254BF1), _U64(0xB88BE64169F70E75))
+_MISSING = (_U64(0x6F11E9DAA8AF9A31), _U64(0xE04C7E942C1E73D7))
+# A number's "length" term: no string is 2**63 bytes long, so numbers never meet strings by length.
+_NUMBER_LEN = tuple(_U64(((1 << 63) * int(k)) & _MASK64) for k in _LEN_KEY)
+# Two different 64-bit finalizers: murmur3's fmix64 and Stafford's mix13 (the splitmix64 one).
+_MIXERS = (
+    (33, _U64(0xFF51AFD7ED558CCD), 33, _U64(0xC4CEB9FE1A85EC53), 33),
+    (30, _U64(0xBF58476D1CE4E5B9), 27, _U64(0x94D049BB133111EB), 31),
+)
+_TAIL_MASKS = np.array([0, *((1 << (8 * i)) - 1 for i in range(1, 8)), _MASK64], dtype=_U64)
+_NUMERIC_INFERRED = frozenset({"integer", "floating", "mixed-integer-float", "boolean"})
+
+
+def _mix(x: np.ndarray, which: int) -> np.ndarray:
+    """Finalize 64-bit words in place (a bijection with full avalanche) and return them."""
+    s1, m1, s2, m2, s3 = _MIXERS[which]
+    x ^= x >> _U64(s1)
+    x *= m1
+    x ^= x >> _U64(s2)
+    x *= m2
+    x ^= x >> _U64(s3)
+    return x
+
+
+def _hash_arrow_strings(arr: pa.Array, halves: Sequence[int] = (0, 1)) -> list[np.ndarray]:
+    """The 64-bit hashes (``halves`` of 0, 1) of every string of one Arrow string array.
+
+    Nulls hash as missing. Works on the UTF-8 buffer directly, a handful of numpy passes over
+    one 8-byte word per 8 bytes of text.
+    """
+    n = len(arr)
+    if arr.type != pa.large_string():
+        arr = arr.cast(pa.large_string())
+    _, offsets_buf, data_buf = arr.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    # 8 zero bytes of padding so that the last word of the last string can be read whole.
+    data = np.zeros(hi - lo + 8, dtype=np.uint8)
+    if data_buf is not None and hi > lo:
+        data[: hi - lo] = np.frombuffer(data_buf, dtype=np.uint8)[lo:hi]
+    lengths = np.diff(offsets)
+    n_words = (lengths + 7) >> 3
+    ends = np.cumsum(n_words)
+    firsts = ends - n_words
+    total = int(ends[-1]) if n else 0
+    # Word w of the whole column belongs to string i = owner[w] and sits at position j in it.
+    owner = np.repeat(np.arange(n, dtype=np.int64), n_words)
+    j = np.arange(total, dtype=np.int64)
+    j -= firsts[owner]
+    byte_pos = (offsets[:-1] - lo)[owner]
+    byte_pos += j << 3
+    # A uint64 at every byte offset (unaligned, overlapping view): one gather reads all words.
+    all_words = np.ndarray(shape=(len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))
+    words = all_words[byte_pos].astype(_U64, copy=False)
+    del byte_pos
+    tail = lengths[owner]
+    tail -= j << 3
+    np.minimum(tail, 8, out=tail)
+    words &= _TAIL_MASKS[tail]
+    del tail, owner
+    j_plus_1 = (j + 1).astype(_U64)
+    del j
+    length_u = lengths.astype(_U64)
+    out = []
+    for which in halves:
+        mixed = _mix(words ^ (j_plus_1 * _WORD_KEY[which]), which)
+        # Per-string sums through a wrapping prefix sum: empty strings sum to 0.
+        prefix = np.empty(total + 1, dtype=_U64)
+        prefix[0] = 0
+        np.cumsum(mixed, out=prefix[1:])
+        del mixed
+        acc = prefix[ends] - prefix[firsts]
+        acc += length_u * _LEN_KEY[which]
+        out.append(_mix(acc, which))
+    if arr.null_count:
+        missing = arr.is_null().to_numpy(zero_copy_only=False)
+        for h, which in zip(out, halves, strict=True):
+            h[missing] = _MISSING[which]
+    return out
+
+
+def _hash_numbers(values: np.ndarray) -> list[np.ndarray]:
+    """Both hashes of float64 values (NaN -> missing, -0.0 -> 0.0)."""
+    values = values.astype(np.float64, copy=True)
+    missing = np.isnan(values)
+    values[values == 0.0] = 0.0
+    bits = values.view(_U64)
+    out = []
+    for which in (0, 1):
+        acc = _mix(bits ^ _WORD_KEY[which], which)
+        acc += _NUMBER_LEN[which]
+        h = _mix(acc, which)
+        h[missing] = _MISSING[which]
+        out.append(h)
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.number | np.bool_)
+
+
+def _hash_mixed(values: np.ndarray) -> list[np.ndarray]:
+    """The slow path for object columns that hold more than strings: split by kind."""
+    n = len(values)
+    h1 = np.empty(n, dtype=_U64)
+    h2 = np.empty(n, dtype=_U64)
+    missing = np.fromiter((_is_missing(v) for v in values), dtype=bool, count=n)
+    number = np.fromiter((_is_number(v) for v in values), dtype=bool, count=n) & ~missing
+    text = ~(missing | number)
+    h1[missing], h2[missing] = _MISSING
+    if number.any():
+        h1[number], h2[number] = _hash_numbers(values[number].astype(np.float64))
+    if text.any():
+        strings = [
+            v if isinstance(v, str) else f"\x00{type(v).__qualname__}\x00{v!r}"
+            for v in values[text]
+        ]
+        h1[text], h2[text] = _hash_arrow_strings(pa.array(strings, type=pa.large_string()))
+    return [h1, h2]
+
+
+def _as_arrow_strings(column: pd.Series) -> pa.Array | pa.ChunkedArray | None:
+    """The column as an Arrow string array (zero-copy when Arrow-backed); None if not text."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.ArrowDtype):
+        pa_type = dtype.pyarrow_dtype
+        if pa.types.is_string(pa_type) or pa.types.is_large_string(pa_type):
+            return pa.array(column.array)
+        return None
+    if isinstance(dtype, pd.StringDtype) and dtype.storage != "python":
+        return pa.array(column.array)
+    if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)):
+        try:
+            return pa.array(column.to_numpy(dtype=object), type=pa.large_string(), from_pandas=True)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            return None
+    return None
+
+
+def _hash_strings(
+    strings: pa.Array | pa.ChunkedArray, halves: Sequence[int] = (0, 1)
+) -> list[np.ndarray]:
+    if isinstance(strings, pa.Array):
+        return _hash_arrow_strings(strings, halves)
+    if strings.num_chunks == 1:
+        return _hash_arrow_strings(strings.chunk(0), halves)
+    if strings.num_chunks == 0:
+        return [np.empty(0, dtype=_U64) for _ in halves]
+    parts = [_hash_arrow_strings(chunk, halves) for chunk in strings.chunks]
+    return [np.concatenate([p[i] for p in parts]) for i in range(len(halves))]
+
+
+def _hash_column(column: pd.Series) -> list[np.ndarray]:
+    """Both 64-bit content hashes of one column, as uint64 arrays."""
+    dtype = column.dtype
+    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+        return _hash_numbers(column.to_numpy(dtype=np.float64, na_value=np.nan))
+    strings = _as_arrow_strings(column)
+    if strings is not None:
+        return _hash_strings(strings)
+    values = column.to_numpy(dtype=object)
+    if dtype == object and pd.api.types.infer_dtype(values, skipna=True) in _NUMERIC_INFERRED:
+        numbers = pd.to_numeric(pd.Series(values, dtype=object))
+        return _hash_numbers(numbers.to_numpy(dtype=np.float64, na_value=np.nan))
+    return _hash_mixed(values)
+
+
+def hash_frame(
+    frame: pd.DataFrame, columns: Sequence[str], *, workers: int | None = None
+) -> pd.DataFrame:
+    """The 128-bit content hash of ``columns`` (in that order) for every row of ``frame``.
+
+    Returns a frame with int64 columns ``h1`` and ``h2`` on ``frame.index``. Equal values give
+    equal hashes whatever the row order, index, dtype holding them, process or machine; see the
+    module docstring for the value rules and collisions (~2**-128 per pair of rows).
+
+    ``workers`` threads hash columns in parallel (numpy releases the GIL); default: the CPU
+    count, at most 4 and at most one per column.
+    """
+    columns = list(columns)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise KeyError(f"hash_frame: columns not in frame: {missing}")
+    n = len(frame)
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1, max(1, len(columns)))
+    series = [frame[c] for c in columns]
+    if workers > 1 and n >= 10_000 and len(columns) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            per_column = list(pool.map(_hash_column, series))
+    else:
+        per_column = [_hash_column(s) for s in series]
+    halves = []
+    for which in (0, 1):
+        row = np.full(n, _U64(len(columns)), dtype=_U64)
+        for hashes in per_column:
+            row ^= hashes[which]
+            row *= _ROW_MULT[which]
+        halves.append(_mix(row, which).view(np.int64))
+    return pd.DataFrame({"h1": halves[0], "h2": halves[1]}, index=frame.index)
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    """Incoming rows split against the snapshot, each part in incoming order.
+
+    ``new`` and ``changed`` hold the incoming rows (all their columns, original index) plus
+    their ``h1``/``h2``; ``unchanged`` holds the keys of rows whose hash equals the snapshot's.
+    """
+
+    new: pd.DataFrame
+    changed: pd.DataFrame
+    unchanged: pd.Index
+
+
+def diff(
+    incoming: pd.DataFrame,
+    snapshot: pd.DataFrame,
+    *,
+    columns: Sequence[str],
+    key: str = "key",
+    hashes: pd.DataFrame | None = None,
+) -> DiffResult:
+    """Split ``incoming`` (``key`` + ``columns``) against ``snapshot`` (``key``, ``h1``, ``h2``).
+
+    A key absent from the snapshot is new; a present key is changed when its hash differs and
+    unchanged otherwise. When a key occurs more than once in ``incoming`` the last occurrence
+    wins (pages are read in updated-at order, so the last one is the newest); the others are
+    dropped. Keys must be non-null; snapshot keys must be unique (``ValueError`` otherwise).
+    ``hashes`` may pass ``hash_frame(incoming, columns)`` when the caller already has it.
+
+    The join is exact. Fast path: each key string is hashed to 64 bits, the snapshot's key
+    hashes go into an int64 hash table, and every match is then checked by comparing the key
+    strings themselves (one vectorized Arrow compare). If that check fails (a 64-bit key hash
+    collision) or keys repeat, the join falls back to factorizing both key columns together.
+    """
+    if hashes is None:
+        hashes = hash_frame(incoming, columns)
+    elif len(hashes) != len(incoming):
+        raise ValueError("diff: hashes must have one row per incoming row")
+    rows, found = _locate(incoming[key], snapshot[key], key)
+    is_new = found < 0
+
+    inc_h1 = hashes["h1"].to_numpy(np.int64)[rows]
+    inc_h2 = hashes["h2"].to_numpy(np.int64)[rows]
+    old = found[~is_new]
+    same_old = np.zeros(len(rows), dtype=bool)
+    same_old[~is_new] = (snapshot["h1"].to_numpy(np.int64)[old] == inc_h1[~is_new]) & (
+        snapshot["h2"].to_numpy(np.int64)[old] == inc_h2[~is_new]
+    )
+    is_changed = ~is_new & ~same_old
+
+    def pick(mask: np.ndarray) -> pd.DataFrame:
+        part = incoming.iloc[rows[mask]].copy()
+        part["h1"] = inc_h1[mask]
+        part["h2"] = inc_h2[mask]
+        return part
+
+    unchanged = pd.Index(incoming[key].iloc[rows[same_old]], name=key)
+    return DiffResult(new=pick(is_new), changed=pick(is_changed), unchanged=unchanged)
+
+
+def _locate(inc_keys: pd.Series, snap_keys: pd.Series, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(kept incoming row positions, matching snapshot row position or -1 for each)."""
+    located = _locate_by_hash(inc_keys, snap_keys)
+    return located if located is not None else _locate_exact(inc_keys, snap_keys, key)
+
+
+def _locate_by_hash(
+    inc_keys: pd.Series, snap_keys: pd.Series
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The fast join of :func:`diff`, or None when it cannot prove its answer exact."""
+    inc_s, snap_s = _as_arrow_strings(inc_keys), _as_arrow_strings(snap_keys)
+    if inc_s is None or snap_s is None or inc_s.null_count or snap_s.null_count:
+        return None
+    inc_h = _hash_strings(inc_s, (0,))[0].view(np.int64)
+    snap_index = pd.Index(_hash_strings(snap_s, (0,))[0].view(np.int64))
+    if not snap_index.is_unique or not pd.Index(inc_h).is_unique:
+        return None
+    found = snap_index.get_indexer(inc_h)
+    matched = np.flatnonzero(found >= 0)
+    if len(matched) == len(found):
+        left = inc_s
+    else:
+        left = inc_s.take(pa.array(matched))
+    right = snap_s.take(pa.array(found[matched]))
+    if len(matched) and not pc.all(pc.equal(left, right)).as_py():
+        return None
+    return np.arange(len(inc_keys)), found
+
+
+def _locate_exact(
+    inc_keys: pd.Series, snap_keys: pd.Series, key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Join by factorizing both key columns together; handles repeated incoming keys."""
+    n, m = len(inc_keys), len(snap_keys)
+    both = pd.concat(
+        [
+            inc_keys.reset_index(drop=True).astype(object),
+            snap_keys.reset_index(drop=True).astype(object),
+        ],
+        ignore_index=True,
+    )
+    codes, uniques = pd.factorize(both)
+    if (codes < 0).any():
+        raise ValueError(f"diff: null values in key column {key!r}")
+    inc_codes, snap_codes = codes[:n], codes[n:]
+    n_keys = len(uniques)
+    if m and np.bincount(snap_codes, minlength=n_keys).max() > 1:
+        raise ValueError(f"diff: duplicate keys in snapshot column {key!r}")
+    rows = np.arange(n)
+    if n and np.bincount(inc_codes, minlength=n_keys).max() > 1:
+        rows = rows[~pd.Series(inc_codes).duplicated(keep="last").to_numpy()]
+        inc_codes = inc_codes[rows]
+    snap_row = np.full(n_keys, -1, dtype=np.int64)
+    snap_row[snap_codes] = np.arange(m)
+    return rows, snap_row[inc_codes]
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return math.isnan(value)
+    return isinstance(value, np.datetime64 | np.timedelta64) and np.isnat(value)
+
+
+def changed_fields(
+    old: Mapping[str, Any], new: Mapping[str, Any], columns: Sequence[str]
+) -> dict[str, tuple[Any, Any]]:
+    """``{field: (old, new)}`` for each of ``columns`` whose value differs, in column order.
+
+    Absent fields and the missing values (None, NaN, pd.NA, NaT) all count as None, so they
+    equal each other and are reported as None; ``""`` is not missing. Numbers compare by value
+    (``1 == 1.0``), as the hash does.
+    """
+    out: dict[str, tuple[Any, Any]] = {}
+    for column in columns:
+        before, after = old.get(column), new.get(column)
+        before = None if _is_missing(before) else before
+        after = None if _is_missing(after) else after
+        if before is None and after is None:
+            continue
+        if before is None or after is None or before != after:
+            out[column] = (before, after)
+    return out
