@@ -24,7 +24,9 @@ Unconfirmed vendor behaviour ([U] in the reference) is a knob, default first:
 Fault knobs (``core.Faults``) apply to vendor routes only, never to ``/_sandbox``. A dropped
 connection sends the response head and then aborts: uvicorn closes the socket (the client
 sees a protocol error), and Starlette's ``TestClient`` raises :class:`DroppedConnection`, an
-``httpx.RemoteProtocolError``. Dropped requests are counted with status 0.
+``httpx.RemoteProtocolError``. A dropped read is not processed; a dropped write *is* applied
+before the connection drops (the answer is lost, the hard case for a client). Dropped requests
+are counted with status 0.
 """
 
 from __future__ import annotations
@@ -432,7 +434,8 @@ class _Api:
             return self._too_many(wait)
         if faults.latency_ms:
             await asyncio.sleep(faults.latency_ms / 1000)
-        if faults.drop_rate and sim.rng.random() < faults.drop_rate:
+        drop = bool(faults.drop_rate) and sim.rng.random() < faults.drop_rate
+        if drop and request.method == "GET":
             return _DropResponse()
         if faults.error_rate and sim.rng.random() < faults.error_rate:
             return _error(500, "InternalServerError", "An error has occurred.")
@@ -440,7 +443,8 @@ class _Api:
             await asyncio.sleep(faults.timeout_s)
         if match is None:
             raise BadRequest(f"no resource at {request.url.path}", status=404, code="NotFound")
-        return await self.dispatch(request, match["coll"], match["id"])
+        response = await self.dispatch(request, match["coll"], match["id"])
+        return _DropResponse() if drop else response
 
     def _too_many(self, wait: float) -> JSONResponse:
         seconds = max(1, math.ceil(wait))

@@ -334,8 +334,13 @@ def test_fault_drop_breaks_the_connection(ploomes_client: TestClient) -> None:
     set_faults(ploomes_client, drop_rate=1.0)
     with pytest.raises(httpx.TransportError):
         ploomes_client.get("/Contacts")
+    with pytest.raises(httpx.TransportError):  # a write is applied, its answer lost
+        ploomes_client.post("/Contacts", json={"Name": "lost answer"})
     counts = ploomes_client.get("/_sandbox/requests").json()["requests"]
     assert {"endpoint": "GET /Contacts", "status": 0, "count": 1} in counts
+    assert {"endpoint": "POST /Contacts", "status": 0, "count": 1} in counts
+    dump = ploomes_client.get("/_sandbox/Contacts").json()
+    assert [r["Name"] for r in dump["records"]] == ["lost answer"]
 
 
 def test_fault_timeout_and_latency_still_answer(ploomes_client: TestClient) -> None:
