@@ -3,9 +3,9 @@ and returns a result object."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Iterator
 
 import httpx
@@ -57,6 +57,7 @@ def sync(
     dry_run: bool = False,
     crm_client: httpx.Client | None = None,
     erp_client: httpx.Client | None = None,
+    now: Callable[[], datetime] | None = None,
 ) -> RunReport:
     """One incremental run (what cron calls); ``dry_run`` = plan: writes nothing anywhere."""
     with session(settings, crm_client=crm_client, erp_client=erp_client) as (store, conns, maps):
@@ -65,4 +66,5 @@ def sync(
         return run_sync(
             store=store, connectors=conns, mappings=maps, entities=entities or None,
             kind="plan" if dry_run else "sync", options=options_from(settings, dry_run=dry_run),
+            **({"now": now} if now is not None else {}),
         )

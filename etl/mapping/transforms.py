@@ -185,14 +185,19 @@ class _Int:
         return int(value) if value is not None else None
 
 
-@register("value_map", "native values <-> canonical values through args.map (native: canonical)")
+def _map_key(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@register("value_map", "native values <-> canonical values through args.map (native: canonical); "
+          "write the native keys with their native type (1, true, \"S\")")
 class _ValueMap:
     @staticmethod
     def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
-        mapping = {str(k): str(v) for k, v in args["map"].items()}
+        mapping = {_map_key(k): str(v) for k, v in args["map"].items()}
         if _empty(raw):
             return args.get("default")
-        key = str(raw).lower() if isinstance(raw, bool) else str(raw)
+        key = _map_key(raw)
         if key not in mapping:
             raise RecordError(f"value {raw!r} is not one of {sorted(mapping)}")
         return mapping[key]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,17 @@ class World:
     crm: PloomesSim
     erp: OmieSim
     settings: Settings
+    offset_s: float = 0.0
+
+    def tick(self, seconds: float = 2.0) -> None:
+        """Move both simulators' clocks and ponte's together, so that edits made right after a
+        sync fall inside the next run's window (runs are minutes apart in real life)."""
+        self.offset_s += seconds
+        self.crm.clock.advance(seconds)
+        self.erp.clock.advance(seconds)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.offset_s)
 
     def clients(self) -> tuple[TestClient, TestClient]:
         return (
@@ -39,9 +51,12 @@ class World:
         )
 
     def sync(self, *entities: str, dry_run: bool = False) -> RunReport:
+        self.tick()
         crm_client, erp_client = self.clients()
-        return api.sync(self.settings, list(entities) or None, dry_run=dry_run,
-                        crm_client=crm_client, erp_client=erp_client)
+        report = api.sync(self.settings, list(entities) or None, dry_run=dry_run,
+                          crm_client=crm_client, erp_client=erp_client, now=self.now)
+        self.tick()
+        return report
 
     def store(self) -> Store:
         return Store.open(self.settings.state_url)
