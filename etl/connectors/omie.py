@@ -42,12 +42,12 @@ from etl.connectors.base import (
     ApiCalls,
     Capabilities,
     Record,
-    Window,
     WriteOp,
     WriteResult,
 )
 from etl.connectors.http import HttpSession, RetryPolicy, Verdict, retry_after_seconds
 from etl.errors import ConfigError, RecordError, SystemUnavailable
+from etl.watermark import Window
 
 BRT = ZoneInfo("America/Sao_Paulo")
 SYSTEM = "erp"
@@ -444,7 +444,7 @@ class OmieConnector:
         if op.action == "update":
             cab[spec.id_field] = self._numeric_key(op)
             status = self._call(spec.service, spec.alter, payload, kind="write")
-            key = int(status.get(spec.id_field) or op.key)
+            key = int(status.get(spec.id_field) or cab[spec.id_field])
         else:
             if op.external_id:
                 cab[spec.int_field] = op.external_id

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from etl.connectors.base import Connector, Window, WriteOp
+from etl.connectors.base import Connector, WriteOp
 from etl.connectors.http import RetryPolicy
 from etl.connectors.omie import OmieConnector
 from etl.errors import ConfigError, SystemUnavailable
 from etl.sandbox.omie import OmieSim, create_app
+from etl.watermark import Window
 
 KEY, SECRET = "2000000000002", "omie-connector-test-secret-xyz"
 T0 = datetime(2026, 3, 10, 13, 0, 0, tzinfo=UTC)  # 10/03/2026 10:00:00 in Brasília
