@@ -140,7 +140,9 @@ def demo(
 ) -> None:
     """Start the sandbox in-process, sync, edit both sides as users would, sync, sync again."""
     from etl.demo import run_demo
+    from etl.logging import configure
 
+    configure(level="WARNING")
     run_demo(customers=customers, products=products, orders=orders, state_path=state,
              console=out, as_json=as_json)
 

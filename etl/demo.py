@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -85,12 +86,24 @@ def run_demo(*, customers: int, products: int, orders: int, state_path: str,
             ("2. after users edited both sides", _edits),
             ("3. nothing changed since: a sync that writes nothing", None),
         ]
+        offset = timedelta(0)
+
+        def now() -> datetime:
+            return datetime.now(UTC) + offset
+
         for title, before in steps:
+            # time passes between runs: move both sandbox clocks and ponte's together
+            offset += timedelta(seconds=30)
+            sb.crm.clock.advance(30)
+            sb.erp.clock.advance(30)
             if before is not None:
                 for line in before(sb):
                     if not as_json:
                         console.print(f"  - {line}", highlight=False)
-            report = api.sync(settings)
+            offset += timedelta(seconds=30)
+            sb.crm.clock.advance(30)
+            sb.erp.clock.advance(30)
+            report = api.sync(settings, now=now)
             reports.append(report)
             if as_json:
                 print_json(report.as_dict(), console)

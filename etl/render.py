@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -18,35 +19,47 @@ def print_json(data: Any, console: Console | None = None) -> None:
 
 def run_table(report: RunReport, *, title: str | None = None) -> Table:
     table = Table(title=title or f"{report.kind} {report.run_id[:8]} — {report.status}"
-                  f"{' (dry run: nothing written)' if report.dry_run else ''}")
-    table.add_column("entity")
-    table.add_column("side")
-    for col in ("read", "created", "updated", "unchanged", "quarantined", "skipped"):
-        table.add_column(col, justify="right")
-    table.add_column("matched", justify="right")
-    table.add_column("conflicts", justify="right")
+                  f"{' (dry run: nothing written)' if report.dry_run else ''}",
+                  box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("entity side", no_wrap=True)
+    for col in ("read", "created", "updated", "same", "quar.", "matched", "confl."):
+        table.add_column(col, justify="right", no_wrap=True)
+    skipped = []
     for name, e in report.entities.items():
         for side in ("crm", "erp"):
             c = e.side(side)
+            first = side == "crm"
             table.add_row(
-                name if side == "crm" else "", side, str(c.read), str(c.created), str(c.updated),
-                str(c.unchanged), str(c.quarantined), str(c.skipped),
-                str(e.matched) if side == "crm" else "", str(e.conflicts) if side == "crm" else "",
+                f"{name} {side}", str(c.read), str(c.created), str(c.updated), str(c.unchanged),
+                str(c.quarantined), str(e.matched) if first else "",
+                str(e.conflicts) if first else "",
             )
+            if c.skipped:
+                skipped.append(f"{name} {side}: {c.skipped}")
     calls = ", ".join(
-        f"{side}: {v['read']} read / {v['write']} write" for side, v in report.api_calls.items()
+        f"{side} {v['read']} read / {v['write']} write" for side, v in report.api_calls.items()
     )
-    table.caption = f"API calls — {calls}; {report.duration_s:.2f}s"
+    note = f"; skipped (nowhere to go): {', '.join(skipped)}" if skipped else ""
+    table.caption = (f"read = records read from the side; created/updated = written into it; "
+                     f"same = unchanged since last seen; quar. = quarantined{note}\n"
+                     f"API calls: {calls}; {report.duration_s:.2f}s")
+    table.caption_justify = "left"
     return table
+
+
+def _short(value: object, width: int = 28) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def changes_table(report: RunReport) -> Table | None:
     rows = [c for e in report.entities.values() for c in e.changes]
     if not rows:
         return None
-    table = Table(title="changes" if not report.dry_run else "plan: what a sync would write")
-    for col in ("entity", "into", "action", "key", "from key", "field", "old", "new"):
-        table.add_column(col)
+    table = Table(title="changes" if not report.dry_run else "plan: what a sync would write",
+                  box=box.SIMPLE_HEAD, title_justify="left")
+    for col in ("entity", "into", "action", "key", "from", "field", "old", "new"):
+        table.add_column(col, no_wrap=col not in ("old", "new"))
     for c in rows[:500]:
         first = True
         for field_name, (old, new) in c.fields.items():
@@ -54,7 +67,7 @@ def changes_table(report: RunReport) -> Table | None:
                 c.entity if first else "", c.target if first else "",
                 c.action if first else "", (c.key or "(new)") if first else "",
                 c.source_key if first else "", field_name,
-                "" if old is None else str(old), "" if new is None else str(new),
+                _short(old), _short(new),
             )
             first = False
     if len(rows) > 500:
