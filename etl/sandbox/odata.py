@@ -160,6 +160,15 @@ class Filter:
             raise FilterError(f"$filter {self.text!r} is not a true/false expression")
         return result
 
+    def lower_bound(self, name: str) -> datetime | None:
+        """An instant every matching record's ``name`` is at or after (None if unknown); lets a
+        caller skip records cheaply before evaluating the filter."""
+        return _lower_bound(self.tree, name)
+
+    def key_set(self, name: str) -> set[Any] | None:
+        """The only values ``name`` can have in a matching record (None if unrestricted)."""
+        return _key_set(self.tree, name)
+
     def paths(self) -> set[Path]:
         """The record property paths the filter reads (lambda variables excluded)."""
         found: set[Path] = set()
@@ -176,6 +185,37 @@ def parse_filter(text: str) -> Filter:
     if tree is None:
         raise FilterError("empty $filter")
     return Filter(text, tree)
+
+
+def _lower_bound(node: Any, name: str) -> datetime | None:
+    if isinstance(node, ast.BoolOp):
+        left, right = _lower_bound(node.left, name), _lower_bound(node.right, name)
+        if isinstance(node.op, ast.And):
+            return max((b for b in (left, right) if b is not None), default=None)
+        return min(left, right) if left is not None and right is not None else None
+    if (isinstance(node, ast.Compare)
+            and isinstance(node.comparator, ast.Gt | ast.GtE | ast.Eq)
+            and _path_of(node.left) == (name,)
+            and isinstance(node.right, ast.DateTime | ast.Date)):
+        return to_instant(node.right.py_val)
+    return None
+
+
+def _key_set(node: Any, name: str) -> set[Any] | None:
+    if isinstance(node, ast.BoolOp):
+        left, right = _key_set(node.left, name), _key_set(node.right, name)
+        if isinstance(node.op, ast.And):
+            if left is None or right is None:
+                return left if right is None else right
+            return left & right
+        return left | right if left is not None and right is not None else None
+    if isinstance(node, ast.Compare) and _path_of(node.left) == (name,):
+        if isinstance(node.comparator, ast.Eq) and isinstance(node.right, ast.Integer):
+            return {node.right.py_val}
+        if isinstance(node.comparator, ast.In) and isinstance(node.right, ast.List) and all(
+                isinstance(v, ast.Integer) for v in node.right.val):
+            return {v.py_val for v in node.right.val}
+    return None
 
 
 def _path_of(node: Any) -> Path | None:
@@ -341,28 +381,39 @@ def parse_orderby(text: str) -> list[OrderKey]:
     return keys
 
 
+def nulls_first(value: Callable[[T], Any]) -> Callable[[T], tuple[bool, Any]]:
+    """A sort key over ``value`` that orders ``None`` first (as SQL Server does ascending)."""
+
+    def key(item: T) -> tuple[bool, Any]:
+        v = value(item)
+        if v is None:
+            return (False, 0)
+        if isinstance(v, date) and not isinstance(v, datetime):
+            v = to_instant(v)
+        return (True, v)
+
+    return key
+
+
 def sort_records(
-    items: list[T], keys: list[OrderKey], value: Callable[[T, Path], Any]
+    items: list[T], keys: list[OrderKey], key_for: Callable[[Path], Callable[[T], Any]]
 ) -> list[T]:
-    """Stable multi-key sort; ``None`` sorts first ascending (as SQL Server does)."""
-
-    def key_fn(path: Path) -> Callable[[T], tuple[bool, Any]]:
-        def k(item: T) -> tuple[bool, Any]:
-            v = value(item, path)
-            if isinstance(v, datetime | date) and not isinstance(v, datetime):
-                v = to_instant(v)
-            return (v is not None, v if v is not None else 0)
-
-        return k
-
+    """Stable multi-key sort. ``key_for(path)`` gives the sort key function of one path (see
+    :func:`nulls_first`)."""
     out = list(items)
-    for key in reversed(keys):
-        try:
-            out.sort(key=key_fn(key.path), reverse=key.descending)
-        except TypeError as exc:
-            raise FilterError(
-                f"cannot order by {'/'.join(key.path)}: mixed value types"
-            ) from exc
+    fns = [key_for(k.path) for k in keys]
+    try:
+        if len({k.descending for k in keys}) == 1:  # one pass with a composite key
+            if len(fns) == 1:
+                out.sort(key=fns[0], reverse=keys[0].descending)
+            else:
+                out.sort(key=lambda item: tuple(f(item) for f in fns),
+                         reverse=keys[0].descending)
+        else:
+            for key, fn in reversed(list(zip(keys, fns, strict=True))):
+                out.sort(key=fn, reverse=key.descending)
+    except TypeError as exc:
+        raise FilterError("cannot order by these fields: mixed value types") from exc
     return out
 
 

@@ -35,7 +35,7 @@ import asyncio
 import copy
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -50,8 +50,11 @@ from etl.sandbox import geo
 from etl.sandbox.admin import admin_routes
 from etl.sandbox.core import BRT, Row, Simulator
 from etl.sandbox.odata import (
+    Filter,
     FilterError,
+    OrderKey,
     Path,
+    nulls_first,
     parse_expand,
     parse_filter,
     parse_orderby,
@@ -534,48 +537,105 @@ class _Api:
     def list_table(self, request: Request, collection: str, table: str) -> Response:
         projection = self._projection(request, table)
         fields = {"Id", *SCHEMA[table], "CreateDate", "LastUpdateDate", *NAV[table]}
+        flt, keys = _filter_and_order(request, fields, table)
         with self.sim.db.lock:
-            views = [_View(self.sim, table, row)
-                     for row in sorted(self.sim.db[table], key=lambda r: r.id)]
-            page, extra = self.query(request, views, fields, table)
+            rows = self._candidates(table, flt)
+            if keys:
+                rows = sort_records(rows, keys, self._row_key(table))
+            views = (_View(self.sim, table, row) for row in rows)
+            page, extra = self._page(request, views, flt)
             records = [self.shape(request, table, v.row, projection) for v in page]
         return _envelope(request, collection, records, **extra)
+
+    def _candidates(self, table: str, flt: Filter | None) -> list[Row]:
+        """Rows that may match ``$filter``, in id order: narrowed by the ids or the earliest
+        LastUpdateDate the filter allows (an index, in database terms)."""
+        rows = self.sim.db[table]
+        if flt is not None and (wanted := flt.key_set("Id")) is not None:
+            found = (rows.get(i) for i in sorted(wanted) if isinstance(i, int))
+            return [r for r in found if r is not None]
+        out = sorted(rows, key=_by_id)
+        if flt is not None and (since := flt.lower_bound("LastUpdateDate")) is not None:
+            out = [r for r in out if r.updated >= since]
+        return out
+
+    def _row_key(self, table: str) -> Callable[[Path], Callable[[Row], Any]]:
+        """Sort keys straight from the row where possible (the hot path of every listing)."""
+        computed = {"Phones", "Products", "OrderNumber", "ContactName", "Amount"}
+
+        def key_for(path: Path) -> Callable[[Row], Any]:
+            name = path[0]
+            if len(path) == 1 and name == "Id":
+                return _by_id
+            if len(path) == 1 and name in ("LastUpdateDate", "CreateDate"):
+                attr = "updated" if name == "LastUpdateDate" else "created"
+
+                def instant(row: Row) -> datetime:
+                    t: datetime = getattr(row, attr)
+                    return t.replace(microsecond=t.microsecond - t.microsecond % 1000)
+
+                return instant
+            if len(path) == 1 and name not in NAV[table] and name not in computed:
+                return nulls_first(lambda row: row.data.get(name))
+            return nulls_first(lambda row: _path_value(_View(self.sim, table, row), path))
+
+        return key_for
 
     def list_lookup(self, request: Request, collection: str) -> Response:
         items = LOOKUPS[collection]
         fields = set().union(*(x.keys() for x in items))
-        page, extra = self.query(request, items, fields, collection)
+        flt, keys = _filter_and_order(request, fields, collection)
+        if keys:
+            items = sort_records(items, keys, _lookup_key)
+        page, extra = self._page(request, iter(items), flt)
         select = parse_select(request.query_params.get("$select", ""))
         records = [{k: x.get(k) for k in select} if select else dict(x) for x in page]
         return _envelope(request, collection, records, **extra)
 
-    def query(self, request: Request, items: list[Any], fields: set[str],
-              name: str) -> tuple[list[Any], dict[str, Any]]:
-        """Apply $filter, $orderby, $skip, $top to ``items``; returns the page and any
-        ``@odata.nextLink``."""
-        params = request.query_params
-        if "$filter" in params:
-            flt = parse_filter(params["$filter"])
-            unknown = sorted({p[0] for p in flt.paths()} - fields)
-            if unknown:
-                raise BadRequest(f"$filter: unknown field(s) {unknown} on {name}")
-            items = [x for x in items if flt.matches(x)]
-        if "$orderby" in params:
-            keys = parse_orderby(params["$orderby"])
-            unknown = sorted({k.path[0] for k in keys} - fields)
-            if unknown:
-                raise BadRequest(f"$orderby: unknown field(s) {unknown} on {name}")
-            items = sort_records(items, keys, _path_value)
+    def _page(self, request: Request, items: Iterator[Any],
+              flt: Filter | None) -> tuple[list[Any], dict[str, Any]]:
+        """Apply $filter lazily, then $skip and $top; returns the page and any nextLink."""
         skip = _int_option(request, "$skip") or 0
         top = _int_option(request, "$top")
         cap = self.sim.faults.page_cap or MAX_TOP
         size = min(DEFAULT_TOP if top is None else top, cap)
-        page = items[skip:skip + size]
+        matched: list[Any] = []
+        for item in items:  # stop once the page, and whether more follow, is known
+            if flt is None or flt.matches(item):
+                matched.append(item)
+                if len(matched) > skip + size:
+                    break
+        page = matched[skip:skip + size]
         extra: dict[str, Any] = {}
-        if self.sim.faults.next_link and size and len(page) == size and skip + size < len(items):
+        if self.sim.faults.next_link and size and len(page) == size and len(matched) > skip + size:
             extra["@odata.nextLink"] = str(request.url.include_query_params(
                 **{"$skip": str(skip + size), "$top": str(size)}))
         return page, extra
+
+
+def _by_id(row: Row) -> int:
+    return row.id
+
+
+def _lookup_key(path: Path) -> Callable[[Mapping[str, Any]], Any]:
+    return nulls_first(lambda item: _path_value(item, path))
+
+
+def _filter_and_order(request: Request, fields: set[str],
+                      name: str) -> tuple[Filter | None, list[OrderKey]]:
+    params = request.query_params
+    flt = parse_filter(params["$filter"]) if "$filter" in params else None
+    if flt is not None:
+        unknown = sorted({p[0] for p in flt.paths()} - fields)
+        if unknown:
+            raise BadRequest(f"$filter: unknown field(s) {unknown} on {name}")
+    keys: list[OrderKey] = []
+    if "$orderby" in params:
+        keys = parse_orderby(params["$orderby"])
+        unknown = sorted({k.path[0] for k in keys} - fields)
+        if unknown:
+            raise BadRequest(f"$orderby: unknown field(s) {unknown} on {name}")
+    return flt, keys
 
 
 def _lists(table: str) -> list[str]:
