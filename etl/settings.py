@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Sandbox defaults, so that a fresh checkout talks to ``ponte sandbox`` as it starts.
@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     schedule_customers: str = "*/5 * * * *"
     schedule_products: str = "*/15 * * * *"
     schedule_orders: str = "*/5 * * * *"
+
+    @field_validator("metrics_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
 
     def secrets(self) -> list[str]:
         """Every secret value, for redaction."""
