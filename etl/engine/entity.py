@@ -20,12 +20,16 @@ from etl.connectors.base import Connector, Record, WriteOp, WriteResult
 from etl.diff import diff, hash_frame
 from etl.engine.report import Change, EntityReport, Problem
 from etl.engine.resolve import Values, resolve_pair, values_for_create
-from etl.errors import RecordError
+from etl.errors import EtlError, RecordError
 from etl.mapping import EntityMapping, MapContext, build_payload, read_record
 from etl.mapping.models import SIDES, Side, other
 from etl.state.store import Checkpoint, QuarantineEntry, SnapshotRow, Store
 
 CHUNK = 200
+
+
+class Stopped(EtlError):
+    """The run was asked to stop (SIGTERM/SIGINT) and did so between chunks."""
 
 
 @dataclass
@@ -38,6 +42,12 @@ class Options:
     sides: tuple[Side, ...] | None = None
     lease_s: float = 900.0
     progress: Callable[[str, int], None] | None = None  # (phase, records) callback
+    # asked between pages and chunks; True ends the run (status failed, error "stopped"):
+    # whole chunks stay committed, the watermark does not move
+    should_stop: Callable[[], bool] | None = None
+
+    def stop_requested(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
 
 
 @dataclass
@@ -123,6 +133,8 @@ class EntitySync:
                 records[c.key_of(self.entity, record)] = record
             if self.opt.progress:
                 self.opt.progress(f"read {side}", len(page))
+            if self.opt.stop_requested():
+                raise Stopped(f"stopped while reading {self.entity} from {side}; nothing written")
         if self.opt.window is None:
             due = [q.key for q in self.store.quarantine_due(self.entity, side, self.now)]
             missing = [k for k in due if k not in records]
@@ -288,6 +300,9 @@ class EntitySync:
 
     def process(self, units: list[Unit]) -> None:
         for start in range(0, len(units), CHUNK):
+            if self.opt.stop_requested():
+                raise Stopped(f"stopped after {start} of {len(units)} {self.entity} records "
+                              "(whole chunks committed; watermark not moved)")
             self._process_chunk(units[start:start + CHUNK])
             if not self.opt.dry_run:
                 self.store.renew_lock(self.lock_name, self.run_id, lease_s=self.opt.lease_s,

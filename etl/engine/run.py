@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from loguru import logger
 
 from etl.connectors.base import Connector
-from etl.engine.entity import EntitySync, Options
+from etl.engine.entity import EntitySync, Options, Stopped
 from etl.engine.report import EntityReport, RunReport
 from etl.errors import EtlError, LockHeld, SystemUnavailable
 from etl.mapping import EntityMapping, MapContext
@@ -70,6 +70,8 @@ def run_sync(
                     )
                 held.append(name)
         for name in names:
+            if opt.stop_requested():
+                raise Stopped(f"stopped before {name}")
             mapping = mappings[name]
             entity_report = EntityReport()
             report.entities[name] = entity_report
