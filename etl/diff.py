@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +69,7 @@ _MIXERS = (
     (30, _U64(0xBF58476D1CE4E5B9), 27, _U64(0x94D049BB133111EB), 31),
 )
 _TAIL_MASKS = np.array([0, *((1 << (8 * i)) - 1 for i in range(1, 8)), _MASK64], dtype=_U64)
+_BLOCK = 1 << 14  # strings per block: a block's word arrays stay in cache
 _NUMERIC_INFERRED = frozenset({"integer", "floating", "mixed-integer-float", "boolean"})
 
 
@@ -86,57 +87,70 @@ def _mix(x: np.ndarray, which: int) -> np.ndarray:
 def _hash_arrow_strings(arr: pa.Array, halves: Sequence[int] = (0, 1)) -> list[np.ndarray]:
     """The 64-bit hashes (``halves`` of 0, 1) of every string of one Arrow string array.
 
-    Nulls hash as missing. Works on the UTF-8 buffer directly, a handful of numpy passes over
-    one 8-byte word per 8 bytes of text.
+    Nulls hash as missing. Works on the UTF-8 buffer directly, block by block so that the
+    dozen numpy passes over each block's words run in cache.
     """
     n = len(arr)
-    if arr.type != pa.large_string():
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         arr = arr.cast(pa.large_string())
+    offset_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
     _, offsets_buf, data_buf = arr.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset : arr.offset + n + 1]
+    offsets = np.frombuffer(offsets_buf, dtype=offset_type)[arr.offset : arr.offset + n + 1]
+    data = (
+        np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.empty(0, np.uint8)
+    )
+    out = [np.empty(n, dtype=_U64) for _ in halves]
+    for start in range(0, n, _BLOCK):
+        stop = min(start + _BLOCK, n)
+        block = _hash_utf8_block(offsets[start : stop + 1].astype(np.int64), data, halves)
+        for h, part in zip(out, block, strict=True):
+            h[start:stop] = part
+    if arr.null_count:
+        missing = arr.is_null().to_numpy(zero_copy_only=False)
+        for h, which in zip(out, halves, strict=True):
+            h[missing] = _MISSING[which]
+    return out
+
+
+def _hash_utf8_block(
+    offsets: np.ndarray, data: np.ndarray, halves: Sequence[int]
+) -> list[np.ndarray]:
+    """Hashes of the strings ``data[offsets[i]:offsets[i + 1]]``."""
     lo, hi = int(offsets[0]), int(offsets[-1])
     # 8 zero bytes of padding so that the last word of the last string can be read whole.
-    data = np.zeros(hi - lo + 8, dtype=np.uint8)
-    if data_buf is not None and hi > lo:
-        data[: hi - lo] = np.frombuffer(data_buf, dtype=np.uint8)[lo:hi]
+    chunk = np.zeros(hi - lo + 8, dtype=np.uint8)
+    chunk[: hi - lo] = data[lo:hi]
     lengths = np.diff(offsets)
     n_words = (lengths + 7) >> 3
     ends = np.cumsum(n_words)
     firsts = ends - n_words
-    total = int(ends[-1]) if n else 0
-    # Word w of the whole column belongs to string i = owner[w] and sits at position j in it.
-    owner = np.repeat(np.arange(n, dtype=np.int64), n_words)
+    total = int(ends[-1])
+    # Word w of the block belongs to string i = owner[w] and sits at position j in it.
+    owner = np.repeat(np.arange(len(lengths), dtype=np.int64), n_words)
     j = np.arange(total, dtype=np.int64)
     j -= firsts[owner]
     byte_pos = (offsets[:-1] - lo)[owner]
     byte_pos += j << 3
     # A uint64 at every byte offset (unaligned, overlapping view): one gather reads all words.
-    all_words = np.ndarray(shape=(len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))
+    all_words = np.ndarray(shape=(len(chunk) - 7,), dtype="<u8", buffer=chunk, strides=(1,))
     words = all_words[byte_pos].astype(_U64, copy=False)
-    del byte_pos
     tail = lengths[owner]
     tail -= j << 3
     np.minimum(tail, 8, out=tail)
     words &= _TAIL_MASKS[tail]
-    del tail, owner
-    j_plus_1 = (j + 1).astype(_U64)
-    del j
+    j += 1
+    position = j.astype(_U64)
     length_u = lengths.astype(_U64)
+    prefix = np.empty(total + 1, dtype=_U64)
+    prefix[0] = 0
     out = []
     for which in halves:
-        mixed = _mix(words ^ (j_plus_1 * _WORD_KEY[which]), which)
+        mixed = _mix(words ^ (position * _WORD_KEY[which]), which)
         # Per-string sums through a wrapping prefix sum: empty strings sum to 0.
-        prefix = np.empty(total + 1, dtype=_U64)
-        prefix[0] = 0
         np.cumsum(mixed, out=prefix[1:])
-        del mixed
         acc = prefix[ends] - prefix[firsts]
         acc += length_u * _LEN_KEY[which]
         out.append(_mix(acc, which))
-    if arr.null_count:
-        missing = arr.is_null().to_numpy(zero_copy_only=False)
-        for h, which in zip(out, halves, strict=True):
-            h[missing] = _MISSING[which]
     return out
 
 
@@ -246,18 +260,21 @@ def hash_frame(
     if workers is None:
         workers = min(4, os.cpu_count() or 1, max(1, len(columns)))
     series = [frame[c] for c in columns]
+    rows = [np.full(n, _U64(len(columns)), dtype=_U64) for _ in (0, 1)]
+
+    def fold(per_column: Iterable[list[np.ndarray]]) -> None:
+        # Left to right, consumed as they come so that one column's hashes are alive at a time.
+        for hashes in per_column:
+            for which in (0, 1):
+                rows[which] ^= hashes[which]
+                rows[which] *= _ROW_MULT[which]
+
     if workers > 1 and n >= 10_000 and len(columns) > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            per_column = list(pool.map(_hash_column, series))
+            fold(pool.map(_hash_column, series))
     else:
-        per_column = [_hash_column(s) for s in series]
-    halves = []
-    for which in (0, 1):
-        row = np.full(n, _U64(len(columns)), dtype=_U64)
-        for hashes in per_column:
-            row ^= hashes[which]
-            row *= _ROW_MULT[which]
-        halves.append(_mix(row, which).view(np.int64))
+        fold(map(_hash_column, series))
+    halves = [_mix(rows[which], which).view(np.int64) for which in (0, 1)]
     return pd.DataFrame({"h1": halves[0], "h2": halves[1]}, index=frame.index)
 
 
@@ -290,8 +307,8 @@ def diff(
     dropped. Keys must be non-null; snapshot keys must be unique (``ValueError`` otherwise).
     ``hashes`` may pass ``hash_frame(incoming, columns)`` when the caller already has it.
 
-    The join is exact. Fast path: each key string is hashed to 64 bits, the snapshot's key
-    hashes go into an int64 hash table, and every match is then checked by comparing the key
+    The join is exact. Fast path: each key string is hashed to 64 bits, both sides are joined
+    by a sort-merge on those integers, and every match is then checked by comparing the key
     strings themselves (one vectorized Arrow compare). If that check fails (a 64-bit key hash
     collision) or keys repeat, the join falls back to factorizing both key columns together.
     """
@@ -335,10 +352,20 @@ def _locate_by_hash(
     if inc_s is None or snap_s is None or inc_s.null_count or snap_s.null_count:
         return None
     inc_h = _hash_strings(inc_s, (0,))[0].view(np.int64)
-    snap_index = pd.Index(_hash_strings(snap_s, (0,))[0].view(np.int64))
-    if not snap_index.is_unique or not pd.Index(inc_h).is_unique:
+    snap_h = _hash_strings(snap_s, (0,))[0].view(np.int64)
+    # Sort-merge on the 64-bit key hashes (numpy's sort beats a hash table here); a repeated
+    # hash on either side means a repeated key or a collision: leave both to the exact path.
+    snap_order = np.argsort(snap_h)
+    snap_sorted = snap_h[snap_order]
+    inc_order = np.argsort(inc_h)
+    inc_sorted = inc_h[inc_order]
+    if (snap_sorted[1:] == snap_sorted[:-1]).any() or (inc_sorted[1:] == inc_sorted[:-1]).any():
         return None
-    found = snap_index.get_indexer(inc_h)
+    found = np.full(len(inc_h), -1, dtype=np.int64)
+    if len(snap_h):
+        at = np.searchsorted(snap_sorted, inc_sorted)
+        np.minimum(at, len(snap_h) - 1, out=at)
+        found[inc_order] = np.where(snap_sorted[at] == inc_sorted, snap_order[at], -1)
     matched = np.flatnonzero(found >= 0)
     if len(matched) == len(found):
         left = inc_s

@@ -149,12 +149,21 @@ def test_threads_and_chunks_do_not_change_hashes() -> None:
 
 # Known values: a change to the hash function would orphan every stored snapshot.
 GOLDEN_ROWS = [("Ana", "São Paulo", 1.5), (None, "", 0.0)]
+GOLDEN_HASHES = [
+    [-5021219758403504625, 118528371046666418],
+    [-2377181704388243771, 58277692414548648],
+]
+
+
+def test_hash_values_are_pinned() -> None:
+    frame = pd.DataFrame(GOLDEN_ROWS, columns=["a", "b", "c"])
+    assert hash_frame(frame, ["a", "b", "c"]).to_numpy().tolist() == GOLDEN_HASHES
 
 
 def test_hash_is_stable_across_processes() -> None:
     code = (
         "import json, pandas as pd; from etl.diff import hash_frame;"
-        f"f = pd.DataFrame({GOLDEN_ROWS!r}, columns=['a','b','c']);"
+        f"f = pd.DataFrame({GOLDEN_ROWS!r}, columns=['a','b','c'], dtype=object);"
         "print(json.dumps(hash_frame(f, ['a','b','c']).to_numpy().tolist()))"
     )
     runs = [
@@ -167,8 +176,7 @@ def test_hash_is_stable_across_processes() -> None:
         ).stdout
         for seed in ("1", "2")
     ]
-    here = hash_frame(pd.DataFrame(GOLDEN_ROWS, columns=["a", "b", "c"]), ["a", "b", "c"])
-    assert json.loads(runs[0]) == json.loads(runs[1]) == here.to_numpy().tolist()
+    assert json.loads(runs[0]) == json.loads(runs[1]) == GOLDEN_HASHES
 
 
 # --- diff ------------------------------------------------------------------------------------
@@ -313,6 +321,15 @@ def test_diff_with_numbers_and_a_custom_key() -> None:
         new, _snapshot(old, ["price", "qty"], key="id"), columns=["price", "qty"], key="id"
     )
     assert result.changed["id"].tolist() == ["a"] and result.unchanged.tolist() == ["b"]
+
+
+def test_non_text_keys_take_the_exact_join() -> None:
+    old = pd.DataFrame({"key": [1, 2], "name": ["a", "b"], "city": ["x", "y"]})
+    new = pd.DataFrame({"key": [2, 3, 1], "name": ["b", "c", "a"], "city": ["z", "w", "x"]})
+    result = diff(new, _snapshot(old, COLUMNS), columns=COLUMNS)
+    assert result.new["key"].tolist() == [3]
+    assert result.changed["key"].tolist() == [2]
+    assert result.unchanged.tolist() == [1]
 
 
 def test_exact_join_agrees_with_fast_join() -> None:
