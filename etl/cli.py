@@ -200,6 +200,11 @@ def sandbox(
     )
 
 
+from etl.cli_ops import register  # noqa: E402  (operator commands: run, backfill, status, ...)
+
+register(app)
+
+
 def main() -> None:
     app()
 

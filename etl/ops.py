@@ -1,0 +1,403 @@
+"""Operator library behind ``ponte status | watermark | runs | quarantine | backfill``.
+
+Each function takes what it needs (a :class:`Store`, the mappings, ``now``) and returns a result
+dataclass; :mod:`etl.cli_ops` only parses arguments and renders. Watermark changes take the
+entity's run lock (a change while a sync runs would be overwritten by it) and are recorded in
+the run history as runs of kind ``watermark`` whose report says old -> new.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from loguru import logger
+
+from etl import watermark as wm
+from etl.api import options_from, session
+from etl.engine import RunReport, run_sync
+from etl.engine.run import lock_name
+from etl.errors import ConfigError, EtlError, LockHeld
+from etl.mapping import EntityMapping
+from etl.mapping.models import SIDES, Side
+from etl.metrics import last_runs
+from etl.scheduler import next_run
+from etl.settings import Settings
+from etl.state.store import QuarantineRow, RunRow, Store
+
+# --------------------------------------------------------------------------------- time input
+
+_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time(text: str, *, now: datetime, option: str = "time") -> datetime:
+    """ISO 8601 date or date-time (no offset = UTC), or a span ago: ``30m``, ``6h``, ``7d``."""
+    value = text.strip()
+    m = _RELATIVE.match(value)
+    if m:
+        return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{option}: {text!r} is not a time; use ISO 8601 (2024-05-01, "
+                          "2024-05-01T12:00:00-03:00; no offset = UTC) or a span ago "
+                          "(30m, 6h, 7d)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _entity(mappings: dict[str, EntityMapping], entity: str) -> EntityMapping:
+    if entity not in mappings:
+        raise ConfigError(f"unknown entity {entity!r}; mapped entities: "
+                          f"{', '.join(sorted(mappings))}")
+    return mappings[entity]
+
+
+def _side(value: str) -> Side:
+    if value not in SIDES:
+        raise ConfigError(f"--side: {value!r} is not a side; use crm or erp")
+    return value  # type: ignore[return-value]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+# --------------------------------------------------------------------------------- status
+
+
+@dataclass
+class SideStatus:
+    side: str
+    watermark: datetime | None
+    lag_s: float | None  # now - watermark
+    quarantined: int
+
+
+@dataclass
+class LastRun:
+    id: str
+    kind: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    counts: dict[str, dict[str, int]]  # side -> read/created/updated/unchanged/quarantined
+    error: str | None
+
+
+@dataclass
+class EntityStatus:
+    entity: str
+    schedule: str | None
+    next_run: datetime | None
+    sides: list[SideStatus]
+    last_run: LastRun | None
+    running: str | None  # run id holding the entity's lock, if any
+
+
+@dataclass
+class StatusReport:
+    now: datetime
+    entities: list[EntityStatus]
+
+    def as_dict(self) -> dict[str, Any]:
+        def conv(v: Any) -> Any:
+            if isinstance(v, datetime):
+                return v.isoformat()
+            if isinstance(v, dict):
+                return {k: conv(x) for k, x in v.items()}
+            if isinstance(v, list):
+                return [conv(x) for x in v]
+            return v
+
+        return conv({"now": self.now, "entities": [asdict(e) for e in self.entities]})
+
+
+def status(store: Store, mappings: dict[str, EntityMapping], settings: Settings, *,
+           now: datetime) -> StatusReport:
+    """Per entity and side: watermark and lag, last run, quarantine, next scheduled run."""
+    names = list(mappings)
+    runs = last_runs(store, names)
+    marks = {(w.entity, w.system): w.value for w in store.watermarks()}
+    quarantine: dict[tuple[str, str], int] = {}
+    for q in store.quarantine():
+        quarantine[(q.entity, q.system)] = quarantine.get((q.entity, q.system), 0) + 1
+    out: list[EntityStatus] = []
+    for name in names:
+        m = mappings[name]
+        sides = []
+        for side in SIDES:
+            if side not in m.sources() and (name, side) not in marks:
+                continue
+            mark = marks.get((name, side))
+            sides.append(SideStatus(side, mark, (now - mark).total_seconds() if mark else None,
+                                    quarantine.get((name, side), 0)))
+        run = runs.get(name)
+        last = None
+        if run is not None:
+            counts = run.report.get("entities", {}).get(name, {})
+            last = LastRun(run.id, run.kind, run.status, run.started_at, run.finished_at,
+                           {s: dict(counts.get(s, {})) for s in SIDES}, run.report.get("error"))
+        spec = getattr(settings, f"schedule_{name}", None)
+        upcoming = None
+        if spec:
+            upcoming = next_run(spec, now, setting=f"schedule_{name}",
+                                last_run=run.started_at if run else None)
+        holder = store.lock_holder(lock_name(name))
+        running = holder[0] if holder and holder[1] > now else None
+        out.append(EntityStatus(name, spec, upcoming, sides, last, running))
+    return StatusReport(now, out)
+
+
+# --------------------------------------------------------------------------------- watermarks
+
+
+@dataclass
+class WatermarkView:
+    entity: str
+    side: str
+    value: datetime | None
+    updated_at: datetime | None
+    lag_s: float | None
+
+
+@dataclass
+class WatermarkChange:
+    entity: str
+    side: str
+    old: datetime | None
+    new: datetime | None  # None = reset: the next sync reads from the beginning
+
+    def describe(self) -> str:
+        return (f"{self.entity} {self.side}: {_iso(self.old) or '(none)'} -> "
+                f"{_iso(self.new) or '(none: read from the beginning)'}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"entity": self.entity, "side": self.side, "old": _iso(self.old),
+                "new": _iso(self.new)}
+
+
+@dataclass
+class WatermarkResult:
+    run_id: str
+    changes: list[WatermarkChange]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "changes": [c.as_dict() for c in self.changes]}
+
+
+def watermarks(store: Store, mappings: dict[str, EntityMapping], entity: str | None = None,
+               *, now: datetime) -> list[WatermarkView]:
+    """Every source side of every (or one) entity, with its stored watermark or none."""
+    names = [_entity(mappings, entity).entity] if entity else list(mappings)
+    stored = {(w.entity, w.system): w for w in store.watermarks()}
+    out = []
+    for name in names:
+        sides = [s for s in SIDES if s in mappings[name].sources() or (name, s) in stored]
+        for side in sides:
+            row = stored.get((name, side))
+            value = row.value if row else None
+            out.append(WatermarkView(name, side, value, row.updated_at if row else None,
+                                     (now - value).total_seconds() if value else None))
+    return out
+
+
+def plan_watermark(store: Store, mappings: dict[str, EntityMapping], entity: str, *,
+                   side: str | None, to: datetime | None) -> list[WatermarkChange]:
+    """What ``set`` (``to`` given, one side) or ``reset`` (``to`` None) would change."""
+    m = _entity(mappings, entity)
+    if side is not None:
+        s = _side(side)
+        if s not in m.sources():
+            raise ConfigError(f"{entity} is not read from {s} (its sources: "
+                              f"{', '.join(m.sources())}); it has no {s} watermark")
+        sides: list[str] = [s]
+    elif to is not None:
+        raise ConfigError("watermark set needs --side crm|erp")
+    else:
+        sides = sorted({*m.sources(), *(w.system for w in store.watermarks(entity))})
+    if to is not None and to.tzinfo is None:
+        raise ConfigError("--to must carry a time zone (or be given in UTC)")
+    return [WatermarkChange(entity, s, store.watermark(entity, s), to) for s in sides]
+
+
+def apply_watermark(store: Store, changes: Sequence[WatermarkChange], *, now: datetime,
+                    lease_s: float = 60.0) -> WatermarkResult:
+    """Write the changes under the entity's lock and record them as a ``watermark`` run."""
+    if not changes:
+        raise ConfigError("nothing to change")
+    entity = changes[0].entity
+    run_id = store.start_run("watermark", [entity], now=now)
+    if not store.acquire_lock(lock_name(entity), run_id, lease_s=lease_s, now=now):
+        holder = store.lock_holder(lock_name(entity))
+        msg = (f"a ponte run holds the lock of {entity!r} (run "
+               f"{holder[0][:8] if holder else '?'}); watermark not changed — try again when "
+               "it finishes")
+        store.finish_run(run_id, "failed", {"error": msg}, now=now)
+        raise LockHeld(msg)
+    done: list[WatermarkChange] = []
+    try:
+        for c in changes:
+            current = WatermarkChange(c.entity, c.side, store.watermark(c.entity, c.side), c.new)
+            store.set_watermark(c.entity, c.side, c.new, now=now)
+            done.append(current)
+            logger.bind(run_id=run_id[:8], entity=c.entity, side=c.side).warning(
+                "watermark changed by an operator: {}", current.describe())
+    finally:
+        store.release_lock(lock_name(entity), run_id)
+        store.finish_run(run_id, "ok", {
+            "watermarks": [c.as_dict() for c in done],
+            "summary": "; ".join(c.describe() for c in done),
+        }, now=now)
+    return WatermarkResult(run_id, done)
+
+
+# --------------------------------------------------------------------------------- runs
+
+
+def runs(store: Store, limit: int = 20) -> list[RunRow]:
+    if limit < 1:
+        raise ConfigError("--limit must be at least 1")
+    return store.runs(limit=limit)
+
+
+def run(store: Store, run_id: str) -> RunRow:
+    found = store.run(run_id)
+    if found is None:
+        raise ConfigError(f"no run {run_id!r} (see `ponte runs`)")
+    return found
+
+
+def run_dict(row: RunRow) -> dict[str, Any]:
+    return {"id": row.id, "kind": row.kind, "status": row.status,
+            "started_at": _iso(row.started_at), "finished_at": _iso(row.finished_at),
+            "entities": row.entities, "report": row.report}
+
+
+# --------------------------------------------------------------------------------- quarantine
+
+
+def quarantine(store: Store, entity: str | None = None) -> list[QuarantineRow]:
+    return store.quarantine(entity)
+
+
+def quarantine_entry(store: Store, qid: int) -> QuarantineRow:
+    row = store.quarantine_get(qid)
+    if row is None:
+        raise ConfigError(f"no quarantine entry {qid} (see `ponte quarantine list`)")
+    return row
+
+
+def quarantine_retry(store: Store, qid: int | None, *, now: datetime) -> int:
+    """Make one entry (or all) due now: the next sync re-reads those records by key."""
+    if qid is not None:
+        quarantine_entry(store, qid)
+    n = store.quarantine_make_due(qid, now)
+    logger.info("quarantine: {} entr{} made due; the next sync re-reads {}", n,
+                "y" if n == 1 else "ies", "it" if n == 1 else "them")
+    return n
+
+
+def quarantine_drop(store: Store, qid: int) -> QuarantineRow:
+    row = quarantine_entry(store, qid)
+    store.quarantine_drop(qid)
+    logger.warning("quarantine: dropped entry {} ({} {} {}: {})", qid, row.entity, row.system,
+                   row.key, row.reason)
+    return row
+
+
+def quarantine_dict(row: QuarantineRow, *, payload: bool = False) -> dict[str, Any]:
+    d = {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in asdict(row).items()}
+    if not payload:
+        d.pop("payload", None)
+    return d
+
+
+# --------------------------------------------------------------------------------- backfill
+
+
+@dataclass
+class BackfillRequest:
+    entity: str
+    since: datetime | None = None
+    until: datetime | None = None  # default: now
+    sides: tuple[Side, ...] | None = None
+    dry_run: bool = False
+
+
+def backfill(
+    settings: Settings,
+    request: BackfillRequest,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    crm_client: httpx.Client | None = None,
+    erp_client: httpx.Client | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> RunReport:
+    """The sync pipeline over ``[since, until)``; never reads or moves the stored watermark.
+
+    Safe to interrupt (``should_stop``) and re-run: whole chunks are committed, and records
+    already synced diff as unchanged the second time."""
+    start = now()
+    until = request.until or start
+    if request.since is not None and request.since >= until:
+        raise ConfigError(f"--since {request.since.isoformat()} is not before --until "
+                          f"{until.isoformat()}")
+    with session(settings, crm_client=crm_client, erp_client=erp_client) as (store, conns, maps):
+        m = _entity(maps, request.entity)
+        sides = request.sides
+        if sides is not None:
+            missing = [s for s in sides if s not in m.sources()]
+            if missing:
+                raise ConfigError(f"{request.entity} is not read from {', '.join(missing)} "
+                                  f"(its sources: {', '.join(m.sources())})")
+        window = wm.Window(request.since, until)
+        opt = options_from(settings, dry_run=request.dry_run, window=window, sides=sides,
+                           progress=progress, should_stop=should_stop)
+        logger.bind(entity=request.entity).info(
+            "backfill {} over [{}, {}) from {}{}", request.entity,
+            _iso(request.since) or "the beginning", until.isoformat(),
+            ", ".join(sides or m.sources()), " (dry run)" if request.dry_run else "")
+        return run_sync(store=store, connectors=conns, mappings=maps, entities=[request.entity],
+                        kind="backfill", options=opt, now=lambda: start)
+
+
+# --------------------------------------------------------------------------------- daemon + metrics
+
+
+def publish_metrics(settings: Settings, *, now: datetime) -> bool:
+    """Rewrite ``PONTE_METRICS_FILE`` from the state store, if set; never fails the run."""
+    if settings.metrics_file is None:
+        return False
+    from etl.mapping import load_mappings
+    from etl.metrics import write_metrics
+
+    try:
+        names = list(load_mappings(settings.mappings_dir))
+        with Store.open(settings.state_url) as store:
+            write_metrics(settings.metrics_file, store, names, now=now)
+    except (OSError, ConfigError) as exc:
+        logger.warning("metrics not written to {}: {}", settings.metrics_file, exc)
+        return False
+    return True
+
+
+def scheduled_sync(settings: Settings, entity: str, should_stop: Callable[[], bool]) -> RunReport | None:
+    """One scheduled run of one entity (a ``ponte run`` job). Errors are logged, not raised:
+    the daemon goes on with the next schedule."""
+    report = None
+    try:
+        with session(settings) as (store, conns, maps):
+            report = run_sync(store=store, connectors=conns, mappings=maps, entities=[entity],
+                              kind="sync", options=options_from(settings, should_stop=should_stop))
+    except LockHeld as exc:
+        logger.bind(entity=entity).warning("skipped: {}", exc)
+    except EtlError as exc:
+        logger.bind(entity=entity).error("scheduled run of {} failed: {}", entity, exc)
+    publish_metrics(settings, now=datetime.now(UTC))
+    return report

@@ -1,0 +1,138 @@
+"""``ponte run``: APScheduler wiring only. Each entity is a job on its own schedule; the work
+itself is :func:`etl.api.sync`-style calls made by the caller's ``run_entity`` function.
+
+Schedules are strings (settings ``schedule_customers`` etc.):
+
+* a 5-field crontab expression, ``*/5 * * * *`` (server local time, as cron reads it), or
+* ``every:SECONDS``, e.g. ``every:300`` — a fixed interval counted from the daemon's start.
+
+Jobs run one at a time (one worker thread: entities share the vendors' rate limits and the
+state database), ``max_instances=1`` and ``coalesce=True`` (a backlog of missed runs becomes one
+run), and a run that starts late by more than the misfire grace is skipped until the next time.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from types import FrameType
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from loguru import logger
+
+from etl.errors import ConfigError
+
+MISFIRE_GRACE_S = 600
+EVERY = "every:"
+
+
+def trigger_for(spec: str, *, setting: str = "schedule", start: datetime | None = None,
+                timezone: Any = None) -> BaseTrigger:
+    """A trigger for a schedule string; a bad one is a :class:`ConfigError` naming the setting.
+
+    ``start`` anchors ``every:N`` intervals (the daemon's start, or the last run)."""
+    text = spec.strip()
+    var = f"PONTE_{setting.upper()}"
+    if text.startswith(EVERY):
+        try:
+            seconds = int(text[len(EVERY):])
+        except ValueError:
+            seconds = 0
+        if seconds < 1:
+            raise ConfigError(f"{var}: {spec!r} is not a valid interval; use every:SECONDS "
+                              "with SECONDS >= 1, e.g. every:300")
+        kw: dict[str, Any] = {"seconds": seconds, "start_date": start}
+        if timezone is not None:
+            kw["timezone"] = timezone
+        return IntervalTrigger(**kw)
+    if len(text.split()) != 5:
+        raise ConfigError(f"{var}: {spec!r} is not a schedule; use a 5-field crontab "
+                          "expression (e.g. '*/5 * * * *') or every:SECONDS")
+    try:
+        if timezone is not None:
+            return CronTrigger.from_crontab(text, timezone=timezone)
+        return CronTrigger.from_crontab(text)
+    except ValueError as exc:
+        raise ConfigError(f"{var}: {spec!r} is not a valid crontab expression: {exc}") from None
+
+
+def next_run(spec: str, now: datetime, *, setting: str = "schedule",
+             last_run: datetime | None = None) -> datetime | None:
+    """When ``spec`` fires next after ``now`` (aware). Intervals count from ``last_run`` when
+    known (as a daemon started then would), else from ``now``."""
+    if spec.strip().startswith(EVERY):
+        trig = trigger_for(spec, setting=setting, start=last_run or now, timezone=now.tzinfo)
+    else:
+        trig = trigger_for(spec, setting=setting, timezone=now.tzinfo)
+    fire: datetime | None = trig.get_next_fire_time(None, now)
+    # an interval trigger answers its start date; step past ``now``
+    if fire is not None and isinstance(trig, IntervalTrigger):
+        step = trig.interval
+        while fire < now:
+            fire += step
+    return fire
+
+
+def serve(
+    schedules: dict[str, str],
+    run_entity: Callable[[str, Callable[[], bool]], None],
+    *,
+    misfire_grace_s: int = MISFIRE_GRACE_S,
+    run_now: bool = False,
+    signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT),
+) -> None:
+    """Block, running ``run_entity(entity, should_stop)`` on each entity's schedule, until
+    SIGTERM/SIGINT. The run in progress then stops at its next chunk boundary (whole chunks
+    committed, watermark not moved) and this returns."""
+    stop = threading.Event()
+    triggers = {name: trigger_for(spec, setting=f"schedule_{name}")
+                for name, spec in schedules.items()}  # config errors before anything starts
+    executor = ThreadPoolExecutor(max_workers=1)
+    sched = BlockingScheduler(executors={"default": executor},
+                              job_defaults={"max_instances": 1, "coalesce": True,
+                                            "misfire_grace_time": misfire_grace_s})
+
+    def job(name: str) -> None:
+        if stop.is_set():
+            return
+        run_entity(name, stop.is_set)
+
+    for name, trig in triggers.items():
+        extra: dict[str, Any] = {}
+        if run_now:
+            extra["next_run_time"] = datetime.now().astimezone()
+        sched.add_job(job, trig, args=[name], id=name, name=f"sync {name}", **extra)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            return
+        logger.info("{} received: finishing the current chunk, then exiting",
+                    signal.Signals(signum).name)
+        stop.set()
+        sched.shutdown(wait=False)
+
+    previous = {s: signal.signal(s, on_signal) for s in signals}
+    try:
+        for name, spec in schedules.items():
+            logger.info("scheduled {}: {}", name, spec)
+        sched.start()
+    finally:
+        executor.shutdown(wait=True)  # let the run in progress reach its stop point
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    logger.info("scheduler stopped")
+
+
+def describe(spec: str) -> str:
+    """A short human form of a schedule string."""
+    text = spec.strip()
+    if text.startswith(EVERY):
+        return f"every {timedelta(seconds=int(text[len(EVERY):]))}"
+    return f"cron {text}"
