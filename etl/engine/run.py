@@ -23,12 +23,17 @@ def lock_name(entity: str) -> str:
     return f"entity:{entity}"
 
 
-def build_context(store: Store, mappings: dict[str, EntityMapping], entity: str) -> MapContext:
-    ctx = MapContext()
-    for name in {entity, *mappings[entity].depends_on}:
-        for crm_key, erp_key in store.links(name):
-            ctx.add_link(name, crm_key, erp_key)
-    return ctx
+def build_context(store: Store) -> MapContext:
+    """A mapping context whose links come from the store on demand (cached per run)."""
+
+    def lookup(entity: str, side: Side, key: str) -> str | None:
+        pairs = store.links(entity, **{f"{side}_keys": [key]})
+        for crm_key, erp_key in pairs:
+            if (crm_key if side == "crm" else erp_key) == key:
+                return erp_key if side == "crm" else crm_key
+        return None
+
+    return MapContext(lookup=lookup)
 
 
 def run_sync(
@@ -76,7 +81,7 @@ def run_sync(
             entity_report = EntityReport()
             report.entities[name] = entity_report
             sync = EntitySync(
-                mapping, connectors, store, build_context(store, mappings, name),
+                mapping, connectors, store, build_context(store),
                 run_id=run_id, now=run_start, options=opt, report=entity_report,
                 lock_name=lock_name(name),
             )

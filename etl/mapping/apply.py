@@ -6,7 +6,7 @@ Pure functions; links to other entities come in through :class:`MapContext`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,29 +42,49 @@ def set_path(record: dict[str, Any], path: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+LinkLookup = Callable[[str, Side, str], "str | None"]
+
+
 @dataclass
 class MapContext:
-    """Links the transforms may follow: ``links[entity]`` maps CRM key <-> ERP key.
+    """Links the transforms may follow: CRM key <-> ERP key per entity.
 
     The canonical identity of a linked record is its CRM key, so both sides of an order that
-    points at the same customer carry the same canonical value.
+    points at the same customer carry the same canonical value. Links are looked up lazily
+    through ``lookup`` (the state store) and cached, so a run's cost follows its delta, not the
+    size of the linked tables.
     """
 
     side: Side = "crm"
     crm_to_erp: dict[str, dict[str, str]] = field(default_factory=dict)
     erp_to_crm: dict[str, dict[str, str]] = field(default_factory=dict)
+    lookup: LinkLookup | None = None
 
     def for_side(self, side: Side) -> MapContext:
-        return MapContext(side, self.crm_to_erp, self.erp_to_crm)
+        return MapContext(side, self.crm_to_erp, self.erp_to_crm, self.lookup)
 
     def add_link(self, entity: str, crm_key: str, erp_key: str) -> None:
         self.crm_to_erp.setdefault(entity, {})[crm_key] = erp_key
         self.erp_to_crm.setdefault(entity, {})[erp_key] = crm_key
 
+    def _find(self, entity: str, side: Side, key: str) -> str | None:
+        known = (self.crm_to_erp if side == "crm" else self.erp_to_crm).get(entity, {})
+        if key in known:
+            return known[key]
+        if self.lookup is None:
+            return None
+        partner = self.lookup(entity, side, key)
+        if partner is not None:
+            if side == "crm":
+                self.add_link(entity, key, partner)
+            else:
+                self.add_link(entity, partner, key)
+        return partner
+
     def to_canonical(self, entity: str, native_key: str) -> str:
         if self.side == "crm":
             return native_key
-        crm_key = self.erp_to_crm.get(entity, {}).get(native_key)
+        crm_key = self._find(entity, "erp", native_key)
         if crm_key is None:
             raise RecordError(f"{entity} {native_key} of the ERP is not linked to the CRM yet")
         return crm_key
@@ -72,7 +92,7 @@ class MapContext:
     def from_canonical(self, entity: str, canonical: str) -> str:
         if self.side == "crm":
             return canonical
-        erp_key = self.crm_to_erp.get(entity, {}).get(canonical)
+        erp_key = self._find(entity, "crm", canonical)
         if erp_key is None:
             raise RecordError(
                 f"{entity} {canonical} of the CRM is not synced to the ERP yet "
