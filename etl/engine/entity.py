@@ -127,6 +127,36 @@ class EntitySync:
                 precision=c.capabilities.clock_precision,
             )
         self.windows[side] = window
+        records = self.read(side, window)
+        if self.opt.window is None:
+            due = [q.key for q in self.store.quarantine_due(self.entity, side, self.now)]
+            missing = [k for k in due if k not in records]
+            if missing:
+                for record in c.read_by_keys(self.entity, missing):
+                    records[c.key_of(self.entity, record)] = record
+        self.report.side(side).read += len(records)
+        seen = self.normalize(side, records, quarantine=not self.opt.dry_run)
+        if not seen:
+            return []
+        incoming = pd.DataFrame(
+            [{"key": s.key, **{col: s.values.get(col) for col in self.columns}} for s in seen],
+            columns=["key", *self.columns], dtype=object,
+        )
+        snap = self.store.snapshots(side, self.entity, incoming["key"].tolist())
+        result = diff(incoming, snap[["key", "h1", "h2"]], columns=self.columns, key="key")
+        self.report.side(side).unchanged += len(result.unchanged)
+        by_key = {s.key: s for s in seen}
+        out: list[Seen] = []
+        for frame in (result.new, result.changed):
+            for key, h1, h2 in zip(frame["key"], frame["h1"], frame["h2"], strict=True):
+                s = by_key[str(key)]
+                s.h1, s.h2 = int(h1), int(h2)
+                out.append(s)
+        return out
+
+    def read(self, side: Side, window: wm.Window) -> dict[str, Record]:
+        """Every record of the window, by key (the last version wins)."""
+        c = self.conn[side]
         records: dict[str, Record] = {}
         for page in c.list_changed(self.entity, window):
             for record in page:
@@ -135,17 +165,13 @@ class EntitySync:
                 self.opt.progress(f"read {side}", len(page))
             if self.opt.stop_requested():
                 raise Stopped(f"stopped while reading {self.entity} from {side}; nothing written")
-        if self.opt.window is None:
-            due = [q.key for q in self.store.quarantine_due(self.entity, side, self.now)]
-            missing = [k for k in due if k not in records]
-            if missing:
-                for record in c.read_by_keys(self.entity, missing):
-                    records[c.key_of(self.entity, record)] = record
-        counts = self.report.side(side)
-        counts.read += len(records)
+        return records
 
-        rows: list[dict[str, Any]] = []
-        kept: list[tuple[str, Record]] = []
+    def normalize(self, side: Side, records: dict[str, Record], *, quarantine: bool) -> list[Seen]:
+        """Canonical values of each record; records that fail go to quarantine (when
+        ``quarantine``) and into the report's problems with the reason."""
+        c = self.conn[side]
+        out: list[Seen] = []
         bad: list[QuarantineEntry] = []
         for key, record in records.items():
             try:
@@ -154,34 +180,16 @@ class EntitySync:
                 bad.append(QuarantineEntry(self.entity, side, key, "invalid", str(exc), exc.field,
                                            _jsonable(record)))
                 continue
-            rows.append({"key": key, **{col: values.get(col) for col in self.columns}})
-            kept.append((key, record))
+            out.append(Seen(side, key, values, c.updated_at(self.entity, record), 0, 0, record))
         if bad:
-            counts.quarantined += len(bad)
+            self.report.side(side).quarantined += len(bad)
             for q in bad:
                 self.report.problems.append(Problem(self.entity, side, q.key, q.kind, q.reason))
                 logger.bind(entity=self.entity, side=side, key=q.key).warning(
                     "quarantined: {}", q.reason)
-            if not self.opt.dry_run:
+            if quarantine:
                 self.store.checkpoint(Checkpoint(self.entity, quarantine=bad), now=self.now,
                                       run_id=self.run_id)
-        if not rows:
-            return []
-        incoming = pd.DataFrame(rows, columns=["key", *self.columns], dtype=object)
-        snap = self.store.snapshots(side, self.entity, incoming["key"].tolist())
-        result = diff(incoming, snap[["key", "h1", "h2"]], columns=self.columns, key="key")
-        counts.unchanged += len(result.unchanged)
-        by_key = dict(kept)
-        out: list[Seen] = []
-        for frame in (result.new, result.changed):
-            for row in frame.itertuples(index=False):
-                r = row._asdict()
-                key = str(r["key"])
-                record = by_key[key]
-                out.append(Seen(
-                    side, key, {col: _none(r[col]) for col in self.columns},
-                    c.updated_at(self.entity, record), int(r["h1"]), int(r["h2"]), record,
-                ))
         return out
 
     # --- pair up -------------------------------------------------------------------------------
