@@ -1,0 +1,266 @@
+"""etl.ops against both simulators (in-process World) and a real state database: backfill,
+watermark show/set/reset, status, runs, quarantine, and stopping a run between chunks."""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from etl import api, ops
+from etl.engine import run_sync
+from etl.errors import ConfigError, LockHeld
+from etl.mapping import load_mappings
+
+from tests.engine.conftest import MAPPINGS, World, make_world
+
+
+def marks(w: World) -> dict[tuple[str, str], datetime | None]:
+    with w.store() as store:
+        return {(r.entity, r.system): r.value for r in store.watermarks()}
+
+
+def tax_ids(w: World) -> tuple[list[str], list[str]]:
+    crm = [r.data.get("Register", "") for r in w.crm.db["Contacts"]]
+    erp = [re.sub(r"\D", "", r.data.get("cnpj_cpf", "")) for r in w.erp.db["clientes"]]
+    return crm, erp
+
+
+def backfill(w: World, request: ops.BackfillRequest, **kw: object):
+    w.tick()
+    crm, erp = w.clients()
+    report = ops.backfill(w.settings, request, crm_client=crm, erp_client=erp, now=w.now, **kw)
+    w.tick()
+    return report
+
+
+MAPS = load_mappings(MAPPINGS)
+
+
+def test_backfill_over_a_window_leaves_the_stored_watermark_untouched(world: World) -> None:
+    assert world.sync().status == "ok"
+    before = marks(world)
+    assert before and all(before.values())
+    cliente = next(iter(world.erp.db["clientes"]))
+    world.erp.ui_update("clientes", cliente.id, {"nome_fantasia": "Padaria Backfill"})
+    report = backfill(world, ops.BackfillRequest("customers",
+                                                 since=world.now() - timedelta(hours=1)))
+    assert report.kind == "backfill" and report.status == "ok", report.as_dict()
+    c = report.entities["customers"]
+    assert c.crm.updated == 1 and c.erp.created == c.crm.created == 0
+    assert any(r.data.get("Name") == "Padaria Backfill" for r in world.crm.db["Contacts"])
+    assert marks(world) == before  # neither read nor moved
+    with world.store() as store:
+        assert store.runs(limit=1)[0].kind == "backfill"
+    # the re-run of the same window finds everything unchanged
+    again = backfill(world, ops.BackfillRequest("customers",
+                                                since=world.now() - timedelta(hours=1)))
+    assert again.writes == 0 and marks(world) == before
+
+
+def test_backfill_reads_only_the_window_and_the_side_asked(world: World) -> None:
+    world.sync()
+    cliente = next(iter(world.erp.db["clientes"]))
+    world.erp.ui_update("clientes", cliente.id, {"nome_fantasia": "Fora da Janela"})
+    old = world.now() - timedelta(days=30)
+    past = backfill(world, ops.BackfillRequest("customers", since=old,
+                                               until=old + timedelta(days=1)))
+    assert past.entities["customers"].erp.read == 0 and past.writes == 0
+    only_crm = backfill(world, ops.BackfillRequest("customers", sides=("crm",)))
+    assert only_crm.entities["customers"].erp.read == 0
+    assert only_crm.entities["customers"].crm.read == len(world.crm.db["Contacts"])
+    assert only_crm.writes == 0  # the ERP edit is outside what was asked
+    with pytest.raises(ConfigError, match="not before"):
+        backfill(world, ops.BackfillRequest("customers", since=world.now() + timedelta(days=1)))
+    with pytest.raises(ConfigError, match="unknown entity"):
+        backfill(world, ops.BackfillRequest("invoices"))
+
+
+def test_backfill_dry_run_writes_nothing(world: World) -> None:
+    report = backfill(world, ops.BackfillRequest("customers", dry_run=True))
+    assert report.dry_run and report.writes > 0
+    assert world.write_requests() == 0 and marks(world) == {}
+
+
+def test_watermark_reset_rereads_everything_and_duplicates_nothing(world: World) -> None:
+    assert world.sync().status == "ok"
+    crm_n, erp_n = len(world.crm.db["Contacts"]), len(world.erp.db["clientes"])
+    products_mark = marks(world)[("products", "erp")]
+    with world.store() as store:
+        changes = ops.plan_watermark(store, MAPS, "customers", side=None, to=None)
+        assert {c.side for c in changes} == {"crm", "erp"} and all(c.old for c in changes)
+        result = ops.apply_watermark(store, changes, now=world.now())
+        assert store.watermark("customers", "crm") is None
+        assert store.watermark("customers", "erp") is None
+        run = store.run(result.run_id[:10])
+    assert run is not None and run.kind == "watermark" and run.status == "ok"
+    assert "-> (none" in run.report["summary"] and len(run.report["watermarks"]) == 2
+    assert marks(world)[("products", "erp")] == products_mark  # only the named entity
+    writes_before = world.write_requests()
+    report = world.sync("customers")
+    c = report.entities["customers"]
+    assert report.status == "ok"
+    assert c.crm.read == crm_n and c.erp.read == erp_n  # re-read from the start ...
+    assert c.crm.created == c.erp.created == c.crm.updated == c.erp.updated == 0  # ... no writes
+    assert world.write_requests() == writes_before
+    assert (len(world.crm.db["Contacts"]), len(world.erp.db["clientes"])) == (crm_n, erp_n)
+    crm, erp = tax_ids(world)
+    assert len(crm) == len(set(crm)) and len(erp) == len(set(erp))
+    assert marks(world)[("customers", "crm")] is not None  # and the watermark is back
+
+
+def test_watermark_set_one_side_and_refusals(world: World) -> None:
+    world.sync("customers")
+    to = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with world.store() as store:
+        old_erp = store.watermark("customers", "erp")
+        changes = ops.plan_watermark(store, MAPS, "customers", side="crm", to=to)
+        assert len(changes) == 1 and changes[0].new == to
+        ops.apply_watermark(store, changes, now=world.now())
+        assert store.watermark("customers", "crm") == to
+        assert store.watermark("customers", "erp") == old_erp
+        views = ops.watermarks(store, MAPS, "customers", now=world.now())
+        assert {(v.side, v.value) for v in views} == {("crm", to), ("erp", old_erp)}
+        with pytest.raises(ConfigError, match="crm or erp"):
+            ops.plan_watermark(store, MAPS, "customers", side="sap", to=to)
+        with pytest.raises(ConfigError, match="needs --side"):
+            ops.plan_watermark(store, MAPS, "customers", side=None, to=to)
+        with pytest.raises(ConfigError, match="not read from crm"):
+            ops.plan_watermark(store, MAPS, "products", side="crm", to=to)
+        # a run in progress holds the lock: nothing changes, the attempt is recorded as failed
+        assert store.acquire_lock("entity:customers", "someone-else", lease_s=600,
+                                  now=world.now())
+        later = ops.plan_watermark(store, MAPS, "customers", side="crm", to=None)
+        with pytest.raises(LockHeld):
+            ops.apply_watermark(store, later, now=world.now())
+        assert store.watermark("customers", "crm") == to
+        assert store.runs(limit=1)[0].status == "failed"
+
+
+def test_status_reports_watermarks_lag_last_run_quarantine_and_next_run(tmp_path: Path) -> None:
+    w = make_world(f"sqlite:///{tmp_path / 's.db'}", customers=20, products=5, orders=4)
+    w.settings = w.settings.model_copy(update={"schedule_products": "every:300"})
+    orders = sorted(w.crm.db["Orders"], key=lambda r: r.id)
+    lines = copy.deepcopy(orders[0].data["Products"])
+    lines[0]["Quantity"] = 0
+    w.crm.ui_update("Orders", orders[0].id, {"Products": lines})
+    crm_customers = len(w.crm.db["Contacts"])
+    report = w.sync()
+    assert report.status == "partial"
+    now = w.now()
+    with w.store() as store:
+        st = ops.status(store, MAPS, w.settings, now=now)
+    by = {e.entity: e for e in st.entities}
+    assert set(by) == {"customers", "products", "orders"}
+    cust = by["customers"]
+    assert [s.side for s in cust.sides] == ["crm", "erp"]
+    assert all(s.watermark is not None and s.lag_s is not None and s.lag_s >= 0
+               for s in cust.sides)
+    assert cust.last_run is not None and cust.last_run.status == "partial"
+    assert cust.last_run.counts["crm"]["read"] == crm_customers
+    assert cust.next_run is not None and now < cust.next_run <= now + timedelta(minutes=5)
+    assert by["products"].next_run == by["products"].last_run.started_at + timedelta(seconds=300)
+    assert {s.side: s.quarantined for s in by["orders"].sides}["crm"] == 1
+    assert by["orders"].running is None
+    d = st.as_dict()
+    assert d["entities"][0]["sides"][0]["watermark"].startswith("20")
+
+
+def test_runs_and_run_by_prefix(world: World) -> None:
+    first = world.sync("customers")
+    world.sync("products")
+    with world.store() as store:
+        rows = ops.runs(store, 10)
+        assert [r.kind for r in rows] == ["sync", "sync"] and rows[1].id == first.run_id
+        assert ops.run(store, first.run_id[:6]).id == first.run_id
+        assert ops.run_dict(rows[1])["report"]["entities"]["customers"]["crm"]["read"] > 0
+        with pytest.raises(ConfigError, match="no run"):
+            ops.run(store, "ffffffffff")
+        with pytest.raises(ConfigError):
+            ops.runs(store, 0)
+
+
+def test_quarantine_list_show_retry_drop(world: World) -> None:
+    orders = sorted(world.crm.db["Orders"], key=lambda r: r.id)
+    bad = orders[0]
+    lines = copy.deepcopy(bad.data["Products"])
+    lines[0]["Quantity"] = 0
+    world.crm.ui_update("Orders", bad.id, {"Products": lines})
+    world.sync()
+    with world.store() as store:
+        rows = ops.quarantine(store, "orders")
+        assert len(rows) == 1 and rows[0].key == str(bad.id)
+        entry = ops.quarantine_entry(store, rows[0].id)
+        assert ops.quarantine_dict(entry, payload=True)["payload"]
+        assert "payload" not in ops.quarantine_dict(entry)
+        assert entry.next_retry_at > world.now()  # backing off
+        assert ops.quarantine_retry(store, entry.id, now=world.now()) == 1
+        assert store.quarantine_due("orders", "crm", world.now())
+        with pytest.raises(ConfigError, match="no quarantine entry"):
+            ops.quarantine_retry(store, 999999, now=world.now())
+    # fixed at the source, though its timestamp is older than the watermark: retry re-reads it
+    lines[0]["Quantity"] = 2
+    world.crm.db["Orders"].get(bad.id).data["Products"] = lines  # edit without a new timestamp
+    report = world.sync("orders")
+    assert report.entities["orders"].erp.created == 1
+    with world.store() as store:
+        assert ops.quarantine(store) == []
+        store.checkpoint(_entry("orders"), now=world.now())
+        qid = ops.quarantine(store)[0].id
+        assert ops.quarantine_drop(store, qid).key == "x1"
+        assert ops.quarantine(store) == []
+
+
+def _entry(entity: str):
+    from etl.state.store import Checkpoint, QuarantineEntry
+
+    return Checkpoint(entity, quarantine=[QuarantineEntry(entity, "crm", "x1", "invalid", "bad")])
+
+
+def test_a_stopped_run_keeps_whole_chunks_moves_no_watermark_and_the_next_converges(
+        tmp_path: Path) -> None:
+    w = make_world(f"sqlite:///{tmp_path / 's.db'}", customers=500)
+    chunks = []
+
+    def progress(phase: str, n: int) -> None:
+        if phase == "write":
+            chunks.append(n)
+
+    crm, erp = w.clients()
+    w.tick()
+    with api.session(w.settings, crm_client=crm, erp_client=erp) as (store, conns, maps):
+        report = run_sync(store=store, connectors=conns, mappings=maps, entities=["customers"],
+                          options=api.options_from(w.settings, progress=progress,
+                                                   should_stop=lambda: len(chunks) >= 1),
+                          now=w.now)
+        assert report.status == "failed" and "stopped" in (report.error or "")
+        assert chunks == [200]  # one whole chunk, then it stopped
+        assert store.watermark("customers", "crm") is None
+        assert store.watermark("customers", "erp") is None
+        assert 0 < len(store.links("customers")) <= 200
+        assert store.runs(limit=1)[0].status == "failed"
+        assert store.lock_holder("entity:customers") is None  # released
+    w.tick()
+    first = w.sync("customers")
+    assert first.status == "ok", first.as_dict()
+    crm_ids, erp_ids = tax_ids(w)
+    assert len(crm_ids) == len(set(crm_ids)) and len(erp_ids) == len(set(erp_ids))
+    assert set(crm_ids) == set(erp_ids)
+    assert w.sync("customers").writes == 0
+
+
+def test_parse_time_forms() -> None:
+    now = datetime(2024, 5, 10, 12, tzinfo=UTC)
+    assert ops.parse_time("7d", now=now) == now - timedelta(days=7)
+    assert ops.parse_time("30m", now=now) == now - timedelta(minutes=30)
+    assert ops.parse_time("2024-05-01", now=now) == datetime(2024, 5, 1, tzinfo=UTC)
+    assert ops.parse_time("2024-05-01T09:00:00-03:00", now=now) == datetime(2024, 5, 1, 12,
+                                                                            tzinfo=UTC)
+    assert ops.parse_time("2024-05-01T12:00:00Z", now=now).tzinfo is not None
+    with pytest.raises(ConfigError, match="--since"):
+        ops.parse_time("yesterday", now=now, option="--since")
+
+
