@@ -69,7 +69,8 @@ _MIXERS = (
     (30, _U64(0xBF58476D1CE4E5B9), 27, _U64(0x94D049BB133111EB), 31),
 )
 _TAIL_MASKS = np.array([0, *((1 << (8 * i)) - 1 for i in range(1, 8)), _MASK64], dtype=_U64)
-_BLOCK = 1 << 14  # strings per block: a block's word arrays stay in cache
+_BLOCK = 1 << 16  # strings per block: a block's word arrays stay in cache
+_SHORT_WORDS = 24  # strings up to 192 bytes are hashed word position by word position
 _NUMERIC_INFERRED = frozenset({"integer", "floating", "mixed-integer-float", "boolean"})
 
 
@@ -115,24 +116,86 @@ def _hash_arrow_strings(arr: pa.Array, halves: Sequence[int] = (0, 1)) -> list[n
 def _hash_utf8_block(
     offsets: np.ndarray, data: np.ndarray, halves: Sequence[int]
 ) -> list[np.ndarray]:
-    """Hashes of the strings ``data[offsets[i]:offsets[i + 1]]``."""
+    """Hashes of the strings ``data[offsets[i]:offsets[i + 1]]``.
+
+    Per string and half: ``mix(sum_j mix(word_j ^ (j + 1) * word_key) + length * len_key)``,
+    the words read little-endian and the last one zero-padded. Strings up to
+    ``_SHORT_WORDS`` words go word position by word position (few, cheap passes); longer ones
+    through a flat word array (cost proportional to their bytes, whatever their length).
+    """
     lo, hi = int(offsets[0]), int(offsets[-1])
     # 8 zero bytes of padding so that the last word of the last string can be read whole.
     chunk = np.zeros(hi - lo + 8, dtype=np.uint8)
     chunk[: hi - lo] = data[lo:hi]
+    # A uint64 at every byte offset (an unaligned, overlapping view): gathers read words.
+    all_words = np.ndarray(shape=(len(chunk) - 7,), dtype="<u8", buffer=chunk, strides=(1,))
+    starts = offsets[:-1] - lo
     lengths = np.diff(offsets)
+    n_words = (lengths + 7) >> 3
+    acc = [np.zeros(len(lengths), dtype=_U64) for _ in halves]
+    long = n_words > _SHORT_WORDS
+    if long.any():
+        short = np.flatnonzero(~long)
+        for total, part in zip(
+            acc, _sum_words_by_position(all_words, starts[short], lengths[short], halves)
+        ):
+            total[short] = part
+        long_at = np.flatnonzero(long)
+        for total, part in zip(
+            acc, _sum_words_flat(all_words, starts[long_at], lengths[long_at], halves)
+        ):
+            total[long_at] = part
+    else:
+        acc = _sum_words_by_position(all_words, starts, lengths, halves)
+    length_u = lengths.astype(_U64)
+    for total, which in zip(acc, halves, strict=True):
+        total += length_u * _LEN_KEY[which]
+        _mix(total, which)
+    return acc
+
+
+def _sum_words_by_position(
+    all_words: np.ndarray, starts: np.ndarray, lengths: np.ndarray, halves: Sequence[int]
+) -> list[np.ndarray]:
+    """Per-string sums of mixed words, one pass per word position over the strings that reach
+    it (ordered longest first, so that those are always a prefix)."""
+    n = len(lengths)
+    n_words = (lengths + 7) >> 3
+    order = np.argsort(n_words, kind="stable")[::-1]
+    starts, lengths = starts[order], lengths[order]
+    # reach[j]: how many strings have more than j words.
+    reach = n - np.cumsum(np.bincount(n_words, minlength=1))
+    sums = [np.zeros(n, dtype=_U64) for _ in halves]
+    for j in range(len(reach) - 1):
+        count, ending = int(reach[j]), int(reach[j + 1])
+        words = all_words[starts[:count] + 8 * j]
+        if ending < count:  # the last word of strings [ending:count]: keep their bytes only
+            words[ending:] &= _TAIL_MASKS[np.minimum(lengths[ending:count] - 8 * j, 8)]
+        for total, which in zip(sums, halves, strict=True):
+            key = _U64(((j + 1) * int(_WORD_KEY[which])) & _MASK64)
+            total[:count] += _mix(words ^ key, which)
+    out = []
+    for total in sums:
+        back = np.empty_like(total)
+        back[order] = total
+        out.append(back)
+    return out
+
+
+def _sum_words_flat(
+    all_words: np.ndarray, starts: np.ndarray, lengths: np.ndarray, halves: Sequence[int]
+) -> list[np.ndarray]:
+    """Per-string sums of mixed words through one flat array of all the strings' words."""
     n_words = (lengths + 7) >> 3
     ends = np.cumsum(n_words)
     firsts = ends - n_words
-    total = int(ends[-1])
-    # Word w of the block belongs to string i = owner[w] and sits at position j in it.
+    total = int(ends[-1]) if len(ends) else 0
+    # Word w belongs to string i = owner[w] and sits at position j in it.
     owner = np.repeat(np.arange(len(lengths), dtype=np.int64), n_words)
     j = np.arange(total, dtype=np.int64)
     j -= firsts[owner]
-    byte_pos = (offsets[:-1] - lo)[owner]
+    byte_pos = starts[owner]
     byte_pos += j << 3
-    # A uint64 at every byte offset (unaligned, overlapping view): one gather reads all words.
-    all_words = np.ndarray(shape=(len(chunk) - 7,), dtype="<u8", buffer=chunk, strides=(1,))
     words = all_words[byte_pos].astype(_U64, copy=False)
     tail = lengths[owner]
     tail -= j << 3
@@ -140,17 +203,13 @@ def _hash_utf8_block(
     words &= _TAIL_MASKS[tail]
     j += 1
     position = j.astype(_U64)
-    length_u = lengths.astype(_U64)
-    prefix = np.empty(total + 1, dtype=_U64)
-    prefix[0] = 0
+    prefix = np.zeros(total + 1, dtype=_U64)
     out = []
     for which in halves:
         mixed = _mix(words ^ (position * _WORD_KEY[which]), which)
-        # Per-string sums through a wrapping prefix sum: empty strings sum to 0.
+        # Per-string sums through a wrapping prefix sum.
         np.cumsum(mixed, out=prefix[1:])
-        acc = prefix[ends] - prefix[firsts]
-        acc += length_u * _LEN_KEY[which]
-        out.append(_mix(acc, which))
+        out.append(prefix[ends] - prefix[firsts])
     return out
 
 
@@ -321,12 +380,13 @@ def diff(
 
     inc_h1 = hashes["h1"].to_numpy(np.int64)[rows]
     inc_h2 = hashes["h2"].to_numpy(np.int64)[rows]
-    old = found[~is_new]
+    present = ~is_new
+    old = found[present]
     same_old = np.zeros(len(rows), dtype=bool)
-    same_old[~is_new] = (snapshot["h1"].to_numpy(np.int64)[old] == inc_h1[~is_new]) & (
-        snapshot["h2"].to_numpy(np.int64)[old] == inc_h2[~is_new]
+    same_old[present] = (snapshot["h1"].to_numpy(np.int64)[old] == inc_h1[present]) & (
+        snapshot["h2"].to_numpy(np.int64)[old] == inc_h2[present]
     )
-    is_changed = ~is_new & ~same_old
+    is_changed = present & ~same_old
 
     def pick(mask: np.ndarray) -> pd.DataFrame:
         part = incoming.iloc[rows[mask]].copy()

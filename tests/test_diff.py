@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from etl import diff as diff_module
 from etl.diff import DiffResult, _locate_exact, changed_fields, diff, hash_frame
 
 COLUMNS = ["name", "city"]
@@ -177,6 +179,48 @@ def test_hash_is_stable_across_processes() -> None:
         for seed in ("1", "2")
     ]
     assert json.loads(runs[0]) == json.loads(runs[1]) == GOLDEN_HASHES
+
+
+# A plain-Python statement of the string hash, to check the vectorized paths against.
+_M64 = (1 << 64) - 1
+
+
+def _mix_ref(x: int, which: int) -> int:
+    s1, m1, s2, m2, s3 = (int(v) for v in diff_module._MIXERS[which])
+    x ^= x >> s1
+    x = (x * m1) & _M64
+    x ^= x >> s2
+    x = (x * m2) & _M64
+    return x ^ (x >> s3)
+
+
+def _string_hash_ref(text: str, which: int) -> int:
+    data = text.encode()
+    total = 0
+    for j in range(0, len(data), 8):
+        word = int.from_bytes(data[j : j + 8].ljust(8, b"\0"), "little")
+        key = ((j // 8 + 1) * int(diff_module._WORD_KEY[which])) & _M64
+        total = (total + _mix_ref(word ^ key, which)) & _M64
+    total = (total + len(data) * int(diff_module._LEN_KEY[which])) & _M64
+    return _mix_ref(total, which)
+
+
+def test_string_hash_matches_reference_for_short_long_and_mixed_blocks() -> None:
+    limit = diff_module._SHORT_WORDS * 8
+    texts = ["", "a", "ção", "🚀" * 3, "x" * 8, "y" * 9, "z" * limit, "w" * (limit + 1)]
+    texts += ["é" * 3000, "long " * 500 + "end", "abc"]
+    got = diff_module._hash_strings(pa.array(texts, type=pa.large_string()))
+    for which in (0, 1):
+        assert got[which].tolist() == [_string_hash_ref(t, which) for t in texts]
+
+
+def test_block_boundaries_do_not_change_hashes() -> None:
+    block = diff_module._BLOCK
+    texts = [("q" * (i % 300)) + str(i) for i in range(block + 700)]
+    frame = pd.DataFrame({"t": pd.Series(texts, dtype="str")})
+    whole = hash_frame(frame, ["t"])
+    around = frame.iloc[block - 700 :]  # straddles the first block boundary of `whole`
+    pd.testing.assert_frame_equal(hash_frame(around, ["t"]), whole.iloc[block - 700 :])
 
 
 # --- diff ------------------------------------------------------------------------------------
