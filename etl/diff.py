@@ -74,14 +74,18 @@ _SHORT_WORDS = 24  # strings up to 192 bytes are hashed word position by word po
 _NUMERIC_INFERRED = frozenset({"integer", "floating", "mixed-integer-float", "boolean"})
 
 
-def _mix(x: np.ndarray, which: int) -> np.ndarray:
-    """Finalize 64-bit words in place (a bijection with full avalanche) and return them."""
+def _mix(x: np.ndarray, which: int, scratch: np.ndarray | None = None) -> np.ndarray:
+    """Finalize 64-bit words in place (a bijection with full avalanche) and return them.
+
+    ``scratch`` (same shape and dtype) saves the temporary arrays in hot loops."""
     s1, m1, s2, m2, s3 = _MIXERS[which]
-    x ^= x >> _U64(s1)
-    x *= m1
-    x ^= x >> _U64(s2)
-    x *= m2
-    x ^= x >> _U64(s3)
+    tmp = np.empty_like(x) if scratch is None else scratch
+    for shift, mult in ((s1, m1), (s2, m2)):
+        np.right_shift(x, _U64(shift), out=tmp)
+        x ^= tmp
+        x *= mult
+    np.right_shift(x, _U64(s3), out=tmp)
+    x ^= tmp
     return x
 
 
@@ -166,6 +170,7 @@ def _sum_words_by_position(
     # reach[j]: how many strings have more than j words.
     reach = n - np.cumsum(np.bincount(n_words, minlength=1))
     sums = [np.zeros(n, dtype=_U64) for _ in halves]
+    work, scratch = np.empty(n, dtype=_U64), np.empty(n, dtype=_U64)
     for j in range(len(reach) - 1):
         count, ending = int(reach[j]), int(reach[j + 1])
         words = all_words[starts[:count] + 8 * j]
@@ -173,7 +178,8 @@ def _sum_words_by_position(
             words[ending:] &= _TAIL_MASKS[np.minimum(lengths[ending:count] - 8 * j, 8)]
         for total, which in zip(sums, halves, strict=True):
             key = _U64(((j + 1) * int(_WORD_KEY[which])) & _MASK64)
-            total[:count] += _mix(words ^ key, which)
+            mixed = np.bitwise_xor(words, key, out=work[:count])
+            total[:count] += _mix(mixed, which, scratch[:count])
     out = []
     for total in sums:
         back = np.empty_like(total)
