@@ -13,6 +13,8 @@ import httpx
 from etl.connectors.base import Connector
 from etl.connectors.factory import build_connectors
 from etl.engine import Options, RunReport, run_sync
+from etl.engine.verify import VerifyReport
+from etl.engine.verify import verify as run_verify
 from etl.mapping import EntityMapping, load_mappings
 from etl.mapping.models import Side
 from etl.settings import Settings
@@ -68,3 +70,22 @@ def sync(
             kind="plan" if dry_run else "sync", options=options_from(settings, dry_run=dry_run),
             **({"now": now} if now is not None else {}),
         )
+
+
+def verify(
+    settings: Settings,
+    entities: Sequence[str] | None = None,
+    *,
+    fix: bool = False,
+    crm_client: httpx.Client | None = None,
+    erp_client: httpx.Client | None = None,
+    now: datetime | None = None,
+) -> VerifyReport:
+    """Read both systems in full and report every drift; ``fix`` repairs what the mappings
+    allow (deletes and deactivations only within PONTE_MAX_DELETE_SHARE)."""
+    with session(settings, crm_client=crm_client, erp_client=erp_client) as (store, conns, maps):
+        if entities:
+            maps = load_mappings(settings.mappings_dir, list(entities))
+        return run_verify(store=store, connectors=conns, mappings=maps,
+                          entities=list(entities) if entities else None, fix=fix,
+                          max_delete_share=settings.max_delete_share, now=now)

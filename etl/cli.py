@@ -178,6 +178,49 @@ def db_upgrade() -> None:
 
 
 @app.command()
+@handle_errors
+def verify(
+    entities: Entities = None,
+    fix: Annotated[bool, typer.Option("--fix", help="Repair what the mappings allow.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Read both systems in full and report every drift: mismatched fields of linked records,
+    records on one side only, unlinked natural keys, duplicates, vanished records. Exit 0 when
+    there is no drift (or --fix repaired it all), 1 when drift remains."""
+    from rich import box
+    from rich.table import Table
+
+    from etl import api
+    from etl.render import print_json
+
+    report = api.verify(settings_or_exit(), entities, fix=fix)
+    if as_json:
+        print_json(report.as_dict(items=True), out)
+    else:
+        table = Table(title=f"verify{' --fix' if fix else ''}: {report.drift} drift",
+                      box=box.SIMPLE_HEAD, title_justify="left")
+        cols = ("drift", "mismatched", "missing_in_crm", "missing_in_erp", "unlinked",
+                "duplicates", "vanished", "invalid", "fixed")
+        table.add_column("entity")
+        for col in cols:
+            table.add_column(col.replace("_", " "), justify="right")
+        for name, e in report.entities.items():
+            d = e.as_dict()
+            table.add_row(name, *(str(d[c]) for c in cols))
+        out.print(table)
+        for name, e in report.entities.items():
+            if e.blocked:
+                err.print(f"{name}: {e.blocked}", highlight=False, markup=False)
+            for item in e.items[:20]:
+                fields = "; ".join(f"{f}: crm={v[0]!r} erp={v[1]!r}" for f, v in item.fields.items())
+                out.print(f"  {name} {item.kind} crm={item.crm_key} erp={item.erp_key} "
+                          f"{item.detail}{fields}", highlight=False, markup=False)
+    remaining = report.drift if not fix else sum(
+        max(0, e.drift - e.fixed) for e in report.entities.values())
+    raise typer.Exit(Exit.OK if remaining == 0 else Exit.QUARANTINED)
+
+
+@app.command()
 def sandbox(
     host: Annotated[str, typer.Option(help="Loopback address to listen on.")] = "127.0.0.1",
     crm_port: Annotated[int, typer.Option(help="Ploomes simulator port.")] = 8701,

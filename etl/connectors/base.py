@@ -112,6 +112,10 @@ class Connector(Protocol):
         :class:`etl.errors.SystemUnavailable`."""
         ...
 
+    def delete(self, entity: str, key: str) -> RecordError | None:
+        """Delete one record; ``None`` when done or already gone, else the reason."""
+        ...
+
     def close(self) -> None: ...
 
 

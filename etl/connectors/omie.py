@@ -415,6 +415,23 @@ class OmieConnector:
                     results.append(WriteResult(op, key=op.key, error=exc))
         return results
 
+    def delete(self, entity: str, key: str) -> RecordError | None:
+        """Delete one record (``verify --fix`` with the mapping's ``deletes: delete``)."""
+        spec = self._spec(entity)
+        call = {"customers": "ExcluirCliente", "products": "ExcluirProduto",
+                "orders": "ExcluirPedido"}[entity]
+        if not str(key).isdigit():
+            return RecordError(f"cannot delete from Omie: invalid key {key!r}", kind="rejected")
+        with self._write_lock:
+            try:
+                self._call(spec.service, call, {spec.id_field: int(key)}, kind="write")
+            except OmieFault as fault:
+                if fault.code == NOT_FOUND:
+                    return None  # already gone
+                return RecordError(f"Omie refused {call} {key}: {fault.code}: {fault.text}",
+                                   kind="rejected")
+        return None
+
     def _write_one(self, entity: str, spec: Spec, op: WriteOp) -> WriteResult:
         payload = copy.deepcopy(op.payload)
         if entity == "orders":

@@ -347,6 +347,20 @@ class PloomesConnector:
             futures = [pool.submit(self._write_one, coll, op) for op in ops]
             return [f.result() for f in futures]
 
+    def delete(self, entity: str, key: str) -> RecordError | None:
+        """Delete one record (``verify --fix`` with the mapping's ``deletes: delete``)."""
+        coll = self._collection(entity)
+        if not str(key).isdigit():
+            return RecordError(f"cannot delete {coll}: invalid key {key!r}", kind="rejected")
+        response = self._send("DELETE", f"/{coll}({key})", kind="write")
+        if response.status_code == 404:
+            return None  # already gone
+        if response.status_code >= 400:
+            return RecordError(f"Ploomes refused DELETE {coll}({key}): HTTP "
+                               f"{response.status_code}: {_server_message(response)}",
+                               kind="rejected")
+        return None
+
     def _write_one(self, coll: str, op: WriteOp) -> WriteResult:
         try:
             body = self._translate(op.payload)

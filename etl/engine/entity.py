@@ -72,6 +72,7 @@ class Unit:
     seen: dict[Side, Seen] = field(default_factory=dict)
     snapshot: dict[Side, Values | None] = field(default_factory=lambda: {"crm": None, "erp": None})
     linked: bool = False
+    tombstone: Side | None = None  # the side this linked record was deleted from
 
     def key(self, side: Side) -> str | None:
         return self.crm_key if side == "crm" else self.erp_key
@@ -222,6 +223,10 @@ class EntitySync:
                     unit.set_key(other(side), partner)
                     unit.linked = True
                     by_key[(other(side), partner)] = unit
+        tombstones = self.store.tombstones(self.entity) if units else {}
+        for u in units:
+            if u.linked and u.crm_key is not None and u.erp_key is not None:
+                u.tombstone = tombstones.get((u.crm_key, u.erp_key))  # type: ignore[assignment]
         self._load_snapshots(units)
         self._match(units)
         return units
@@ -352,6 +357,11 @@ class EntitySync:
             self.opt.progress("write", len(units))
 
     def _plan_unit(self, u: Unit, cp: Checkpoint, ops: dict[Side, list[Any]]) -> None:
+        if u.tombstone is not None:
+            # deleted on one side (see `ponte verify`): nothing flows into it any more
+            for side in u.seen:
+                self.report.side(side).skipped += 1
+            return
         if u.crm_key is not None and u.erp_key is not None:
             current = {s: self._current(u, s) or {} for s in SIDES}
             first = not u.linked

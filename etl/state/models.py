@@ -128,6 +128,7 @@ links = Table(
     Column("crm_key", String(), nullable=False),
     Column("erp_key", String(), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("deleted_in", String(), nullable=True),  # tombstone: the side it was deleted from
     UniqueConstraint("entity", "crm_key", name="uq_links_crm"),
     UniqueConstraint("entity", "erp_key", name="uq_links_erp"),
 )

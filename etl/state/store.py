@@ -334,6 +334,22 @@ class Store:
         with self._writer.begin() as conn:
             conn.execute(stmt, [{"c": c, "e": e} for c, e in pairs])
 
+    def tombstone_link(self, entity: str, crm_key: str, erp_key: str, side: str) -> None:
+        """Remember that the record of ``side`` was deleted; the link stays so that changes
+        from the other side never re-create it."""
+        t = m.links
+        with self._writer.begin() as conn:
+            conn.execute(sa.update(t).where(t.c.entity == entity, t.c.crm_key == crm_key,
+                                            t.c.erp_key == erp_key).values(deleted_in=side))
+
+    def tombstones(self, entity: str) -> dict[tuple[str, str], str]:
+        """(crm_key, erp_key) -> the side the record was deleted from."""
+        t = m.links
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.c.crm_key, t.c.erp_key, t.c.deleted_in).where(
+                t.c.entity == entity, t.c.deleted_in.is_not(None)))
+            return {(c, e): d for c, e, d in rows}
+
     # ---------------------------------------------------------------- quarantine
 
     def quarantine(self, entity: str | None = None) -> list[QuarantineRow]:

@@ -21,7 +21,7 @@ from etl.settings import SANDBOX_APP_KEY, SANDBOX_APP_SECRET, SANDBOX_USER_KEY
 ROOT = Path(__file__).resolve().parents[2]
 # ``python -m etl.cli`` is what the ``ponte`` console script runs (``etl.cli:main``); started
 # from the checkout it does not depend on how the package was installed into the venv.
-PONTE = [sys.executable, "-m", "etl.cli"]
+PONTE = [sys.executable, "-m", "etl"]
 
 
 def listar_clientes(erp_url: str, app_key: str, app_secret: str) -> dict[str, Any]:

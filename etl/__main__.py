@@ -1,0 +1,5 @@
+"""``python -m etl`` = the ``ponte`` command."""
+
+from etl.cli import main
+
+main()

@@ -1,0 +1,281 @@
+"""``ponte verify``: read both systems in full and report every drift between them through the
+mappings; ``--fix`` repairs what the mappings allow.
+
+Drift kinds, per entity:
+
+* ``mismatched``: a linked pair whose mapped fields differ;
+* ``missing_in_crm`` / ``missing_in_erp``: a record on one side only, where the mapping would
+  create it on the other (``create_in``);
+* ``unlinked``: the same natural key on both sides, not linked yet (a sync links them);
+* ``duplicates``: records sharing a natural key on one side (never fixed automatically);
+* ``vanished``: a linked record that no longer exists on one side. The mapping's ``deletes``
+  policy applies: ``ignore`` (report), ``deactivate`` (set the ``deactivate`` fields on the other
+  side) or ``delete`` (delete it there). Never inferred from an empty or failed read, and a fix
+  that would touch more than ``max_delete_share`` of the linked records stops and explains.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from loguru import logger
+
+from etl.connectors.base import Connector, WriteOp
+from etl.engine.entity import EntitySync, Options, Seen, Unit
+from etl.engine.report import EntityReport
+from etl.engine.run import build_context, lock_name
+from etl.errors import LockHeld, RecordError
+from etl.mapping import EntityMapping, build_payload
+from etl.mapping.models import SIDES, Side, other
+from etl.state.store import Checkpoint, Store
+from etl.watermark import Window
+
+
+@dataclass
+class DriftItem:
+    kind: str
+    crm_key: str | None
+    erp_key: str | None
+    detail: str = ""
+    fields: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@dataclass
+class EntityVerify:
+    mismatched: int = 0
+    missing_in_crm: int = 0
+    missing_in_erp: int = 0
+    unlinked: int = 0
+    duplicates: int = 0
+    vanished: int = 0
+    invalid: int = 0
+    fixed: int = 0
+    blocked: str | None = None
+    items: list[DriftItem] = field(default_factory=list)
+    sync: EntityReport | None = None
+
+    @property
+    def drift(self) -> int:
+        return (self.mismatched + self.missing_in_crm + self.missing_in_erp + self.unlinked
+                + self.duplicates + self.vanished)
+
+    def as_dict(self, *, items: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "drift": self.drift, "missing_in_crm": self.missing_in_crm,
+            "missing_in_erp": self.missing_in_erp, "mismatched": self.mismatched,
+            "duplicates": self.duplicates, "unlinked": self.unlinked, "vanished": self.vanished,
+            "invalid": self.invalid, "fixed": self.fixed,
+        }
+        if self.blocked:
+            out["blocked"] = self.blocked
+        if items:
+            out["items"] = [asdict(i) for i in self.items]
+        return out
+
+
+@dataclass
+class VerifyReport:
+    run_id: str
+    fix: bool
+    entities: dict[str, EntityVerify] = field(default_factory=dict)
+
+    @property
+    def drift(self) -> int:
+        return sum(e.drift for e in self.entities.values())
+
+    def as_dict(self, *, items: bool = False) -> dict[str, Any]:
+        return {"run_id": self.run_id, "fix": self.fix, "drift": self.drift,
+                "entities": {n: e.as_dict(items=items) for n, e in self.entities.items()}}
+
+
+def verify(
+    *,
+    store: Store,
+    connectors: dict[Side, Connector],
+    mappings: dict[str, EntityMapping],
+    entities: list[str] | None = None,
+    fix: bool = False,
+    max_delete_share: float = 0.1,
+    now: datetime | None = None,
+) -> VerifyReport:
+    now = now or datetime.now(UTC)
+    names = list(entities or mappings)
+    run_id = store.start_run("verify-fix" if fix else "verify", names, now=now) if fix else \
+        uuid.uuid4().hex
+    report = VerifyReport(run_id, fix)
+    held: list[str] = []
+    try:
+        for name in names:
+            if fix:
+                if not store.acquire_lock(lock_name(name), run_id, lease_s=900, now=now):
+                    raise LockHeld(f"another ponte run holds the lock of {name!r}; "
+                                   "nothing was written — try again when it finishes")
+                held.append(name)
+            report.entities[name] = _verify_entity(
+                mappings[name], connectors, store, run_id=run_id, now=now, fix=fix,
+                max_delete_share=max_delete_share)
+    finally:
+        for name in held:
+            store.release_lock(lock_name(name), run_id)
+        if fix:
+            status = "ok" if report.drift == 0 or all(
+                e.fixed >= e.drift - e.duplicates for e in report.entities.values()) else "partial"
+            store.finish_run(run_id, status, report.as_dict(), now=datetime.now(UTC))
+    return report
+
+
+def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: Store, *,
+                   run_id: str, now: datetime, fix: bool, max_delete_share: float
+                   ) -> EntityVerify:
+    out = EntityVerify()
+    sync_report = EntityReport()
+    sync = EntitySync(m, connectors, store, build_context(store), run_id=run_id, now=now,
+                      options=Options(dry_run=not fix, window=Window(None, None)),
+                      report=sync_report, lock_name=lock_name(m.entity))
+    if fix:
+        sync.recover_intents()
+    seen: dict[Side, dict[str, Seen]] = {}
+    present: dict[Side, set[str]] = {}
+    for side in SIDES:
+        records = sync.read(side, Window(None, None))
+        present[side] = set(records)
+        seen[side] = {s.key: s for s in sync.normalize(side, records, quarantine=False)}
+        out.invalid += len(records) - len(seen[side])
+    links = store.links(m.entity)
+    linked = {"crm": {c for c, _ in links}, "erp": {e for _, e in links}}
+    shared = [f for f, spec in m.fields.items()
+              if spec.crm and spec.erp and not spec.crm.read_only and not spec.erp.read_only]
+    nk = m.natural_key
+
+    # duplicates by natural key on each side
+    if nk:
+        for side in SIDES:
+            counts = Counter(s.values.get(nk) for s in seen[side].values() if s.values.get(nk))
+            for value, n in counts.items():
+                if n > 1:
+                    out.duplicates += n - 1
+                    keys = [k for k, s in seen[side].items() if s.values.get(nk) == value]
+                    out.items.append(DriftItem("duplicate", *(
+                        (",".join(keys), None) if side == "crm" else (None, ",".join(keys))),
+                        detail=f"{nk} {value} appears {n} times in the {side}"))
+
+    units: list[Unit] = []
+    vanished: list[tuple[str, str, Side]] = []  # (crm_key, erp_key, side it vanished from)
+    tombstones = store.tombstones(m.entity)
+    for crm_key, erp_key in links:
+        if (crm_key, erp_key) in tombstones:
+            continue  # deleted on one side on purpose; the other side keeps its record
+        a, b = seen["crm"].get(crm_key), seen["erp"].get(erp_key)
+        if a is None or b is None:
+            # gone only when absent from a read that returned records (never from an empty
+            # read); a record that is present but invalid is not a deletion
+            for gone, key in (("crm", crm_key), ("erp", erp_key)):
+                if present[gone] and key not in present[gone]:  # type: ignore[index]
+                    vanished.append((crm_key, erp_key, gone))  # type: ignore[arg-type]
+                    break
+            continue
+        diff = {f: [a.values.get(f), b.values.get(f)] for f in shared
+                if a.values.get(f) != b.values.get(f)}
+        if diff:
+            out.mismatched += 1
+            out.items.append(DriftItem("mismatched", crm_key, erp_key, fields=diff))
+            unit = Unit(crm_key, erp_key, seen={"crm": a, "erp": b}, linked=False)
+            unit.snapshot = {"crm": None, "erp": None}
+            units.append(unit)
+
+    # records on one side only
+    lonely: dict[Side, list[Seen]] = {
+        side: [s for k, s in seen[side].items() if k not in linked[side]] for side in SIDES}
+    other_nk: dict[Side, set[str]] = {
+        side: {s.values[nk] for s in lonely[side] if nk and s.values.get(nk)} for side in SIDES}
+    for side in SIDES:
+        target = other(side)
+        for s in lonely[side]:
+            value = s.values.get(nk) if nk else None
+            if value is not None and value in other_nk[target]:
+                if side == "crm":
+                    out.unlinked += 1
+                    out.items.append(DriftItem("unlinked", s.key, None,
+                                               detail=f"{nk} {value} on both sides, not linked"))
+                    units.append(Unit(crm_key=s.key, seen={"crm": s}))
+                else:
+                    units.append(Unit(erp_key=s.key, seen={"erp": s}))
+                continue
+            if target in m.create_in:
+                if target == "crm":
+                    out.missing_in_crm += 1
+                else:
+                    out.missing_in_erp += 1
+                out.items.append(DriftItem(f"missing_in_{target}",
+                                           s.key if side == "crm" else None,
+                                           s.key if side == "erp" else None))
+                units.append(Unit(**{f"{side}_key": s.key}, seen={side: s}))
+
+    out.vanished = len(vanished)
+    for crm_key, erp_key, gone in vanished:
+        out.items.append(DriftItem(f"vanished_from_{gone}", crm_key, erp_key,
+                                   detail=f"deletes policy: {m.deletes}"))
+
+    if fix:
+        before = sync_report.crm.created + sync_report.crm.updated + sync_report.erp.created \
+            + sync_report.erp.updated
+        if units:
+            sync._match([u for u in units if not u.linked and (u.crm_key is None
+                                                                or u.erp_key is None)])
+            sync.process(units)
+        out.fixed += (sync_report.crm.created + sync_report.crm.updated
+                      + sync_report.erp.created + sync_report.erp.updated - before)
+        out.fixed += _apply_deletes(m, connectors, store, sync, vanished, len(links), out,
+                                    max_delete_share=max_delete_share, run_id=run_id, now=now)
+        out.sync = sync_report
+    return out
+
+
+def _apply_deletes(m: EntityMapping, connectors: dict[Side, Connector], store: Store,
+                   sync: EntitySync, vanished: list[tuple[str, str, Side]], n_links: int,
+                   out: EntityVerify, *, max_delete_share: float, run_id: str,
+                   now: datetime) -> int:
+    if not vanished or m.deletes == "ignore":
+        return 0
+    share = len(vanished) / max(n_links, 1)
+    if share > max_delete_share:
+        out.blocked = (
+            f"{len(vanished)} of {n_links} linked {m.entity} ({share:.0%}) vanished from one "
+            f"side; applying '{m.deletes}' to them exceeds PONTE_MAX_DELETE_SHARE="
+            f"{max_delete_share:.0%}. Nothing was deleted or deactivated: check that the source "
+            "was read correctly, then raise the limit for one run if this is intended"
+        )
+        logger.bind(entity=m.entity).warning(out.blocked)
+        return 0
+    done = 0
+    cp = Checkpoint(m.entity)
+    for crm_key, erp_key, gone in vanished:
+        target: Side = other(gone)
+        target_key = erp_key if target == "erp" else crm_key
+        if m.deletes == "delete":
+            error = connectors[target].delete(m.entity, target_key)
+        else:
+            try:
+                payload = build_payload(m, target, dict(m.deactivate), sync.ctx, create=False)
+            except RecordError as exc:
+                error = exc
+            else:
+                result = connectors[target].write_batch(
+                    m.entity, [WriteOp("update", payload, key=target_key)])[0]
+                error = result.error
+        if error is not None:
+            out.items.append(DriftItem("delete_failed", crm_key, erp_key, detail=str(error)))
+            continue
+        done += 1
+        store.delete_snapshots(gone, m.entity, [crm_key if gone == "crm" else erp_key])
+        if m.deletes == "delete":
+            store.delete_links(m.entity, [(crm_key, erp_key)])
+            store.delete_snapshots(target, m.entity, [target_key])
+        else:
+            store.tombstone_link(m.entity, crm_key, erp_key, gone)
+    store.checkpoint(cp, now=now, run_id=run_id)
+    return done
