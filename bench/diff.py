@@ -173,6 +173,7 @@ def child_ponte(data: Path, dtype: str, repeat: int) -> dict[str, Any]:
 
     incoming = _read(data / "incoming.parquet", dtype)
     snapshot = _read(data / "snapshot_ponte.parquet", dtype)
+    loaded_mb = peak_rss_mb()
 
     def once() -> dict[str, Any]:
         times: dict[str, Any] = {}
@@ -184,7 +185,7 @@ def child_ponte(data: Path, dtype: str, repeat: int) -> dict[str, Any]:
         assert result.new.empty and len(result.unchanged) + len(result.changed) == len(incoming)
         return {**times, "changed": result.changed[KEY].tolist()}
 
-    return _best_of(repeat, "ponte_s", once)
+    return {**_best_of(repeat, "ponte_s", once), "loaded_mb": loaded_mb}
 
 
 def child_datacompy(data: Path, dtype: str, repeat: int) -> dict[str, Any]:
@@ -192,6 +193,7 @@ def child_datacompy(data: Path, dtype: str, repeat: int) -> dict[str, Any]:
 
     snapshot = _read(data / "snapshot.parquet", dtype)
     incoming = _read(data / "incoming.parquet", dtype)
+    loaded_mb = peak_rss_mb()
 
     def once() -> dict[str, Any]:
         times: dict[str, Any] = {}
@@ -202,12 +204,13 @@ def child_datacompy(data: Path, dtype: str, repeat: int) -> dict[str, Any]:
             changed = both.loc[~matches, KEY]
         return {**times, "changed": changed.tolist()}
 
-    return _best_of(repeat, "datacompy_s", once)
+    return {**_best_of(repeat, "datacompy_s", once), "loaded_mb": loaded_mb}
 
 
 def child_baseline(data: Path, dtype: str, repeat: int) -> dict[str, Any]:
     incoming = _read(data / "incoming.parquet", dtype)
     snapshot = _read(data / "snapshot_base.parquet", dtype)
+    loaded_mb = peak_rss_mb()
 
     def once() -> dict[str, Any]:
         times: dict[str, Any] = {}
@@ -220,7 +223,7 @@ def child_baseline(data: Path, dtype: str, repeat: int) -> dict[str, Any]:
             changed = merged.loc[present & (merged["h"] != merged["h_old"]), KEY]
         return {**times, "changed": changed.tolist()}
 
-    return _best_of(repeat, "baseline_s", once)
+    return {**_best_of(repeat, "baseline_s", once), "loaded_mb": loaded_mb}
 
 
 CHILDREN = {
@@ -299,7 +302,15 @@ def _table(report: dict[str, Any], contenders: list[str]) -> None:
     from rich.table import Table
 
     table = Table(title=f"diff of {report['rows']:,} rows ({report['changed_rows']:,} changed)")
-    for header in ("contender", "seconds", "peak MB", "speedup of ponte", "changed found"):
+    headers = (
+        "contender",
+        "seconds",
+        "peak MB",
+        "MB after loading",
+        "ponte is faster",
+        "changed found",
+    )
+    for header in headers:
         table.add_column(header, justify="right" if header != "contender" else "left")
     for name in contenders:
         speedup = report.get(f"speedup_vs_{name}")
@@ -307,6 +318,7 @@ def _table(report: dict[str, Any], contenders: list[str]) -> None:
             name,
             f"{report[f'{name}_s']:.2f}",
             f"{report[f'{name}_peak_mb']:,.0f}",
+            f"{report[f'{name}_loaded_mb']:,.0f}",
             "" if speedup is None else f"{speedup}×",
             f"{report['found_changed'][name]:,}",
         )
