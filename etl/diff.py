@@ -9,12 +9,14 @@ Row hash
 --------
 Each row gets a 128-bit content hash, stored as two signed 64-bit integers ``h1`` and ``h2``
 (signed so that they fit a SQL ``BIGINT``). The two halves are computed from the same bytes with
-different keys *and* different mixing functions, so a false "unchanged" needs two independent
-64-bit collisions on the same pair of rows: about 2**-128 per pair compared, i.e. negligible
-(a trillion comparisons leave a ~3e-27 chance of one miss). Nothing verifies a hash match
-against the old values -- the snapshot keeps hashes for exactly that reason -- so a collision
-would make a real change look unchanged; ``verify`` (full compare of both sides) would still
-find it. The key join in :func:`diff` is exact: it works on the key strings themselves.
+different keys *and* different mixing functions, so a false "unchanged" needs both 64-bit hashes
+to collide on the same pair of rows: modelling them as independent, about 2**-128 per pair
+compared -- negligible (a trillion comparisons leave a ~3e-27 chance of a single miss). That is
+how collisions are handled: made negligible, not detected. Checking each hash match against the
+old values would need the snapshot's values loaded, which is what storing hashes avoids; a
+collision would make a real change look unchanged, and ``verify`` (a full compare of both
+sides) would still find it. The key join in :func:`diff` is exact: every key-hash match is
+confirmed on the key strings themselves.
 
 The hash is not cryptographic (its keys are public constants); it guards against accidents,
 not against someone crafting colliding records. It is deterministic across processes, runs,
