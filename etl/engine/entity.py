@@ -73,6 +73,7 @@ class Unit:
     snapshot: dict[Side, Values | None] = field(default_factory=lambda: {"crm": None, "erp": None})
     linked: bool = False
     tombstone: Side | None = None  # the side this linked record was deleted from
+    duplicate_of: str | None = None  # the other side's key its natural key already links to
 
     def key(self, side: Side) -> str | None:
         return self.crm_key if side == "crm" else self.erp_key
@@ -110,6 +111,7 @@ class EntitySync:
         self.lock_name = lock_name
         self.columns = mapping.columns()
         self.windows: dict[Side, wm.Window] = {}
+        self._planned_creates: dict[Side, set[str]] = {}
 
     # --- extract -------------------------------------------------------------------------------
 
@@ -294,8 +296,14 @@ class EntitySync:
                     index.pop(value)
                 elif value in known and known[value][0] not in linked_other:
                     key, data = known[value]
+                    linked_other.add(key)  # one partner for one record, even with duplicates
                     u.set_key(target, key)
                     u.snapshot[target] = data
+                elif value in known:
+                    # the other side's record with this key is linked to another one already:
+                    # this is a duplicate on the source side, never copied across
+                    u.duplicate_of = known[value][0]
+                    continue
                 elif value in remote:
                     rec = remote.pop(value)
                     key = self.conn[target].key_of(self.entity, rec)
@@ -402,7 +410,23 @@ class EntitySync:
         if target not in self.m.create_in:
             self.report.side(side).skipped += 1
             return
+        nk = self.m.natural_key
+        if u.duplicate_of is not None:
+            raise RecordError(
+                f"{self.entity} {side} {u.key(side)}: its {nk} "
+                f"{u.seen[side].values.get(nk or '')} is already linked to {target} record "
+                f"{u.duplicate_of} through another {side} record; duplicates on the {side} side "
+                f"are not copied — merge them there", field=nk, kind="invalid")
         values = values_for_create(self.m, side, u.seen[side].values)
+        if nk and values.get(nk):
+            planned = self._planned_creates.setdefault(target, set())
+            if values[nk] in planned:
+                raise RecordError(
+                    f"{self.entity} {side} {u.key(side)}: another {side} record with {nk} "
+                    f"{values[nk]} is being created in the {target} in this run; duplicates on "
+                    f"the {side} side are not copied — merge them there",
+                    field=nk, kind="invalid")
+            planned.add(values[nk])  # type: ignore[arg-type]
         self._check_preconditions(u.seen[side].values)
         payload = build_payload(self.m, target, values, self.ctx, create=True)
         ext = f"{self.conn[side].kind}-{u.key(side)}"

@@ -217,3 +217,22 @@ def test_plan_writes_nothing_anywhere(world: World) -> None:
         assert store.count_snapshots("crm", "customers") == 0
     changes = [c for e in report.entities.values() for c in e.changes]
     assert any(c.action == "create" and c.fields for c in changes)
+
+
+def test_duplicates_on_one_side_are_not_copied(empty_world: World) -> None:
+    """Two ERP clientes with one CNPJ (the ERP allows it with its uniqueness knob off): one is
+    created in the CRM, the other is quarantined with a reason; nothing is duplicated."""
+    w = empty_world
+    w.erp.faults.update({"unique_cnpj_cpf": False})
+    base = {"razao_social": "Padaria Duplicada Ltda", "nome_fantasia": "Padaria",
+            "cnpj_cpf": "11.444.777/0001-61", "pessoa_fisica": "N", "inativo": "N",
+            "email": "a@padaria.com.br", "endereco": "Rua A", "endereco_numero": "1",
+            "bairro": "Centro", "cidade": "SAO PAULO (SP)", "cidade_ibge": "3550308",
+            "estado": "SP", "cep": "01310100", "codigo_pais": "1058"}
+    w.erp.ui_create("clientes", dict(base))
+    w.erp.ui_create("clientes", {**base, "email": "b@padaria.com.br"})
+    report = w.sync("customers")
+    assert report.entities["customers"].crm.created == 1
+    assert report.entities["customers"].erp.quarantined == 1
+    assert len(w.crm.db["Contacts"]) == 1
+    assert w.sync("customers").entities["customers"].crm.created == 0
