@@ -63,9 +63,10 @@ def _state() -> Iterator[tuple[Any, Any, Any]]:
 
 
 def _json(data: Any) -> None:
-    from etl.render import print_json
+    """One JSON document on stdout, never wrapped (a rich console wraps at its width)."""
+    import json
 
-    print_json(data, out)
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
 def _ago(seconds: float | None) -> str:
@@ -86,13 +87,17 @@ def _ts(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if value else "-"
 
 
+def _short(value: datetime | None) -> str:
+    return value.astimezone().strftime("%m-%d %H:%M:%S") if value else "-"
+
+
 def _confirm(question: str, yes: bool) -> None:
     """Ask, unless ``--yes``. No answer (stdin closed) or no -> nothing changes, exit 2."""
     if yes:
         return
     try:
         ok = typer.confirm(question, default=False, err=True)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         err.print("\nrefused: no confirmation (stdin is closed or not a terminal); nothing "
                   "changed — pass --yes to confirm non-interactively", highlight=False)
         raise typer.Exit(Exit.CONFIG) from None
@@ -233,7 +238,7 @@ def backfill(
     (records, rate) on a terminal, log lines otherwise."""
     from etl import ops
     from etl.mapping.models import SIDES
-    from etl.render import print_json, print_report
+    from etl.render import print_report
 
     settings = settings_or_exit()
     now = _now()
@@ -253,7 +258,7 @@ def backfill(
     if not dry_run:
         ops.publish_metrics(settings, now=_now())
     if as_json:
-        print_json(report.as_dict(with_changes=dry_run), out)
+        _json(report.as_dict(with_changes=dry_run))
     else:
         print_report(report, out, show_changes=dry_run)
     raise typer.Exit(for_status(report.status))
@@ -273,24 +278,27 @@ def status(as_json: Json = False) -> None:
         _json(report.as_dict())
         return
     table = Table(title=f"ponte status — {_ts(report.now)}")
-    for col in ("entity", "side", "watermark", "lag", "last run", "status", "read", "created",
-                "updated", "quarantined", "next run"):
-        table.add_column(col, justify="right" if col in ("read", "created", "updated",
-                                                         "quarantined", "lag") else "left")
+    for col in ("entity", "side", "watermark (lag)", "last run", "read/new/upd", "quar.",
+                "next run"):
+        table.add_column(col, justify="right" if col in ("read/new/upd", "quar.") else "left")
     for e in report.entities:
         last = e.last_run
         for i, s in enumerate(e.sides or []):
             counts = last.counts.get(s.side, {}) if last else {}
             first = i == 0
+            when = ""
+            if first:
+                when = (f"{_short(last.finished_at or last.started_at)} {last.kind} "
+                        f"{last.status}" if last else "never")
+                when += " (running now)" if e.running else ""
             table.add_row(
-                e.entity if first else "", s.side, _ts(s.watermark), _ago(s.lag_s),
-                (f"{_ts(last.finished_at or last.started_at)} ({last.kind} {last.id[:8]})"
-                 if last and first else ("never" if first else "")),
-                ((last.status + (" (running now)" if e.running else "")) if last and first
-                 else ("running now" if e.running and first else "")),
-                str(counts.get("read", "-")), str(counts.get("created", "-")),
-                str(counts.get("updated", "-")), str(s.quarantined),
-                f"{_ts(e.next_run)} ({e.schedule})" if first and e.schedule else "",
+                e.entity if first else "", s.side,
+                f"{_short(s.watermark)} ({_ago(s.lag_s)})" if s.watermark else "none",
+                when,
+                "/".join(str(counts.get(k, "-")) for k in ("read", "created", "updated"))
+                if last else "-",
+                str(s.quarantined),
+                f"{_short(e.next_run)} ({e.schedule})" if first and e.schedule else "",
             )
     out.print(table)
 
@@ -426,7 +434,6 @@ def runs_show(
 ) -> None:
     """One run with its full report."""
     from etl import ops
-    from etl.render import print_json
 
     with _state() as (_s, store, _m):
         row = ops.run(store, run_id)
@@ -434,7 +441,7 @@ def runs_show(
         _json(ops.run_dict(row))
         return
     out.print(_runs_table([row]))
-    print_json(row.report, out)
+    _json(row.report)
 
 
 # ------------------------------------------------------------------------------------- quarantine
