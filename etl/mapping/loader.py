@@ -42,7 +42,8 @@ def load_mapping(path: Path) -> EntityMapping:
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
             ctx = err.get("ctx") or {}
-            valid = f" (valid: {ctx['expected']})" if "expected" in ctx else ""
+            valid = (f" (valid: {ctx['expected']})"
+                     if "expected" in ctx and str(ctx["expected"]) not in msg else "")
             bad = err.get("input")
             shown = f"; got {bad!r}" if not isinstance(bad, dict | list) else ""
             problems.append(f"{path}: {where}: {msg}{valid}{shown}")
