@@ -64,20 +64,21 @@ def trigger_for(spec: str, *, setting: str = "schedule", start: datetime | None 
 
 
 def next_run(spec: str, now: datetime, *, setting: str = "schedule",
-             last_run: datetime | None = None) -> datetime | None:
-    """When ``spec`` fires next after ``now`` (aware). Intervals count from ``last_run`` when
-    known (as a daemon started then would), else from ``now``."""
+             last_run: datetime | None = None, timezone: Any = None) -> datetime | None:
+    """When ``spec`` fires next after ``now`` (aware). Crontab expressions are read in
+    ``timezone`` (default: the server's local zone, as ``ponte run`` and cron read them);
+    intervals count from ``last_run`` when known (as a daemon started then would), else from
+    ``now``."""
     if spec.strip().startswith(EVERY):
         trig = trigger_for(spec, setting=setting, start=last_run or now, timezone=now.tzinfo)
-    else:
-        trig = trigger_for(spec, setting=setting, timezone=now.tzinfo)
-    fire: datetime | None = trig.get_next_fire_time(None, now)
-    # an interval trigger answers its start date; step past ``now``
-    if fire is not None and isinstance(trig, IntervalTrigger):
-        step = trig.interval
-        while fire < now:
+        step = trig.interval  # type: ignore[attr-defined]
+        fire: datetime = last_run or now
+        while fire <= now:
             fire += step
-    return fire
+        return fire
+    cron = trigger_for(spec, setting=setting, timezone=timezone)
+    found: datetime | None = cron.get_next_fire_time(None, now)
+    return found
 
 
 def serve(

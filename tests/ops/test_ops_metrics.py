@@ -1,0 +1,52 @@
+"""The Prometheus textfile: rebuilt from the state store, atomic, per entity, no secrets."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from etl.metrics import render, write_metrics, Sample
+from tests.engine.conftest import World
+
+NAMES = ["customers", "products", "orders"]
+LINE = re.compile(r'^([a-z_]+)(\{[^}]*\})? (-?[0-9.e+]+)$')
+
+
+def parse(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = LINE.match(line)
+        assert m, f"not exposition format: {line!r}"
+        out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def test_metrics_after_runs_of_different_entities(world: World, tmp_path: Path) -> None:
+    world.sync("customers")
+    report = world.sync("products")
+    path = tmp_path / "textfile" / "ponte.prom"
+    with world.store() as store:
+        write_metrics(path, store, NAMES, now=world.now())
+    text = path.read_text()
+    m = parse(text)
+    # both entities keep their series, though the last run only covered products
+    assert m['ponte_last_run_status{entity="customers",status="ok"}'] == 1
+    assert m['ponte_last_run_status{entity="customers",status="failed"}'] == 0
+    assert m['ponte_last_run_status{entity="products",status="ok"}'] == 1
+    assert m['ponte_records_total{entity="products",side="erp",kind="read"}'] == \
+        report.entities["products"].erp.read
+    assert m['ponte_watermark_lag_seconds{entity="customers",side="crm"}'] >= 0
+    assert m['ponte_api_calls_total{side="erp",kind="read"}'] == report.api_calls["erp"]["read"]
+    assert m['ponte_run_duration_seconds{entity="customers"}'] > 0
+    assert m['ponte_last_run_timestamp_seconds{entity="products"}'] > 1.6e9
+    assert 'entity="orders"' not in text.split("ponte_quarantine_records")[0]  # never ran
+    for secret in world.settings.secrets():
+        assert secret not in text
+    assert [p.name for p in path.parent.iterdir()] == ["ponte.prom"]  # temp file replaced
+
+
+def test_render_escapes_labels() -> None:
+    text = render([Sample("ponte_x", {"entity": 'a"b\\c'}, 1.5)])
+    assert 'ponte_x{entity="a\\"b\\\\c"} 1.5' in text and "# TYPE ponte_x gauge" in text
