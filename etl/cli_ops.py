@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, Self, TypeVar
 
 import click
 import typer
@@ -110,7 +110,7 @@ def _confirm(question: str, yes: bool) -> None:
 
 
 def run(
-    entities: Annotated[Optional[list[str]], typer.Argument(
+    entities: Annotated[list[str] | None, typer.Argument(
         help="Entities to schedule (default: all mapped).")] = None,
     run_now: Annotated[bool, typer.Option(
         "--now", help="Also run each entity once right away.")] = False,
@@ -148,8 +148,12 @@ def run(
 
 
 class _RateColumn(ProgressColumn):
+    """Average records/second since the phase began (pages arrive in bursts, so the
+    instantaneous speed would swing wildly)."""
+
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
+        elapsed = task.elapsed or 0.0
+        speed = task.completed / elapsed if elapsed > 0.5 else None
         return Text(f"{speed:,.0f} rec/s" if speed else "- rec/s", style="progress.data.speed")
 
 
@@ -171,7 +175,7 @@ class _Progress:
                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                 console=out, transient=False, speed_estimate_period=10.0)
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> Self:
         if self.bar is not None:
             self.bar.start()
         return self
@@ -186,6 +190,8 @@ class _Progress:
         self.counts[phase] = self.counts.get(phase, 0) + n
         if self.bar is not None:
             if phase not in self.tasks:
+                for done in self.tasks.values():  # the previous phase is over
+                    self.bar.stop_task(done)
                 self.tasks[phase] = self.bar.add_task(phase, total=None)
             self.bar.update(self.tasks[phase], advance=n)
         elif time.monotonic() - self.last_log >= self.every_s:
@@ -222,12 +228,12 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 
 def backfill(
     entity: Annotated[str, typer.Argument(help="customers, products or orders.")],
-    since: Annotated[Optional[str], typer.Option(
+    since: Annotated[str | None, typer.Option(
         help="Window start, inclusive: ISO 8601 (no offset = UTC) or a span ago (7d, 6h). "
              "Default: the beginning.")] = None,
-    until: Annotated[Optional[str], typer.Option(
+    until: Annotated[str | None, typer.Option(
         help="Window end, exclusive (same forms). Default: now.")] = None,
-    side: Annotated[Optional[str], typer.Option(
+    side: Annotated[str | None, typer.Option(
         help="Read only this side: crm or erp (default: every source side).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: write nothing.")] = False,
     as_json: Json = False,
@@ -309,7 +315,7 @@ def status(as_json: Json = False) -> None:
 @watermark_app.command("show")
 @handle_errors
 def watermark_show(
-    entity: Annotated[Optional[str], typer.Argument(help="One entity (default: all).")] = None,
+    entity: Annotated[str | None, typer.Argument(help="One entity (default: all).")] = None,
     as_json: Json = False,
 ) -> None:
     """The stored watermarks: up to when each side's changes are fully processed."""
@@ -332,7 +338,7 @@ def watermark_show(
     out.print(table)
 
 
-def _apply_watermark(entity: str, side: Optional[str], to: Any, yes: bool,
+def _apply_watermark(entity: str, side: str | None, to: Any, yes: bool,
                      as_json: bool) -> None:
     from etl import ops
 
@@ -373,7 +379,7 @@ def watermark_set(
 @handle_errors
 def watermark_reset(
     entity: Annotated[str, typer.Argument(help="customers, products or orders.")],
-    side: Annotated[Optional[str], typer.Option(help="crm or erp (default: both).")] = None,
+    side: Annotated[str | None, typer.Option(help="crm or erp (default: both).")] = None,
     yes: Yes = False,
     as_json: Json = False,
 ) -> None:
@@ -450,7 +456,7 @@ def runs_show(
 @quarantine_app.command("list")
 @handle_errors
 def quarantine_list(
-    entity: Annotated[Optional[str], typer.Argument(help="One entity (default: all).")] = None,
+    entity: Annotated[str | None, typer.Argument(help="One entity (default: all).")] = None,
     as_json: Json = False,
 ) -> None:
     """Quarantined records: why, how many attempts, when they are retried next."""
@@ -489,7 +495,7 @@ def quarantine_show(qid: Annotated[int, typer.Argument(help="Entry id.")],
 @quarantine_app.command("retry")
 @handle_errors
 def quarantine_retry(
-    qid: Annotated[Optional[int], typer.Argument(help="Entry id.")] = None,
+    qid: Annotated[int | None, typer.Argument(help="Entry id.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every entry.")] = False,
 ) -> None:
     """Make entries due now: the next `ponte sync` re-reads those records by key and syncs

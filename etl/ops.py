@@ -42,7 +42,7 @@ def parse_time(text: str, *, now: datetime, option: str = "time") -> datetime:
     if m:
         return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)  # 3.11+: "Z" too
     except ValueError:
         raise ConfigError(f"{option}: {text!r} is not a time; use ISO 8601 (2024-05-01, "
                           "2024-05-01T12:00:00-03:00; no offset = UTC) or a span ago "

@@ -3,9 +3,6 @@ sandbox servers on loopback with the environment pointing ``ponte`` at them."""
 
 from __future__ import annotations
 
-from tests.engine.conftest import empty_world, world  # noqa: F401  (fixtures reused)
-
-
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from etl.sandbox.server import Sandbox, running_sandbox
-from tests.engine.conftest import MAPPINGS, World
+from tests.engine.conftest import MAPPINGS, World, empty_world, world  # noqa: F401  (fixtures reused)
 
 FAST = 1_000_000
 

@@ -14,7 +14,6 @@ from etl import api, ops
 from etl.engine import run_sync
 from etl.errors import ConfigError, LockHeld
 from etl.mapping import load_mappings
-
 from tests.engine.conftest import MAPPINGS, World, make_world
 
 

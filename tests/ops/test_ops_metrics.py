@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from etl.metrics import render, write_metrics, Sample
+from etl.metrics import Sample, render, write_metrics
 from tests.engine.conftest import World
 
 NAMES = ["customers", "products", "orders"]
