@@ -225,7 +225,8 @@ class EntitySync:
                     unit.set_key(other(side), partner)
                     unit.linked = True
                     by_key[(other(side), partner)] = unit
-        tombstones = self.store.tombstones(self.entity) if units else {}
+        linked = [u.crm_key for u in units if u.linked and u.crm_key is not None]
+        tombstones = self.store.tombstones(self.entity, crm_keys=linked) if linked else {}
         for u in units:
             if u.linked and u.crm_key is not None and u.erp_key is not None:
                 u.tombstone = tombstones.get((u.crm_key, u.erp_key))  # type: ignore[assignment]

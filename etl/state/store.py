@@ -342,13 +342,21 @@ class Store:
             conn.execute(sa.update(t).where(t.c.entity == entity, t.c.crm_key == crm_key,
                                             t.c.erp_key == erp_key).values(deleted_in=side))
 
-    def tombstones(self, entity: str) -> dict[tuple[str, str], str]:
-        """(crm_key, erp_key) -> the side the record was deleted from."""
+    def tombstones(self, entity: str, *, crm_keys: Sequence[str] | None = None
+                   ) -> dict[tuple[str, str], str]:
+        """(crm_key, erp_key) -> the side the record was deleted from: all of them, or those of
+        the given CRM keys (looked up by key, so a run's cost follows its delta)."""
         t = m.links
+        base = sa.select(t.c.crm_key, t.c.erp_key, t.c.deleted_in).where(
+            t.c.entity == entity, t.c.deleted_in.is_not(None))
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(t.c.crm_key, t.c.erp_key, t.c.deleted_in).where(
-                t.c.entity == entity, t.c.deleted_in.is_not(None)))
-            return {(c, e): d for c, e, d in rows}
+            if crm_keys is None:
+                return {(c, e): d for c, e, d in conn.execute(base)}
+            found: dict[tuple[str, str], str] = {}
+            for chunk in _chunks(_unique(crm_keys), self._chunk):
+                found.update({(c, e): d for c, e, d in
+                              conn.execute(base.where(t.c.crm_key.in_(chunk)))})
+            return found
 
     # ---------------------------------------------------------------- quarantine
 
