@@ -413,7 +413,27 @@ class OmieConnector:
                         field=fault.tag(), kind="rejected")))
                 except RecordError as exc:
                     results.append(WriteResult(op, key=op.key, error=exc))
+        self._reread(entity, spec, results)
         return results
+
+    def _reread(self, entity: str, spec: Spec, results: list[WriteResult]) -> None:
+        """Fill in each written record as Omie now stores it (its snapshot suppresses the echo).
+
+        Omie's write answers carry only the ids, so the records are read back: with the list
+        call's "por código" filter, 50 per request, rather than one ``Consultar`` per write. A
+        single record keeps ``Consultar`` (a one-key list call repeated within 60 s would trip
+        the redundant-call rule)."""
+        todo = [r for r in results if r.ok and r.record is None and r.key]
+        if not todo:
+            return
+        if spec.by_code is None or len(todo) == 1:
+            for r in todo:
+                r.record = self._consult(spec, {spec.id_field: int(str(r.key))})
+            return
+        found = {self.key_of(entity, rec): rec
+                 for rec in self.read_by_keys(entity, [str(r.key) for r in todo])}
+        for r in todo:
+            r.record = found.get(str(r.key))
 
     def delete(self, entity: str, key: str) -> RecordError | None:
         """Delete one record (``verify --fix`` with the mapping's ``deletes: delete``)."""
@@ -446,8 +466,7 @@ class OmieConnector:
         else:
             status = self._call(spec.service, spec.create, payload, kind="write")
         key = int(status.get(spec.id_field) or op.key or 0)
-        record = self._consult(spec, {spec.id_field: key})
-        return WriteResult(op, key=str(key), record=record)
+        return WriteResult(op, key=str(key))  # the record is read back by _reread
 
     @staticmethod
     def _numeric_key(op: WriteOp) -> int:
