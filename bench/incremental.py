@@ -132,6 +132,14 @@ def _hashed(
     ]
 
 
+def analyze(store: Store) -> None:
+    """ANALYZE on PostgreSQL (what autovacuum does within a minute of a bulk load): planning a
+    ``key IN (...)`` lookup on a table whose statistics still say "a few rows" can scan it."""
+    if store.dialect == "postgresql":
+        with store.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("ANALYZE"))
+
+
 def prime(settings: Settings, size: int, now: datetime) -> dict[str, Any]:
     """Write the state a finished sync of ``size`` customers leaves behind."""
     mapping = load_mappings(settings.mappings_dir, [ENTITY])[ENTITY]
@@ -180,11 +188,10 @@ def prime(settings: Settings, size: int, now: datetime) -> dict[str, Any]:
                 snaps += _hashed(side, columns, items, nk)
             pairs = [(str(FILLER_CRM + i), str(FILLER_ERP + i)) for i in range(start, start + n)]
             store.checkpoint(Checkpoint(ENTITY, snapshots=snaps, links=pairs), now=now)
+            analyze(store)  # keep the planner's statistics current while the tables grow
         for side in ("crm", "erp"):
             store.set_watermark(ENTITY, side, now, now=now)
-        if store.dialect == "postgresql":
-            with store.engine.connect() as conn:
-                conn.execution_options(isolation_level="AUTOCOMMIT").execute(sa.text("ANALYZE"))
+        analyze(store)
         counts = {side: store.count_snapshots(side, ENTITY) for side in ("crm", "erp")}
         n_links = len(store.links(ENTITY)) if size <= 10_000 else None
     for c in conns.values():
