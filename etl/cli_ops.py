@@ -160,8 +160,9 @@ class _RateColumn(ProgressColumn):
 class _Progress:
     """The (phase, n) progress callback: a rich bar on a terminal, log lines otherwise."""
 
-    def __init__(self, *, live: bool, every_s: float = 5.0) -> None:
+    def __init__(self, *, live: bool, settings: Any = None, every_s: float = 5.0) -> None:
         self.live = live
+        self.settings = settings
         self.every_s = every_s
         self.counts: dict[str, int] = {}
         self.started = time.monotonic()
@@ -178,11 +179,13 @@ class _Progress:
     def __enter__(self) -> Self:
         if self.bar is not None:
             self.bar.start()
+            self._logs_to(_ConsoleSink(self.bar.console))  # log lines above the bar
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.stop()
+            self._logs_to(None)
         else:
             self._log(final=True)
 
@@ -197,12 +200,33 @@ class _Progress:
         elif time.monotonic() - self.last_log >= self.every_s:
             self._log()
 
+    def _logs_to(self, sink: Any) -> None:
+        if self.settings is None:
+            return
+        from etl.logging import configure
+
+        configure(secrets=self.settings.secrets(), fmt=self.settings.log_format,
+                  level=self.settings.log_level, sink=sink)
+
     def _log(self, *, final: bool = False) -> None:
         self.last_log = time.monotonic()
         elapsed = max(self.last_log - self.started, 1e-9)
         parts = [f"{p} {n:,} ({n / elapsed:,.0f}/s)" for p, n in self.counts.items()]
         logger.info("backfill {}: {} in {:.0f}s", "done" if final else "progress",
                     ", ".join(parts) or "nothing yet", elapsed)
+
+
+class _ConsoleSink:
+    """A file-like log sink that prints through a rich console (above a live progress bar)."""
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+
+    def write(self, text: str) -> None:
+        self.console.print(text.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
+
+    def flush(self) -> None:
+        pass
 
 
 @contextmanager
@@ -259,7 +283,8 @@ def backfill(
         sides=(side,) if side else None,  # type: ignore[arg-type]
         dry_run=dry_run,
     )
-    with _stop_on_signals() as stop, _Progress(live=out.is_terminal and not as_json) as progress:
+    with _stop_on_signals() as stop, _Progress(
+            live=out.is_terminal and not as_json, settings=settings) as progress:
         report = ops.backfill(settings, request, progress=progress, should_stop=stop.is_set)
     if not dry_run:
         ops.publish_metrics(settings, now=_now())

@@ -77,3 +77,38 @@ def test_sigterm_during_ponte_run_exits_0_and_the_next_run_converges(tmp_path: P
         crm = [r.data.get("Register") for r in sb.crm.db["Contacts"]]
         erp = [re.sub(r"\D", "", r.data.get("cnpj_cpf", "")) for r in sb.erp.db["clientes"]]
         assert len(crm) == len(set(crm)) and len(erp) == len(set(erp)) and set(crm) == set(erp)
+
+
+def test_ctrl_c_during_backfill_stops_between_chunks_and_a_rerun_finishes(tmp_path: Path,
+                                                                          monkeypatch) -> None:
+    with running_sandbox(customers=800, products=0, orders=0, ploomes_rpm=FAST,
+                         omie_rpm=FAST) as sb:
+        sb.erp.faults.redundant_rule = False
+        env = {**os.environ, **env_for(sb, tmp_path)}
+        log = tmp_path / "backfill.log"
+        with log.open("w") as fh:
+            proc = subprocess.Popen([str(PONTE), "backfill", "customers", "--json"],
+                                    cwd=tmp_path, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            store = Store.open(env["PONTE_STATE_URL"])
+            assert wait_for(lambda: bool(store.links("customers")) or proc.poll() is not None)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=120) == 3, log.read_text()  # stopped: not a success
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        text = log.read_text()
+        assert "SIGINT: stopping after the current chunk" in text and '"status": "failed"' in text
+        run = store.runs(limit=1)[0]
+        assert run.kind == "backfill" and "stopped" in run.report["error"]
+        assert store.watermarks() == [] and store.lock_holder("entity:customers") is None
+        store.close()
+        for k, v in env_for(sb, tmp_path).items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.chdir(tmp_path)
+        runner = CliRunner()
+        assert runner.invoke(app, ["backfill", "customers"]).exit_code == 0
+        assert '"created": 0' in runner.invoke(app, ["sync", "customers", "--json"]).stdout
+        crm = [r.data.get("Register") for r in sb.crm.db["Contacts"]]
+        erp = [re.sub(r"\D", "", r.data.get("cnpj_cpf", "")) for r in sb.erp.db["clientes"]]
+        assert len(crm) == len(set(crm)) and len(erp) == len(set(erp)) and set(crm) == set(erp)
