@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from rich import box
@@ -13,8 +14,13 @@ from etl.engine.report import RunReport
 
 
 def print_json(data: Any, console: Console | None = None) -> None:
+    """One JSON document on stdout, never wrapped or styled (machines read it)."""
     text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
-    (console or Console(soft_wrap=True)).print(text, markup=False, highlight=False)
+    if console is None:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    else:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def run_table(report: RunReport, *, title: str | None = None) -> Table:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,8 @@ def test_unreachable_system_fails_with_exit_3_and_no_secret(monkeypatch: pytest.
     result = runner.invoke(app, ["sync", "customers", "--json"])
     assert result.exit_code == Exit.FAILED, result.output
     assert "very-secret-user-key-123" not in result.output
-    assert "failed" in result.output
+    body = json.loads(result.stdout)  # one JSON document, never wrapped
+    assert body["status"] == "failed" and "crm" in body["error"]
 
 
 def test_db_upgrade() -> None:
