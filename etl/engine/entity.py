@@ -7,6 +7,7 @@ The engine sequences pure pieces (mapping, diff, resolution, watermark rules) ar
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,6 +31,10 @@ CHUNK = 200
 
 class Stopped(EtlError):
     """The run was asked to stop (SIGTERM/SIGINT) and did so between chunks."""
+
+
+class LockLost(EtlError):
+    """Another run took this entity's lock (our lease expired): stop before writing more."""
 
 
 @dataclass
@@ -111,6 +116,7 @@ class EntitySync:
         self.lock_name = lock_name
         self.columns = mapping.columns()
         self.windows: dict[Side, wm.Window] = {}
+        self._started = time.monotonic()
         self._planned_creates: dict[Side, set[str]] = {}
 
     # --- extract -------------------------------------------------------------------------------
@@ -327,8 +333,17 @@ class EntitySync:
                               "(whole chunks committed; watermark not moved)")
             self._process_chunk(units[start:start + CHUNK])
             if not self.opt.dry_run:
-                self.store.renew_lock(self.lock_name, self.run_id, lease_s=self.opt.lease_s,
-                                      now=self.now)
+                self.renew_lock()
+
+    def renew_lock(self) -> None:
+        """Extend the lease from the current instant (the run's start plus the time elapsed:
+        renewing from the start would not extend it at all); raise :class:`LockLost` when
+        another run has taken the lock, so this one writes nothing more."""
+        now = self.now + timedelta(seconds=time.monotonic() - self._started)
+        if not self.store.renew_lock(self.lock_name, self.run_id, lease_s=self.opt.lease_s,
+                                     now=now):
+            raise LockLost(f"lost the lock of {self.entity!r} to another run (lease of "
+                           f"{self.opt.lease_s:.0f}s expired); stopped without writing more")
 
     def _current(self, u: Unit, side: Side) -> Values | None:
         if side in u.seen:

@@ -64,6 +64,8 @@ class RunReport:
     status: Status = "ok"
     entities: dict[str, EntityReport] = field(default_factory=dict)
     api_calls: dict[str, dict[str, int]] = field(default_factory=dict)
+    # per side: retries, got_429, got_5xx, timeouts, dropped (the HTTP layer's counts)
+    retries: dict[str, dict[str, int]] = field(default_factory=dict)
     duration_s: float = 0.0
     error: str | None = None
     dry_run: bool = False
@@ -87,6 +89,7 @@ class RunReport:
             "dry_run": self.dry_run,
             "entities": {name: e.as_dict() for name, e in self.entities.items()},
             "api_calls": self.api_calls,
+            "retries": self.retries,
             "duration_s": round(self.duration_s, 3),
         }
         if self.error:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -61,6 +62,7 @@ def run_sync(
         report.run_id = run_id
     log = logger.bind(run_id=run_id[:8])
     held: list[str] = []
+    heartbeat: _Heartbeat | None = None
     try:
         if record:
             for name in names:
@@ -74,6 +76,8 @@ def run_sync(
                         "nothing was written — try again when it finishes"
                     )
                 held.append(name)
+            heartbeat = _Heartbeat(store, held, run_id, lease_s=opt.lease_s, now=now)
+            heartbeat.start()
         for name in names:
             if opt.stop_requested():
                 raise Stopped(f"stopped before {name}")
@@ -110,6 +114,8 @@ def run_sync(
         report.error = str(exc)
         log.error("run failed: {}", exc)
     finally:
+        if heartbeat is not None:
+            heartbeat.stop()
         for name in held:
             store.release_lock(lock_name(name), run_id)
     if record:
@@ -121,9 +127,41 @@ def run_sync(
     return report
 
 
+class _Heartbeat(threading.Thread):
+    """Renews the run's entity locks every third of the lease while the run goes on, so a run
+    that outlives its lease (a slow system, a big first sync) never lets a second writer in."""
+
+    def __init__(self, store: Store, names: list[str], run_id: str, *, lease_s: float,
+                 now: Callable[[], datetime]) -> None:
+        super().__init__(name="ponte-lock-heartbeat", daemon=True)
+        self.store, self.names, self.run_id = store, list(names), run_id
+        self.lease_s, self.now = lease_s, now
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(max(1.0, self.lease_s / 3)):
+            for name in self.names:
+                try:
+                    self.store.renew_lock(lock_name(name), self.run_id, lease_s=self.lease_s,
+                                          now=self.now())
+                except Exception as exc:  # noqa: BLE001 - the run's own renewal reports it
+                    logger.warning("could not renew the lock of {}: {}", name, exc)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+
+
 def _calls(report: RunReport, connectors: dict[Side, Connector], started: float) -> None:
     report.api_calls = {side: c.calls.as_dict() for side, c in connectors.items()}
+    report.retries = {side: _retry_stats(c) for side, c in connectors.items()}
     report.duration_s = time.monotonic() - started
+
+
+def _retry_stats(connector: Connector) -> dict[str, int]:
+    """The HTTP layer's retry counts of a connector that has one (``session.stats``)."""
+    stats = getattr(getattr(connector, "session", None), "stats", None)
+    return {k: int(v) for k, v in vars(stats).items()} if stats is not None else {}
 
 
 def _finish(store: Store, report: RunReport, connectors: dict[Side, Connector],

@@ -19,6 +19,8 @@ Conventions:
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -573,28 +575,43 @@ class Store:
     # ---------------------------------------------------------------- locks
 
     def acquire_lock(self, name: str, owner: str, *, lease_s: float, now: datetime) -> bool:
-        """Take ``name`` for ``lease_s`` seconds if it is free, expired, or already ours.
+        """Take ``name`` for ``lease_s`` seconds if it is free, expired, already ours, or held
+        by a process of this host that no longer exists (killed: SIGKILL, OOM, power cut).
 
         One conditional upsert: the row is written only when absent, expired or ours, so two
-        live owners can never both hold it on either backend."""
+        live owners can never both hold it on either backend. The stored owner carries the
+        holder's host and pid (``owner|host:pid``) so a dead holder's lease is not waited out."""
+        if self._try_lock(name, owner, lease_s=lease_s, now=now):
+            return True
         t = m.locks
+        with self.engine.connect() as conn:
+            stored = conn.scalar(sa.select(t.c.owner).where(t.c.name == name))
+        if stored is None or not _holder_dead(stored):
+            return False
+        with self._writer.begin() as conn:  # only that dead holder's row; a live taker wins
+            conn.execute(sa.delete(t).where(t.c.name == name, t.c.owner == stored))
+        return self._try_lock(name, owner, lease_s=lease_s, now=now)
+
+    def _try_lock(self, name: str, owner: str, *, lease_s: float, now: datetime) -> bool:
+        t = m.locks
+        me = _lock_owner(owner)
         expires = now + timedelta(seconds=lease_s)
-        stmt = self._insert(t).values(name=name, owner=owner, acquired_at=now, expires_at=expires)
+        stmt = self._insert(t).values(name=name, owner=me, acquired_at=now, expires_at=expires)
         ex = stmt.excluded
         stmt = stmt.on_conflict_do_update(
             index_elements=[t.c.name],
             set_={"owner": ex.owner, "acquired_at": ex.acquired_at, "expires_at": ex.expires_at},
-            where=sa.or_(t.c.expires_at <= now, t.c.owner == owner))
+            where=sa.or_(t.c.expires_at <= now, t.c.owner == me))
         with self._writer.begin() as conn:
             conn.execute(stmt)
             holder = conn.scalar(sa.select(t.c.owner).where(t.c.name == name))
-        return holder == owner
+        return holder == me
 
     def renew_lock(self, name: str, owner: str, *, lease_s: float, now: datetime) -> bool:
         """Extend our lease; False when the lock is no longer ours (lost to a takeover)."""
         t = m.locks
         with self._writer.begin() as conn:
-            n = conn.execute(sa.update(t).where(t.c.name == name, t.c.owner == owner)
+            n = conn.execute(sa.update(t).where(t.c.name == name, t.c.owner == _lock_owner(owner))
                              .values(expires_at=now + timedelta(seconds=lease_s))).rowcount
         return n > 0
 
@@ -602,14 +619,38 @@ class Store:
         """Let go of ``name`` if we hold it; someone else's lock is left alone."""
         t = m.locks
         with self._writer.begin() as conn:
-            conn.execute(sa.delete(t).where(t.c.name == name, t.c.owner == owner))
+            conn.execute(sa.delete(t).where(t.c.name == name, t.c.owner == _lock_owner(owner)))
 
     def lock_holder(self, name: str) -> tuple[str, datetime] | None:
         """(owner, expires_at) of the lock row, expired or not; None when nobody holds it."""
         t = m.locks
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(t.c.owner, t.c.expires_at).where(t.c.name == name)).first()
-        return None if row is None else (row[0], row[1])
+        return None if row is None else (row[0].split(_HOLDER_SEP, 1)[0], row[1])
+
+
+_HOLDER_SEP = "|"
+
+
+def _lock_owner(owner: str) -> str:
+    """The owner as stored in a lock row: the run's id plus this process's host and pid."""
+    return f"{owner}{_HOLDER_SEP}{socket.gethostname()}:{os.getpid()}"
+
+
+def _holder_dead(stored: str) -> bool:
+    """True when a lock row's holder ran on this host and its process is gone."""
+    _, sep, where = stored.partition(_HOLDER_SEP)
+    host, _, pid = where.rpartition(":")
+    if not sep or host != socket.gethostname() or not pid.isdigit():
+        return False  # another host's process (or an old row): only its lease can expire
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
 
 
 def _run_row(row: sa.Row[Any]) -> RunRow:
