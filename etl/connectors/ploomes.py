@@ -146,6 +146,7 @@ class PloomesConnector:
         self._cities: dict[str, int] = {}  # IBGE code -> CityId
         self._states: dict[str, int] | None = None  # UF -> StateId
         self._lookup_lock = threading.Lock()
+        self._states_lock = threading.Lock()
 
     @property
     def calls(self) -> ApiCalls:
@@ -292,12 +293,15 @@ class PloomesConnector:
         with self._lookup_lock:
             if self._states is not None:
                 return self._states
-        states: dict[str, int] = {}
-        for page in self._pages(STATES_PATH, [], by_time=False, expand=None, what="states"):
-            states.update({str(s["Short"]).upper(): int(s["Id"]) for s in page})
-        with self._lookup_lock:
-            self._states = states
-        return states
+        with self._states_lock:  # one fetch, however many write threads ask at once
+            if self._states is not None:
+                return self._states
+            states: dict[str, int] = {}
+            for page in self._pages(STATES_PATH, [], by_time=False, expand=None, what="states"):
+                states.update({str(s["Short"]).upper(): int(s["Id"]) for s in page})
+            with self._lookup_lock:
+                self._states = states
+            return states
 
     def _translate(self, payload: Record) -> Record:
         """Native payload with ``City``/``State`` references turned into ``CityId``/``StateId``."""
