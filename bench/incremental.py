@@ -11,14 +11,15 @@ snapshots with ``hash_frame`` hashes and links, in bulk with ``Store.checkpoint`
 size, the state also gets ``large - 1000`` more customers (snapshots on both sides and links)
 that the simulators do not hold -- the point is the size of the state, not of the simulators,
 whose own listings scan their tables. Watermarks are set to "now"; on PostgreSQL the tables are
-then analyzed (what autovacuum does within a minute of a bulk load).
+then analyzed (what autovacuum does within a minute of a bulk load). Both sizes are primed
+first, then their rounds alternate, so that other load on the machine falls on both alike.
 
 Each round moves the clocks past the lookback (as the tests' ``World.tick`` does, by more), edits
 ``--changed`` customers in the CRM simulator (as a user would), and times one
 ``api.sync(settings, ["customers"])``. A warm-up
 round runs first (not timed) so that every timed round has the same shape: the CRM edits plus
-the ERP echoes of the previous round's writes. The figure is the median of the timed rounds; the
-baseline is the small state in the same process. Goal: large / small <= 1.3.
+the ERP echoes of the previous round's writes. The figure is the median of the timed rounds (and the median of the
+round-by-round ratios); the baseline is the small state in the same process. Goal: large / small <= 1.3.
 
 Prints one JSON object, then a table. Not part of the test suite.
 """
@@ -35,7 +36,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -206,76 +207,81 @@ def prime(settings: Settings, size: int, now: datetime) -> dict[str, Any]:
     }
 
 
-def one_case(backend: str, size: int, args: argparse.Namespace) -> dict[str, Any]:
-    with (
-        running_sandbox(customers=0, ploomes_rpm=FAST, omie_rpm=FAST) as sb,
-        state_url(backend, args.pg_url) as url,
-    ):
+class Case:
+    """One size of state, primed, with its own simulators; runs one round at a time."""
+
+    def __init__(self, stack: ExitStack, backend: str, size: int,
+                 args: argparse.Namespace) -> None:
+        self.size, self.args = size, args
+        self.sb = sb = stack.enter_context(
+            running_sandbox(customers=0, ploomes_rpm=FAST, omie_rpm=FAST))
+        url = stack.enter_context(state_url(backend, args.pg_url))
         sb.erp.faults.redundant_rule = False
-        clocks = Clocks([sb.crm, sb.erp])
-        seed(
-            sb.crm,
-            sb.erp,
-            customers=SIM_CUSTOMERS,
-            products=0,
-            orders=0,
-            seed=42,
-            overlap=1.0,
-            now=sb.crm.clock.now() - timedelta(hours=1),
-        )
-        settings = Settings(
-            state_url=url,
-            mappings_dir=MAPPINGS,
-            lookback_s=300,
-            safety_lag_s=0,
+        self.clocks = Clocks([sb.crm, sb.erp])
+        seed(sb.crm, sb.erp, customers=SIM_CUSTOMERS, products=0, orders=0, seed=42,
+             overlap=1.0, now=sb.crm.clock.now() - timedelta(hours=1))
+        self.settings = Settings(
+            state_url=url, mappings_dir=MAPPINGS, lookback_s=LOOKBACK_S, safety_lag_s=0,
             crm=CrmSettings(base_url=sb.crm_url, requests_per_minute=FAST),
             erp=ErpSettings(base_url=sb.erp_url, requests_per_minute=FAST),
         )
-        out = prime(settings, size, clocks.now())
-        ids = sorted(r.id for r in sb.crm.db["Contacts"])
-        rng = random.Random(42)  # the same edits for every size
-        times, runs = [], []
-        profiler = cProfile.Profile() if args.profile else None
+        self.out = prime(self.settings, size, self.clocks.now())
+        self.ids = sorted(r.id for r in sb.crm.db["Contacts"])
+        self.rng = random.Random(42)  # the same edits for every size
+        self.times: list[float] = []
+        self.runs: list[dict[str, Any]] = []
+        self.profiler = cProfile.Profile() if args.profile else None
+
+    def round(self, rnd: int) -> None:
+        sb, clocks = self.sb, self.clocks
+        clocks.tick(LOOKBACK_S + 100)
+        for rid in self.rng.sample(self.ids, self.args.changed):
+            row = sb.crm.db["Contacts"].get(rid)
+            assert row is not None
+            sb.crm.ui_update("Contacts", rid, {"Name": f"{row.data['Name']} r{rnd}"})
+        clocks.tick(2)
+        timed = rnd > 0
+        if self.profiler and timed:
+            self.profiler.enable()
+        started = time.perf_counter()
+        crm_client, erp_client = loopback_clients(sb.crm_url, sb.erp_url)
+        report = api.sync(self.settings, [ENTITY], crm_client=crm_client,
+                          erp_client=erp_client, now=clocks.now)
+        seconds = time.perf_counter() - started
+        if self.profiler and timed:
+            self.profiler.disable()
+        r = report.entities[ENTITY]
+        run = {"s": round(seconds, 3), "status": report.status, "crm_read": r.crm.read,
+               "erp_read": r.erp.read, "erp_updated": r.erp.updated,
+               "crm_updated": r.crm.updated, "created": r.crm.created + r.erp.created,
+               "api_calls": report.api_calls}
+        if report.status != "ok" or r.erp.updated != self.args.changed or run["created"]:
+            raise RuntimeError(f"unexpected run: {run} {report.error}")
+        if timed:
+            self.times.append(seconds)
+            self.runs.append(run)
+
+    def result(self, backend: str) -> dict[str, Any]:
+        if self.profiler:
+            self.profiler.dump_stats(f"{self.args.profile}.{backend}.{self.size}")
+        return {**self.out, "seconds": round(statistics.median(self.times), 3),
+                "rounds": [t["s"] for t in self.runs], "last_run": self.runs[-1]}
+
+
+def measure(backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Prime both sizes, then alternate their rounds (small, large, small, ...), so that load
+    from anything else on the machine falls on both alike."""
+    with ExitStack() as stack:
+        small = Case(stack, backend, args.small, args)
+        large = Case(stack, backend, args.large, args)
         for rnd in range(args.rounds + 1):
-            clocks.tick(LOOKBACK_S + 100)  # past the lookback: each round reads only its delta
-            for rid in rng.sample(ids, args.changed):
-                row = sb.crm.db["Contacts"].get(rid)
-                assert row is not None
-                sb.crm.ui_update("Contacts", rid, {"Name": f"{row.data['Name']} r{rnd}"})
-            clocks.tick(2)
-            if profiler and rnd > 0:
-                profiler.enable()
-            started = time.perf_counter()
-            crm_client, erp_client = loopback_clients(sb.crm_url, sb.erp_url)
-            report = api.sync(settings, [ENTITY], crm_client=crm_client, erp_client=erp_client,
-                              now=clocks.now)
-            seconds = time.perf_counter() - started
-            if profiler:
-                profiler.disable()
-            r = report.entities[ENTITY]
-            run = {
-                "s": round(seconds, 3),
-                "status": report.status,
-                "crm_read": r.crm.read,
-                "erp_read": r.erp.read,
-                "erp_updated": r.erp.updated,
-                "crm_updated": r.crm.updated,
-                "created": r.crm.created + r.erp.created,
-                "api_calls": report.api_calls,
-            }
-            if report.status != "ok" or r.erp.updated != args.changed or run["created"]:
-                raise RuntimeError(f"unexpected run: {run} {report.error}")
-            if rnd > 0:
-                times.append(seconds)
-                runs.append(run)
-        if profiler:
-            profiler.dump_stats(f"{args.profile}.{backend}.{size}")
-        out.update(
-            seconds=round(statistics.median(times), 3),
-            rounds=[t["s"] for t in runs],
-            last_run=runs[-1],
-        )
-        return out
+            small.round(rnd)
+            large.round(rnd)
+        out = {"small": small.result(backend), "large": large.result(backend)}
+    paired = [b / a for a, b in zip(small.times, large.times, strict=True)]
+    out["ratio"] = round(out["large"]["seconds"] / out["small"]["seconds"], 2)
+    out["paired_ratio_median"] = round(statistics.median(paired), 2)
+    return out
 
 
 def main() -> None:
@@ -300,15 +306,9 @@ def main() -> None:
         "baseline": f"the same run against a state of {args.small}",
     }
     for backend in args.backends.split(","):
-        small = one_case(backend, args.small, args)
-        print(f"{backend} small: {small['seconds']} s", file=sys.stderr)
-        large = one_case(backend, args.large, args)
-        print(f"{backend} large: {large['seconds']} s", file=sys.stderr)
-        report[backend] = {
-            "small": small,
-            "large": large,
-            "ratio": round(large["seconds"] / small["seconds"], 2),
-        }
+        report[backend] = measure(backend, args)
+        print(f"{backend}: {report[backend]['small']['seconds']} s / "
+              f"{report[backend]['large']['seconds']} s", file=sys.stderr)
     print(json.dumps(report))
     render(report)
 
