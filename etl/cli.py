@@ -4,9 +4,8 @@ render its result. Library errors become exit codes in one place (:mod:`etl.exit
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -84,7 +83,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     version: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = None,
 ) -> None:
@@ -101,7 +100,7 @@ def _finish_run(report: Any, as_json: bool, *, show_changes: bool) -> None:
     raise typer.Exit(for_status(report.status))
 
 
-Entities = Annotated[Optional[list[str]], typer.Argument(help="customers, products, orders (default: all).")]
+Entities = Annotated[list[str] | None, typer.Argument(help="customers, products, orders (default: all).")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
@@ -150,7 +149,7 @@ def demo(
 @mappings_app.command("check")
 @handle_errors
 def mappings_check(
-    directory: Annotated[Optional[str], typer.Argument(help="Folder of mapping files.")] = None,
+    directory: Annotated[str | None, typer.Argument(help="Folder of mapping files.")] = None,
 ) -> None:
     """Validate the mapping files without running anything."""
     from pathlib import Path
@@ -229,7 +228,7 @@ def sandbox(
     products: Annotated[int, typer.Option(help="Products to seed.")] = 50,
     orders: Annotated[int, typer.Option(help="Orders to seed.")] = 30,
     seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 42,
-    db: Annotated[Optional[str], typer.Option(help="SQLite file that keeps the data.")] = None,
+    db: Annotated[str | None, typer.Option(help="SQLite file that keeps the data.")] = None,
     ploomes_rpm: Annotated[int, typer.Option(help="Ploomes requests/minute per key.")] = 120,
     omie_rpm: Annotated[int, typer.Option(help="Omie calls/minute per key and method.")] = 240,
 ) -> None:
@@ -243,7 +242,7 @@ def sandbox(
     )
 
 
-from etl.cli_ops import register  # noqa: E402  (operator commands: run, backfill, status, ...)
+from etl.cli_ops import register
 
 register(app)
 

@@ -173,8 +173,8 @@ def default_classify(response: httpx.Response) -> tuple[Verdict, float | None]:
 __all__ = [
     "HttpSession",
     "RateLimiter",
-    "RetryPolicy",
     "RetriableError",
+    "RetryPolicy",
     "default_classify",
     "retry_after_seconds",
 ]

@@ -17,7 +17,7 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 BRT = ZoneInfo("America/Sao_Paulo")
@@ -252,7 +252,7 @@ class Simulator:
     also reach the state in-process.
     """
 
-    tables: list[str] = []
+    tables: ClassVar[list[str]] = []
 
     def __init__(self, *, rpm: int, db_path: str | None = None, seed: int = 0) -> None:
         self.db = Database(self.tables, db_path)

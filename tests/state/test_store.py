@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from etl.errors import ConfigError
 
 #: the newest migration shipped in etl/state/migrations/versions
-HEAD = sorted(p.name.split("_")[0] for p in (
+HEAD = max(p.name.split("_")[0] for p in (
     Path(__file__).resolve().parents[2] / "etl" / "state" / "migrations" / "versions"
-).glob("0*.py"))[-1]
+).glob("0*.py"))
 from etl.state import (
     Checkpoint,
     QuarantineEntry,
