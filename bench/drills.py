@@ -278,7 +278,8 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
               "small": {"customers": 120, "products": 30, "orders": 20, "kills": 4,
                         "span_s": 8.0}},
     "storm": {"full": {"customers": 600, "products": 150, "orders": 100},
-              "small": {"customers": 40, "products": 10, "orders": 8}},
+              "small": {"customers": 20, "products": 6, "orders": 4, "burst_every_s": 20.0,
+                        "burst_n": 2}},
     "bad_input": {"full": {"customers": 600, "products": 150, "orders": 100, "scale": 1.0},
                   "small": {"customers": 30, "products": 10, "orders": 8, "scale": 0.1}},
     "overlap": {"full": {"customers": 600, "products": 150, "orders": 100, "latency_ms": 20,
@@ -286,9 +287,9 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                 "small": {"customers": 60, "products": 15, "orders": 10, "latency_ms": 20,
                           "cron_every_s": 1.5, "lease_latency_ms": 250}},
     "clocks": {"full": {"customers": 400, "products": 100, "orders": 60, "skew_s": 300,
-                        "edits": 200, "runs": 4},
-               "small": {"customers": 40, "products": 10, "orders": 6, "skew_s": 20,
-                         "edits": 24, "runs": 2}},
+                        "edits": 200, "runs": 4, "lookback_s": 600},
+               "small": {"customers": 30, "products": 8, "orders": 4, "skew_s": 6,
+                         "edits": 24, "runs": 2, "lookback_s": 12}},
 }
 
 
@@ -359,6 +360,7 @@ def _status_counts(sb: SandboxProcess) -> dict[str, dict[str, int]]:
 
 
 def drill_storm(workdir: Path, *, customers: int, products: int, orders: int,
+                burst_every_s: float = 10.0, burst_n: int = 3, max_runs: int = 10,
                 seed: int = 2) -> dict[str, Any]:
     """The same data synced twice: once clean, once through a storm of faults."""
     sizes = {"customers": customers, "products": products, "orders": orders, "seed": seed}
@@ -372,12 +374,13 @@ def drill_storm(workdir: Path, *, customers: int, products: int, orders: int,
         env = sb.env(state, **env_extra)
         sb.faults(**STORM)
         stop = threading.Event()
-        bursts = threading.Thread(target=_bursts, args=(sb, stop, 10.0, 3), daemon=True)
+        bursts = threading.Thread(target=_bursts, args=(sb, stop, burst_every_s, burst_n),
+                                  daemon=True)
         bursts.start()
         t0 = time.monotonic()
         reports = []
         codes = []
-        for _ in range(10):
+        for _ in range(max_runs):
             r = ponte(["sync", "--json"], env, workdir)
             codes.append(r.rc)
             if r.json():
@@ -397,7 +400,7 @@ def drill_storm(workdir: Path, *, customers: int, products: int, orders: int,
             retries[side].update(stats)
     clean_s = clean.json()["duration_s"] if clean.json() else clean.seconds
     return {
-        "drill": "storm", **sizes, "faults": STORM, "burst_429": "3 every 10 s",
+        "drill": "storm", **sizes, "faults": STORM, "burst_429": f"{burst_n} every {burst_every_s:g} s",
         "ponte_timeout_s": 1.5, "runs": len(codes), "exit_codes": codes,
         "retries": {s: dict(c) for s, c in retries.items()},
         "sandbox_status_counts": statuses,
@@ -726,7 +729,9 @@ def drill_overlap(workdir: Path, *, customers: int, products: int, orders: int,
 def _editor(sb: SandboxProcess, stop: threading.Event, ids: dict[str, list[int]],
             budget: int, rng: random.Random, made: list[tuple[str, str, int, str]]) -> None:
     """Edit records through the admin API (as users in the UIs would) until stopped."""
-    tables = [("crm", "Contacts", "Name"), ("erp", "clientes", "nome_fantasia"),
+    # fields that flow both ways (a CRM person's Name also stands for its ERP-owned legal
+    # name, so the drill edits fields without an owner)
+    tables = [("crm", "Contacts", "Neighborhood"), ("erp", "clientes", "nome_fantasia"),
               ("erp", "produtos", "descricao"), ("crm", "Contacts", "Email")]
     i = 0
     while not stop.is_set() and i < budget:
@@ -744,16 +749,20 @@ def _editor(sb: SandboxProcess, stop: threading.Event, ids: dict[str, list[int]]
 
 
 def drill_clocks(workdir: Path, *, customers: int, products: int, orders: int, skew_s: int,
-                 edits: int, runs: int, seed: int = 5) -> dict[str, Any]:
+                 edits: int, runs: int, lookback_s: int, seed: int = 5) -> dict[str, Any]:
     """CRM clock ``skew_s`` behind ponte, ERP clock ``skew_s`` ahead; identical timestamps and
-    7-record pages; users editing both sides while ponte syncs. With lookback = skew."""
+    7-record pages; users editing both sides while ponte syncs.
+
+    The shared timestamp is frozen at the first write of a run's edits, so later edits carry
+    an instant from before they became visible, as late-committing writes do. A lookback equal
+    to the skew leaves no room for that: use ``lookback_s`` > skew (see the report)."""
     rng = random.Random(seed)
     state = workdir / "state.db"
     out: dict[str, Any] = {"drill": "clocks", "customers": customers, "products": products,
-                           "orders": orders, "skew_s": skew_s, "lookback_s": skew_s}
+                           "orders": orders, "skew_s": skew_s, "lookback_s": lookback_s}
     with sandbox(workdir, customers=customers, products=products, orders=orders,
                  seed=seed) as sb:
-        env = sb.env(state, PONTE_LOOKBACK_S=skew_s)
+        env = sb.env(state, PONTE_LOOKBACK_S=lookback_s)
         sb.clock("crm", -skew_s)
         sb.clock("erp", +skew_s)
         sb.faults(same_timestamp=True, page_cap=7)
@@ -825,7 +834,7 @@ def _missed_edits(sb: SandboxProcess, latest: dict[tuple[str, str, int], str]) -
             elif "@" in value:
                 missed += src.get("Email") == value and str(other.get("email")).lower() != value
             else:
-                missed += src.get("Name") == value and other.get("nome_fantasia") != value
+                missed += src.get("Neighborhood") == value and other.get("bairro") != value
         elif table == "clientes":
             src = clientes[rid]
             other = by_tax_crm.get(_digits(src.get("cnpj_cpf")))
@@ -847,8 +856,9 @@ DRILLS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
-def run_drill(name: str, *, small: bool, workdir: Path | None = None) -> dict[str, Any]:
-    sizes = SIZES[name]["small" if small else "full"]
+def run_drill(name: str, *, small: bool, workdir: Path | None = None,
+              **override: Any) -> dict[str, Any]:
+    sizes = {**SIZES[name]["small" if small else "full"], **override}
     if workdir is not None:
         return DRILLS[name](workdir, **sizes)
     with tempfile.TemporaryDirectory(prefix=f"ponte-drill-{name}-") as tmp:
@@ -875,6 +885,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--drill", default="all", choices=[*DRILLS, "all"])
     parser.add_argument("--small", action="store_true", help="the test suite's sizes")
+    parser.add_argument("--lookback", type=int, default=None,
+                        help="clocks: PONTE_LOOKBACK_S of the drill (default: twice the skew)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="work in this folder (kept: logs, state, sandbox log)")
     args = parser.parse_args()
@@ -885,7 +897,8 @@ def main() -> None:
         if args.keep is not None:
             workdir = args.keep / name
             workdir.mkdir(parents=True, exist_ok=True)
-        result = run_drill(name, small=args.small, workdir=workdir)
+        extra = {"lookback_s": args.lookback} if name == "clocks" and args.lookback else {}
+        result = run_drill(name, small=args.small, workdir=workdir, **extra)
         print(json.dumps(result, ensure_ascii=False), flush=True)
         results.append(result)
     _summary(results)

@@ -57,7 +57,10 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     metrics_file: Path | None = None
-    lookback_s: int = Field(300, ge=0, description="overlap re-read below the watermark")
+    # must exceed the worst clock skew between ponte and a source plus how late a write can
+    # become visible after its timestamp: with lookback == skew (300/300) the drill missed
+    # edits at the boundary; 600 covers a 5-minute skew with 5 minutes to spare
+    lookback_s: int = Field(600, ge=0, description="overlap re-read below the watermark")
     safety_lag_s: int = Field(5, ge=0, description="signpost = run start minus this lag")
     lock_lease_s: int = Field(900, ge=10)
     max_delete_share: float = Field(0.1, ge=0, le=1)

@@ -55,9 +55,13 @@ class RateLimiter:
 
 @dataclass
 class RetryPolicy:
-    attempts: int = 6
+    attempts: int = 6  # failures (5xx, timeouts, dropped connections) before giving up
     base_s: float = 0.5
     cap_s: float = 30.0  # longest single wait, also the cap on Retry-After
+    # 429 means "up, but slow down": waiting it out does not use up ``attempts``, within this
+    # much waiting per request (then each further 429 counts as a failure)
+    throttle_budget_s: float = 300.0
+    throttle_max: int = 60  # and at most this many 429s waited out
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -121,7 +125,10 @@ class HttpSession:
         (the caller turns ``fail`` into a record error or a config error); raises
         :class:`SystemUnavailable` when retries run out."""
         last: str = ""
-        for attempt in range(1, self.retry.attempts + 1):
+        attempt = 0
+        throttled, throttles = 0.0, 0  # time waited and number of 429s for this request
+        while attempt < self.retry.attempts:
+            attempt += 1
             self.limiter.acquire()
             with self._count_lock:
                 if kind == "read":
@@ -143,6 +150,17 @@ class HttpSession:
                     return response
                 if response.status_code == 429:
                     self.stats.got_429 += 1
+                    delay = self.retry.backoff(1, wait)
+                    throttles += 1
+                    if (throttled + delay <= self.retry.throttle_budget_s
+                            and throttles <= self.retry.throttle_max):
+                        throttled += delay
+                        attempt -= 1  # throttled, not failed
+                        self.stats.retries += 1
+                        logger.debug("{} {} {}: HTTP 429; waiting {:.2f}s", self.system, method,
+                                     describe or url, delay)
+                        self._sleep(delay)
+                        continue
                 elif response.status_code >= 500:
                     self.stats.got_5xx += 1
                 last = f"HTTP {response.status_code}"

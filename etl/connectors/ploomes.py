@@ -413,7 +413,10 @@ class PloomesConnector:
         the record may exist, so look it up by ``Key`` before trying again.
         """
         attempts = self.session.retry.attempts
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        throttled, throttles = 0.0, 0  # 429s are waited out without using up attempts
+        while attempt < attempts:
+            attempt += 1
             wait: float | None = None
             try:
                 response: httpx.Response | None = self._once.request(
@@ -426,6 +429,16 @@ class PloomesConnector:
                 self._check_auth(response)
                 if response.status_code == 429:
                     wait = retry_after_seconds(response)
+                    self.session.stats.got_429 += 1
+                    delay = self.session.retry.backoff(1, wait)
+                    throttles += 1
+                    if (throttled + delay <= self.session.retry.throttle_budget_s
+                            and throttles <= self.session.retry.throttle_max):
+                        throttled += delay
+                        attempt -= 1
+                        self.session.stats.retries += 1
+                        self._sleep(delay)
+                        continue
                 elif response.status_code < 500 and response.status_code != 408:
                     return response
             if response is None or response.status_code != 429:

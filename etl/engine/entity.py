@@ -277,14 +277,22 @@ class EntitySync:
             if len(snap):
                 pairs = self.store.links(self.entity, **{f"{target}_keys": snap["key"].tolist()})
                 linked_other = {p[1] if target == "erp" else p[0] for p in pairs}
-            # 3) the other side itself, when it is not read every run
+            # 3) the other side itself, before anything is created: a record there may not
+            #    have been read this run (that side is not read every run, or its record lies
+            #    outside this run's window — a clock ahead of ours, a failed earlier write)
             remote: dict[str, Record] = {}
-            if target not in self.m.sources() and self.m.systems[target].natural_key_field:
+            if self.m.systems[target].natural_key_field:
                 still = [v for v in wanted if v not in index and v not in known]
                 if still:
                     field_name = self.m.systems[target].natural_key_field
                     assert field_name is not None
-                    for rec in self.conn[target].find_by(self.entity, field_name, still):
+                    found = self.conn[target].find_by(self.entity, field_name, still)
+                    keys = [self.conn[target].key_of(self.entity, r) for r in found]
+                    taken = {p[1] if target == "erp" else p[0] for p in self.store.links(
+                        self.entity, **{f"{target}_keys": keys})} if keys else set()
+                    for rec, key in zip(found, keys, strict=True):
+                        if key in taken:
+                            continue  # linked to another record: not a partner for this one
                         try:
                             vals = read_record(self.m, target, rec, self.ctx)
                         except RecordError:
@@ -564,6 +572,12 @@ class EntitySync:
         if echoed is None:
             base = dict(self._current(u, target) or {})
             base.update(written)
+            echoed = base
+        elif op.action == "update":
+            # only the fields written take the echo: a field a user changed in the target
+            # while this run was writing must still look changed next run, or it never flows
+            base = dict(self._current(u, target) or {})
+            base.update({f: echoed.get(f) for f in written})
             echoed = base
         cp.snapshots.append(self._snap(target, key, echoed, res.record))
         if source in u.seen:
