@@ -43,6 +43,8 @@ EXPAND = {
 }
 #: Collections with a ``Key`` (external id) field.
 KEYED = {"Contacts", "Orders"}
+# collections without a Key field: the field a create whose answer was lost is found by
+FOUND_BY = {"Products": "Code"}
 STATES_PATH = "/Cities@Countries@States"
 CHUNK = 50  # ids / values per ``or`` filter
 
@@ -373,7 +375,12 @@ class PloomesConnector:
         if op.action == "create":
             if op.external_id and coll in KEYED:
                 body["Key"] = op.external_id
-                response = self._create_once(coll, body, op.external_id)
+                response = self._create_once(coll, body, "Key", op.external_id)
+                if isinstance(response, dict):
+                    return WriteResult(op, key=str(response["Id"]), record=response)
+            elif coll in FOUND_BY and str(body.get(FOUND_BY[coll]) or "").strip():
+                response = self._create_once(coll, body, FOUND_BY[coll],
+                                             str(body[FOUND_BY[coll]]))
                 if isinstance(response, dict):
                     return WriteResult(op, key=str(response["Id"]), record=response)
             else:
@@ -406,11 +413,13 @@ class PloomesConnector:
                           what="written record")
         return found[0] if found else record
 
-    def _create_once(self, coll: str, body: Record, key: str) -> httpx.Response | Record:
-        """POST a keyed create without ever repeating one that may have gone through.
+    def _create_once(self, coll: str, body: Record, field: str, value: str
+                     ) -> httpx.Response | Record:
+        """POST a create without ever repeating one that may have gone through.
 
         429 is safe to repeat (not processed); after a 5xx, a timeout or a dropped connection
-        the record may exist, so look it up by ``Key`` before trying again.
+        the record may exist, so look it up by ``field`` (``Key``, or a product's ``Code``)
+        before trying again.
         """
         attempts = self.session.retry.attempts
         attempt = 0
@@ -442,7 +451,7 @@ class PloomesConnector:
                 elif response.status_code < 500 and response.status_code != 408:
                     return response
             if response is None or response.status_code != 429:
-                existing = self.find_by(_ENTITY_OF[coll], "Key", [key])
+                existing = self.find_by(_ENTITY_OF[coll], field, [value])
                 if existing:
                     return self._complete(coll, existing[0])
             if attempt < attempts:
