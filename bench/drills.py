@@ -22,6 +22,7 @@ at the end. ``--small`` uses the sizes the test suite uses (tests/drills/). Dril
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -625,7 +626,7 @@ def overlapping_writers(state: Path) -> int:
         writes = sum(rep.get("api_calls", {}).get(s, {}).get("write", 0) for s in ("crm", "erp"))
         if writes:
             spans.append((started, finished or "9999"))
-    return sum(1 for (_, f1), (s2, _) in zip(spans, spans[1:], strict=False) if s2 < f1)
+    return sum(1 for (_, f1), (s2, _) in itertools.pairwise(spans) if s2 < f1)
 
 
 def drill_overlap(workdir: Path, *, customers: int, products: int, orders: int,
