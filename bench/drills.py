@@ -275,7 +275,7 @@ def state_rows(state: Path, sql: str) -> list[tuple[Any, ...]]:
 
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "crash": {"full": {"customers": 2000, "products": 500, "orders": 300, "kills": 20,
-                       "span_s": 120.0},
+                       "span_s": 15.0},  # ~ one uninterrupted initial sync on this machine
               "small": {"customers": 120, "products": 30, "orders": 20, "kills": 4,
                         "span_s": 8.0}},
     "storm": {"full": {"customers": 600, "products": 150, "orders": 100},
