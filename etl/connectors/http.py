@@ -55,7 +55,9 @@ class RateLimiter:
 
 @dataclass
 class RetryPolicy:
-    attempts: int = 6  # failures (5xx, timeouts, dropped connections) before giving up
+    # failures (5xx, timeouts, dropped connections) before giving up: 8 attempts with backoff
+    # capped at 30 s ride out about two minutes of trouble before a system is called down
+    attempts: int = 8
     base_s: float = 0.5
     cap_s: float = 30.0  # longest single wait, also the cap on Retry-After
     # 429 means "up, but slow down": waiting it out does not use up ``attempts``, within this

@@ -26,7 +26,7 @@ from etl.mapping import EntityMapping, MapContext, build_payload, read_record
 from etl.mapping.models import SIDES, Side, other
 from etl.state.store import Checkpoint, QuarantineEntry, SnapshotRow, Store
 
-CHUNK = 200
+CHUNK = 100  # records per write-and-checkpoint step
 
 
 class Stopped(EtlError):

@@ -1,7 +1,8 @@
 """Pure resolution of one real-world record seen on one or both sides.
 
 Given the canonical values each side holds now and what ponte last saw of each (its snapshots),
-decide which fields to write where. Field ownership comes first; a field changed on both sides
+decide which fields to write where. Field ownership comes first: an owned field only ever takes
+its owner's value (a change made on the other side is put back); a field changed on both sides
 to different values is a conflict settled by the mapping's policy (``manual`` = quarantine).
 """
 
@@ -80,7 +81,12 @@ def resolve_pair(
                 source = "erp"
             else:
                 continue  # drift neither side caused now: verify reports it
-        if source is None or not mapping.flows(name, source):
+        if source is None:
+            continue
+        if owner is not None and source != owner:
+            # the other side changed a field the owner masters: the owner's value is put back
+            source = owner
+        if not mapping.flows(name, source):
             continue
         target = other(source)
         decision.writes[target][name] = current[source].get(name)

@@ -23,8 +23,8 @@ def v(**kw: str) -> dict[str, str | None]:
         # one side changed a shared field: it flows to the other
         ("erp_wins", v(email="b@x.com"), v(), v(), v(), {}, {"email": "b@x.com"}, []),
         ("erp_wins", v(), v(email="c@x.com"), v(), v(), {"email": "c@x.com"}, {}, []),
-        # an ERP-owned field changed in the CRM never flows to the ERP
-        ("erp_wins", v(legal_name="B SA"), v(), v(), v(), {}, {}, []),
+        # an ERP-owned field changed in the CRM never flows to the ERP: the ERP's value is put back
+        ("erp_wins", v(legal_name="B SA"), v(), v(), v(), {"legal_name": "A Ltda"}, {}, []),
         # ... while the ERP's change flows to the CRM
         ("erp_wins", v(), v(legal_name="C SA"), v(), v(), {"legal_name": "C SA"}, {}, []),
         # both changed the same field: the policy decides

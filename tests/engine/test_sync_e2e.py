@@ -89,9 +89,13 @@ def test_erp_owned_field_never_flows_from_the_crm(world: World) -> None:
     tax = contact.data["Register"]
     world.crm.ui_update("Contacts", contact.id, {"LegalName": "Outro Nome Jurídico SA"})
     report = world.sync("customers")
-    assert report.writes == 0
+    assert report.entities["customers"].erp.updated == 0
     erp_match = next(r for r in world.erp.db["clientes"] if digits(r.data["cnpj_cpf"]) == tax)
     assert erp_match.data["razao_social"] != "Outro Nome Jurídico SA"
+    # the owner's value is put back in the CRM, so both sides agree again
+    assert report.entities["customers"].crm.updated == 1
+    assert world.crm.db["Contacts"].get(contact.id).data["LegalName"] == erp_match.data["razao_social"]
+    assert world.sync("customers").writes == 0
 
 
 def _mappings_with(tmp_path: Path, entity: str, **changes: object) -> Path:

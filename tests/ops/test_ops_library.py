@@ -12,6 +12,7 @@ import pytest
 
 from etl import api, ops
 from etl.engine import run_sync
+from etl.engine.entity import CHUNK
 from etl.errors import ConfigError, LockHeld
 from etl.mapping import load_mappings
 from tests.engine.conftest import MAPPINGS, World, make_world
@@ -236,10 +237,10 @@ def test_a_stopped_run_keeps_whole_chunks_moves_no_watermark_and_the_next_conver
                                                    should_stop=lambda: len(chunks) >= 1),
                           now=w.now)
         assert report.status == "failed" and "stopped" in (report.error or "")
-        assert chunks == [200]  # one whole chunk, then it stopped
+        assert chunks == [CHUNK]  # one whole chunk, then it stopped
         assert store.watermark("customers", "crm") is None
         assert store.watermark("customers", "erp") is None
-        assert 0 < len(store.links("customers")) <= 200
+        assert 0 < len(store.links("customers")) <= CHUNK
         assert store.runs(limit=1)[0].status == "failed"
         assert store.lock_holder("entity:customers") is None  # released
     w.tick()
