@@ -58,27 +58,23 @@ def _short(value: object, width: int = 28) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def changes_table(report: RunReport) -> Table | None:
+def changes_lines(report: RunReport, *, limit: int = 500) -> list[str]:
+    """What was (or, for a plan, would be) written, record by record, field by field."""
     rows = [c for e in report.entities.values() for c in e.changes]
     if not rows:
-        return None
-    table = Table(title="changes" if not report.dry_run else "plan: what a sync would write",
-                  box=box.SIMPLE_HEAD, title_justify="left")
-    for col in ("entity", "into", "action", "key", "from", "field", "old", "new"):
-        table.add_column(col, no_wrap=col not in ("old", "new"))
-    for c in rows[:500]:
-        first = True
+        return []
+    other = {"crm": "erp", "erp": "crm"}
+    lines = ["plan: what a sync would write" if report.dry_run else "changes written"]
+    for c in rows[:limit]:
+        where = f"{c.target} {c.key}" if c.key else f"in the {c.target}"
+        lines.append(f"  {c.entity}: {c.action} {where} (from {other.get(c.target, '?')} "
+                     f"{c.source_key})")
         for field_name, (old, new) in c.fields.items():
-            table.add_row(
-                c.entity if first else "", c.target if first else "",
-                c.action if first else "", (c.key or "(new)") if first else "",
-                c.source_key if first else "", field_name,
-                _short(old), _short(new),
-            )
-            first = False
-    if len(rows) > 500:
-        table.caption = f"... and {len(rows) - 500} more records"
-    return table
+            before = "—" if old is None else _short(old, 40)
+            lines.append(f"      {field_name}: {before} → {'—' if new is None else _short(new, 60)}")
+    if len(rows) > limit:
+        lines.append(f"  ... and {len(rows) - limit} more records")
+    return lines
 
 
 def problems_table(report: RunReport) -> Table | None:
@@ -97,9 +93,8 @@ def print_report(report: RunReport, console: Console, *, show_changes: bool = Fa
                  title: str | None = None) -> None:
     console.print(run_table(report, title=title))
     if show_changes:
-        t = changes_table(report)
-        if t is not None:
-            console.print(t)
+        for line in changes_lines(report):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
     t = problems_table(report)
     if t is not None:
         console.print(t)
