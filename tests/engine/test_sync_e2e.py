@@ -108,15 +108,22 @@ def _mappings_with(tmp_path: Path, entity: str, **changes: object) -> Path:
     return folder
 
 
-def test_conflict_policy_manual_quarantines_as_conflict(tmp_path: Path) -> None:
+def _name_edited_on_both_sides(tmp_path: Path, **mapping_changes: object) -> tuple[World, int]:
+    """A synced world in which a CRM user and an ERP user then rename the same customer."""
     w = make_world(f"sqlite:///{tmp_path / 's.db'}", customers=20, overlap=1.0)
-    w.settings.mappings_dir = _mappings_with(tmp_path, "customers", conflict="manual")
+    if mapping_changes:
+        w.settings.mappings_dir = _mappings_with(tmp_path, "customers", **mapping_changes)
     assert w.sync("customers").status == "ok"
     contact = next(iter(w.crm.db["Contacts"]))
     tax = contact.data["Register"]
     cliente = next(r for r in w.erp.db["clientes"] if digits(r.data["cnpj_cpf"]) == tax)
     w.crm.ui_update("Contacts", contact.id, {"Name": "Nome do CRM"})
     w.erp.ui_update("clientes", cliente.id, {"nome_fantasia": "Nome do ERP"})
+    return w, contact.id
+
+
+def test_conflict_policy_manual_quarantines_as_conflict(tmp_path: Path) -> None:
+    w, _ = _name_edited_on_both_sides(tmp_path, conflict="manual")
     report = w.sync("customers")
     assert report.status == "partial"
     assert report.entities["customers"].conflicts == 1
@@ -128,16 +135,10 @@ def test_conflict_policy_manual_quarantines_as_conflict(tmp_path: Path) -> None:
 
 
 def test_conflict_policy_erp_wins(tmp_path: Path) -> None:
-    w = make_world(f"sqlite:///{tmp_path / 's.db'}", customers=20, overlap=1.0)
-    assert w.sync("customers").status == "ok"
-    contact = next(iter(w.crm.db["Contacts"]))
-    tax = contact.data["Register"]
-    cliente = next(r for r in w.erp.db["clientes"] if digits(r.data["cnpj_cpf"]) == tax)
-    w.crm.ui_update("Contacts", contact.id, {"Name": "Nome do CRM"})
-    w.erp.ui_update("clientes", cliente.id, {"nome_fantasia": "Nome do ERP"})
+    w, contact_id = _name_edited_on_both_sides(tmp_path)
     report = w.sync("customers")
     assert report.status == "ok"
-    assert w.crm.db["Contacts"].get(contact.id).data["Name"] == "Nome do ERP"
+    assert w.crm.db["Contacts"].get(contact_id).data["Name"] == "Nome do ERP"
     assert w.sync("customers").writes == 0
 
 
