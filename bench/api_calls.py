@@ -34,8 +34,8 @@ from typing import Any
 import httpx
 
 from etl import api
-from etl.sandbox.server import Sandbox, running_sandbox
 from etl.sandbox.seed import seed
+from etl.sandbox.server import Sandbox, running_sandbox
 from etl.settings import CrmSettings, ErpSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[1]

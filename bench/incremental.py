@@ -51,8 +51,8 @@ from etl.connectors.factory import build_connectors
 from etl.diff import hash_frame
 from etl.engine.run import build_context
 from etl.mapping import load_mappings, read_record
-from etl.sandbox.server import running_sandbox
 from etl.sandbox.seed import seed
+from etl.sandbox.server import running_sandbox
 from etl.settings import CrmSettings, ErpSettings, Settings
 from etl.state.store import Checkpoint, SnapshotRow, Store
 from etl.watermark import Window

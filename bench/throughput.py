@@ -34,8 +34,8 @@ from typing import Any
 import httpx
 
 from etl import api
-from etl.sandbox.server import running_sandbox
 from etl.sandbox.seed import ERP_ONLY_SHARE, seed
+from etl.sandbox.server import running_sandbox
 from etl.settings import CrmSettings, ErpSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[1]

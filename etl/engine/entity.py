@@ -656,11 +656,5 @@ class EntitySync:
         self.store.checkpoint(self._hash(cp), now=self.now, run_id=self.run_id)
 
 
-def _none(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    return str(value)
-
-
 def _jsonable(record: Record) -> dict[str, Any]:
     return json.loads(json.dumps(record, default=str))
