@@ -642,8 +642,11 @@ def drill_overlap(workdir: Path, *, customers: int, products: int, orders: int,
     with sandbox(workdir / "a", **sizes) as sb:
         env = sb.env(state)
         ponte(["db", "upgrade"], env, workdir)  # both racers find the schema in place
+        # slow answers make the first run outlast the second's start-up, so they do overlap
+        sb.faults(latency_ms=latency_ms)
         procs = [start_ponte(["sync", "--json"], env, workdir) for _ in range(2)]
         codes = sorted(p.wait() for p in procs)
+        sb.faults(latency_ms=0)
         for p in procs:
             assert p.stdout is not None
             p.stdout.close()
