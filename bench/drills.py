@@ -629,6 +629,13 @@ def overlapping_writers(state: Path) -> int:
     return sum(1 for (_, f1), (s2, _) in itertools.pairwise(spans) if s2 < f1)
 
 
+def _loser_writes(state: Path) -> int:
+    """Write calls made by runs that found the lock held (must be 0)."""
+    losers = [r for r in _run_reports(state) if r["report"].get("error") == "lock held"]
+    return sum(r["report"].get("api_calls", {}).get(s, {}).get("write", 0)
+               for r in losers for s in ("crm", "erp"))
+
+
 def drill_overlap(workdir: Path, *, customers: int, products: int, orders: int,
                   latency_ms: int, cron_every_s: float, lease_latency_ms: int,
                   seed: int = 4) -> dict[str, Any]:
@@ -650,9 +657,7 @@ def drill_overlap(workdir: Path, *, customers: int, products: int, orders: int,
         for p in procs:
             assert p.stdout is not None
             p.stdout.close()
-        losers = [r for r in _run_reports(state) if r["report"].get("error") == "lock held"]
-        loser_writes = sum(r["report"].get("api_calls", {}).get(s, {}).get("write", 0)
-                           for r in losers for s in ("crm", "erp"))
+        loser_writes = _loser_writes(state)
         dups = duplicates(sb)
         v = verify_totals(verify(env, workdir))
     out["together"] = {"exit_codes": codes, "loser_writes": loser_writes,
@@ -677,9 +682,7 @@ def drill_overlap(workdir: Path, *, customers: int, products: int, orders: int,
         slow.stdout.close()
         sb.faults(latency_ms=0)
         after = ponte(["sync", "--json"], env, workdir)
-        losers = [r for r in _run_reports(state) if r["report"].get("error") == "lock held"]
-        loser_writes = sum(r["report"].get("api_calls", {}).get(s, {}).get("write", 0)
-                           for r in losers for s in ("crm", "erp"))
+        loser_writes = _loser_writes(state)
         after_writes = sum(after.json()["api_calls"][s]["write"] for s in ("crm", "erp")) \
             if after.json() else -1
         dups = duplicates(sb)
