@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from etl import binding
 from etl.connectors.base import Connector
 from etl.connectors.factory import build_connectors
 from etl.engine import Options, RunReport, run_sync
@@ -37,13 +38,22 @@ def session(
     *,
     crm_client: httpx.Client | None = None,
     erp_client: httpx.Client | None = None,
+    bind: bool = True,
 ) -> Iterator[tuple[Store, dict[Side, Connector], dict[str, EntityMapping]]]:
     """Validated mappings, an open state store and both connectors — config errors first,
-    before anything is written."""
+    before anything is written. A state built with other systems stops here
+    (:class:`~etl.errors.StateBoundElsewhere`); ``bind`` (a command that writes) binds a state
+    that is not bound yet to the configured systems."""
     mappings = load_mappings(settings.mappings_dir)
     connectors = build_connectors(settings, crm_client=crm_client, erp_client=erp_client)
-    store = Store.open(settings.state_url)
     try:
+        store = Store.open(settings.state_url)
+    except BaseException:
+        for c in connectors.values():
+            c.close()
+        raise
+    try:
+        binding.ensure(store, settings, bind=bind, now=datetime.now(UTC))
         yield store, connectors, mappings
     finally:
         store.close()
@@ -61,7 +71,8 @@ def sync(
     now: Callable[[], datetime] | None = None,
 ) -> RunReport:
     """One incremental run (what cron calls); ``dry_run`` = plan: writes nothing anywhere."""
-    with session(settings, crm_client=crm_client, erp_client=erp_client) as (store, conns, maps):
+    with session(settings, crm_client=crm_client, erp_client=erp_client,
+                 bind=not dry_run) as (store, conns, maps):
         if entities:
             load_mappings(settings.mappings_dir, list(entities))  # names unknown entities
         return run_sync(
@@ -82,7 +93,8 @@ def verify(
 ) -> VerifyReport:
     """Read both systems in full and report every drift; ``fix`` repairs what the mappings
     allow (deletes and deactivations only within PONTE_MAX_DELETE_SHARE)."""
-    with session(settings, crm_client=crm_client, erp_client=erp_client) as (store, conns, maps):
+    with session(settings, crm_client=crm_client, erp_client=erp_client,
+                 bind=fix) as (store, conns, maps):
         if entities:
             maps = load_mappings(settings.mappings_dir, list(entities))
         return run_verify(store=store, connectors=conns, mappings=maps,

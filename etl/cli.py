@@ -176,6 +176,45 @@ def db_upgrade() -> None:
     out.print("state database is up to date")
 
 
+@db_app.command("rebind")
+@handle_errors
+def db_rebind(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Bind the state database to the configured CRM and ERP (kind, base URL, account), e.g.
+    after a system moved to a new address or got a new key. Only for the SAME systems: a state
+    used with other systems would pair unrelated records — give those a new PONTE_STATE_URL.
+    Asks first unless --yes; refuses without a terminal. Recorded in `ponte runs`."""
+    from datetime import UTC, datetime
+
+    from etl import binding
+    from etl.cli_ops import _confirm
+    from etl.render import print_json
+    from etl.state.store import Store
+
+    settings = settings_or_exit()
+    with Store.open(settings.state_url) as store:
+        changes = binding.rebind_plan(store, settings)
+        if not changes:
+            if as_json:
+                print_json({"run_id": None, "changes": []}, out)
+            else:
+                out.print("the state is already bound to the configured systems; nothing to do",
+                          highlight=False)
+            return
+        for line in changes:
+            err.print(line, highlight=False, markup=False)
+        _confirm(f"rebind the state {store.safe_url} to the configured systems? Its links, "
+                 "snapshots and watermarks will be used with them", yes)
+        result = binding.rebind(store, settings, now=datetime.now(UTC))
+    if as_json:
+        print_json(result.as_dict(), out)
+    else:
+        out.print(f"rebound (recorded as run {result.run_id[:8]}): " + "; ".join(result.changes),
+                  highlight=False, markup=False)
+
+
 @app.command()
 @handle_errors
 def verify(

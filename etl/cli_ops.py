@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Self, TypeVar
 
 import click
@@ -51,14 +51,19 @@ def _now() -> datetime:
 
 
 @contextmanager
-def _state() -> Iterator[tuple[Any, Any, Any]]:
-    """(settings, store, mappings) for commands that need no connector."""
+def _state(*, writes: bool = False) -> Iterator[tuple[Any, Any, Any]]:
+    """(settings, store, mappings) for commands that need no connector. ``writes``: the
+    command changes the state, so a state built with other systems stops it (exit 2) and a
+    state not bound yet is bound to the configured systems (see :mod:`etl.binding`)."""
+    from etl import binding
     from etl.mapping import load_mappings
     from etl.state.store import Store
 
     settings = settings_or_exit()
     mappings = load_mappings(settings.mappings_dir)
     with Store.open(settings.state_url) as store:
+        if writes:
+            binding.ensure(store, settings, bind=True, now=_now())
         yield settings, store, mappings
 
 
@@ -322,9 +327,11 @@ def status(as_json: Json = False) -> None:
                 when = (f"{_short(last.finished_at or last.started_at)} {last.kind} "
                         f"{last.status}" if last else "never")
                 when += " (running now)" if e.running else ""
+            mark = f"{_short(s.watermark)} ({_ago(s.lag_s)})" if s.watermark else "none"
+            if s.ahead_s is not None:
+                mark = f"{_short(s.watermark)} (AHEAD {_ago(s.ahead_s)})"
             table.add_row(
-                e.entity if first else "", s.side,
-                f"{_short(s.watermark)} ({_ago(s.lag_s)})" if s.watermark else "none",
+                e.entity if first else "", s.side, mark,
                 when,
                 "/".join(str(counts.get(k, "-")) for k in ("read", "created", "updated"))
                 if last else "-",
@@ -332,6 +339,19 @@ def status(as_json: Json = False) -> None:
                 f"{_short(e.next_run)} ({e.schedule})" if first and e.schedule else "",
             )
     out.print(table)
+    for e in report.entities:
+        for s in e.sides:
+            if s.ahead_s is not None and s.watermark is not None:
+                err.print(f"{e.entity} {s.side}: the watermark {s.watermark.isoformat()} is "
+                          f"ahead of now (minus the safety lag) by {_ago(s.ahead_s)}: runs of "
+                          f"{e.entity} fail until `ponte watermark set {e.entity} --side "
+                          f"{s.side} --to T` or `ponte watermark reset {e.entity} --side "
+                          f"{s.side}`", highlight=False, markup=False)
+    if report.binding and not report.binding["matches"]:
+        err.print("this state was built with other systems than the configured ones — sync, "
+                  "plan, backfill, verify and state changes refuse to run (see `ponte db "
+                  "rebind --help`):\n  " + "\n  ".join(report.binding["differences"]),
+                  highlight=False, markup=False)
 
 
 # ------------------------------------------------------------------------------------- watermark
@@ -367,17 +387,20 @@ def _apply_watermark(entity: str, side: str | None, to: Any, yes: bool,
                      as_json: bool) -> None:
     from etl import ops
 
-    with _state() as (settings, store, mappings):
+    with _state(writes=True) as (settings, store, mappings):
         now = _now()
         value = ops.parse_time(to, now=now, option="--to") if to is not None else None
-        changes = ops.plan_watermark(store, mappings, entity, side=side, to=value)
+        lag = timedelta(seconds=settings.safety_lag_s)
+        changes = ops.plan_watermark(store, mappings, entity, side=side, to=value, now=now,
+                                     safety_lag=lag)
         for c in changes:
             err.print(c.describe(), highlight=False, markup=False)
         what = "set" if value is not None else "reset"
         note = "" if value is not None else " (the next sync re-reads everything; nothing is " \
                                             "duplicated: unchanged records diff as unchanged)"
         _confirm(f"{what} {len(changes)} watermark(s){note}?", yes)
-        result = ops.apply_watermark(store, changes, now=now, lease_s=float(settings.lock_lease_s))
+        result = ops.apply_watermark(store, changes, now=now, lease_s=float(settings.lock_lease_s),
+                                     safety_lag=lag)
     if as_json:
         _json(result.as_dict())
     else:
@@ -530,7 +553,7 @@ def quarantine_retry(
 
     if (qid is None) == (not all_):
         raise ConfigError("give an entry id or --all (not both)")
-    with _state() as (_s, store, _m):
+    with _state(writes=True) as (_s, store, _m):
         n = ops.quarantine_retry(store, None if all_ else qid, now=_now())
     out.print(f"{n} entr{'y' if n == 1 else 'ies'} due now: the next `ponte sync` re-reads "
               f"{'it' if n == 1 else 'them'}", highlight=False)
@@ -543,7 +566,7 @@ def quarantine_drop(qid: Annotated[int, typer.Argument(help="Entry id.")],
     """Forget an entry (the record is not re-read until it changes again). Asks first."""
     from etl import ops
 
-    with _state() as (_s, store, _m):
+    with _state(writes=True) as (_s, store, _m):
         row = ops.quarantine_entry(store, qid)
         _confirm(f"drop quarantine entry {qid} ({row.entity} {row.system} {row.key}: "
                  f"{row.reason[:80]})?", yes)

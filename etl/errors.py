@@ -2,10 +2,12 @@
 
     EtlError
     ├── ConfigError           bad settings or mappings; stop before anything is written (exit 2)
+    │   └── StateBoundElsewhere   the state database was built with other systems (exit 2)
     ├── SystemUnavailable     a whole side is down or refuses us; the run fails, nothing is
     │                         checkpointed past the failure (exit 3)
     ├── RecordError           one record is bad or was rejected; quarantine it and go on
     ├── RetriableError        429 / 5xx / timeout / dropped connection; back off and retry
+    ├── WatermarkAhead        a stored watermark is past the run's signpost; the run fails (exit 3)
     └── LockHeld              another run holds the entity's lock (exit 4)
 
 Vendor and httpx exceptions are translated into this tree at the connector boundary and never
@@ -21,6 +23,10 @@ class EtlError(Exception):
 
 class ConfigError(EtlError):
     """Settings or a mapping file are wrong. Names what is wrong and where."""
+
+
+class StateBoundElsewhere(ConfigError):
+    """The state database belongs to other systems (kind, base URL or account differ)."""
 
 
 class SystemUnavailable(EtlError):
@@ -54,3 +60,8 @@ class RetriableError(EtlError):
 
 class LockHeld(EtlError):
     """Another run holds the lock of this entity."""
+
+
+class WatermarkAhead(EtlError):
+    """A stored watermark is ahead of the run's signpost (the state was edited, or the clock
+    went back): nothing after it could be read, so the entity's run fails instead of "ok"."""

@@ -12,7 +12,11 @@ Series (gauges; ``*_total`` values are the counts of the entity's last run):
 * ``ponte_last_run_status{entity,status}`` — 1 for that run's status (ok|partial|failed), else 0
 * ``ponte_run_duration_seconds{entity}`` — that run's duration
 * ``ponte_records_total{entity,side,kind}`` — kind = read|created|updated|unchanged|quarantined
-* ``ponte_watermark_lag_seconds{entity,side}`` — now minus the stored watermark
+* ``ponte_watermark_lag_seconds{entity,side}`` — now minus the stored watermark (negative when
+  the watermark is in the future)
+* ``ponte_watermark_ahead_seconds{entity,side}`` — how far the stored watermark is past where a
+  run starting now may read (now minus the safety lag); above 0 that side is stopped: every run
+  of the entity fails until ``ponte watermark set/reset``
 * ``ponte_api_calls_total{side,kind}`` — API calls (kind = read|write) of the latest run
 * ``ponte_quarantine_records{entity}`` — records waiting in quarantine
 
@@ -25,7 +29,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from etl.state.store import RunRow, Store
@@ -40,7 +44,11 @@ _HELP = {
     "ponte_last_run_status": "1 for the status of the entity's last run, 0 for the others.",
     "ponte_run_duration_seconds": "Duration of the entity's last run.",
     "ponte_records_total": "Records per side and kind in the entity's last run.",
-    "ponte_watermark_lag_seconds": "Seconds between now and the stored watermark.",
+    "ponte_watermark_lag_seconds": "Seconds between now and the stored watermark (negative "
+                                   "when the watermark is in the future).",
+    "ponte_watermark_ahead_seconds": "Seconds the stored watermark is past now minus the safety "
+                                     "lag; above 0 the entity's runs fail until the watermark "
+                                     "is set or reset.",
     "ponte_api_calls_total": "API calls per side and kind (read|write) in the latest run.",
     "ponte_quarantine_records": "Records waiting in quarantine.",
 }
@@ -69,7 +77,8 @@ def last_runs(store: Store, entities: Sequence[str], *, scan: int = 500,
     return found
 
 
-def collect(store: Store, entities: Sequence[str], *, now: datetime) -> list[Sample]:
+def collect(store: Store, entities: Sequence[str], *, now: datetime,
+            safety_lag: timedelta = timedelta(0)) -> list[Sample]:
     samples: list[Sample] = []
     runs = last_runs(store, entities)
     for name in entities:
@@ -90,11 +99,17 @@ def collect(store: Store, entities: Sequence[str], *, now: datetime) -> list[Sam
                     samples.append(Sample("ponte_records_total",
                                           {"entity": name, "side": side, "kind": kind},
                                           float(counts.get(side, {}).get(kind, 0))))
-    for row in store.watermarks():
-        if row.entity in entities and row.value is not None:
-            samples.append(Sample("ponte_watermark_lag_seconds",
-                                  {"entity": row.entity, "side": row.system},
-                                  max(0.0, (now - row.value).total_seconds())))
+    marks = [w for w in store.watermarks() if w.entity in entities and w.value is not None]
+    for row in marks:
+        assert row.value is not None
+        samples.append(Sample("ponte_watermark_lag_seconds",
+                              {"entity": row.entity, "side": row.system},
+                              (now - row.value).total_seconds()))
+    for row in marks:
+        assert row.value is not None
+        samples.append(Sample("ponte_watermark_ahead_seconds",
+                              {"entity": row.entity, "side": row.system},
+                              max(0.0, (row.value - (now - safety_lag)).total_seconds())))
     latest: RunRow | None = None
     for run in store.runs(limit=50):
         if run.kind in RUN_KINDS and run.finished_at is not None:
@@ -128,9 +143,10 @@ def render(samples: Sequence[Sample]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_metrics(path: Path, store: Store, entities: Sequence[str], *, now: datetime) -> None:
+def write_metrics(path: Path, store: Store, entities: Sequence[str], *, now: datetime,
+                  safety_lag: timedelta = timedelta(0)) -> None:
     """Rebuild the metrics file atomically (temp file in the same directory + os.replace)."""
-    text = render(collect(store, entities, now=now))
+    text = render(collect(store, entities, now=now, safety_lag=safety_lag))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from loguru import logger
 
+from etl import binding
 from etl import watermark as wm
 from etl.api import options_from, session
 from etl.engine import RunReport, run_sync
@@ -74,8 +75,11 @@ def _iso(value: datetime | None) -> str | None:
 class SideStatus:
     side: str
     watermark: datetime | None
-    lag_s: float | None  # now - watermark
+    lag_s: float | None  # now - watermark (negative: the watermark is in the future)
     quarantined: int
+    # seconds the watermark is past now minus the safety lag: the entity's runs fail until
+    # the watermark is set or reset (None: not ahead)
+    ahead_s: float | None = None
 
 
 @dataclass
@@ -103,6 +107,9 @@ class EntityStatus:
 class StatusReport:
     now: datetime
     entities: list[EntityStatus]
+    # the state's binding against the configured systems (etl.binding.BindingStatus.as_dict):
+    # status still answers when they differ — it reads only the state — and says so here
+    binding: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         def conv(v: Any) -> Any:
@@ -114,7 +121,8 @@ class StatusReport:
                 return [conv(x) for x in v]
             return v
 
-        return conv({"now": self.now, "entities": [asdict(e) for e in self.entities]})
+        return conv({"now": self.now, "entities": [asdict(e) for e in self.entities],
+                     "binding": self.binding})
 
 
 def status(store: Store, mappings: dict[str, EntityMapping], settings: Settings, *,
@@ -134,8 +142,10 @@ def status(store: Store, mappings: dict[str, EntityMapping], settings: Settings,
             if side not in m.sources() and (name, side) not in marks:
                 continue
             mark = marks.get((name, side))
+            ahead = wm.ahead_of(mark, now - timedelta(seconds=settings.safety_lag_s))
             sides.append(SideStatus(side, mark, (now - mark).total_seconds() if mark else None,
-                                    quarantine.get((name, side), 0)))
+                                    quarantine.get((name, side), 0),
+                                    ahead.total_seconds() if ahead is not None else None))
         run = runs.get(name)
         last = None
         if run is not None:
@@ -150,7 +160,7 @@ def status(store: Store, mappings: dict[str, EntityMapping], settings: Settings,
         holder = store.lock_holder(lock_name(name))
         running = holder[0] if holder and holder[1] > now else None
         out.append(EntityStatus(name, spec, upcoming, sides, last, running))
-    return StatusReport(now, out)
+    return StatusReport(now, out, binding.compare(store, settings).as_dict())
 
 
 # --------------------------------------------------------------------------------- watermarks
@@ -206,9 +216,25 @@ def watermarks(store: Store, mappings: dict[str, EntityMapping], entity: str | N
     return out
 
 
+def check_not_future(entity: str, side: str, to: datetime, *, now: datetime,
+                     safety_lag: timedelta) -> None:
+    """A watermark after ``now - safety_lag`` (where a run starting now stops reading) would
+    make every later run skip that side's changes: refuse it."""
+    limit = now - safety_lag
+    if to > limit:
+        raise ConfigError(
+            f"--to {to.isoformat()} is in the future for {entity} {side}: a watermark must not "
+            f"be after now minus the safety lag ({limit.isoformat()}, PONTE_SAFETY_LAG_S="
+            f"{int(safety_lag.total_seconds())}), or no change made on {side} before that time "
+            "would ever be read; give an earlier time (e.g. --to 1h), or `ponte watermark "
+            f"reset {entity} --side {side}` to re-read from the beginning")
+
+
 def plan_watermark(store: Store, mappings: dict[str, EntityMapping], entity: str, *,
-                   side: str | None, to: datetime | None) -> list[WatermarkChange]:
-    """What ``set`` (``to`` given, one side) or ``reset`` (``to`` None) would change."""
+                   side: str | None, to: datetime | None, now: datetime,
+                   safety_lag: timedelta = timedelta(0)) -> list[WatermarkChange]:
+    """What ``set`` (``to`` given, one side) or ``reset`` (``to`` None) would change. A ``to``
+    after ``now - safety_lag`` is refused (:func:`check_not_future`)."""
     m = _entity(mappings, entity)
     if side is not None:
         s = _side(side)
@@ -222,14 +248,20 @@ def plan_watermark(store: Store, mappings: dict[str, EntityMapping], entity: str
         sides = sorted({*m.sources(), *(w.system for w in store.watermarks(entity))})
     if to is not None and to.tzinfo is None:
         raise ConfigError("--to must carry a time zone (or be given in UTC)")
+    if to is not None:
+        check_not_future(entity, sides[0], to, now=now, safety_lag=safety_lag)
     return [WatermarkChange(entity, s, store.watermark(entity, s), to) for s in sides]
 
 
 def apply_watermark(store: Store, changes: Sequence[WatermarkChange], *, now: datetime,
-                    lease_s: float = 60.0) -> WatermarkResult:
+                    lease_s: float = 60.0,
+                    safety_lag: timedelta = timedelta(0)) -> WatermarkResult:
     """Write the changes under the entity's lock and record them as a ``watermark`` run."""
     if not changes:
         raise ConfigError("nothing to change")
+    for c in changes:
+        if c.new is not None:
+            check_not_future(c.entity, c.side, c.new, now=now, safety_lag=safety_lag)
     entity = changes[0].entity
     run_id = store.start_run("watermark", [entity], now=now)
     if not store.acquire_lock(lock_name(entity), run_id, lease_s=lease_s, now=now):
@@ -348,7 +380,8 @@ def backfill(
     if request.since is not None and request.since >= until:
         raise ConfigError(f"--since {request.since.isoformat()} is not before --until "
                           f"{until.isoformat()}")
-    with session(settings, crm_client=crm_client, erp_client=erp_client) as (store, conns, maps):
+    with session(settings, crm_client=crm_client, erp_client=erp_client,
+                 bind=not request.dry_run) as (store, conns, maps):
         m = _entity(maps, request.entity)
         sides = request.sides
         if sides is not None:
@@ -380,7 +413,8 @@ def publish_metrics(settings: Settings, *, now: datetime) -> bool:
     try:
         names = list(load_mappings(settings.mappings_dir))
         with Store.open(settings.state_url) as store:
-            write_metrics(settings.metrics_file, store, names, now=now)
+            write_metrics(settings.metrics_file, store, names, now=now,
+                          safety_lag=timedelta(seconds=settings.safety_lag_s))
     except (OSError, ConfigError) as exc:
         logger.warning("metrics not written to {}: {}", settings.metrics_file, exc)
         return False

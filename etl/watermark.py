@@ -72,6 +72,16 @@ def window(
     return Window(min(since, until), until)
 
 
+def ahead_of(watermark: datetime | None, signpost_: datetime) -> timedelta | None:
+    """How far a stored watermark is past a run's signpost, or None when it is not.
+
+    A watermark past the signpost means the state was edited or the clock went back: the
+    window would be empty, and every change made before the watermark would never be read."""
+    if watermark is None or watermark <= signpost_:
+        return None
+    return watermark - signpost_
+
+
 def advance(current: datetime | None, *, completed_until: datetime) -> datetime:
     """The watermark after a window was read *and* every record in it durably processed.
 

@@ -21,7 +21,7 @@ from etl.connectors.base import Connector, Record, WriteOp, WriteResult
 from etl.diff import diff, hash_frame
 from etl.engine.report import Change, EntityReport, Problem
 from etl.engine.resolve import Values, resolve_pair, values_for_create
-from etl.errors import EtlError, RecordError
+from etl.errors import EtlError, RecordError, WatermarkAhead
 from etl.mapping import EntityMapping, MapContext, build_payload, read_record
 from etl.mapping.models import SIDES, Side, other
 from etl.state.store import Checkpoint, QuarantineEntry, SnapshotRow, Store
@@ -637,10 +637,34 @@ class EntitySync:
 
     # --- the whole entity ----------------------------------------------------------------------
 
+    def check_watermarks(self, sides: Sequence[Side]) -> None:
+        """A stored watermark past this run's signpost fails the entity before anything is read
+        or written: the window would be empty and the run would say "ok" while that side's
+        changes are never read (the state was edited, or this machine's clock went back)."""
+        for side in sides:
+            stored = self.store.watermark(self.entity, side)
+            post = wm.signpost(self.now, safety_lag=self.opt.safety_lag,
+                               precision=self.conn[side].capabilities.clock_precision)
+            ahead = wm.ahead_of(stored, post)
+            if ahead is None:
+                continue
+            assert stored is not None
+            raise WatermarkAhead(
+                f"{self.entity} {side}: the stored watermark {stored.isoformat()} is ahead of "
+                f"this run's signpost {post.isoformat()} (run start minus the safety lag) by "
+                f"{ahead.total_seconds():.0f} s — the state was edited or this machine's clock "
+                f"went back, and no {side} change made before the watermark would be read. "
+                f"Nothing was read or written for {self.entity}. Fix: `ponte watermark set "
+                f"{self.entity} --side {side} --to <a time before the signpost>` or `ponte "
+                f"watermark reset {self.entity} --side {side}` (re-reads from the beginning; "
+                "nothing is duplicated); if the clock is wrong, correct it first")
+
     def run(self) -> None:
+        sides = [s for s in self.m.sources() if self.opt.sides is None or s in self.opt.sides]
+        if self.opt.window is None:  # a backfill neither reads nor moves the watermark
+            self.check_watermarks(sides)
         if not self.opt.dry_run:
             self.recover_intents()
-        sides = [s for s in self.m.sources() if self.opt.sides is None or s in self.opt.sides]
         seen = {side: self.extract(side) for side in sides}
         units = self.units(seen)
         self.process(units)

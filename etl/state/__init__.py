@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from etl.state.store import (
+    BindingRow,
     Checkpoint,
     IntentRow,
     QuarantineEntry,
@@ -16,6 +17,7 @@ from etl.state.store import (
 )
 
 __all__ = [
+    "BindingRow",
     "Checkpoint",
     "IntentRow",
     "QuarantineEntry",

@@ -182,3 +182,13 @@ intents = Table(
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("entity", "target_system", "source_key", name="uq_intents_source"),
 )
+
+bindings = Table(
+    "bindings", metadata,
+    Column("side", String(), primary_key=True),
+    Column("kind", String(), nullable=False),
+    Column("base_url", Text, nullable=False),
+    Column("account_hash", String(), nullable=False),  # salted scrypt hash, never the secret
+    Column("salt", String(), nullable=False),
+    Column("bound_at", UTCDateTime, nullable=False),
+)

@@ -23,7 +23,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
@@ -113,6 +113,19 @@ class WatermarkRow:
     system: str
     value: datetime | None
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class BindingRow:
+    """The system one side of the state was built with: kind and normalized base URL (safe to
+    show) and a salted hash of the account credential (``salt`` hex; never the credential)."""
+
+    side: str
+    kind: str
+    base_url: str
+    account_hash: str
+    salt: str
+    bound_at: datetime
 
 
 @dataclass
@@ -530,6 +543,37 @@ class Store:
         if new:
             conn.execute(sa.insert(m.links), [{"entity": entity, "crm_key": c, "erp_key": e,
                                                "created_at": now} for c, e in new])
+
+    # ---------------------------------------------------------------- bindings
+
+    @property
+    def safe_url(self) -> str:
+        """The state database's URL with any password hidden (for messages)."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def bindings(self) -> dict[str, BindingRow]:
+        """The systems this state was built with, by side (empty before first use)."""
+        t = m.bindings
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.c.side, t.c.kind, t.c.base_url, t.c.account_hash,
+                                          t.c.salt, t.c.bound_at)).all()
+        return {r.side: BindingRow(*r) for r in rows}
+
+    def set_bindings(self, rows: Sequence[BindingRow], *, replace: bool) -> None:
+        """Store the sides' bindings. ``replace=False`` (first use) keeps a side already bound
+        by a concurrent process; ``replace=True`` (a deliberate rebind) overwrites."""
+        if not rows:
+            return
+        t = m.bindings
+        stmt = self._insert(t)
+        if replace:
+            stmt = stmt.on_conflict_do_update(index_elements=[t.c.side], set_={
+                c: getattr(stmt.excluded, c)
+                for c in ("kind", "base_url", "account_hash", "salt", "bound_at")})
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=[t.c.side])
+        with self._writer.begin() as conn:
+            conn.execute(stmt, [asdict(r) for r in rows])
 
     # ---------------------------------------------------------------- runs
 

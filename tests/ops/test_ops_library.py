@@ -90,7 +90,8 @@ def test_watermark_reset_rereads_everything_and_duplicates_nothing(world: World)
     crm_n, erp_n = len(world.crm.db["Contacts"]), len(world.erp.db["clientes"])
     products_mark = marks(world)[("products", "erp")]
     with world.store() as store:
-        changes = ops.plan_watermark(store, MAPS, "customers", side=None, to=None)
+        changes = ops.plan_watermark(store, MAPS, "customers", side=None, to=None,
+                                     now=world.now())
         assert {c.side for c in changes} == {"crm", "erp"} and all(c.old for c in changes)
         result = ops.apply_watermark(store, changes, now=world.now())
         assert store.watermark("customers", "crm") is None
@@ -117,7 +118,8 @@ def test_watermark_set_one_side_and_refusals(world: World) -> None:
     to = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     with world.store() as store:
         old_erp = store.watermark("customers", "erp")
-        changes = ops.plan_watermark(store, MAPS, "customers", side="crm", to=to)
+        changes = ops.plan_watermark(store, MAPS, "customers", side="crm", to=to,
+                                     now=world.now())
         assert len(changes) == 1 and changes[0].new == to
         ops.apply_watermark(store, changes, now=world.now())
         assert store.watermark("customers", "crm") == to
@@ -125,15 +127,16 @@ def test_watermark_set_one_side_and_refusals(world: World) -> None:
         views = ops.watermarks(store, MAPS, "customers", now=world.now())
         assert {(v.side, v.value) for v in views} == {("crm", to), ("erp", old_erp)}
         with pytest.raises(ConfigError, match="crm or erp"):
-            ops.plan_watermark(store, MAPS, "customers", side="sap", to=to)
+            ops.plan_watermark(store, MAPS, "customers", side="sap", to=to, now=world.now())
         with pytest.raises(ConfigError, match="needs --side"):
-            ops.plan_watermark(store, MAPS, "customers", side=None, to=to)
+            ops.plan_watermark(store, MAPS, "customers", side=None, to=to, now=world.now())
         with pytest.raises(ConfigError, match="not read from crm"):
-            ops.plan_watermark(store, MAPS, "products", side="crm", to=to)
+            ops.plan_watermark(store, MAPS, "products", side="crm", to=to, now=world.now())
         # a run in progress holds the lock: nothing changes, the attempt is recorded as failed
         assert store.acquire_lock("entity:customers", "someone-else", lease_s=600,
                                   now=world.now())
-        later = ops.plan_watermark(store, MAPS, "customers", side="crm", to=None)
+        later = ops.plan_watermark(store, MAPS, "customers", side="crm", to=None,
+                                   now=world.now())
         with pytest.raises(LockHeld):
             ops.apply_watermark(store, later, now=world.now())
         assert store.watermark("customers", "crm") == to
