@@ -107,3 +107,17 @@ def test_advance_never_moves_backwards(
     current: datetime | None, completed: datetime, expected: datetime
 ) -> None:
     assert wm.advance(current, completed_until=completed) == expected
+
+
+@pytest.mark.parametrize(
+    ("watermark", "expected"),
+    [
+        (None, None),  # never synced: from the beginning
+        (utc(2026, 1, 1, 11, 0, 0), None),  # behind the signpost: normal
+        (utc(2026, 1, 1, 11, 59, 55), None),  # at the signpost: where the last run stopped
+        (utc(2026, 1, 1, 11, 59, 55, 1000), timedelta(milliseconds=1)),
+        (utc(2030, 1, 1, 0, 0, 0), utc(2030, 1, 1) - utc(2026, 1, 1, 11, 59, 55)),
+    ],
+)
+def test_ahead_of_the_signpost(watermark: datetime | None, expected: timedelta | None) -> None:
+    assert wm.ahead_of(watermark, utc(2026, 1, 1, 11, 59, 55)) == expected
