@@ -206,11 +206,20 @@ def rebind_plan(store: Store, settings: Settings) -> list[str]:
 def rebind(store: Store, settings: Settings, *, now: datetime) -> RebindResult:
     """Bind the state to the configured systems, whatever it was bound to; recorded as a run
     of kind ``rebind`` whose report says what changed (kinds and URLs only)."""
-    changes = rebind_plan(store, settings)
-    if not changes:
+    status = compare(store, settings)
+    if status.ok and not status.unbound:
         raise ConfigError("the state is already bound to the configured systems; nothing to do")
+    changes = []
+    for side in SIDES:
+        c, b = status.configured[side], status.bound.get(side)
+        what = {d.what for d in status.differences if d.side == side}
+        if b is not None and not what:
+            continue
+        old = f"{b.kind} {b.base_url}" if b is not None else "(not bound)"
+        note = " (new account credential)" if "account" in what else ""
+        changes.append(f"{side}: {old} -> {c.kind} {c.base_url}{note}")
     run_id = store.start_run("rebind", [], now=now)
-    configured = identities(settings)
+    configured = status.configured
     store.set_bindings(_rows(configured, list(SIDES), now), replace=True)
     bound = {s: f"{c.kind} {c.base_url}" for s, c in configured.items()}
     store.finish_run(run_id, "ok", {"summary": "; ".join(changes), "bound": bound}, now=now)

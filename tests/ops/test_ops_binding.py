@@ -97,9 +97,8 @@ def test_rebind_confirms_records_and_lets_the_same_systems_sync_again(
     done = ponte("db", "rebind", "--yes", "--json")
     assert done.exit_code == 0, done.output
     result = json.loads(done.stdout)
-    assert result["changes"] == [("crm: account differs — PONTE_CRM__USER_KEY is not the "
-                                 "credential this state was built with (another account, or a "
-                                 "new key)")]
+    url = cli_env.sandbox.crm_url
+    assert result["changes"] == [f"crm: ploomes {url} -> ploomes {url} (new account credential)"]
     run = json.loads(ponte("runs", "show", result["run_id"][:8], "--json").stdout)
     assert run["kind"] == "rebind" and run["status"] == "ok"
     assert rotated not in json.dumps(run)

@@ -139,7 +139,9 @@ def test_rebind_moves_the_state_deliberately_and_is_recorded(store: Store, store
     run = store.run(result.run_id)
     assert run is not None and run.kind == "rebind" and run.status == "ok"
     report: dict[str, Any] = run.report
-    assert "crm: base URL differs" in report["summary"]
+    assert result.changes == [("crm: ploomes http://127.0.0.1:8701 -> ploomes "
+                              "https://api2.ploomes.com (new account credential)")]
+    assert report["summary"] == result.changes[0]
     assert report["bound"]["crm"] == "ploomes https://api2.ploomes.com"
     assert "new-user-key" not in repr(report) + table_text(store, "bindings")
     with pytest.raises(ConfigError, match="already bound"):
