@@ -329,7 +329,7 @@ def status(as_json: Json = False) -> None:
                 when += " (running now)" if e.running else ""
             mark = f"{_short(s.watermark)} ({_ago(s.lag_s)})" if s.watermark else "none"
             if s.ahead_s is not None:
-                mark = f"{_short(s.watermark)} (AHEAD {_ago(s.ahead_s)})"
+                mark = f"{_ts(s.watermark)} (AHEAD {_ago(s.ahead_s)})"
             table.add_row(
                 e.entity if first else "", s.side, mark,
                 when,

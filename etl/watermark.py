@@ -82,6 +82,17 @@ def ahead_of(watermark: datetime | None, signpost_: datetime) -> timedelta | Non
     return watermark - signpost_
 
 
+def span_text(span: timedelta) -> str:
+    """A duration for people: ``1126d 2h``, ``2h 5m``, ``42s``."""
+    secs = int(abs(span.total_seconds()))
+    d, rem = divmod(secs, 86400)
+    h, rem = divmod(rem, 3600)
+    m, sec = divmod(rem, 60)
+    parts = [f"{d}d"] * bool(d) + [f"{h}h"] * bool(h) + [f"{m}m"] * bool(m and not d)
+    parts += [f"{sec}s"] * bool(not d and not h)
+    return " ".join(parts)
+
+
 def advance(current: datetime | None, *, completed_until: datetime) -> datetime:
     """The watermark after a window was read *and* every record in it durably processed.
 

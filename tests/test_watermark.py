@@ -121,3 +121,13 @@ def test_advance_never_moves_backwards(
 )
 def test_ahead_of_the_signpost(watermark: datetime | None, expected: timedelta | None) -> None:
     assert wm.ahead_of(watermark, utc(2026, 1, 1, 11, 59, 55)) == expected
+
+
+@pytest.mark.parametrize(("span", "text"), [
+    (timedelta(seconds=42), "42s"),
+    (timedelta(hours=2, minutes=5, seconds=9), "2h 5m"),
+    (timedelta(days=1126, hours=2, minutes=3), "1126d 2h"),
+    (timedelta(0), "0s"),
+])
+def test_span_text(span: timedelta, text: str) -> None:
+    assert wm.span_text(span) == text

@@ -652,7 +652,7 @@ class EntitySync:
             raise WatermarkAhead(
                 f"{self.entity} {side}: the stored watermark {stored.isoformat()} is ahead of "
                 f"this run's signpost {post.isoformat()} (run start minus the safety lag) by "
-                f"{ahead.total_seconds():.0f} s — the state was edited or this machine's clock "
+                f"{wm.span_text(ahead)} — the state was edited or this machine's clock "
                 f"went back, and no {side} change made before the watermark would be read. "
                 f"Nothing was read or written for {self.entity}. Fix: `ponte watermark set "
                 f"{self.entity} --side {side} --to <a time before the signpost>` or `ponte "
