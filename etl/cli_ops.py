@@ -143,6 +143,7 @@ def run(
 
         raise ConfigError(f"no schedule for {', '.join(missing)} (set PONTE_SCHEDULE_"
                           f"{missing[0].upper()})")
+    ops.check_binding(settings)
     scheduler.serve(
         schedules, lambda name, stop: ops.scheduled_sync(settings, name, stop) and None,
         misfire_grace_s=misfire_grace, run_now=run_now)

@@ -421,6 +421,13 @@ def publish_metrics(settings: Settings, *, now: datetime) -> bool:
     return True
 
 
+def check_binding(settings: Settings) -> None:
+    """Refuse early (``StateBoundElsewhere``, exit 2) when the state belongs to other systems:
+    the daemon checks at start instead of failing every scheduled run."""
+    with Store.open(settings.state_url) as store:
+        binding.ensure(store, settings, bind=False, now=datetime.now(UTC))
+
+
 def scheduled_sync(settings: Settings, entity: str, should_stop: Callable[[], bool]) -> RunReport | None:
     """One scheduled run of one entity (a ``ponte run`` job). Errors are logged, not raised:
     the daemon goes on with the next schedule."""

@@ -5,6 +5,10 @@ deliberately. Through the real ``ponte`` app against sandbox servers on loopback
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +19,10 @@ from etl.cli import app
 from etl.exitcodes import Exit
 from etl.sandbox.server import running_sandbox
 from etl.state.store import Store
-from tests.ops.conftest import FAST, Env
+from tests.ops.conftest import FAST, Env, env_for
 
 runner = CliRunner()
+PONTE = Path(sys.executable).parent / "ponte"  # the installed console script
 
 
 def ponte(*args: str, input: str | None = None) -> Any:
@@ -110,3 +115,27 @@ def test_rebind_confirms_records_and_lets_the_same_systems_sync_again(
     assert cli_env.write_requests() == writes  # same systems: nothing to write
     nothing = ponte("db", "rebind", "--yes")
     assert nothing.exit_code == 0 and "already bound" in nothing.stdout
+
+
+def test_real_processes_sync_and_daemon_refuse_a_state_of_other_systems(tmp_path: Path) -> None:
+    with running_sandbox(customers=10, products=3, orders=2, ploomes_rpm=FAST,
+                         omie_rpm=FAST) as first, \
+            running_sandbox(customers=10, products=3, orders=2, seed=5, ploomes_rpm=FAST,
+                            omie_rpm=FAST) as second:
+        first.erp.faults.redundant_rule = False
+        env = {**os.environ, **env_for(first, tmp_path)}
+        done = subprocess.run([str(PONTE), "sync"], check=False, cwd=tmp_path, env=env,
+                              capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode in (Exit.OK, Exit.QUARANTINED), done.stderr[-2000:]
+        before = state_dump(env["PONTE_STATE_URL"])
+        other = {**env, "PONTE_CRM__BASE_URL": second.crm_url,
+                 "PONTE_ERP__BASE_URL": second.erp_url, "PONTE_SCHEDULE_CUSTOMERS": "every:1"}
+        for args in (["sync"], ["run", "customers", "--now"]):
+            r = subprocess.run([str(PONTE), *args], check=False, cwd=tmp_path, env=other,
+                               capture_output=True, text=True, timeout=120)
+            assert r.returncode == Exit.CONFIG, (args, r.stderr[-2000:])
+            assert "was built with other systems" in r.stderr
+            assert f"configured {second.crm_url}" in r.stderr
+        assert requests(second) == 0
+        assert state_dump(env["PONTE_STATE_URL"]) == before
