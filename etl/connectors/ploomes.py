@@ -299,7 +299,7 @@ class PloomesConnector:
                                     expand=EXPAND[coll], what=f"{entity} by {native_field}"):
                 for record in page:
                     if record.get("Id") not in seen:
-                        seen.add(record.get("Id"))  # type: ignore[arg-type]
+                        seen.add(record.get("Id"))
                         out.append(record)
         return out
 

@@ -231,7 +231,7 @@ class PloomesSim(Simulator):
         merged = {**current, **changes}
         source = touched or list(DOCUMENT_FIELDS)
         doc = next((str(merged[f]) for f in source if str(merged.get(f) or "").strip()), None)
-        chosen = DOCUMENT_BY_TYPE.get(merged.get("TypeId"))  # type: ignore[arg-type]
+        chosen = DOCUMENT_BY_TYPE.get(merged.get("TypeId"))
         if doc is None and ("Register" not in touched and chosen not in touched):
             return changes  # no document, or only the field of the other type was cleared
         digits = re.sub(r"\D", "", doc) if doc is not None else None
