@@ -141,6 +141,29 @@ def read_record(
     return values
 
 
+def also_write_gaps(mapping: EntityMapping, side: Side, record: Mapping[str, Any],
+                    values: Mapping[str, str | None], ctx: MapContext) -> dict[str, str]:
+    """Fields with ``also_write`` whose value (``values``, canonical) is not in the native path
+    their ``by`` field picks in ``record``: ``{field: native path}``. A record written before
+    the rule existed, or by someone who filled only one of the fields, has gaps."""
+    ctx = ctx.for_side(side)
+    gaps: dict[str, str] = {}
+    for name, spec in mapping.fields.items():
+        sf = spec.side(side)
+        if sf is None or sf.read_only or sf.also_write is None or values.get(name) is None:
+            continue
+        path = sf.also_write.map.get(str(values.get(sf.also_write.by)))
+        if path is None:
+            continue
+        try:
+            held = REGISTRY[sf.transform].read(get_path(record, path), sf.args, ctx)
+        except RecordError:
+            held = None
+        if held != values[name]:
+            gaps[name] = path
+    return gaps
+
+
 def build_payload(
     mapping: EntityMapping,
     side: Side,

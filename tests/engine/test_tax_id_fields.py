@@ -171,3 +171,31 @@ def test_finder_matches_a_contact_outside_the_window_by_its_cnpj(empty_world: Wo
     assert (c.crm.read, c.matched, c.crm.created) == (0, 1, 0)
     assert len(w.crm.db["Contacts"]) == 1
     assert w.sync("customers").writes == 0
+
+
+def test_verify_finds_contacts_without_cnpj_or_cpf_and_fix_fills_them(world: World) -> None:
+    """Contacts an earlier ponte created with the tax id in Register only: `verify` reports each
+    as incomplete, `verify --fix` fills CNPJ/CPF, and the next sync has nothing to do."""
+    world.crm.faults.update({"tax_id_in_step": False})
+    assert world.sync("customers").status == "ok"
+    written = [r for r in world.crm.db["Contacts"] if (r.data.get("Key") or "").startswith("omie")]
+    assert written
+    at = world.crm.clock.now()
+    for row in written:  # as the earlier version left them: no UI document
+        world.crm.db["Contacts"].update(row.id, {"CNPJ": None, "CPF": None}, at)
+    assert len(empty_ui_document(third_party_contacts(world))) == len(written)
+    crm_client, erp_client = world.clients()
+    report = api.verify(world.settings, ["customers"], crm_client=crm_client,
+                        erp_client=erp_client, now=world.now())
+    c = report.entities["customers"]
+    assert (c.drift, c.mismatched) == (len(written), len(written)), c.as_dict(items=True)
+    item = next(i for i in c.items if i.kind == "incomplete")
+    assert re.fullmatch(r"crm tax_id \d{11,14} is not in (CNPJ|CPF)", item.detail)
+    world.tick()
+    crm_client, erp_client = world.clients()
+    fixed = api.verify(world.settings, ["customers"], fix=True, crm_client=crm_client,
+                       erp_client=erp_client, now=world.now())
+    assert fixed.entities["customers"].fixed == len(written)
+    assert empty_ui_document(third_party_contacts(world)) == []
+    assert world.sync("customers").writes == 0
+    no_drift(world)
