@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import httpx
+from stdnum.br import cnpj as std_cnpj
+from stdnum.br import cpf as std_cpf
 
 from etl.connectors.base import (
     ApiCalls,
@@ -47,6 +49,10 @@ KEYED = {"Contacts", "Orders"}
 FOUND_BY = {"Products": "Code"}
 STATES_PATH = "/Cities@Countries@States"
 CHUNK = 50  # ids / values per ``or`` filter
+#: Fields that carry one document: a search by the first also looks in the others, digits-only
+#: and punctuated (Contacts: ``Register`` = CNPJ or CPF, digits only; ``CNPJ``/``CPF`` are what
+#: the UI and other integrations fill, in a format the reference does not give).
+SAME_DOCUMENT = {("Contacts", "Register"): ("CNPJ", "CPF")}
 
 
 def odata_string(value: str) -> str:
@@ -75,6 +81,15 @@ def parse_instant(text: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no offset")
     return value.astimezone(UTC)
+
+
+def _punctuated_document(value: str) -> str:
+    """``11.222.333/0001-81`` / ``123.456.789-09`` for a digits-only CNPJ / CPF, else as is."""
+    if value.isdigit() and len(value) == 14:
+        return std_cnpj.format(value)
+    if value.isdigit() and len(value) == 11:
+        return std_cpf.format(value)
+    return value
 
 
 def _classify(response: httpx.Response) -> tuple[Verdict, float | None]:
@@ -266,15 +281,26 @@ class PloomesConnector:
         return out
 
     def find_by(self, entity: str, native_field: str, values: Sequence[str]) -> list[Record]:
+        """Records whose ``native_field`` equals one of ``values``; for a document field
+        (:data:`SAME_DOCUMENT`) also those that carry the value only in a sibling field."""
         coll = self._collection(entity)
         wanted = sorted({str(v) for v in values if v is not None and str(v) != ""})
+        siblings = SAME_DOCUMENT.get((coll, native_field), ())
+        chunk = max(1, CHUNK // (1 + 2 * len(siblings)))  # keep the URL as short as before
         out: list[Record] = []
-        for i in range(0, len(wanted), CHUNK):
-            clause = " or ".join(f"{native_field} eq {odata_string(v)}"
-                                 for v in wanted[i:i + CHUNK])
-            for page in self._pages(f"/{coll}", [clause], by_time=False, expand=EXPAND[coll],
-                                    what=f"{entity} by {native_field}"):
-                out.extend(page)
+        seen: set[int] = set()
+        for i in range(0, len(wanted), chunk):
+            clauses = []
+            for v in wanted[i:i + chunk]:
+                clauses.append(f"{native_field} eq {odata_string(v)}")
+                forms = dict.fromkeys([v, _punctuated_document(v)])
+                clauses.extend(f"{f} eq {odata_string(form)}" for f in siblings for form in forms)
+            for page in self._pages(f"/{coll}", [" or ".join(clauses)], by_time=False,
+                                    expand=EXPAND[coll], what=f"{entity} by {native_field}"):
+                for record in page:
+                    if record.get("Id") not in seen:
+                        seen.add(record.get("Id"))
+                        out.append(record)
         return out
 
     # --- reference lookups --------------------------------------------------------------------

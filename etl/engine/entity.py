@@ -421,8 +421,9 @@ class EntitySync:
                 if target in self.m.create_in:
                     self._check_preconditions({**current[other(target)], **writes})
                 key = u.key(target)
-                payload = build_payload(self.m, target, writes, self.ctx, create=False)
                 old = current[target]
+                payload = build_payload(self.m, target, writes, self.ctx, create=False,
+                                        record={**old, **writes})
                 ops[target].append((WriteOp("update", payload, key=key), u, writes))
                 self.report.changes.append(Change(
                     self.entity, target, "update", key, u.key(other(target)) or "",

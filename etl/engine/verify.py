@@ -3,7 +3,9 @@ mappings; ``--fix`` repairs what the mappings allow.
 
 Drift kinds, per entity:
 
-* ``mismatched``: a linked pair whose mapped fields differ;
+* ``mismatched``: a linked pair whose mapped fields differ, or whose record on one side lacks a
+  copy its mapping's ``also_write`` asks for (item kind ``incomplete``: e.g. a CRM contact with
+  its tax id in ``Register`` but not in ``CNPJ``); ``--fix`` writes the copy;
 * ``missing_in_crm`` / ``missing_in_erp``: a record on one side only, where the mapping would
   create it on the other (``create_in``);
 * ``unlinked``: the same natural key on both sides, not linked yet (a sync links them);
@@ -29,7 +31,7 @@ from etl.engine.entity import EntitySync, Options, Seen, Unit
 from etl.engine.report import EntityReport
 from etl.engine.run import build_context, lock_name
 from etl.errors import LockHeld, RecordError
-from etl.mapping import EntityMapping, build_payload
+from etl.mapping import EntityMapping, also_write_gaps, build_payload
 from etl.mapping.models import SIDES, Side, other
 from etl.state.store import Checkpoint, Store
 from etl.watermark import Window
@@ -165,6 +167,7 @@ def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: S
 
     units: list[Unit] = []
     vanished: list[tuple[str, str, Side]] = []  # (crm_key, erp_key, side it vanished from)
+    incomplete: list[tuple[Seen, dict[str, str]]] = []  # records missing an also_write copy
     tombstones = store.tombstones(m.entity)
     for crm_key, erp_key in links:
         if (crm_key, erp_key) in tombstones:
@@ -186,6 +189,15 @@ def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: S
             unit = Unit(crm_key, erp_key, seen={"crm": a, "erp": b}, linked=False)
             unit.snapshot = {"crm": None, "erp": None}
             units.append(unit)
+        for s in (a, b):
+            # a field both sides agree on, whose copy (also_write) is missing on this side
+            gaps = {f: p for f, p in also_write_gaps(m, s.side, s.record, s.values,
+                                                     sync.ctx).items() if f not in diff}
+            if gaps:
+                out.mismatched += 0 if diff else 1
+                out.items.append(DriftItem("incomplete", crm_key, erp_key, detail="; ".join(
+                    f"{s.side} {f} {s.values[f]} is not in {p}" for f, p in gaps.items())))
+                incomplete.append((s, gaps))
 
     # records on one side only
     lonely: dict[Side, list[Seen]] = {
@@ -229,10 +241,42 @@ def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: S
             sync.process(units)
         out.fixed += (sync_report.crm.created + sync_report.crm.updated
                       + sync_report.erp.created + sync_report.erp.updated - before)
+        out.fixed += _fill_gaps(m, connectors, sync, incomplete, out)
         out.fixed += _apply_deletes(m, connectors, store, sync, vanished, len(links), out,
                                     max_delete_share=max_delete_share, run_id=run_id, now=now)
         out.sync = sync_report
     return out
+
+
+def _fill_gaps(m: EntityMapping, connectors: dict[Side, Connector], sync: EntitySync,
+               incomplete: list[tuple[Seen, dict[str, str]]], out: EntityVerify) -> int:
+    """Write the missing ``also_write`` copies: each field again with the value its record
+    already holds (both sides agree on it), so the copy lands where the mapping says."""
+    done = 0
+    for side in SIDES:
+        todo = [(s, gaps) for s, gaps in incomplete if s.side == side]
+        if not todo:
+            continue
+        ops: list[WriteOp] = []
+        for s, gaps in todo:
+            try:
+                ops.append(WriteOp("update", build_payload(
+                    m, side, {f: s.values[f] for f in gaps}, sync.ctx, create=False,
+                    record=s.values), key=s.key))
+            except RecordError as exc:
+                _fix_failed(out, side, s.key, exc)
+        sent = [s for s, _ in todo if any(op.key == s.key for op in ops)]
+        for s, result in zip(sent, connectors[side].write_batch(m.entity, ops), strict=True):
+            if result.error is not None:
+                _fix_failed(out, side, s.key, result.error)
+                continue
+            done += 1
+    return done
+
+
+def _fix_failed(out: EntityVerify, side: Side, key: str, error: Exception) -> None:
+    keys = (key, None) if side == "crm" else (None, key)
+    out.items.append(DriftItem("fix_failed", *keys, detail=str(error)))
 
 
 def _apply_deletes(m: EntityMapping, connectors: dict[Side, Connector], store: Store,

@@ -2,7 +2,7 @@
 the two pure functions the engine uses — native record → canonical values, and canonical values →
 native payload."""
 
-from etl.mapping.apply import MapContext, build_payload, read_record
+from etl.mapping.apply import MapContext, also_write_gaps, build_payload, read_record
 from etl.mapping.loader import load_mapping, load_mappings
 from etl.mapping.models import EntityMapping, FieldSpec, Side, SideField
 
@@ -12,6 +12,7 @@ __all__ = [
     "MapContext",
     "Side",
     "SideField",
+    "also_write_gaps",
     "build_payload",
     "load_mapping",
     "load_mappings",

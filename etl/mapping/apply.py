@@ -42,6 +42,10 @@ def set_path(record: dict[str, Any], path: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
 LinkLookup = Callable[[str, Side, str], "str | None"]
 
 
@@ -116,22 +120,48 @@ def read_record(
             continue
         paths = sf.native_paths()
         raw: Any = [get_path(record, p) for p in paths] if sf.paths else get_path(record, paths[0])
-        if sf.fallback and (raw is None or raw == ""):
-            raw = get_path(record, sf.fallback)
+        where = "+".join(paths)
+        for fallback in sf.fallbacks():
+            if not _blank(raw):
+                break
+            raw, where = get_path(record, fallback), fallback
         try:
             value = REGISTRY[sf.transform].read(raw, sf.args, ctx)
         except RecordError as exc:
             raise RecordError(
-                f"{mapping.entity} field {name!r} ({side} {'+'.join(paths)}): {exc}", field=name
+                f"{mapping.entity} field {name!r} ({side} {where}): {exc}", field=name
             ) from None
         if value is None and spec.required:
+            tried = " or ".join([*paths, *sf.fallbacks()]) if sf.fallbacks() else where
             raise RecordError(
-                f"{mapping.entity} field {name!r} ({side} {'+'.join(paths)}) is required "
-                "but empty",
+                f"{mapping.entity} field {name!r} ({side} {tried}) is required but empty",
                 field=name,
             )
         values[name] = value
     return values
+
+
+def also_write_gaps(mapping: EntityMapping, side: Side, record: Mapping[str, Any],
+                    values: Mapping[str, str | None], ctx: MapContext) -> dict[str, str]:
+    """Fields with ``also_write`` whose value (``values``, canonical) is not in the native path
+    their ``by`` field picks in ``record``: ``{field: native path}``. A record written before
+    the rule existed, or by someone who filled only one of the fields, has gaps."""
+    ctx = ctx.for_side(side)
+    gaps: dict[str, str] = {}
+    for name, spec in mapping.fields.items():
+        sf = spec.side(side)
+        if sf is None or sf.read_only or sf.also_write is None or values.get(name) is None:
+            continue
+        path = sf.also_write.map.get(str(values.get(sf.also_write.by)))
+        if path is None:
+            continue
+        try:
+            held = REGISTRY[sf.transform].read(get_path(record, path), sf.args, ctx)
+        except RecordError:
+            held = None
+        if held != values[name]:
+            gaps[name] = path
+    return gaps
 
 
 def build_payload(
@@ -141,11 +171,14 @@ def build_payload(
     ctx: MapContext,
     *,
     create: bool,
+    record: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """The native payload that writes ``values`` (canonical) into ``side``.
 
     Fields the side does not carry, or marks read-only, are left out; on create the mapping's
-    ``create_defaults`` for the side come first.
+    ``create_defaults`` for the side come first. ``record`` is the whole record's canonical
+    values once written (``values`` included), for ``also_write`` rules whose ``by`` field is
+    not among ``values``; on create ``values`` is the whole record.
     """
     ctx = ctx.for_side(side)
     payload: dict[str, Any] = {}
@@ -172,4 +205,31 @@ def build_payload(
                 set_path(payload, path, part)
         else:
             set_path(payload, sf.path, native)  # type: ignore[arg-type]
+    _also_write(mapping, side, values, {**(record or {}), **values}, payload, ctx)
     return payload
+
+
+def _also_write(mapping: EntityMapping, side: Side, values: Mapping[str, str | None],
+                whole: Mapping[str, str | None], payload: dict[str, Any], ctx: MapContext) -> None:
+    """Fields with ``also_write`` also go to the native path their ``by`` field's value picks
+    (the map's other paths are cleared), when the field or its ``by`` field is written. An
+    unknown ``by`` value picks no path: only the field's own path is written."""
+    for name, spec in mapping.fields.items():
+        sf = spec.side(side)
+        if sf is None or sf.read_only or sf.also_write is None:
+            continue
+        rule = sf.also_write
+        if name not in values and rule.by not in values:
+            continue
+        if name not in whole:
+            continue  # the value is not known here: nothing to copy
+        chosen = rule.map.get(str(whole.get(rule.by)))
+        if chosen is None:
+            continue
+        value = whole[name]
+        try:
+            native = REGISTRY[sf.transform].write(value, sf.args, ctx)
+        except RecordError as exc:
+            raise RecordError(f"{mapping.entity} field {name!r}: {exc}", field=name) from None
+        for path in rule.paths():
+            set_path(payload, path, native if path == chosen else None)

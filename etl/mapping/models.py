@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 Side = Literal["crm", "erp"]
 SIDES: tuple[Side, Side] = ("crm", "erp")
@@ -24,6 +25,31 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class AlsoWrite(Strict):
+    """Extra native fields that carry the same value, chosen by another mapped field.
+
+    ``{by: kind, map: {company: CNPJ, person: CPF}}``: whenever the field is written, its value
+    also goes to ``CNPJ`` when the record's canonical ``kind`` is ``company`` and to ``CPF`` when
+    it is ``person``; the other paths of the map are cleared. ``by`` names a mapped field (its
+    canonical value), so the rule holds on both sides of any system pair.
+    """
+
+    by: str
+    map: dict[str, str]
+
+    @model_validator(mode="after")
+    def _paths(self) -> AlsoWrite:
+        if not self.map:
+            raise ValueError("'map' needs at least one canonical value: native path")
+        bad = {k: v for k, v in self.map.items() if not str(v).strip()}
+        if bad:
+            raise ValueError(f"'map' has empty native paths for {sorted(bad)}")
+        return self
+
+    def paths(self) -> list[str]:
+        return list(dict.fromkeys(self.map.values()))
+
+
 class SideField(Strict):
     """Where one mapped field lives in one system."""
 
@@ -31,7 +57,8 @@ class SideField(Strict):
     paths: list[str] | None = None  # several native paths for one value (Omie DDD + number)
     transform: str = "text"
     args: dict[str, Any] = Field(default_factory=dict)
-    fallback: str | None = None  # native path read when ``path`` is empty
+    fallback: str | list[str] | None = None  # native path(s) read, in order, when ``path`` is empty
+    also_write: AlsoWrite | None = None  # written too, chosen by another field (CNPJ / CPF)
     max_length: int | None = None  # the system's limit for this field, checked before writing
     read_only: bool = False  # read for comparison, never written
 
@@ -39,7 +66,22 @@ class SideField(Strict):
     def _one_path(self) -> SideField:
         if (self.path is None) == (self.paths is None):
             raise ValueError("give exactly one of 'path' or 'paths'")
+        if self.fallback is not None and self.paths is not None:
+            raise ValueError("'fallback' works with 'path', not with 'paths'")
+        if isinstance(self.fallback, list) and (
+                not self.fallback or any(not str(p).strip() for p in self.fallback)):
+            raise ValueError(f"'fallback' must list native paths, got {self.fallback!r}")
+        if self.also_write is not None and self.paths is not None:
+            raise ValueError("'also_write' works with 'path', not with 'paths'")
+        if self.also_write is not None and self.path in self.also_write.map.values():
+            raise ValueError(f"'also_write' maps to {self.path!r}, the field's own path")
         return self
+
+    def fallbacks(self) -> list[str]:
+        """Native paths read, in order, when ``path`` is empty."""
+        if self.fallback is None:
+            return []
+        return [self.fallback] if isinstance(self.fallback, str) else list(self.fallback)
 
     def native_paths(self) -> list[str]:
         return list(self.paths) if self.paths is not None else [self.path]  # type: ignore[list-item]
@@ -86,6 +128,34 @@ class EntityMapping(Strict):
     create_defaults: dict[Side, dict[str, Any]] = Field(default_factory=dict)
     preconditions: list[Precondition] = Field(default_factory=list)
     fields: dict[str, FieldSpec]
+
+    @model_validator(mode="after")
+    def _also_write_refs(self) -> EntityMapping:
+        """``also_write.by`` names a field this side carries; with a ``value_map`` its map keys
+        are that field's canonical values."""
+        problems = []
+        for name, spec in self.fields.items():
+            for side in SIDES:
+                sf = spec.side(side)
+                if sf is None or sf.also_write is None:
+                    continue
+                where = f"fields.{name}.{side}.also_write"
+                by = sf.also_write.by
+                by_sf = self.fields[by].side(side) if by in self.fields else None
+                if by == name or by_sf is None:
+                    carried = [f for f, s in self.fields.items() if s.side(side) and f != name]
+                    problems.append(f"{where}.by: {by!r} is not another field mapped on {side} "
+                                    f"(valid: {', '.join(carried)})")
+                    continue
+                if by_sf.transform == "value_map" and isinstance(by_sf.args.get("map"), dict):
+                    valid = sorted({str(v) for v in by_sf.args["map"].values()})
+                    for key in sf.also_write.map:
+                        if str(key) not in valid:
+                            problems.append(f"{where}.map: {key!r} is not a canonical value of "
+                                            f"{by!r} (valid: {', '.join(valid)})")
+        if problems:  # the message carries the paths: no "Value error," prefix
+            raise PydanticCustomError("also_write", "{detail}", {"detail": "; ".join(problems)})
+        return self
 
     # --- derived views -----------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ class Faults:
     misuse_after: int = 0  # Omie: N faults in a row -> MISUSE_API_PROCESS (HTTP 425); 0 = off
     misuse_block_s: float = 1800.0  # how long that block lasts
     next_link: bool = False  # Ploomes: emit @odata.nextLink on full pages (unconfirmed)
+    tax_id_in_step: bool = True  # Ploomes [U]: Register, CNPJ and CPF kept in step by TypeId
     seed: int | None = None
 
     def update(self, values: dict[str, Any]) -> None:

@@ -20,6 +20,9 @@ Unconfirmed vendor behaviour ([U] in the reference) is a knob, default first:
 * 429 carries ``Retry-After`` (seconds): ``PloomesSim.retry_after_header`` (on).
 * Error bodies are ``{"error": {"code": ..., "message": ...}}``; the 429 body is free-form.
 * Datetime literals without an offset are read as Brasília time.
+* A contact's ``Register``, ``CNPJ`` and ``CPF`` carry one document: a write of any of them (or
+  of ``TypeId``) sets ``Register`` and, by ``TypeId``, ``CNPJ`` (1) or ``CPF`` (2) to its digits
+  and clears the other: ``Faults.tax_id_in_step`` (on). Off, each field keeps what was written.
 
 Fault knobs (``core.Faults``) apply to vendor routes only, never to ``/_sandbox``. A dropped
 connection sends the response head and then aborts: uvicorn closes the socket (the client
@@ -86,7 +89,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "Deals": {
         "Title": S, "ContactId": I, "ContactName": S, "PersonId": I, "PipelineId": I,
         "StageId": I, "StatusId": I, "Amount": N, "CurrencyId": I, "OwnerId": I,
-        "StartDate": D, "FinishDate": D, "DealNumber": I, "OtherProperties": L,
+        "StartDate": D, "FinishDate": D, "DealNumber": S, "OtherProperties": L,
     },
     "Orders": {
         "OrderNumber": I, "Date": D, "ContactId": I, "ContactName": S, "PersonId": I,
@@ -115,6 +118,10 @@ LOOKUPS: dict[str, list[dict[str, Any]]] = {
     "Deals@Status": [{"Id": 1, "Name": "Em aberto"}, {"Id": 2, "Name": "Ganho"},
                      {"Id": 3, "Name": "Perdido"}],
 }
+
+#: Contact fields that carry one document, and which of CNPJ / CPF goes with each TypeId [U].
+DOCUMENT_FIELDS = ("Register", "CNPJ", "CPF")
+DOCUMENT_BY_TYPE = {1: "CNPJ", 2: "CPF"}
 
 _PERSON = ("Id", "Name", "Email")
 #: Navigation properties: name -> (foreign key field, target table or lookup, fields shown).
@@ -208,6 +215,40 @@ class PloomesSim(Simulator):
     def reset(self) -> None:
         super().reset()
         self._populate_reference()
+
+    # --- contacts' documents ------------------------------------------------------------------
+
+    def in_step(self, table: str, current: dict[str, Any], changes: dict[str, Any]
+                ) -> dict[str, Any]:
+        """``changes`` to a record holding ``current``, with ``Register``/``CNPJ``/``CPF`` kept
+        in step by ``TypeId`` when the ``tax_id_in_step`` knob is on (the fields written win,
+        in that order; clearing them clears the document)."""
+        if table != "Contacts" or not self.faults.tax_id_in_step:
+            return changes
+        touched = [f for f in DOCUMENT_FIELDS if f in changes]
+        if not touched and "TypeId" not in changes:
+            return changes
+        merged = {**current, **changes}
+        source = touched or list(DOCUMENT_FIELDS)
+        doc = next((str(merged[f]) for f in source if str(merged.get(f) or "").strip()), None)
+        chosen = DOCUMENT_BY_TYPE.get(merged.get("TypeId"))
+        if doc is None and ("Register" not in touched and chosen not in touched):
+            return changes  # no document, or only the field of the other type was cleared
+        digits = re.sub(r"\D", "", doc) if doc is not None else None
+        out = {**changes, "Register": digits or None}
+        if chosen is not None:
+            for name in DOCUMENT_BY_TYPE.values():
+                out[name] = (digits or None) if name == chosen else None
+        return out
+
+    def ui_create(self, table: str, data: dict[str, Any]) -> Row:
+        return super().ui_create(table, self.in_step(table, {}, dict(data)))
+
+    def ui_update(self, table: str, rid: int, changes: dict[str, Any]) -> Row:
+        with self.db.lock:
+            row = self.db[table].get(rid)
+            current = row.data if row is not None else {}
+            return super().ui_update(table, rid, self.in_step(table, current, dict(changes)))
 
     # --- rendering ----------------------------------------------------------------------------
 
@@ -482,7 +523,8 @@ class _Api:
             if method == "POST":
                 body = await _json(request)
                 with self.sim.db.lock:
-                    data = self.sim.validate(table, body, partial=False)
+                    data = self.sim.in_step(table, {}, self.sim.validate(table, body,
+                                                                         partial=False))
                     row = self.sim.db[table].insert(data, self.sim.write_instant())
                     return _envelope(request, collection, [self.shape(request, table, row)])
             raise BadRequest(f"{method} needs a record id: /{collection}(id)", status=405,
@@ -498,7 +540,8 @@ class _Api:
             if method == "GET":
                 return _envelope(request, collection, [self.shape(request, table, row)])
             if method == "PATCH":
-                changes = self.sim.validate(table, body, partial=True)
+                changes = self.sim.in_step(table, row.data,
+                                           self.sim.validate(table, body, partial=True))
                 row = self.sim.db[table].update(rid, changes, self.sim.write_instant())
                 return _envelope(request, collection, [self.shape(request, table, row)])
             if method == "DELETE":

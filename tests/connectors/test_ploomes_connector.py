@@ -136,6 +136,40 @@ def test_find_by_quotes_values(ploomes_sim: PloomesSim, ploomes_connector: Make)
     assert len(conn.find_by("customers", "Name", values)) == 3
 
 
+@pytest.mark.parametrize(
+    ("fields", "wanted"),
+    [
+        ({"Register": "11222333000181"}, "11222333000181"),
+        ({"CNPJ": "11222333000181"}, "11222333000181"),  # typed in the UI: no Register
+        ({"CNPJ": "11.222.333/0001-81"}, "11222333000181"),
+        ({"CPF": "12345678909", "TypeId": 2}, "12345678909"),
+        ({"CPF": "123.456.789-09", "TypeId": 2}, "12345678909"),
+        ({"Register": "", "CNPJ": None, "CPF": "12345678909"}, "12345678909"),
+    ],
+)
+def test_find_by_register_also_finds_the_document_in_cnpj_or_cpf(
+        ploomes_sim: PloomesSim, ploomes_connector: Make, fields: dict[str, object],
+        wanted: str) -> None:
+    add_contacts(ploomes_sim, 2, Register="45723174000110", CNPJ="45723174000110")
+    ploomes_sim.db["Contacts"].insert({"Name": "Só no campo do UI", "TypeId": 1, **fields}, T0)
+    conn = ploomes_connector()
+    found = conn.find_by("customers", "Register", [wanted, "98765432000198"])
+    assert [r["Name"] for r in found] == ["Só no campo do UI"]
+
+
+def test_find_by_document_in_many_fields_keeps_urls_short_and_records_unique(
+        ploomes_sim: PloomesSim, ploomes_connector: Make) -> None:
+    ploomes_sim.db["Contacts"].insert({"Name": "Os três", "TypeId": 1, "Register": "11222333000181",
+                                       "CNPJ": "11222333000181"}, T0)
+    conn = ploomes_connector()
+    wanted = ["11222333000181"] + [f"{i:014d}" for i in range(1, 40)]
+    ploomes_sim.requests.reset()
+    found = conn.find_by("customers", "Register", wanted)
+    assert [r["Name"] for r in found] == ["Os três"]  # matched by two fields, listed once
+    assert sum(n for (e, _s), n in ploomes_sim.requests.counts.items()
+               if e == "GET /Contacts") >= 4  # 40 values, 10 per request
+
+
 def test_creates_and_updates_translate_city_and_state(ploomes_sim: PloomesSim,
                                                       ploomes_connector: Make) -> None:
     conn = ploomes_connector()

@@ -36,6 +36,26 @@ def test_shipped_mappings_load_in_dependency_order(maps) -> None:
          "natural_key: 'zz' is not a mapped field"),
         ("entity: x\nsystems: {}\nfields: {a: {crm: {path: A, paths: [B]}}}\n",
          "give exactly one of 'path' or 'paths'"),
+        ("entity: x\nsystems: {}\nfields: {a: {crm: {path: A, fallback: []}}}\n",
+         "'fallback' must list native paths, got []"),
+        ("entity: x\nsystems: {}\nfields: {a: {crm: {paths: [A, B], fallback: C}}}\n",
+         "'fallback' works with 'path', not with 'paths'"),
+        ("entity: x\nsystems: {}\nfields: {a: {crm: {path: A, fallback: 7}}}\n",
+         "fields.a.crm.fallback"),
+        ("entity: x\nsystems: {}\nfields: {a: {crm: {path: A, also_write: {by: k, map: {}}}}}\n",
+         "'map' needs at least one canonical value: native path"),
+        (("entity: x\nsystems: {}\nfields: {a: {crm: {path: A, also_write: {by: k, map: {x: A}}}}, "
+         "k: {crm: {path: K}}}\n"), "'also_write' maps to 'A', the field's own path"),
+        ("entity: x\nsystems: {}\nfields: {a: {crm: {path: A, also_write: {map: {x: B}}}}}\n",
+         "fields.a.crm.also_write.by: Field required"),
+        (("entity: x\nsystems: {}\nfields: {a: {crm: {path: A, also_write: {by: kind, map: {x: B}}}}, "
+         "k: {crm: {path: K}}}\n"),
+         "fields.a.crm.also_write.by: 'kind' is not another field mapped on crm (valid: k)"),
+        (("entity: x\nsystems: {}\nfields: {a: {crm: {path: A, also_write: {by: k, map: {x: B}}}}, "
+         "k: {erp: {path: K}}}\n"), "fields.a.crm.also_write.by: 'k' is not another field mapped on crm"),
+        (("entity: x\nsystems: {}\nfields: {a: {crm: {path: A, also_write: {by: k, "
+         "map: {firm: B}}}}, k: {crm: {path: K, transform: value_map, args: {map: {1: company}}}}}\n"),
+         "fields.a.crm.also_write.map: 'firm' is not a canonical value of 'k' (valid: company)"),
         ("- just\n- a list\n", "must be a YAML object"),
         ("entity: [unclosed\n", "not valid YAML"),
     ],
@@ -103,6 +123,73 @@ def test_invalid_values_name_the_field_and_the_problem(maps, change, field, frag
     assert exc.value.field == field
     assert fragment in str(exc.value)
     assert f"'{field}'" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "tax_id"),
+    [
+        ({"Register": "11444777000161", "CNPJ": "", "CPF": None}, "11444777000161"),
+        ({"Register": None, "CNPJ": "11.444.777/0001-61"}, "11444777000161"),
+        ({"Register": "  ", "CNPJ": None, "CPF": "123.456.789-09"}, "12345678909"),
+        ({"Register": "", "CNPJ": "", "CPF": "12345678909", "TypeId": 2}, "12345678909"),
+        # Register wins when the three disagree: it is the field ponte writes and matches on
+        ({"Register": "11444777000161", "CNPJ": "11222333000181"}, "11444777000161"),
+    ],
+)
+def test_tax_id_is_read_from_register_then_cnpj_then_cpf(maps, fields, tax_id) -> None:
+    record = {k: v for k, v in PLOOMES_CONTACT.items() if k != "Register"}
+    values = read_record(maps["customers"], "crm", {**record, **fields}, MapContext())
+    assert values["tax_id"] == tax_id
+
+
+def test_tax_id_problems_name_the_native_field_it_came_from(maps) -> None:
+    contact = {**PLOOMES_CONTACT, "Register": None, "CNPJ": "11.444.777/0001-60"}
+    with pytest.raises(RecordError, match=r"'tax_id' \(crm CNPJ\): CNPJ 11444777000160 has invalid"):
+        read_record(maps["customers"], "crm", contact, MapContext())
+    empty = {**PLOOMES_CONTACT, "Register": "", "CNPJ": None, "CPF": ""}
+    with pytest.raises(RecordError, match=r"'tax_id' \(crm Register or CNPJ or CPF\) is required"):
+        read_record(maps["customers"], "crm", empty, MapContext())
+
+
+@pytest.mark.parametrize(
+    ("values", "record", "expected"),
+    [
+        # create: the whole record is in values
+        ({"tax_id": "11444777000161", "kind": "company", "name": "A"}, None,
+         {"Register": "11444777000161", "CNPJ": "11444777000161", "CPF": None}),
+        ({"tax_id": "12345678909", "kind": "person", "name": "B"}, None,
+         {"Register": "12345678909", "CPF": "12345678909", "CNPJ": None}),
+        # update of the tax id alone: the kind comes from the rest of the record
+        ({"tax_id": "12345678909"}, {"kind": "person", "name": "B"},
+         {"Register": "12345678909", "CPF": "12345678909", "CNPJ": None}),
+        # the kind changes, the tax id does not: the document moves to the other field
+        ({"kind": "company"}, {"tax_id": "11444777000161", "kind": "person"},
+         {"TypeId": 1, "CNPJ": "11444777000161", "CPF": None}),
+        # neither is written: nothing extra
+        ({"email": "a@b.com.br"}, {"tax_id": "11444777000161", "kind": "company"},
+         {"Email": "a@b.com.br"}),
+        # the kind is unknown: only Register
+        ({"tax_id": "11444777000161"}, {"kind": None},
+         {"Register": "11444777000161"}),
+    ],
+)
+def test_tax_id_is_also_written_to_cnpj_or_cpf_by_kind(maps, values, record, expected) -> None:
+    payload = build_payload(maps["customers"], "crm", values, MapContext(), create=False,
+                            record=record)
+    assert {k: payload[k] for k in expected} == expected
+    if "Register" not in expected:
+        assert "Register" not in payload
+    if set(expected) <= {"Register", "Email"}:
+        assert "CNPJ" not in payload and "CPF" not in payload
+
+
+def test_the_erp_name_falls_back_to_the_legal_name(maps) -> None:
+    m = maps["customers"]
+    cliente = {**OMIE_CLIENTE, "nome_fantasia": ""}
+    values = read_record(m, "erp", cliente, MapContext())
+    assert values["name"] == "Padaria Central Ltda"
+    payload = build_payload(m, "crm", values, MapContext(), create=True)
+    assert payload["Name"] == "Padaria Central Ltda"
 
 
 def test_accents_and_emoji_survive(maps) -> None:

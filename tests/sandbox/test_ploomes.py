@@ -407,3 +407,73 @@ def test_admin_requests_faults_and_reset(ploomes_client: TestClient, five: Ploom
     assert admin.post("/_sandbox/reset").status_code == 200
     assert ids(contacts(ploomes_client)) == []
     assert len(values(ploomes_client.get("/States", params={"$top": "50"}))) == 27
+
+
+# --- Register, CNPJ and CPF: one document (knob tax_id_in_step) -----------------------------
+
+CNPJ_A, CNPJ_B, CPF_A = "11222333000181", "45723174000110", "12345678909"
+DOCS = ("Register", "CNPJ", "CPF")
+
+
+@pytest.mark.parametrize(
+    ("create", "change", "in_step", "off"),
+    [
+        # ponte's way: Register (and CNPJ/CPF by TypeId)
+        ({"TypeId": 1, "Register": CNPJ_A}, None,
+         (CNPJ_A, CNPJ_A, None), (CNPJ_A, None, None)),
+        ({"TypeId": 2, "Register": CPF_A}, None,
+         (CPF_A, None, CPF_A), (CPF_A, None, None)),
+        # a user's way: only the UI field, punctuated
+        ({"TypeId": 1, "CNPJ": "11.222.333/0001-81"}, None,
+         (CNPJ_A, CNPJ_A, None), (None, "11.222.333/0001-81", None)),
+        ({"TypeId": 2, "CPF": CPF_A}, None, (CPF_A, None, CPF_A), (None, None, CPF_A)),
+        # a later change of one field moves the others
+        ({"TypeId": 1, "Register": CNPJ_A}, {"CNPJ": CNPJ_B},
+         (CNPJ_B, CNPJ_B, None), (CNPJ_A, CNPJ_B, None)),
+        ({"TypeId": 1, "Register": CNPJ_A}, {"Register": CNPJ_B},
+         (CNPJ_B, CNPJ_B, None), (CNPJ_B, None, None)),
+        # a TypeId change moves the document to the other field
+        ({"TypeId": 2, "Register": CNPJ_A}, {"TypeId": 1},
+         (CNPJ_A, CNPJ_A, None), (CNPJ_A, None, None)),
+        # clearing the document clears it everywhere; clearing the other type's field does not
+        ({"TypeId": 1, "Register": CNPJ_A}, {"Register": ""},
+         (None, None, None), ("", None, None)),
+        ({"TypeId": 1, "Register": CNPJ_A}, {"CPF": None},
+         (CNPJ_A, CNPJ_A, None), (CNPJ_A, None, None)),
+        # no document at all: nothing invented
+        ({"TypeId": 1, "Name": "Sem documento"}, {"TypeId": 2},
+         (None, None, None), (None, None, None)),
+    ],
+)
+@pytest.mark.parametrize("knob", [True, False])
+@pytest.mark.parametrize("via", ["api", "ui"])
+def test_register_cnpj_and_cpf_in_step_by_type(
+        ploomes_client: TestClient, ploomes_sim: PloomesSim, create: dict[str, Any],
+        change: dict[str, Any] | None, in_step: tuple[str | None, ...],
+        off: tuple[str | None, ...], knob: bool, via: str) -> None:
+    assert ploomes_sim.faults.tax_id_in_step  # on by default
+    response = ploomes_client.post("/_sandbox/faults", json={"tax_id_in_step": knob})
+    assert response.json()["tax_id_in_step"] is knob
+    body = {"Name": "Contato", **create}
+    if via == "api":
+        rid = values(ploomes_client.post("/Contacts", json=body))[0]["Id"]
+        if change is not None:
+            values(ploomes_client.patch(f"/Contacts({rid})", json=change))
+    else:
+        rid = ploomes_client.post("/_sandbox/Contacts", json=body).json()["Id"]
+        if change is not None:
+            assert ploomes_client.patch(f"/_sandbox/Contacts/{rid}", json=change).status_code == 200
+    # what a third-party reader of the API sees
+    record = values(ploomes_client.get(f"/Contacts({rid})"))[0]
+    assert tuple(record[f] for f in DOCS) == (in_step if knob else off)
+
+
+@pytest.mark.parametrize(("sent", "stored"), [("N-0042", "N-0042"), ("42", "42"), (42, "42")])
+def test_deal_number_is_a_string(ploomes_client: TestClient, five: PloomesSim, sent: object,
+                                 stored: str) -> None:
+    """The published Deals schema types DealNumber as a string."""
+    deal = values(ploomes_client.post("/Deals", json={"Title": "Negócio", "DealNumber": sent}))[0]
+    assert deal["DealNumber"] == stored
+    found = values(ploomes_client.get("/Deals", params={"$filter": f"DealNumber eq '{stored}'"}))
+    assert [d["Id"] for d in found] == [deal["Id"]]
+    assert values(ploomes_client.post("/Deals", json={"Title": "Outro"}))[0]["DealNumber"] is None
