@@ -407,3 +407,15 @@ def test_admin_requests_faults_and_reset(ploomes_client: TestClient, five: Ploom
     assert admin.post("/_sandbox/reset").status_code == 200
     assert ids(contacts(ploomes_client)) == []
     assert len(values(ploomes_client.get("/States", params={"$top": "50"}))) == 27
+
+
+def test_fields_lists_the_custom_fields_of_an_entity(ploomes_client: TestClient) -> None:
+    custom = values(ploomes_client.get(
+        "/Fields", params={"$filter": "EntityId eq 1 and Dynamic eq true"}))
+    assert len(custom) == 2
+    assert all(f["Key"].startswith("contact_") and f["Dynamic"] is True for f in custom)
+    everything = values(ploomes_client.get("/Fields", params={"$filter": "EntityId eq 1"}))
+    assert len(everything) > len(custom)  # the standard fields are listed too
+    orders = values(ploomes_client.get(
+        "/Fields", params={"$filter": "EntityId eq 4 and Dynamic eq true"}))
+    assert [f["Key"][:6] for f in orders] == ["order_"]
