@@ -2,6 +2,8 @@
 
     EtlError
     ├── ConfigError           bad settings or mappings; stop before anything is written (exit 2)
+    │   └── UnsentField       a mapped native path no record of a listing carries: that entity
+    │                         stops before writing; the run goes on with the others
     ├── SystemUnavailable     a whole side is down or refuses us; the run fails, nothing is
     │                         checkpointed past the failure (exit 3)
     ├── RecordError           one record is bad or was rejected; quarantine it and go on
@@ -21,6 +23,17 @@ class EtlError(Exception):
 
 class ConfigError(EtlError):
     """Settings or a mapping file are wrong. Names what is wrong and where."""
+
+
+class UnsentField(ConfigError):
+    """A mapped native path that the system does not send (absent from every record read).
+
+    Reading it would give ``None`` everywhere and blank the field on the other side, so the
+    entity stops before anything is written for it."""
+
+    def __init__(self, entity: str, message: str) -> None:
+        super().__init__(message)
+        self.entity = entity
 
 
 class SystemUnavailable(EtlError):
