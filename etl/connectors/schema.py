@@ -13,16 +13,22 @@ Omie's WSDL-generated ``clientes_cadastro`` &c.) and what the sandbox simulators
 * Ploomes custom fields live in the ``OtherProperties`` list, one item per field, selected by
   ``FieldKey`` (``OtherProperties[FieldKey=contact_…].StringValue``). Their keys are not static:
   :meth:`CollectionSchema.with_custom` adds the ones the account's ``/Fields`` lists.
-* ``may_omit``: paths a listing leaves out when they are empty (Omie omits some empty tags).
-  The run-time guard that stops an entity whose mapped path no record carries skips them.
+* ``always_sent``: the paths every record of a listing carries, even when empty; ``None`` =
+  every declared field (Ploomes: OData sends every property of a record, null when empty, and
+  the connector uses no ``$select``). Omie leaves out tags that were never filled, so only the
+  fields it requires (or always renders) are listed. The run-time guard that stops an entity
+  whose mapped path no record carries judges only these paths.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from etl.errors import ConfigError
+
+_SELECTORS = re.compile(r"\[[^\]]*\]")
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class CollectionSchema:
     system: str  # the vendor's name, for messages: "Ploomes", "Omie"
     collection: str  # the native collection, as mapping files name it
     root: Obj
-    may_omit: frozenset[str] = frozenset()
+    always_sent: frozenset[str] | None = None
     custom_list: str | None = None  # the list field that carries custom fields
     custom_key: str = "FieldKey"  # the item field that names a custom field
     custom_keys: frozenset[str] | None = None  # None: not fetched (offline check)
@@ -58,9 +64,9 @@ class CollectionSchema:
     def with_custom(self, keys: set[str] | frozenset[str]) -> CollectionSchema:
         return replace(self, custom_keys=frozenset(keys))
 
-    def omitted_when_empty(self, path: str) -> bool:
-        parts = path.replace("[]", "").split(".")
-        return any(".".join(parts[:i]) in self.may_omit for i in range(1, len(parts) + 1))
+    def always_carries(self, path: str) -> bool:
+        """Does every record of a listing carry ``path`` (list selectors ignored)?"""
+        return self.always_sent is None or _SELECTORS.sub("", path) in self.always_sent
 
 
 @dataclass(frozen=True)
@@ -130,14 +136,6 @@ PLOOMES = SystemSchema("ploomes", "Ploomes", {
 # --- Omie (reference B3/B6; what the sandbox renders) ---------------------------------------
 
 _O_INFO = obj("dInc hInc uInc dAlt hAlt uAlt cImpAPI")
-# fields the reference's ListarClientes example carries even when empty; a listing may leave
-# out the other tags when they are empty
-_O_CLIENTE_SENT = _words("""codigo_cliente_omie codigo_cliente_integracao razao_social
-nome_fantasia cnpj_cpf pessoa_fisica inativo email telefone1_ddd telefone1_numero telefone2_ddd
-telefone2_numero endereco endereco_numero complemento bairro cidade cidade_ibge estado cep
-codigo_pais exterior inscricao_estadual inscricao_municipal optante_simples_nacional
-produtor_rural bloquear_faturamento valor_limite_credito recomendacoes dadosBancarios
-enderecoEntrega tags info""")
 _O_CLIENTE = obj(
     """codigo_cliente_omie codigo_cliente_integracao razao_social cnpj_cpf nome_fantasia
     telefone1_ddd telefone1_numero telefone2_ddd telefone2_numero fax_ddd fax_numero email
@@ -156,8 +154,6 @@ _O_CLIENTE = obj(
     caracteristicas=many("campo conteudo"),
     info=_O_INFO,
 )
-_O_PRODUTO_SENT = _words("""codigo_produto codigo_produto_integracao codigo descricao unidade ncm
-valor_unitario inativo bloqueado info""")
 _O_PRODUTO = obj(
     """codigo_produto codigo_produto_integracao codigo descricao unidade ncm ean valor_unitario
     codigo_familia tipoItem peso_liq peso_bruto altura largura profundidade marca modelo
@@ -195,14 +191,17 @@ _O_PEDIDO = obj(
     exportacao=obj(),
 )
 
+# Omie leaves out tags that were never filled: only what it requires on inclusion, or always
+# renders, is carried by every record of a listing
 OMIE = SystemSchema("omie", "Omie", {
-    "clientes": CollectionSchema("Omie", "clientes", _O_CLIENTE,
-                                 may_omit=frozenset(set(_O_CLIENTE.fields) - _O_CLIENTE_SENT)),
-    "produtos": CollectionSchema("Omie", "produtos", _O_PRODUTO,
-                                 may_omit=frozenset(set(_O_PRODUTO.fields) - _O_PRODUTO_SENT)),
-    "pedidos": CollectionSchema("Omie", "pedidos", _O_PEDIDO,
-                                may_omit=frozenset({"observacoes", "exportacao", "departamentos",
-                                                    "lista_parcelas"})),
+    "clientes": CollectionSchema("Omie", "clientes", _O_CLIENTE, always_sent=_words(
+        "codigo_cliente_omie razao_social inativo info info.dAlt info.hAlt")),
+    "produtos": CollectionSchema("Omie", "produtos", _O_PRODUTO, always_sent=_words(
+        "codigo_produto descricao unidade valor_unitario inativo info info.dAlt info.hAlt")),
+    "pedidos": CollectionSchema("Omie", "pedidos", _O_PEDIDO, always_sent=_words(
+        """cabecalho cabecalho.codigo_pedido cabecalho.codigo_cliente cabecalho.data_previsao
+        cabecalho.etapa det det.produto det.produto.codigo_produto det.produto.quantidade
+        det.produto.valor_unitario infoCadastro total_pedido""")),
 })
 
 #: Schemas by connector kind (``PONTE_CRM__KIND`` / ``PONTE_ERP__KIND``).

@@ -181,7 +181,8 @@ class EntitySync:
     def check_sent(self, side: Side, records: Iterable[Record]) -> None:
         """Stop the entity when a mapped path is absent from every record the listing
         returned: the system does not send it, and reading it would blank the field on the
-        other side. Paths the system's schema says a listing omits when empty are not judged."""
+        other side. Only paths the system's schema says every record carries are judged (Omie leaves
+        out tags that were never filled)."""
         system = SCHEMAS.get(self.conn[side].kind)
         collection = self.m.systems[side].collection if side in self.m.systems else ""
         schema = system.collections.get(collection) if system is not None else None

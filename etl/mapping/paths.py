@@ -248,7 +248,7 @@ def unsent_paths(m: EntityMapping, side: Side, records: Iterable[Mapping[str, An
     out: list[Ref] = []
     for ref in refs:
         full = ref.path if ref.base is None else f"{ref.base}.{ref.path}"
-        if schema is not None and schema.omitted_when_empty(full):
+        if schema is not None and not schema.always_carries(full):
             continue
         if ref.base is None:
             targets: Iterable[Any] = records

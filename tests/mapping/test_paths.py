@@ -207,11 +207,16 @@ def test_line_paths_are_judged_over_every_item_of_every_record() -> None:
     assert unsent_paths(m, "crm", [{"Email": "", "Products": []}]) == []  # no item at all
 
 
-def test_paths_a_listing_omits_when_empty_are_not_judged() -> None:
-    m = _mapping("Email", erp_path="homepage")  # Omie may leave out an empty homepage
+def test_only_paths_every_record_carries_are_judged() -> None:
     records = [{"codigo_cliente_omie": 1}, {"codigo_cliente_omie": 2}]
     clientes = OMIE.collection("clientes")
-    assert clientes.omitted_when_empty("homepage")
+    m = _mapping("Email", erp_path="complemento")  # Omie leaves out a tag never filled
+    assert not clientes.always_carries("complemento")
     assert unsent_paths(m, "erp", records, clientes) == []
-    m = _mapping("Email", erp_path="email")  # the listing always carries e-mail
-    assert [r.path for r in unsent_paths(m, "erp", records, clientes)] == ["email"]
+    m = _mapping("Email", erp_path="razao_social")  # required: every record carries it
+    assert [r.path for r in unsent_paths(m, "erp", records, clientes)] == ["razao_social"]
+    pedidos = OMIE.collection("pedidos")
+    assert pedidos.always_carries("det.produto.quantidade")
+    assert not pedidos.always_carries("det.inf_adic.peso_bruto")
+    contacts = PLOOMES.collection("Contacts")  # OData sends every property, null when empty
+    assert contacts.always_carries("Email") and contacts.always_carries("Phones[0].TypeId")
