@@ -169,3 +169,16 @@ def test_custom_fields_offline_are_listed_and_online_are_checked_against_fields(
         assert plan.exit_code == Exit.CONFIG, plan.output
         assert "not in its /Fields" in plan.output
         assert _writes(sb) == 0
+
+
+@pytest.mark.parametrize("command", [["run", "customers"], ["backfill", "customers"],
+                                     ["verify"]])
+def test_daemon_backfill_and_verify_refuse_a_path_typo_before_starting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    monkeypatch.setenv("PONTE_MAPPINGS_DIR",
+                       str(_mappings_with(tmp_path, "path: Email,", "path: Emial,")))
+    monkeypatch.setenv("PONTE_SCHEDULE_CUSTOMERS", "every:60")
+    monkeypatch.setenv("PONTE_CRM__BASE_URL", "http://127.0.0.1:9")  # never reached
+    result = runner.invoke(app, command)
+    assert result.exit_code == Exit.CONFIG, result.output
+    assert "unknown Ploomes Contacts field 'Emial'" in result.output
