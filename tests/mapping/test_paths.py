@@ -220,3 +220,24 @@ def test_only_paths_every_record_carries_are_judged() -> None:
     assert not pedidos.always_carries("det.inf_adic.peso_bruto")
     contacts = PLOOMES.collection("Contacts")  # OData sends every property, null when empty
     assert contacts.always_carries("Email") and contacts.always_carries("Phones[0].TypeId")
+
+
+# --- custom fields through the mapping -----------------------------------------------------
+
+
+def test_a_custom_field_is_read_and_written_by_its_field_key() -> None:
+    from etl.mapping import MapContext, build_payload, read_record
+
+    m = EntityMapping.model_validate({
+        "entity": "customers",
+        "systems": {"crm": {"collection": "Contacts"}, "erp": {"collection": "clientes"}},
+        "fields": {"segment": {
+            "crm": {"path": f"OtherProperties[FieldKey={CUSTOM}].StringValue"},
+            "erp": {"path": "observacao"}}},
+    })
+    record = {"OtherProperties": [{"FieldKey": "contact_other", "StringValue": "no"},
+                                  {"FieldKey": CUSTOM, "StringValue": " Varejo "}]}
+    assert read_record(m, "crm", record, MapContext()) == {"segment": "Varejo"}
+    assert read_record(m, "crm", {"OtherProperties": []}, MapContext()) == {"segment": None}
+    payload = build_payload(m, "crm", {"segment": "Atacado"}, MapContext(), create=False)
+    assert payload == {"OtherProperties": [{"FieldKey": CUSTOM, "StringValue": "Atacado"}]}
