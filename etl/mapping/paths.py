@@ -125,7 +125,6 @@ def resolve(schema: CollectionSchema, path: str, *, base: str | None = None) -> 
         if node is None or not node.many:
             return Resolution(f"{base!r} is not a list of objects, so its items have no "
                               f"field {path!r}")
-        shown_prefix = ""
     what = f"{schema.system} {schema.collection} field"
     custom: str | None = None
     parts = path.split(".")

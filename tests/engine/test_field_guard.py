@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from etl import api, ops
-from etl.errors import ConfigError
+from etl.errors import ConfigError, UnsentField
 from tests.engine.conftest import MAPPINGS, World, make_world
 
 
@@ -98,3 +98,13 @@ def test_the_shipped_mappings_pass_the_run_time_guard(world: World) -> None:
     first = world.sync()
     assert first.status in ("ok", "partial"), first.error
     assert first.error is None
+
+
+def test_verify_fix_stops_on_a_path_the_system_does_not_send(tmp_path: Path) -> None:
+    world = make_world(f"sqlite:///{tmp_path / 'state.db'}", customers=20, products=5, orders=4)
+    world.settings.mappings_dir = _mappings_with(tmp_path, "customers.yaml", "path: Email,",
+                                                 "path: Latitude,")
+    with pytest.raises(UnsentField, match=r"customers: the crm \(Ploomes Contacts\) does not "
+                                          r"send 'Latitude'"):
+        _verify(world)
+    assert world.write_requests() == 0
