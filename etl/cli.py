@@ -150,18 +150,28 @@ def demo(
 @handle_errors
 def mappings_check(
     directory: Annotated[str | None, typer.Argument(help="Folder of mapping files.")] = None,
+    online: Annotated[bool, typer.Option(
+        "--online", help="Also ask the systems for their custom fields (Ploomes /Fields); "
+                         "needs the credentials. Without it nothing is sent anywhere.")] = False,
 ) -> None:
-    """Validate the mapping files without running anything."""
+    """Validate the mapping files without running anything: structure, transforms, and every
+    native path against the fields each system declares (sync, plan, backfill and verify run
+    the same check, and ask the CRM for its custom fields when a mapping names one)."""
     from pathlib import Path
 
-    from etl.mapping import load_mappings
+    from etl import api
 
     settings = settings_or_exit()
-    found = load_mappings(Path(directory) if directory else settings.mappings_dir)
-    for name, m in found.items():
+    result = api.check_mappings(settings, Path(directory) if directory else None, online=online)
+    for name, m in result.mappings.items():
         out.print(f"{name}: ok — {len(m.fields)} fields, sources {', '.join(m.sources())}, "
                   f"creates in {', '.join(m.create_in) or 'none'}, conflict policy {m.conflict}",
                   highlight=False)
+    if result.unchecked:
+        out.print("not checked offline (run `ponte mappings check --online` to ask the system):",
+                  highlight=False)
+        for line in result.unchecked:
+            out.print(f"  {line}", highlight=False, markup=False)
 
 
 @db_app.command("upgrade")

@@ -130,11 +130,11 @@ def run(
     runs coalesced). On SIGTERM/SIGINT the current run stops after its current chunk (whole
     chunks committed, watermark not moved; the next run picks up from there) and ponte exits
     0. Writes PONTE_METRICS_FILE after each run when set."""
-    from etl import ops, scheduler
-    from etl.mapping import load_mappings
+    from etl import api, ops, scheduler
 
     settings = settings_or_exit()
-    mappings = load_mappings(settings.mappings_dir, list(entities) if entities else None)
+    # native paths checked before the daemon starts, not at its first scheduled run
+    mappings = api.check_mappings(settings, entities=entities).mappings
     names = list(entities or mappings)
     schedules = {n: getattr(settings, f"schedule_{n}", None) or "" for n in names}
     missing = [n for n, s in schedules.items() if not s]

@@ -3,6 +3,8 @@
     EtlError
     ├── ConfigError           bad settings or mappings; stop before anything is written (exit 2)
     │   └── StateBoundElsewhere   the state database was built with other systems (exit 2)
+    │   └── UnsentField       a mapped native path no record of a listing carries: that entity
+    │                         stops before writing; the run goes on with the others
     ├── SystemUnavailable     a whole side is down or refuses us; the run fails, nothing is
     │                         checkpointed past the failure (exit 3)
     ├── RecordError           one record is bad or was rejected; quarantine it and go on
@@ -27,6 +29,15 @@ class ConfigError(EtlError):
 
 class StateBoundElsewhere(ConfigError):
     """The state database belongs to other systems (kind, base URL or account differ)."""
+class UnsentField(ConfigError):
+    """A mapped native path that the system does not send (absent from every record read).
+
+    Reading it would give ``None`` everywhere and blank the field on the other side, so the
+    entity stops before anything is written for it."""
+
+    def __init__(self, entity: str, message: str) -> None:
+        super().__init__(message)
+        self.entity = entity
 
 
 class SystemUnavailable(EtlError):

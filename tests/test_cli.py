@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -80,3 +81,104 @@ def test_unreachable_system_fails_with_exit_3_and_no_secret(monkeypatch: pytest.
 def test_db_upgrade() -> None:
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0 and "up to date" in result.output
+
+
+# --- native paths against the systems' field schemas ---------------------------------------
+
+CUSTOM_KEY = "contact_5E1A0C7B-3D2F-4A8B-9C61-2F7D0B9E4A13"  # seeded in the Ploomes simulator
+
+
+def _mappings_with(tmp_path: Path, old: str, new: str) -> Path:
+    folder = tmp_path / "mappings"
+    folder.mkdir(parents=True)
+    for file in MAPPINGS.glob("*.yaml"):
+        (folder / file.name).write_text(file.read_text())
+    text = (folder / "customers.yaml").read_text()
+    assert old in text
+    (folder / "customers.yaml").write_text(text.replace(old, new, 1))
+    return folder
+
+
+def _with_custom_field(tmp_path: Path, key: str) -> Path:
+    return _mappings_with(tmp_path, "fields:\n", (
+        "fields:\n  erp_code:\n    crm: {path: 'OtherProperties[FieldKey=" + key
+        + "].StringValue', read_only: true}\n"))
+
+
+def test_mappings_check_names_a_typo_in_a_native_path(tmp_path: Path) -> None:
+    folder = _mappings_with(tmp_path, "path: Email,", "path: Emial,")
+    result = runner.invoke(app, ["mappings", "check", str(folder)])
+    assert result.exit_code == Exit.CONFIG
+    assert ("customers.yaml: fields.email.crm.path: unknown Ploomes Contacts field 'Emial'; "
+            "did you mean 'Email'?") in " ".join(result.output.split())
+
+
+def _sandbox_env(monkeypatch: pytest.MonkeyPatch, sb: Any) -> None:
+    monkeypatch.setenv("PONTE_CRM__BASE_URL", sb.crm_url)
+    monkeypatch.setenv("PONTE_ERP__BASE_URL", sb.erp_url)
+
+
+def _writes(sb: Any) -> int:
+    crm = sum(n for (e, _s), n in sb.crm.requests.counts.items()
+              if e.split(" ")[0] in ("POST", "PATCH", "DELETE"))
+    erp = sum(n for (e, _s), n in sb.erp.requests.counts.items()
+              if not e.rsplit("/", 1)[-1].startswith(("Listar", "Consultar")))
+    return crm + erp
+
+
+@pytest.mark.parametrize("command", [["plan"], ["sync"], ["sync", "customers"]])
+def test_plan_and_sync_with_a_path_typo_exit_2_and_write_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    from etl.sandbox.server import running_sandbox
+
+    monkeypatch.setenv("PONTE_MAPPINGS_DIR",
+                       str(_mappings_with(tmp_path, "path: Email,", "path: Emial,")))
+    with running_sandbox(customers=10, products=3, orders=2) as sb:
+        _sandbox_env(monkeypatch, sb)
+        result = runner.invoke(app, command)
+        assert result.exit_code == Exit.CONFIG, result.output
+        assert "unknown Ploomes Contacts field 'Emial'; did you mean 'Email'?" in \
+            " ".join(result.output.split())
+        assert _writes(sb) == 0
+        assert sum(sb.crm.requests.counts.values()) + sum(sb.erp.requests.counts.values()) == 0
+
+
+def test_custom_fields_offline_are_listed_and_online_are_checked_against_fields(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from etl.sandbox.server import running_sandbox
+
+    good = _with_custom_field(tmp_path / "good", CUSTOM_KEY)
+    bad = _with_custom_field(tmp_path / "bad", CUSTOM_KEY[:-1] + "0")
+    offline = runner.invoke(app, ["mappings", "check", str(good)])
+    assert offline.exit_code == 0, offline.output
+    assert "not checked offline" in offline.output and CUSTOM_KEY in offline.output
+    with running_sandbox() as sb:
+        _sandbox_env(monkeypatch, sb)
+        online = runner.invoke(app, ["mappings", "check", "--online", str(good)])
+        assert online.exit_code == 0, online.output
+        assert "not checked offline" not in online.output
+        assert sb.crm.requests.counts[("GET /Fields", 200)] >= 1
+        wrong = runner.invoke(app, ["mappings", "check", "--online", str(bad)])
+        assert wrong.exit_code == Exit.CONFIG
+        text = " ".join(wrong.output.split())
+        assert ("customers.yaml: fields.erp_code.crm.path: unknown Ploomes Contacts custom "
+                f"field '{CUSTOM_KEY[:-1]}0' (not in its /Fields); did you mean '{CUSTOM_KEY}'?"
+                ) in text
+        monkeypatch.setenv("PONTE_MAPPINGS_DIR", str(bad))
+        plan = runner.invoke(app, ["plan"])  # a run asks /Fields before anything else
+        assert plan.exit_code == Exit.CONFIG, plan.output
+        assert "not in its /Fields" in plan.output
+        assert _writes(sb) == 0
+
+
+@pytest.mark.parametrize("command", [["run", "customers"], ["backfill", "customers"],
+                                     ["verify"]])
+def test_daemon_backfill_and_verify_refuse_a_path_typo_before_starting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    monkeypatch.setenv("PONTE_MAPPINGS_DIR",
+                       str(_mappings_with(tmp_path, "path: Email,", "path: Emial,")))
+    monkeypatch.setenv("PONTE_SCHEDULE_CUSTOMERS", "every:60")
+    monkeypatch.setenv("PONTE_CRM__BASE_URL", "http://127.0.0.1:9")  # never reached
+    result = runner.invoke(app, command)
+    assert result.exit_code == Exit.CONFIG, result.output
+    assert "unknown Ploomes Contacts field 'Emial'" in result.output

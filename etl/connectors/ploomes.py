@@ -303,6 +303,17 @@ class PloomesConnector:
                         out.append(record)
         return out
 
+    def custom_field_keys(self, entity_id: int) -> set[str]:
+        """The ``FieldKey`` of every custom field the account defines for a Ploomes entity
+        (``/Fields``, ``EntityId eq N and Dynamic eq true``): what records carry in
+        ``OtherProperties``."""
+        keys: set[str] = set()
+        for page in self._pages("/Fields", [f"EntityId eq {int(entity_id)}",
+                                            "Dynamic eq true"],
+                                by_time=False, expand=None, what="custom fields"):
+            keys.update(str(f["Key"]) for f in page if f.get("Key"))
+        return keys
+
     # --- reference lookups --------------------------------------------------------------------
 
     def _prime_cities(self, codes: set[str]) -> None:

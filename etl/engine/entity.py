@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,12 +18,14 @@ from loguru import logger
 
 from etl import watermark as wm
 from etl.connectors.base import Connector, Record, WriteOp, WriteResult
+from etl.connectors.schema import SCHEMAS
 from etl.diff import diff, hash_frame
 from etl.engine.report import Change, EntityReport, Problem
 from etl.engine.resolve import Values, resolve_pair, values_for_create
-from etl.errors import EtlError, RecordError, WatermarkAhead
+from etl.errors import EtlError, RecordError, UnsentField, WatermarkAhead
 from etl.mapping import EntityMapping, MapContext, build_payload, read_record
 from etl.mapping.models import SIDES, Side, other
+from etl.mapping.paths import unsent_paths
 from etl.state.store import Checkpoint, QuarantineEntry, SnapshotRow, Store
 
 CHUNK = 100  # records per write-and-checkpoint step
@@ -176,9 +178,32 @@ class EntitySync:
                 raise Stopped(f"stopped while reading {self.entity} from {side}; nothing written")
         return records
 
+    def check_sent(self, side: Side, records: Iterable[Record]) -> None:
+        """Stop the entity when a mapped path is absent from every record the listing
+        returned: the system does not send it, and reading it would blank the field on the
+        other side. Only paths the system's schema says every record carries are judged (Omie leaves
+        out tags that were never filled)."""
+        system = SCHEMAS.get(self.conn[side].kind)
+        collection = self.m.systems[side].collection if side in self.m.systems else ""
+        schema = system.collections.get(collection) if system is not None else None
+        records = list(records)
+        unsent = unsent_paths(self.m, side, records, schema)
+        if not unsent:
+            return
+        where = f"{system.system if system else self.conn[side].kind} {collection}".strip()
+        listed = ", ".join(
+            f"{(r.base + '[].' if r.base else '') + r.path!r} ({r.where})" for r in unsent)
+        raise UnsentField(self.entity, (
+            f"{self.entity}: the {side} ({where}) does not send {listed}: absent from all "
+            f"{len(records)} records read, so reading it would blank that field on the other "
+            f"side; {self.entity} stopped before writing anything — fix the path in the "
+            "mapping file"))
+
     def normalize(self, side: Side, records: dict[str, Record], *, quarantine: bool) -> list[Seen]:
         """Canonical values of each record; records that fail go to quarantine (when
-        ``quarantine``) and into the report's problems with the reason."""
+        ``quarantine``) and into the report's problems with the reason. A mapped path that
+        no record carries stops the entity first (:meth:`check_sent`)."""
+        self.check_sent(side, records.values())
         c = self.conn[side]
         out: list[Seen] = []
         bad: list[QuarantineEntry] = []

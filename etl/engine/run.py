@@ -14,7 +14,7 @@ from loguru import logger
 from etl.connectors.base import Connector
 from etl.engine.entity import EntitySync, Options, Stopped
 from etl.engine.report import EntityReport, RunReport
-from etl.errors import EtlError, LockHeld, SystemUnavailable
+from etl.errors import EtlError, LockHeld, SystemUnavailable, UnsentField
 from etl.mapping import EntityMapping, MapContext
 from etl.mapping.models import Side
 from etl.state.store import Store
@@ -62,6 +62,7 @@ def run_sync(
         report.run_id = run_id
     log = logger.bind(run_id=run_id[:8])
     held: list[str] = []
+    stopped: list[str] = []  # entities stopped before writing (a mapped path not sent)
     heartbeat: _Heartbeat | None = None
     try:
         if record:
@@ -89,7 +90,12 @@ def run_sync(
                 run_id=run_id, now=run_start, options=opt, report=entity_report,
                 lock_name=lock_name(name),
             )
-            sync.run()
+            try:
+                sync.run()
+            except UnsentField as exc:  # this entity stops; the others still run
+                stopped.append(str(exc))
+                log.bind(entity=name).error("{}", exc)
+                continue
             log.bind(entity=name).info(
                 "{}: crm read {} created {} updated {}; erp read {} created {} updated {}; "
                 "matched {} conflicts {} quarantined {}",
@@ -99,6 +105,9 @@ def run_sync(
                 entity_report.crm.quarantined + entity_report.erp.quarantined,
             )
         report.status = "partial" if report.quarantined else "ok"
+        if stopped:
+            report.status = "failed"
+            report.error = "\n".join(stopped)
     except LockHeld:
         report.status = "failed"
         report.error = "lock held"

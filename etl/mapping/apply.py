@@ -15,17 +15,26 @@ from etl.mapping.models import EntityMapping, Side
 from etl.mapping.transforms import REGISTRY
 
 _INDEX = re.compile(r"^(\w+)\[(\d+)\]$")
+_SELECT = re.compile(r"^(\w+)\[(\w+)=([^\]]+)\]$")  # the list item whose field = value
 
 
 def get_path(record: Any, path: str) -> Any:
-    """``a.b[0].c`` inside nested dicts/lists; missing parts give ``None``."""
+    """``a.b[0].c`` or ``a.b[Key=value].c`` inside nested dicts/lists; missing parts give
+    ``None``. ``[Key=value]`` picks the first list item whose ``Key`` is ``value`` (Ploomes
+    custom fields: ``OtherProperties[FieldKey=contact_…].StringValue``)."""
     value = record
     for part in path.split("."):
         match = _INDEX.match(part)
+        selector = _SELECT.match(part) if match is None else None
         if match:
             value = value.get(match[1]) if isinstance(value, dict) else None
             idx = int(match[2])
             value = value[idx] if isinstance(value, list) and idx < len(value) else None
+        elif selector:
+            items = value.get(selector[1]) if isinstance(value, dict) else None
+            value = next((x for x in items if isinstance(x, dict)
+                          and str(x.get(selector[2])) == selector[3]), None) \
+                if isinstance(items, list) else None
         else:
             value = value.get(part) if isinstance(value, dict) else None
         if value is None:
@@ -34,11 +43,22 @@ def get_path(record: Any, path: str) -> Any:
 
 
 def set_path(record: dict[str, Any], path: str, value: Any) -> None:
-    """Set ``a.b.c`` in nested dicts, creating them as needed."""
+    """Set ``a.b.c`` in nested dicts, creating them as needed; ``a[Key=value].c`` sets ``c``
+    in the item of list ``a`` whose ``Key`` is ``value`` (added when missing)."""
     parts = path.split(".")
     node = record
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
+        selector = _SELECT.match(part)
+        if selector:
+            items = node.setdefault(selector[1], [])
+            item = next((x for x in items if isinstance(x, dict)
+                         and str(x.get(selector[2])) == selector[3]), None)
+            if item is None:
+                item = {selector[2]: selector[3]}
+                items.append(item)
+            node = item
+        else:
+            node = node.setdefault(part, {})
     node[parts[-1]] = value
 
 

@@ -3,14 +3,17 @@ what would be valid — before anything is written anywhere."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from etl.connectors.schema import CollectionSchema, SystemSchema
 from etl.errors import ConfigError
-from etl.mapping.models import EntityMapping
+from etl.mapping.models import SIDES, EntityMapping, Side
+from etl.mapping.paths import check_paths
 from etl.mapping.transforms import REGISTRY
 
 ENTITY_ORDER = ("customers", "products", "orders")
@@ -23,7 +26,12 @@ def _where(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def load_mapping(path: Path) -> EntityMapping:
+Schemas = Mapping[Side, SystemSchema]
+
+
+def load_mapping(path: Path, *, schemas: Schemas | None = None) -> EntityMapping:
+    """One mapping file, validated; with ``schemas`` every native path it names must be a
+    field the system declares (see :mod:`etl.mapping.paths`)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -49,7 +57,36 @@ def load_mapping(path: Path) -> EntityMapping:
             problems.append(f"{path}: {where}: {msg}{valid}{shown}")
         raise ConfigError("\n".join(problems)) from None
     _check(mapping, path)
+    if schemas is not None:
+        _check_native_paths(mapping, path, schemas)
     return mapping
+
+
+def collection_schemas(m: EntityMapping, schemas: Schemas) -> dict[Side, CollectionSchema]:
+    """The schema of each side's collection named by the mapping."""
+    return {side: schemas[side].collection(m.systems[side].collection)
+            for side in SIDES if side in m.systems and side in schemas}
+
+
+def _check_native_paths(m: EntityMapping, path: Path, schemas: Schemas) -> None:
+    try:
+        by_side = collection_schemas(m, schemas)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: systems: {exc}") from None
+    problems = check_paths(m, by_side).problems
+    if problems:
+        raise ConfigError("\n".join(f"{path}: {p}" for p in problems))
+
+
+def unchecked_custom_fields(mappings: Mapping[str, EntityMapping], schemas: Schemas
+                            ) -> list[str]:
+    """Custom fields the mappings name that the offline schemas cannot confirm (only the
+    system's own field list can), as ``entity: where: what`` lines."""
+    out = []
+    for name, m in mappings.items():
+        out += [f"{name}: {line}" for line in
+                check_paths(m, collection_schemas(m, schemas)).unchecked]
+    return out
 
 
 def _check(m: EntityMapping, path: Path) -> None:
@@ -81,15 +118,17 @@ def _check(m: EntityMapping, path: Path) -> None:
         raise ConfigError("\n".join(f"{path}: {p}" for p in problems))
 
 
-def load_mappings(directory: Path, entities: list[str] | None = None) -> dict[str, EntityMapping]:
-    """Every ``*.yaml`` in ``directory`` keyed by entity, in dependency order."""
+def load_mappings(directory: Path, entities: list[str] | None = None, *,
+                  schemas: Schemas | None = None) -> dict[str, EntityMapping]:
+    """Every ``*.yaml`` in ``directory`` keyed by entity, in dependency order; with
+    ``schemas``, native paths are checked against them."""
     if not directory.is_dir():
         raise ConfigError(
             f"mappings directory {directory} does not exist (set PONTE_MAPPINGS_DIR)"
         )
     found: dict[str, EntityMapping] = {}
     for file in sorted(directory.glob("*.yaml")):
-        mapping = load_mapping(file)
+        mapping = load_mapping(file, schemas=schemas)
         if mapping.entity in found:
             raise ConfigError(f"{file}: entity {mapping.entity!r} is mapped twice")
         found[mapping.entity] = mapping

@@ -3,7 +3,8 @@
 OData-style REST: ``User-Key`` header auth; collections ``/Contacts``, ``/Products``,
 ``/Deals``, ``/Orders``, ``/Users``, ``/Cities``, ``/States`` (also served at the vendor's own
 ``/Cities@Countries@States``), lookups ``/Contacts@Status``, ``/Contacts@Types``,
-``/Orders@Stages``, ``/Deals@Status``, and ``/Self``. Lists take ``$filter``, ``$orderby``,
+``/Orders@Stages``, ``/Deals@Status``, the field metadata ``/Fields`` (a few seeded custom
+fields, ``Dynamic eq true``), and ``/Self``. Lists take ``$filter``, ``$orderby``,
 ``$top``, ``$skip``, ``$select`` and ``$expand`` and answer
 ``{"@odata.context": ..., "value": [...]}``; ``/X(id)`` takes GET, PATCH and DELETE; POST to a
 collection creates. POST, PATCH and GET-by-id answer the same envelope with one record.
@@ -117,6 +118,20 @@ LOOKUPS: dict[str, list[dict[str, Any]]] = {
     ],
     "Deals@Status": [{"Id": 1, "Name": "Em aberto"}, {"Id": 2, "Name": "Ganho"},
                      {"Id": 3, "Name": "Perdido"}],
+    # field metadata (reference A2): standard fields (Dynamic false) and the account's custom
+    # fields (Dynamic true), whose values records carry in OtherProperties by FieldKey
+    "Fields": [
+        {"Id": 1, "EntityId": 1, "Name": "Nome", "Key": "contact_name", "TypeId": 1,
+         "Dynamic": False},
+        {"Id": 2, "EntityId": 1, "Name": "E-mail", "Key": "contact_email", "TypeId": 1,
+         "Dynamic": False},
+        {"Id": 101, "EntityId": 1, "Name": "Código no ERP",
+         "Key": "contact_5E1A0C7B-3D2F-4A8B-9C61-2F7D0B9E4A13", "TypeId": 1, "Dynamic": True},
+        {"Id": 102, "EntityId": 1, "Name": "Segmento",
+         "Key": "contact_9F0D4B61-7A2E-4C35-8E1B-6D3A5C2F7E90", "TypeId": 1, "Dynamic": True},
+        {"Id": 201, "EntityId": 4, "Name": "Pedido do cliente",
+         "Key": "order_2C7E9A14-5B6D-4F08-A3E2-8D1C4B7F6A25", "TypeId": 1, "Dynamic": True},
+    ],
 }
 
 #: Contact fields that carry one document, and which of CNPJ / CPF goes with each TypeId [U].

@@ -294,3 +294,11 @@ def test_bad_key_is_system_unavailable_without_the_secret(ploomes_connector: Mak
             call()
         assert "PONTE_CRM__USER_KEY" in str(info.value)
         assert secret not in str(info.value)
+
+
+def test_custom_field_keys_come_from_fields(ploomes_connector: Make) -> None:
+    c = ploomes_connector()
+    keys = c.custom_field_keys(1)
+    assert len(keys) == 2 and all(k.startswith("contact_") for k in keys)
+    assert "contact_name" not in keys  # a standard field, not a custom one
+    assert c.custom_field_keys(10) == set()  # no custom product fields in the sandbox

@@ -477,3 +477,15 @@ def test_deal_number_is_a_string(ploomes_client: TestClient, five: PloomesSim, s
     found = values(ploomes_client.get("/Deals", params={"$filter": f"DealNumber eq '{stored}'"}))
     assert [d["Id"] for d in found] == [deal["Id"]]
     assert values(ploomes_client.post("/Deals", json={"Title": "Outro"}))[0]["DealNumber"] is None
+
+
+def test_fields_lists_the_custom_fields_of_an_entity(ploomes_client: TestClient) -> None:
+    custom = values(ploomes_client.get(
+        "/Fields", params={"$filter": "EntityId eq 1 and Dynamic eq true"}))
+    assert len(custom) == 2
+    assert all(f["Key"].startswith("contact_") and f["Dynamic"] is True for f in custom)
+    everything = values(ploomes_client.get("/Fields", params={"$filter": "EntityId eq 1"}))
+    assert len(everything) > len(custom)  # the standard fields are listed too
+    orders = values(ploomes_client.get(
+        "/Fields", params={"$filter": "EntityId eq 4 and Dynamic eq true"}))
+    assert [f["Key"][:6] for f in orders] == ["order_"]
