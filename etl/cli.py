@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from etl import __version__
@@ -34,17 +33,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def settings_or_exit() -> Any:
+    """Settings from the environment and ``.env``, or the reasons they are wrong and exit 2."""
     from etl.logging import configure
     from etl.settings import Settings
 
     try:
         settings = Settings()
-    except ValidationError as exc:
-        lines = []
-        for e in exc.errors():
-            var = "PONTE_" + "__".join(str(p).upper() for p in e["loc"])
-            lines.append(f"{var}: {e['msg']}")
-        err.print("bad configuration:\n  " + "\n  ".join(lines), highlight=False)
+    except ConfigError as exc:
+        text = str(exc)
+        sep = "\n  " if "\n" in text else " "
+        err.print(f"bad configuration:{sep}{text}", highlight=False, markup=False)
         raise typer.Exit(Exit.CONFIG) from None
     configure(secrets=settings.secrets(), fmt=settings.log_format, level=settings.log_level)
     return settings
@@ -65,7 +63,7 @@ def handle_errors(fn: F) -> F:
                 from etl.settings import Settings
 
                 text = Redactor(Settings().secrets())(text)
-            except ValidationError:
+            except ConfigError:
                 pass
             label = "bad configuration" if isinstance(exc, ConfigError) else "error"
             err.print(f"{label}: {text}", highlight=False, markup=False)

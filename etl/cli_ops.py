@@ -563,14 +563,13 @@ def _with_metrics(fn: F) -> F:
             return fn(*args, **kwargs)
         finally:
             if not kwargs.get("dry_run"):
-                from pydantic import ValidationError
-
                 from etl import ops
+                from etl.errors import ConfigError
                 from etl.settings import Settings
 
                 try:
                     ops.publish_metrics(Settings(), now=_now())
-                except ValidationError:
+                except ConfigError:
                     pass
 
     return wrapper  # type: ignore[return-value]

@@ -80,3 +80,23 @@ def test_unreachable_system_fails_with_exit_3_and_no_secret(monkeypatch: pytest.
 def test_db_upgrade() -> None:
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0 and "up to date" in result.output
+
+
+@pytest.mark.parametrize("command", [["sync"], ["run"], ["status"], ["db", "upgrade"],
+                                     ["backfill", "customers"]])
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("PONTE_LOOKBACK", "600", "PONTE_LOOKBACK=600: unknown setting; did you mean PONTE_LOOKBACK_S?"),
+    ("PONTE_CRM__USER_KEYY", "k-123456", ("PONTE_CRM__USER_KEYY=***: unknown setting; did you mean "
+                                         "PONTE_CRM__USER_KEY?")),
+    ("PONTE_ERP__APP_SECRET", "has space-654321", "PONTE_ERP__APP_SECRET=***: contains spaces"),
+])
+def test_an_unknown_or_bad_setting_exits_2_before_anything_is_written(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list[str], name: str,
+        value: str, message: str) -> None:
+    monkeypatch.setenv(name, value)
+    result = runner.invoke(app, command)
+    assert result.exit_code == Exit.CONFIG, result.output
+    assert f"bad configuration: {message}" in result.stderr
+    if "***" in message:
+        assert value not in result.output
+    assert not (tmp_path / "state.db").exists()  # nothing written, not even the state
