@@ -8,12 +8,12 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from etl import __version__
 from etl.errors import ConfigError, EtlError
 from etl.exitcodes import HELP as EXIT_HELP
 from etl.exitcodes import Exit, for_error, for_status
+from etl.render import make_console
 
 app = typer.Typer(
     name="ponte",
@@ -27,8 +27,8 @@ db_app = typer.Typer(help="The state database.", no_args_is_help=True)
 app.add_typer(mappings_app, name="mappings")
 app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
+out = make_console()  # full width when stdout is not a terminal (cron logs, pipes)
+err = make_console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -109,10 +109,14 @@ def sync(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: write nothing.")] = False,
     as_json: Json = False,
 ) -> None:
-    """One incremental sync of ENTITY... (what cron or the systemd timer calls)."""
+    """One incremental sync of ENTITY... (what cron or the systemd timer calls). Shows live
+    progress (records read per entity and side, written) on a terminal."""
     from etl import api
+    from etl.cli_ops import terminal_progress
 
-    report = api.sync(settings_or_exit(), entities, dry_run=dry_run)
+    settings = settings_or_exit()
+    with terminal_progress(settings, enabled=not as_json) as progress:
+        report = api.sync(settings, entities, dry_run=dry_run, progress=progress)
     _finish_run(report, as_json, show_changes=dry_run)
 
 
@@ -121,8 +125,11 @@ def sync(
 def plan(entities: Entities = None, as_json: Json = False) -> None:
     """What a sync would write, field by field (old -> new); writes nothing anywhere."""
     from etl import api
+    from etl.cli_ops import terminal_progress
 
-    report = api.sync(settings_or_exit(), entities, dry_run=True)
+    settings = settings_or_exit()
+    with terminal_progress(settings, enabled=not as_json) as progress:
+        report = api.sync(settings, entities, dry_run=True, progress=progress)
     _finish_run(report, as_json, show_changes=True)
 
 

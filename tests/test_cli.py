@@ -100,3 +100,15 @@ def test_an_unknown_or_bad_setting_exits_2_before_anything_is_written(
     if "***" in message:
         assert value not in result.output
     assert not (tmp_path / "state.db").exists()  # nothing written, not even the state
+
+
+def test_demo_json_prints_exactly_one_object(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--json", "--customers", "12", "--products", "4",
+                                 "--orders", "3", "--state", str(tmp_path / "demo.db")])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)  # the whole of stdout is one JSON document
+    assert body["status"] == "ok" and body["state"] == str(tmp_path / "demo.db")
+    assert [s["title"][:2] for s in body["steps"]] == ["1.", "2.", "3."]
+    assert body["steps"][1]["edits"] and body["steps"][1]["report"]["changes"]
+    third = body["steps"][2]["report"]
+    assert third["api_calls"]["crm"]["write"] == 0 and third["api_calls"]["erp"]["write"] == 0
