@@ -40,9 +40,7 @@ def settings_or_exit() -> Any:
     try:
         settings = Settings()
     except ConfigError as exc:
-        text = str(exc)
-        sep = "\n  " if "\n" in text else " "
-        err.print(f"bad configuration:{sep}{text}", highlight=False, markup=False)
+        err.print(f"bad configuration: {exc}", highlight=False, markup=False)
         raise typer.Exit(Exit.CONFIG) from None
     configure(secrets=settings.secrets(), fmt=settings.log_format, level=settings.log_level)
     return settings

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from etl.errors import ConfigError
-from etl.settings import CrmSettings, ErpSettings, Settings, setting_names
+from etl.settings import (
+    CrmSettings,
+    ErpSettings,
+    Settings,
+    check_names,
+    read_env_files,
+    setting_names,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
 
@@ -172,3 +179,9 @@ def test_every_valid_name_is_known(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert set(setting_names()) == expected_names()
     assert {n for n, secret in setting_names().items() if secret} == {
         "PONTE_CRM__USER_KEY", "PONTE_ERP__APP_KEY", "PONTE_ERP__APP_SECRET"}
+
+
+def test_the_shipped_env_files_use_only_known_names() -> None:
+    root = EXAMPLE.parent
+    for path in (EXAMPLE, root / "cron" / "ponte.env.example"):
+        assert check_names({}, read_env_files(path)) == [], path.name
