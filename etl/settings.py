@@ -35,6 +35,8 @@ NESTED = "__"
 #: Reserved for the test suite and its tools (PONTE_TEST_POSTGRES_URL, ...): never a setting.
 RESERVED_PREFIX = "PONTE_TEST_"
 MASK = "***"
+#: loguru's levels, lowest first
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
 def _usable_secret(value: SecretStr) -> SecretStr:
@@ -127,6 +129,14 @@ class Settings(BaseSettings):
             message = str(exc)
         if message:  # raised outside the except: the pydantic error (with inputs) is not chained
             raise ConfigError(message)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("metrics_file", mode="before")
     @classmethod

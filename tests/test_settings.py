@@ -99,6 +99,8 @@ BAD_VALUES = [
     ("PONTE_LOG_FORMAT", "xml", "PONTE_LOG_FORMAT='xml': must be 'text' or 'json'"),
     ("PONTE_CRM__KIND", "hubspot", "PONTE_CRM__KIND='hubspot': must be 'ploomes'"),
     ("PONTE_MAX_DELETE_SHARE", "2", "PONTE_MAX_DELETE_SHARE='2': must be <= 1"),
+    ("PONTE_LOG_LEVEL", "VERBOSE", ("PONTE_LOG_LEVEL='VERBOSE': must be one of TRACE, DEBUG, "
+                                   "INFO, SUCCESS, WARNING, ERROR, CRITICAL")),
     # secrets: the value never appears, only ***
     ("PONTE_CRM__USER_KEY", "live key 9f8e", "PONTE_CRM__USER_KEY=***: contains spaces"),
     ("PONTE_ERP__APP_SECRET", '"s3cr3t-omie"', ("PONTE_ERP__APP_SECRET=***: contains spaces, "
