@@ -45,7 +45,6 @@ def run_table(report: RunReport, *, title: str | None = None) -> Table:
     table.add_column("entity side", no_wrap=True)
     for col in ("read", "created", "updated", "same", "quar.", "matched", "confl."):
         table.add_column(col, justify="right", no_wrap=True)
-    skipped = []
     for name, e in report.entities.items():
         for side in ("crm", "erp"):
             c = e.side(side)
@@ -55,17 +54,21 @@ def run_table(report: RunReport, *, title: str | None = None) -> Table:
                 str(c.quarantined), str(e.matched) if first else "",
                 str(e.conflicts) if first else "",
             )
-            if c.skipped:
-                skipped.append(f"{name} {side}: {c.skipped}")
+    return table
+
+
+def run_notes(report: RunReport) -> list[str]:
+    """The lines under the run table: what the columns mean, API calls, duration. Printed as
+    lines of their own (not a table caption) so that a log keeps each one whole."""
+    skipped = [f"{name} {side}: {e.side(side).skipped}" for name, e in report.entities.items()
+               for side in ("crm", "erp") if e.side(side).skipped]
     calls = ", ".join(
         f"{side} {v['read']} read / {v['write']} write" for side, v in report.api_calls.items()
     )
     note = f"; skipped (nowhere to go): {', '.join(skipped)}" if skipped else ""
-    table.caption = (f"read = records read from the side; created/updated = written into it; "
-                     f"same = unchanged since last seen; quar. = quarantined{note}\n"
-                     f"API calls: {calls}; {report.duration_s:.2f}s")
-    table.caption_justify = "left"
-    return table
+    legend = ("read = records read from the side; created/updated = written into it; "
+              f"same = unchanged since last seen; quar. = quarantined{note}")
+    return [legend, f"API calls: {calls}; {report.duration_s:.2f}s"]
 
 
 def _short(value: object, width: int = 28) -> str:
@@ -107,6 +110,8 @@ def problems_table(report: RunReport) -> Table | None:
 def print_report(report: RunReport, console: Console, *, show_changes: bool = False,
                  title: str | None = None) -> None:
     console.print(run_table(report, title=title))
+    for line in run_notes(report):
+        console.print(line, style="dim", highlight=False, markup=False, soft_wrap=True)
     if show_changes:
         for line in changes_lines(report):
             console.print(line, highlight=False, markup=False, soft_wrap=True)

@@ -73,6 +73,10 @@ def test_tables_are_never_cut_when_stdout_is_a_pipe(cli_env: Env) -> None:
         assert text.strip(), name
         assert "…" not in text, f"`ponte {name}` cut a cell:\n{text}"
     # whole rows stay on one line, however wide
+    assert any("read = records read" in line and "quar. = quarantined" in line
+               for line in outputs["sync"].splitlines()), outputs["sync"]
+    assert any(line.startswith("API calls: crm") and "erp" in line
+               for line in outputs["sync"].splitlines()), outputs["sync"]
     status_rows = [line for line in outputs["status"].splitlines() if "customers" in line]
     assert any("(*/5 * * * *)" in line and "read/new/upd" not in line for line in status_rows)
     assert "read/new/upd" in outputs["status"]
