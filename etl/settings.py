@@ -241,9 +241,14 @@ def check_names(environ: Mapping[str, str],
 
 def _unknown_arguments(values: Mapping[str, Any]) -> list[str]:
     """Keyword arguments given in code that are not settings (pydantic would ignore them)."""
-    return [f"Settings({k}=...): unknown setting; "
-            f"did you mean {(closest(PREFIX + k, setting_names()) or '?').lower()[len(PREFIX):]}?"
-            for k in sorted(values) if not k.startswith("_") and k not in Settings.model_fields]
+    problems = []
+    for k in sorted(values):
+        if k.startswith("_") or k in Settings.model_fields:
+            continue
+        guess = closest(PREFIX + k, setting_names())
+        hint = f"did you mean {guess[len(PREFIX):].lower()}?" if guess else "no such setting"
+        problems.append(f"Settings({k}=...): unknown setting; {hint}")
+    return problems
 
 
 def read_env_files(env_file: Any) -> dict[str, str | None]:

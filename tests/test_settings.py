@@ -173,6 +173,8 @@ def test_an_unknown_keyword_in_code_is_an_error(tmp_path: Path,
     with pytest.raises(ConfigError, match=r"Settings\(lookbak_s=...\): unknown setting; did you "
                                           r"mean lookback_s\?"):
         Settings(lookbak_s=5)
+    with pytest.raises(ConfigError, match=r"Settings\(zzz=...\): unknown setting; no such setting"):
+        Settings(zzz=5)
     with pytest.raises(ConfigError, match=r"PONTE_CRM__BASE_ULR=\*\*\*: unknown setting"):
         Settings(crm={"base_ulr": "http://x"})
 
