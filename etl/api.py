@@ -139,15 +139,17 @@ def sync(
     crm_client: httpx.Client | None = None,
     erp_client: httpx.Client | None = None,
     now: Callable[[], datetime] | None = None,
+    progress: Callable[[str, int], None] | None = None,
 ) -> RunReport:
-    """One incremental run (what cron calls); ``dry_run`` = plan: writes nothing anywhere."""
+    """One incremental run (what cron calls); ``dry_run`` = plan: writes nothing anywhere.
+    ``progress(phase, records)`` is told of every page read and chunk written."""
     with session(settings, crm_client=crm_client, erp_client=erp_client,
                  bind=not dry_run) as (store, conns, maps):
         if entities:
             load_mappings(settings.mappings_dir, list(entities))  # names unknown entities
         return run_sync(
             store=store, connectors=conns, mappings=maps, entities=entities or None,
-            kind="plan" if dry_run else "sync", options=options_from(settings, dry_run=dry_run),
+            kind="plan" if dry_run else "sync", options=options_from(settings, dry_run=dry_run, progress=progress),
             **({"now": now} if now is not None else {}),
         )
 

@@ -8,13 +8,12 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 
 from etl import __version__
 from etl.errors import ConfigError, EtlError
 from etl.exitcodes import HELP as EXIT_HELP
 from etl.exitcodes import Exit, for_error, for_status
+from etl.render import make_console
 
 app = typer.Typer(
     name="ponte",
@@ -28,23 +27,20 @@ db_app = typer.Typer(help="The state database.", no_args_is_help=True)
 app.add_typer(mappings_app, name="mappings")
 app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
+out = make_console()  # full width when stdout is not a terminal (cron logs, pipes)
+err = make_console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def settings_or_exit() -> Any:
+    """Settings from the environment and ``.env``, or the reasons they are wrong and exit 2."""
     from etl.logging import configure
     from etl.settings import Settings
 
     try:
         settings = Settings()
-    except ValidationError as exc:
-        lines = []
-        for e in exc.errors():
-            var = "PONTE_" + "__".join(str(p).upper() for p in e["loc"])
-            lines.append(f"{var}: {e['msg']}")
-        err.print("bad configuration:\n  " + "\n  ".join(lines), highlight=False)
+    except ConfigError as exc:
+        err.print(f"bad configuration: {exc}", highlight=False, markup=False)
         raise typer.Exit(Exit.CONFIG) from None
     configure(secrets=settings.secrets(), fmt=settings.log_format, level=settings.log_level)
     return settings
@@ -65,7 +61,7 @@ def handle_errors(fn: F) -> F:
                 from etl.settings import Settings
 
                 text = Redactor(Settings().secrets())(text)
-            except ValidationError:
+            except ConfigError:
                 pass
             label = "bad configuration" if isinstance(exc, ConfigError) else "error"
             err.print(f"{label}: {text}", highlight=False, markup=False)
@@ -111,10 +107,14 @@ def sync(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: write nothing.")] = False,
     as_json: Json = False,
 ) -> None:
-    """One incremental sync of ENTITY... (what cron or the systemd timer calls)."""
+    """One incremental sync of ENTITY... (what cron or the systemd timer calls). Shows live
+    progress (records read per entity and side, written) on a terminal."""
     from etl import api
+    from etl.cli_ops import terminal_progress
 
-    report = api.sync(settings_or_exit(), entities, dry_run=dry_run)
+    settings = settings_or_exit()
+    with terminal_progress(settings, enabled=not as_json) as progress:
+        report = api.sync(settings, entities, dry_run=dry_run, progress=progress)
     _finish_run(report, as_json, show_changes=dry_run)
 
 
@@ -123,8 +123,11 @@ def sync(
 def plan(entities: Entities = None, as_json: Json = False) -> None:
     """What a sync would write, field by field (old -> new); writes nothing anywhere."""
     from etl import api
+    from etl.cli_ops import terminal_progress
 
-    report = api.sync(settings_or_exit(), entities, dry_run=True)
+    settings = settings_or_exit()
+    with terminal_progress(settings, enabled=not as_json) as progress:
+        report = api.sync(settings, entities, dry_run=True, progress=progress)
     _finish_run(report, as_json, show_changes=True)
 
 

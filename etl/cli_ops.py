@@ -164,10 +164,13 @@ class _RateColumn(ProgressColumn):
 
 
 class _Progress:
-    """The (phase, n) progress callback: a rich bar on a terminal, log lines otherwise."""
+    """The (phase, n) progress callback: a rich bar on a terminal, log lines otherwise.
+    Phases are ``"ENTITY: read SIDE"`` and ``"ENTITY: write"`` (records read, records written)."""
 
-    def __init__(self, *, live: bool, settings: Any = None, every_s: float = 5.0) -> None:
+    def __init__(self, *, live: bool, settings: Any = None, every_s: float = 5.0,
+                 label: str = "backfill") -> None:
         self.live = live
+        self.label = label
         self.settings = settings
         self.every_s = every_s
         self.counts: dict[str, int] = {}
@@ -218,7 +221,7 @@ class _Progress:
         self.last_log = time.monotonic()
         elapsed = max(self.last_log - self.started, 1e-9)
         parts = [f"{p} {n:,} ({n / elapsed:,.0f}/s)" for p, n in self.counts.items()]
-        logger.info("backfill {}: {} in {:.0f}s", "done" if final else "progress",
+        logger.info("{} {}: {} in {:.0f}s", self.label, "done" if final else "progress",
                     ", ".join(parts) or "nothing yet", elapsed)
 
 
@@ -233,6 +236,19 @@ class _ConsoleSink:
 
     def flush(self) -> None:
         pass
+
+
+@contextmanager
+def terminal_progress(settings: Any, *, enabled: bool = True
+                      ) -> Iterator[Callable[[str, int], None] | None]:
+    """The progress callback of a run (``ponte sync``/``plan``): live bars (records read per
+    entity and side, records written) on a terminal; ``None`` elsewhere, where the run's log
+    lines already say what each entity did."""
+    if not (enabled and out.is_terminal):
+        yield None
+        return
+    with _Progress(live=True, settings=settings, label="sync") as progress:
+        yield progress
 
 
 @contextmanager
@@ -452,12 +468,14 @@ def _runs_table(rows: list[Any]) -> Table:
                      for s in ("crm", "erp") for k in ("created", "updated"))
         quar = sum(e.get(s, {}).get("quarantined", 0) for e in rep.get("entities", {}).values()
                    for s in ("crm", "erp"))
-        dur = ((r.finished_at - r.started_at).total_seconds() if r.finished_at else None)
+        dur = rep.get("duration_s")
+        if not isinstance(dur, int | float):
+            dur = (r.finished_at - r.started_at).total_seconds() if r.finished_at else None
         table.add_row(r.id[:8], r.kind, r.status, _ts(r.started_at),
                       f"{dur:.1f}s" if dur is not None else "-", ",".join(r.entities),
                       str(writes) if r.kind != "watermark" else "",
                       str(quar) if r.kind != "watermark" else "",
-                      (rep.get("error") or rep.get("summary") or "")[:80])
+                      rep.get("error") or rep.get("summary") or "")
     return table
 
 
@@ -487,16 +505,17 @@ def runs_show(
     run_id: Annotated[str, typer.Argument(help="A run id or a unique prefix of it.")],
     as_json: Json = False,
 ) -> None:
-    """One run with its full report."""
+    """One run: kind, status, times, API calls, per-entity counts, quarantined records and
+    the error, if any (--json: the stored record as is)."""
     from etl import ops
+    from etl.render import print_run
 
     with _state() as (_s, store, _m):
         row = ops.run(store, run_id)
     if as_json:
         _json(ops.run_dict(row))
         return
-    out.print(_runs_table([row]))
-    _json(row.report)
+    print_run(row, out)
 
 
 # ------------------------------------------------------------------------------------- quarantine
@@ -587,14 +606,13 @@ def _with_metrics(fn: F) -> F:
             return fn(*args, **kwargs)
         finally:
             if not kwargs.get("dry_run"):
-                from pydantic import ValidationError
-
                 from etl import ops
+                from etl.errors import ConfigError
                 from etl.settings import Settings
 
                 try:
                     ops.publish_metrics(Settings(), now=_now())
-                except ValidationError:
+                except ConfigError:
                     pass
 
     return wrapper  # type: ignore[return-value]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -67,9 +68,39 @@ def _edits(sb: object) -> list[str]:
 
 def run_demo(*, customers: int, products: int, orders: int, state_path: str,
              console: Console, as_json: bool = False) -> list[RunReport]:
+    """Run the demo, printing each step as it happens, or (``as_json``) one JSON object at the
+    end: ``{"status", "state", "steps": [{"title", "edits", "report"}]}`` — also when a step
+    fails, before the error is raised."""
     for suffix in ("", "-wal", "-shm"):
         Path(state_path + suffix).unlink(missing_ok=True)
     reports: list[RunReport] = []
+    steps_out: list[dict[str, Any]] = []
+    try:
+        _run_steps(customers=customers, products=products, orders=orders,
+                   state_path=state_path, console=console, as_json=as_json, reports=reports,
+                   steps_out=steps_out)
+    finally:
+        if as_json:
+            print_json(_summary(state_path, steps_out), console)
+    failed = next((r for r in reports if r.status == "failed"), None)
+    if failed is not None:
+        raise EtlError(f"demo sync failed: {failed.error}")
+    return reports
+
+
+def _summary(state_path: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    statuses = [s["report"]["status"] for s in steps]
+    status = ("failed" if "failed" in statuses or len(steps) < STEPS else
+              "partial" if "partial" in statuses else "ok")
+    return {"status": status, "state": state_path, "steps": steps}
+
+
+STEPS = 3
+
+
+def _run_steps(*, customers: int, products: int, orders: int, state_path: str,
+               console: Console, as_json: bool, reports: list[RunReport],
+               steps_out: list[dict[str, Any]]) -> None:
     with running_sandbox(customers=customers, products=products, orders=orders,
                          ploomes_rpm=100_000, omie_rpm=100_000) as sb:
         settings = Settings(
@@ -96,19 +127,18 @@ def run_demo(*, customers: int, products: int, orders: int, state_path: str,
             offset += timedelta(seconds=30)
             sb.crm.clock.advance(30)
             sb.erp.clock.advance(30)
-            if before is not None:
-                for line in before(sb):
-                    if not as_json:
-                        console.print(f"  - {line}", highlight=False)
+            edits = before(sb) if before is not None else []
+            if not as_json:
+                for line in edits:
+                    console.print(f"  - {line}", highlight=False)
             offset += timedelta(seconds=30)
             sb.crm.clock.advance(30)
             sb.erp.clock.advance(30)
             report = api.sync(settings, now=now)
             reports.append(report)
-            if as_json:
-                print_json(report.as_dict(), console)
-            else:
+            steps_out.append({"title": title, "edits": edits,
+                              "report": report.as_dict(with_changes=bool(before))})
+            if not as_json:
                 print_report(report, console, show_changes=bool(before), title=title)
             if report.status == "failed":
-                raise EtlError(f"demo sync failed: {report.error}")
-    return reports
+                return

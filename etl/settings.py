@@ -1,12 +1,27 @@
-"""Settings, built once at the edge (CLI) and passed down. Nothing below reads os.environ."""
+"""Settings, built once at the edge (CLI) and passed down. Nothing below reads os.environ.
+
+Building :class:`Settings` checks what the operator wrote before anything runs: every
+``PONTE_*`` name in the environment or ``.env`` must be a known setting (a typo is named with the
+closest valid name), and a bad value names its variable and the value (secrets shown as ``***``).
+Both raise :class:`~etl.errors.ConfigError`, so every entry point stops before writing anything.
+Names starting with ``PONTE_TEST_`` are reserved for the test suite and never read here.
+"""
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+from etl.errors import ConfigError
 
 #: Sandbox defaults, so that a fresh checkout talks to ``ponte sandbox`` as it starts.
 SANDBOX_CRM_URL = "http://127.0.0.1:8701"
@@ -15,9 +30,29 @@ SANDBOX_USER_KEY = "sandbox-ploomes-user-key"
 SANDBOX_APP_KEY = "1000000000001"
 SANDBOX_APP_SECRET = "sandbox-omie-app-secret"
 
+PREFIX = "PONTE_"
+NESTED = "__"
+#: Reserved for the test suite and its tools (PONTE_TEST_POSTGRES_URL, ...): never a setting.
+RESERVED_PREFIX = "PONTE_TEST_"
+MASK = "***"
+#: loguru's levels, lowest first
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+
+
+def _usable_secret(value: SecretStr) -> SecretStr:
+    """A credential pasted with quotes, spaces or a line break never authenticates: say so now."""
+    text = value.get_secret_value()
+    if not text:
+        raise ValueError("must not be empty")
+    if any(ch.isspace() or ch in "\"'" for ch in text):
+        raise ValueError("contains spaces, line breaks or quotes; copy the key without them")
+    return value
+
 
 class CrmSettings(BaseModel):
     """The CRM side (``PONTE_CRM__*``)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     kind: Literal["ploomes"] = "ploomes"
     base_url: str = SANDBOX_CRM_URL
@@ -26,9 +61,13 @@ class CrmSettings(BaseModel):
     max_concurrency: int = Field(4, ge=1)
     timeout_s: float = Field(30.0, gt=0)
 
+    _user_key = field_validator("user_key")(_usable_secret)
+
 
 class ErpSettings(BaseModel):
     """The ERP side (``PONTE_ERP__*``)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     kind: Literal["omie"] = "omie"
     base_url: str = SANDBOX_ERP_URL
@@ -39,14 +78,21 @@ class ErpSettings(BaseModel):
     timeout_s: float = Field(30.0, gt=0)
     page_size: int = Field(100, ge=1, le=500)
 
+    _app_secrets = field_validator("app_key", "app_secret")(_usable_secret)
+
 
 class Settings(BaseSettings):
-    """Everything ponte reads from the environment or ``.env``."""
+    """Everything ponte reads from the environment or ``.env``.
+
+    Raises :class:`ConfigError` (never pydantic's errors) for an unknown ``PONTE_*`` name or a
+    bad value; the message names each variable.
+    """
 
     model_config = SettingsConfigDict(
-        env_prefix="PONTE_",
-        env_nested_delimiter="__",
+        env_prefix=PREFIX,
+        env_nested_delimiter=NESTED,
         env_file=".env",
+        # unknown names are found by check_names (which knows the reserved PONTE_TEST_ prefix)
         extra="ignore",
     )
 
@@ -68,6 +114,30 @@ class Settings(BaseSettings):
     schedule_products: str = "*/15 * * * *"
     schedule_orders: str = "*/5 * * * *"
 
+    def __init__(self, **values: Any) -> None:
+        env_file = values.get("_env_file", self.model_config.get("env_file"))
+        problems = check_names(os.environ, read_env_files(env_file))
+        problems += _unknown_arguments(values)
+        if problems:
+            raise ConfigError(_join(problems))
+        message = ""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            message = _join(describe_errors(exc, sources=_sources(env_file)))
+        except SettingsError as exc:
+            message = str(exc)
+        if message:  # raised outside the except: the pydantic error (with inputs) is not chained
+            raise ConfigError(message)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
     @field_validator("metrics_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -81,3 +151,170 @@ class Settings(BaseSettings):
             self.erp.app_secret.get_secret_value(),
         ]
         return [v for v in values if v]
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def _groups() -> dict[str, type[BaseModel]]:
+    """Nested setting groups: field name -> model (``crm`` -> CrmSettings)."""
+    out: dict[str, type[BaseModel]] = {}
+    for name, field in Settings.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out[name] = ann
+    return out
+
+
+def setting_names() -> dict[str, bool]:
+    """Every valid variable name -> whether it holds a secret."""
+    groups = _groups()
+    names: dict[str, bool] = {}
+    for name, field in Settings.model_fields.items():
+        if name in groups:
+            for sub, subfield in groups[name].model_fields.items():
+                names[f"{PREFIX}{name.upper()}{NESTED}{sub.upper()}"] = _is_secret(subfield.annotation)
+        else:
+            names[f"{PREFIX}{name.upper()}"] = _is_secret(field.annotation)
+    return names
+
+
+def _is_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ())
+
+
+_SECRET_WORDS = re.compile(r"KEY|SECRET|PASS|TOKEN|HASH", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(//[^/:@\s]*:)[^@/\s]*@")
+
+
+def shown(value: object, *, secret: bool, quote: bool = True) -> str:
+    """A value as an error message may show it: secrets masked, URL passwords masked, short."""
+    if secret:
+        return MASK
+    text = _URL_PASSWORD.sub(rf"\1{MASK}@", str(value))
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return repr(text) if quote else text
+
+
+def closest(name: str, valid: Iterable[str]) -> str | None:
+    """The valid name closest to ``name`` (compared without the common prefix), if any is close."""
+    by_tail = {v[len(PREFIX):]: v for v in valid}
+    tail = name.upper().removeprefix(PREFIX)
+    match = difflib.get_close_matches(tail, list(by_tail), n=1, cutoff=0.6)
+    return by_tail[match[0]] if match else None
+
+
+def check_names(environ: Mapping[str, str],
+                env_file: Mapping[str, str | None] | None = None) -> list[str]:
+    """One message per unknown ``PONTE_*`` name in ``environ`` or the ``.env`` values.
+
+    Names are compared case-insensitively (as pydantic-settings reads them); names starting with
+    :data:`RESERVED_PREFIX` are skipped.
+    """
+    valid = setting_names()
+    groups = {f"{PREFIX}{g.upper()}" for g in _groups()}
+    seen: dict[str, tuple[str, str | None, str]] = {}
+    for where, source in (("the environment", environ), (".env", env_file or {})):
+        for name, value in source.items():
+            upper = name.upper()
+            if (upper.startswith(PREFIX) and not upper.startswith(RESERVED_PREFIX)
+                    and upper not in valid and upper not in seen):
+                seen[upper] = (name, value, where)
+    problems = []
+    for upper in sorted(seen):
+        name, value, where = seen[upper]
+        suffix = "" if where == "the environment" else " (in .env)"
+        if upper in groups:
+            fields = sorted(v for v in valid if v.startswith(upper + NESTED))
+            problems.append(f"{name}{suffix}: a group, not a setting; set its fields one by "
+                            f"one: {', '.join(fields)}")
+            continue
+        guess = closest(upper, valid)
+        secret = bool(_SECRET_WORDS.search(upper)) or (guess is not None and valid[guess])
+        hint = (f"did you mean {guess}?" if guess else
+                "no setting has a similar name (every setting is listed in .env.example)")
+        problems.append(f"{name}={shown(value or '', secret=secret, quote=False)}{suffix}: "
+                        f"unknown setting; {hint}")
+    return problems
+
+
+def _unknown_arguments(values: Mapping[str, Any]) -> list[str]:
+    """Keyword arguments given in code that are not settings (pydantic would ignore them)."""
+    problems = []
+    for k in sorted(values):
+        if k.startswith("_") or k in Settings.model_fields:
+            continue
+        guess = closest(PREFIX + k, setting_names())
+        hint = f"did you mean {guess[len(PREFIX):].lower()}?" if guess else "no such setting"
+        problems.append(f"Settings({k}=...): unknown setting; {hint}")
+    return problems
+
+
+def read_env_files(env_file: Any) -> dict[str, str | None]:
+    """The values of the ``.env`` file(s) pydantic-settings would read (later files win)."""
+    if env_file is None:
+        return {}
+    paths: Sequence[Any] = env_file if isinstance(env_file, list | tuple) else [env_file]
+    values: dict[str, str | None] = {}
+    for p in paths:
+        path = Path(p).expanduser()
+        if path.is_file():
+            values.update(dotenv_values(path))
+    return values
+
+
+def _sources(env_file: Any) -> dict[str, str]:
+    env = {k.upper(): "" for k in os.environ}
+    return {k.upper(): " (in .env)" for k in read_env_files(env_file) if k.upper() not in env}
+
+
+# ----------------------------------------------------------------------------- values
+
+_PLAIN = {
+    "int_parsing": "not a valid integer",
+    "int_type": "not a valid integer",
+    "int_from_float": "not a valid integer (it has decimals)",
+    "float_parsing": "not a valid number",
+    "float_type": "not a valid number",
+    "bool_parsing": "not a valid boolean (use true or false)",
+    "path_type": "not a valid path",
+}
+_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
+           "less_than_equal": "<="}
+
+
+def _what(error: Any) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind in _PLAIN:
+        return _PLAIN[kind]
+    if kind in _BOUNDS:
+        bound = next(iter(ctx.values()), "?")
+        return f"must be {_BOUNDS[kind]} {bound}"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected', '?')}"
+    if kind == "extra_forbidden":
+        return "unknown setting"
+    msg = str(error["msg"])
+    msg = msg.removeprefix("Value error, ")
+    return msg[:1].lower() + msg[1:]
+
+
+def describe_errors(exc: ValidationError, *, sources: Mapping[str, str] | None = None) -> list[str]:
+    """One line per pydantic error: ``VARIABLE='value': what is wrong`` (secrets masked)."""
+    secret_of = setting_names()
+    lines = []
+    for e in exc.errors():
+        var = PREFIX + NESTED.join(str(p).upper() for p in e["loc"])
+        secret = secret_of.get(var, True)  # a name we cannot place is treated as a secret
+        where = (sources or {}).get(var, "")
+        value = "" if e["type"] == "missing" else f"={shown(e.get('input'), secret=secret)}"
+        lines.append(f"{var}{value}{where}: {_what(e)}")
+    return lines
+
+
+def _join(problems: list[str]) -> str:
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} settings are wrong:\n  " + "\n  ".join(problems)

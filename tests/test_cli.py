@@ -182,3 +182,35 @@ def test_daemon_backfill_and_verify_refuse_a_path_typo_before_starting(
     result = runner.invoke(app, command)
     assert result.exit_code == Exit.CONFIG, result.output
     assert "unknown Ploomes Contacts field 'Emial'" in result.output
+
+
+@pytest.mark.parametrize("command", [["sync"], ["run"], ["status"], ["db", "upgrade"],
+                                     ["backfill", "customers"]])
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("PONTE_LOOKBACK", "600", "PONTE_LOOKBACK=600: unknown setting; did you mean PONTE_LOOKBACK_S?"),
+    ("PONTE_CRM__USER_KEYY", "k-123456", ("PONTE_CRM__USER_KEYY=***: unknown setting; did you mean "
+                                         "PONTE_CRM__USER_KEY?")),
+    ("PONTE_ERP__APP_SECRET", "has space-654321", "PONTE_ERP__APP_SECRET=***: contains spaces"),
+])
+def test_an_unknown_or_bad_setting_exits_2_before_anything_is_written(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list[str], name: str,
+        value: str, message: str) -> None:
+    monkeypatch.setenv(name, value)
+    result = runner.invoke(app, command)
+    assert result.exit_code == Exit.CONFIG, result.output
+    assert f"bad configuration: {message}" in result.stderr
+    if "***" in message:
+        assert value not in result.output
+    assert not (tmp_path / "state.db").exists()  # nothing written, not even the state
+
+
+def test_demo_json_prints_exactly_one_object(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--json", "--customers", "12", "--products", "4",
+                                 "--orders", "3", "--state", str(tmp_path / "demo.db")])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)  # the whole of stdout is one JSON document
+    assert body["status"] == "ok" and body["state"] == str(tmp_path / "demo.db")
+    assert [s["title"][:2] for s in body["steps"]] == ["1.", "2.", "3."]
+    assert body["steps"][1]["edits"] and body["steps"][1]["report"]["changes"]
+    third = body["steps"][2]["report"]
+    assert third["api_calls"]["crm"]["write"] == 0 and third["api_calls"]["erp"]["write"] == 0

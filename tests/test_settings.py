@@ -1,4 +1,5 @@
-""".env.example lists every setting, and its values are the defaults (the sandbox's)."""
+"""Settings: .env.example lists every setting with the defaults as values; an unknown PONTE_*
+name or a bad value is a ConfigError naming the variable (secrets masked)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from etl.settings import CrmSettings, ErpSettings, Settings
+from etl.errors import ConfigError
+from etl.settings import (
+    CrmSettings,
+    ErpSettings,
+    Settings,
+    check_names,
+    read_env_files,
+    setting_names,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
 
@@ -44,3 +53,139 @@ def test_the_example_values_are_the_defaults(monkeypatch: pytest.MonkeyPatch,
         monkeypatch.setenv(name, value)
     from_example = Settings()
     assert from_example.model_dump() == defaults.model_dump()
+
+
+# ------------------------------------------------------------------ unknown names, bad values
+
+UNKNOWN_NAMES = [
+    # (variable, value, the message)
+    ("PONTE_LOOKBACK", "600", "PONTE_LOOKBACK=600: unknown setting; did you mean PONTE_LOOKBACK_S?"),
+    ("PONTE_CRM__USER_KEYY", "live-key-1", ("PONTE_CRM__USER_KEYY=***: unknown setting; did you "
+                                           "mean PONTE_CRM__USER_KEY?")),
+    ("PONTE_ERP__APPKEY", "4242", ("PONTE_ERP__APPKEY=***: unknown setting; did you mean "
+                                  "PONTE_ERP__APP_KEY?")),
+    ("PONTE_ERP__PAGESIZE", "50", ("PONTE_ERP__PAGESIZE=50: unknown setting; did you mean "
+                                  "PONTE_ERP__PAGE_SIZE?")),
+    ("ponte_log_levl", "DEBUG", ("ponte_log_levl=DEBUG: unknown setting; did you mean "
+                                "PONTE_LOG_LEVEL?")),
+    ("PONTE_STATE_UR", "postgresql+psycopg://ponte:pw-77@db/ponte",
+     ("PONTE_STATE_UR=postgresql+psycopg://ponte:***@db/ponte: unknown setting; did you mean "
+     "PONTE_STATE_URL?")),
+    ("PONTE_ZZZ", "1", "PONTE_ZZZ=1: unknown setting; no setting has a similar name"),
+    ("PONTE_CRM", '{"base_url": "x"}', ("PONTE_CRM: a group, not a setting; set its fields one "
+                                       "by one: PONTE_CRM__BASE_URL")),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "message"), UNKNOWN_NAMES)
+def test_an_unknown_setting_is_named_with_the_closest_valid_name(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str,
+        message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        Settings()
+    assert str(info.value).startswith(message)
+    for secret in ("live-key-1", "4242", "pw-77"):
+        assert secret not in str(info.value)
+
+
+BAD_VALUES = [
+    ("PONTE_CRM__REQUESTS_PER_MINUTE", "fast",
+     "PONTE_CRM__REQUESTS_PER_MINUTE='fast': not a valid integer"),
+    ("PONTE_CRM__REQUESTS_PER_MINUTE", "0", "PONTE_CRM__REQUESTS_PER_MINUTE='0': must be >= 1"),
+    ("PONTE_ERP__PAGE_SIZE", "900", "PONTE_ERP__PAGE_SIZE='900': must be <= 500"),
+    ("PONTE_ERP__TIMEOUT_S", "soon", "PONTE_ERP__TIMEOUT_S='soon': not a valid number"),
+    ("PONTE_LOG_FORMAT", "xml", "PONTE_LOG_FORMAT='xml': must be 'text' or 'json'"),
+    ("PONTE_CRM__KIND", "hubspot", "PONTE_CRM__KIND='hubspot': must be 'ploomes'"),
+    ("PONTE_MAX_DELETE_SHARE", "2", "PONTE_MAX_DELETE_SHARE='2': must be <= 1"),
+    ("PONTE_LOG_LEVEL", "VERBOSE", ("PONTE_LOG_LEVEL='VERBOSE': must be one of TRACE, DEBUG, "
+                                   "INFO, SUCCESS, WARNING, ERROR, CRITICAL")),
+    # secrets: the value never appears, only ***
+    ("PONTE_CRM__USER_KEY", "live key 9f8e", "PONTE_CRM__USER_KEY=***: contains spaces"),
+    ("PONTE_ERP__APP_SECRET", '"s3cr3t-omie"', ("PONTE_ERP__APP_SECRET=***: contains spaces, "
+                                               "line breaks or quotes")),
+    ("PONTE_ERP__APP_KEY", "", "PONTE_ERP__APP_KEY=***: must not be empty"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "message"), BAD_VALUES)
+def test_a_bad_value_names_the_variable_and_the_value_with_secrets_masked(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str,
+        message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        Settings()
+    assert str(info.value).startswith(message)
+    assert info.value.__cause__ is None and info.value.__context__ is None  # no pydantic inputs
+    for secret in ("9f8e", "s3cr3t-omie"):
+        assert secret not in str(info.value)
+
+
+def test_every_problem_is_reported_at_once(monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PONTE_CRM__REQUESTS_PER_MINUTE", "fast")
+    monkeypatch.setenv("PONTE_ERP__MAX_CONCURRENCY", "many")
+    with pytest.raises(ConfigError) as info:
+        Settings()
+    text = str(info.value)
+    assert text.startswith("2 settings are wrong:")
+    assert "PONTE_CRM__REQUESTS_PER_MINUTE='fast'" in text
+    assert "PONTE_ERP__MAX_CONCURRENCY='many'" in text
+
+
+def test_the_dot_env_file_is_checked_too_and_named(monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("OTHER_TOOL=1\nPONTE_LOCK_LEASE=60\n")
+    with pytest.raises(ConfigError) as info:
+        Settings()
+    assert str(info.value) == ("PONTE_LOCK_LEASE=60 (in .env): unknown setting; did you mean "
+                               "PONTE_LOCK_LEASE_S?")
+    (tmp_path / ".env").write_text("PONTE_LOCK_LEASE_S=soon\n")
+    with pytest.raises(ConfigError) as info:
+        Settings()
+    assert str(info.value) == "PONTE_LOCK_LEASE_S='soon' (in .env): not a valid integer"
+
+
+@pytest.mark.parametrize("name", ["PONTE_TEST_POSTGRES_URL", "PONTE_TEST_REQUIRE_POSTGRES",
+                                  "PONTE_TEST_INSTALL", "ponte_test_anything"])
+def test_the_test_prefix_is_reserved_and_ignored(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path, name: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, "1")
+    (tmp_path / ".env").write_text(f"{name}=2\n")
+    assert Settings().lookback_s == 600
+
+
+def test_the_example_file_is_accepted_as_dot_env(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(EXAMPLE.read_text())
+    assert Settings().model_dump() == Settings(_env_file=None).model_dump()
+
+
+def test_an_unknown_keyword_in_code_is_an_error(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"Settings\(lookbak_s=...\): unknown setting; did you "
+                                          r"mean lookback_s\?"):
+        Settings(lookbak_s=5)
+    with pytest.raises(ConfigError, match=r"Settings\(zzz=...\): unknown setting; no such setting"):
+        Settings(zzz=5)
+    with pytest.raises(ConfigError, match=r"PONTE_CRM__BASE_ULR=\*\*\*: unknown setting"):
+        Settings(crm={"base_ulr": "http://x"})
+
+
+def test_every_valid_name_is_known(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert set(setting_names()) == expected_names()
+    assert {n for n, secret in setting_names().items() if secret} == {
+        "PONTE_CRM__USER_KEY", "PONTE_ERP__APP_KEY", "PONTE_ERP__APP_SECRET"}
+
+
+def test_the_shipped_env_files_use_only_known_names() -> None:
+    root = EXAMPLE.parent
+    for path in (EXAMPLE, root / "cron" / "ponte.env.example"):
+        assert check_names({}, read_env_files(path)) == [], path.name

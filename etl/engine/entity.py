@@ -173,7 +173,7 @@ class EntitySync:
             for record in page:
                 records[c.key_of(self.entity, record)] = record
             if self.opt.progress:
-                self.opt.progress(f"read {side}", len(page))
+                self.opt.progress(f"{self.entity}: read {side}", len(page))
             if self.opt.stop_requested():
                 raise Stopped(f"stopped while reading {self.entity} from {side}; nothing written")
         return records
@@ -411,7 +411,7 @@ class EntitySync:
         if not self.opt.dry_run:
             self.store.checkpoint(self._hash(cp), now=self.now, run_id=self.run_id)
         if self.opt.progress:
-            self.opt.progress("write", len(units))
+            self.opt.progress(f"{self.entity}: write", len(units))
 
     def _plan_unit(self, u: Unit, cp: Checkpoint, ops: dict[Side, list[Any]]) -> None:
         if u.tombstone is not None:

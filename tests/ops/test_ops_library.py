@@ -229,7 +229,7 @@ def test_a_stopped_run_keeps_whole_chunks_moves_no_watermark_and_the_next_conver
     chunks = []
 
     def progress(phase: str, n: int) -> None:
-        if phase == "write":
+        if phase == "customers: write":
             chunks.append(n)
 
     crm, erp = w.clients()
