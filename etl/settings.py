@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from etl.shipped import shipped_mappings_dir
+
 #: Sandbox defaults, so that a fresh checkout talks to ``ponte sandbox`` as it starts.
 SANDBOX_CRM_URL = "http://127.0.0.1:8701"
 SANDBOX_ERP_URL = "http://127.0.0.1:8702/api/v1"
@@ -51,7 +53,8 @@ class Settings(BaseSettings):
     )
 
     state_url: str = "sqlite:///ponte.db"
-    mappings_dir: Path = Path("mappings/ploomes_omie")
+    # unset or empty: the mappings shipped with ponte (found by an installed ponte too)
+    mappings_dir: Path = Field(default_factory=shipped_mappings_dir)
     crm: CrmSettings = CrmSettings()
     erp: ErpSettings = ErpSettings()
     log_format: Literal["text", "json"] = "text"
@@ -67,6 +70,11 @@ class Settings(BaseSettings):
     schedule_customers: str = "*/5 * * * *"
     schedule_products: str = "*/15 * * * *"
     schedule_orders: str = "*/5 * * * *"
+
+    @field_validator("mappings_dir", mode="before")
+    @classmethod
+    def _empty_is_shipped(cls, value: object) -> object:
+        return shipped_mappings_dir() if value in ("", None) else value
 
     @field_validator("metrics_file", mode="before")
     @classmethod

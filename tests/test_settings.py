@@ -44,3 +44,23 @@ def test_the_example_values_are_the_defaults(monkeypatch: pytest.MonkeyPatch,
         monkeypatch.setenv(name, value)
     from_example = Settings()
     assert from_example.model_dump() == defaults.model_dump()
+
+
+@pytest.mark.parametrize("env_value", [None, ""])
+def test_default_mappings_are_the_shipped_ones_from_any_folder(
+        env_value: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no mappings/ here
+    if env_value is None:
+        monkeypatch.delenv("PONTE_MAPPINGS_DIR", raising=False)
+    else:
+        monkeypatch.setenv("PONTE_MAPPINGS_DIR", env_value)
+    found = Settings().mappings_dir
+    assert found.is_absolute()
+    assert sorted(p.name for p in found.glob("*.yaml")) == [
+        "customers.yaml", "orders.yaml", "products.yaml"]
+
+
+def test_a_mappings_dir_that_is_set_is_kept(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    monkeypatch.setenv("PONTE_MAPPINGS_DIR", str(tmp_path))
+    assert Settings().mappings_dir == tmp_path
