@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 
 from etl.settings import CrmSettings, ErpSettings, Settings
 
@@ -12,12 +13,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
 
 
 def example_values() -> dict[str, str]:
-    values = {}
-    for line in EXAMPLE.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, _, value = line.partition("=")
-            values[name.strip()] = value.strip()
-    return values
+    """The file as ponte reads it (python-dotenv: quotes removed)."""
+    return {k: v or "" for k, v in dotenv_values(EXAMPLE).items()}
 
 
 def expected_names() -> set[str]:
