@@ -125,9 +125,17 @@ def test_runtime_only_install_runs_demo_from_any_folder(tmp_path: Path) -> None:
                 "-c", source / "requirements.lock", "."], cwd=source, env=env, timeout=1500)
     assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
     shutil.rmtree(source)  # the installed ponte alone: no checkout, no mappings/ next to it
-    shown = _run([venv / "bin" / "python", "-m", "pip", "show", "pytest"], cwd=tmp_path,
-                 env=env, timeout=120)
-    assert shown.returncode != 0, "the runtime-only install must not bring the dev extra"
+    frozen = _run([venv / "bin" / "python", "-m", "pip", "freeze", "--all",
+                   "--exclude-editable"], cwd=tmp_path, env=env, timeout=120)
+    assert frozen.returncode == 0, frozen.stderr
+    installed = dict(line.split("==", 1) for line in frozen.stdout.splitlines() if "==" in line)
+    pins = _locked()
+    unpinned = {name: version for name, version in installed.items()
+                if canonicalize_name(name) not in {"pip", "setuptools", "wheel", "ponte"}
+                and pins.get(canonicalize_name(name)) != version}
+    assert not unpinned, f"installed but not pinned so by requirements.lock: {unpinned}"
+    assert "pytest" not in {canonicalize_name(n) for n in installed}, \
+        "the runtime-only install must not bring the dev extra"
 
     work = tmp_path / "elsewhere"
     work.mkdir()
