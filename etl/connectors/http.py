@@ -187,7 +187,6 @@ class HttpSession:
             "then run again (nothing past the last checkpoint was recorded)",
         )
 
-
     def _log_request(self, method: str, url: str | httpx.URL, outcome: str,
                      started: float) -> None:
         """One DEBUG line per request sent: method, path, outcome, milliseconds. The path only:
