@@ -1,6 +1,6 @@
 """Benchmark the snapshot diff against datacompy and a plain-pandas baseline.
 
-    python bench/diff.py --rows 1000000 [--changed 0.01] [--seed 0] [--dtype str|object]
+    .venv/bin/python bench/diff.py --rows 1000000 [--changed 0.01] [--seed 0] [--dtype str|object]
 
 Builds N customer-like records (10 text fields, some null, accents and emoji, plus one float),
 a snapshot of them, and an incoming read of the same records shuffled with a share of them

@@ -1,7 +1,7 @@
 """Fault drills: ponte against the sandbox simulators run as real servers in their own process,
 with ponte itself run as ``ponte sync`` child processes (so a drill can kill it).
 
-    python bench/drills.py [--drill crash|storm|bad_input|overlap|clocks|all] [--small]
+    .venv/bin/python bench/drills.py [--drill crash|storm|bad_input|overlap|clocks|all] [--small]
 
 Each drill prints its figures as one JSON line (``{"drill": ..., ...}``) and a summary table
 at the end. ``--small`` uses the sizes the test suite uses (tests/drills/). Drills:

@@ -22,8 +22,7 @@ from etl.errors import EtlError
 from etl.render import print_json, print_report
 from etl.sandbox.server import running_sandbox
 from etl.settings import CrmSettings, ErpSettings, Settings
-
-MAPPINGS = Path(__file__).resolve().parent.parent / "mappings" / "ploomes_omie"
+from etl.shipped import shipped_mappings_dir
 
 
 def _edits(sb: object) -> list[str]:
@@ -105,7 +104,7 @@ def _run_steps(*, customers: int, products: int, orders: int, state_path: str,
                          ploomes_rpm=100_000, omie_rpm=100_000) as sb:
         settings = Settings(
             state_url=f"sqlite:///{state_path}",
-            mappings_dir=MAPPINGS if MAPPINGS.is_dir() else Path("mappings/ploomes_omie"),
+            mappings_dir=shipped_mappings_dir(),
             crm=CrmSettings(base_url=sb.crm_url, requests_per_minute=100_000),
             erp=ErpSettings(base_url=sb.erp_url, requests_per_minute=100_000),
         )

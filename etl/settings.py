@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 from etl.errors import ConfigError
+from etl.shipped import shipped_mappings_dir
 
 #: Sandbox defaults, so that a fresh checkout talks to ``ponte sandbox`` as it starts.
 SANDBOX_CRM_URL = "http://127.0.0.1:8701"
@@ -97,7 +98,8 @@ class Settings(BaseSettings):
     )
 
     state_url: str = "sqlite:///ponte.db"
-    mappings_dir: Path = Path("mappings/ploomes_omie")
+    # unset or empty: the mappings shipped with ponte (found by an installed ponte too)
+    mappings_dir: Path = Field(default_factory=shipped_mappings_dir)
     crm: CrmSettings = CrmSettings()
     erp: ErpSettings = ErpSettings()
     log_format: Literal["text", "json"] = "text"
@@ -137,6 +139,11 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("mappings_dir", mode="before")
+    @classmethod
+    def _empty_is_shipped(cls, value: object) -> object:
+        return shipped_mappings_dir() if value in ("", None) else value
 
     @field_validator("metrics_file", mode="before")
     @classmethod

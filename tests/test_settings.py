@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 
 from etl.errors import ConfigError
 from etl.settings import (
@@ -21,12 +22,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
 
 
 def example_values() -> dict[str, str]:
-    values = {}
-    for line in EXAMPLE.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, _, value = line.partition("=")
-            values[name.strip()] = value.strip()
-    return values
+    """The file as ponte reads it (python-dotenv: quotes removed)."""
+    return {k: v or "" for k, v in dotenv_values(EXAMPLE).items()}
 
 
 def expected_names() -> set[str]:
@@ -189,3 +186,23 @@ def test_the_shipped_env_files_use_only_known_names() -> None:
     root = EXAMPLE.parent
     for path in (EXAMPLE, root / "cron" / "ponte.env.example"):
         assert check_names({}, read_env_files(path)) == [], path.name
+
+
+@pytest.mark.parametrize("env_value", [None, ""])
+def test_default_mappings_are_the_shipped_ones_from_any_folder(
+        env_value: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no mappings/ here
+    if env_value is None:
+        monkeypatch.delenv("PONTE_MAPPINGS_DIR", raising=False)
+    else:
+        monkeypatch.setenv("PONTE_MAPPINGS_DIR", env_value)
+    found = Settings().mappings_dir
+    assert found.is_absolute()
+    assert sorted(p.name for p in found.glob("*.yaml")) == [
+        "customers.yaml", "orders.yaml", "products.yaml"]
+
+
+def test_a_mappings_dir_that_is_set_is_kept(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    monkeypatch.setenv("PONTE_MAPPINGS_DIR", str(tmp_path))
+    assert Settings().mappings_dir == tmp_path

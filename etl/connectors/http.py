@@ -137,16 +137,21 @@ class HttpSession:
                     self.calls.read += 1
                 else:
                     self.calls.write += 1
+            started = time.perf_counter()
             try:
                 with self.concurrency:
                     response = self.client.request(method, url, **kwargs)
             except httpx.TimeoutException:
                 self.stats.timeouts += 1
                 last, wait = "timed out", None
+                self._log_request(method, url, last, started)
             except httpx.TransportError as exc:
                 self.stats.dropped += 1
                 last, wait = f"connection failed ({type(exc).__name__})", None
+                self._log_request(method, url, last, started)
             else:
+                self._log_request(method, response.request.url, f"HTTP {response.status_code}",
+                                  started)
                 verdict, wait = classify(response)
                 if verdict != "retry":
                     return response
@@ -181,6 +186,15 @@ class HttpSession:
             f"(last: {last}); the system looks down — check its status and the base URL, "
             "then run again (nothing past the last checkpoint was recorded)",
         )
+
+    def _log_request(self, method: str, url: str | httpx.URL, outcome: str,
+                     started: float) -> None:
+        """One DEBUG line per request sent: method, path, outcome, milliseconds. The path only:
+        a query string or a body may carry credentials, and headers are never logged."""
+        if isinstance(url, str):
+            url = self.client.base_url.join(url)
+        logger.debug("{} {} {} -> {} in {:.0f} ms", self.system, method, url.path, outcome,
+                     (time.perf_counter() - started) * 1000)
 
 
 def default_classify(response: httpx.Response) -> tuple[Verdict, float | None]:
