@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -44,34 +45,71 @@ def settings_or_exit() -> Any:
         for e in exc.errors():
             var = "PONTE_" + "__".join(str(p).upper() for p in e["loc"])
             lines.append(f"{var}: {e['msg']}")
-        err.print("bad configuration:\n  " + "\n  ".join(lines), highlight=False)
-        raise typer.Exit(Exit.CONFIG) from None
+        raise ConfigError("\n  " + "\n  ".join(lines)) from None
     configure(secrets=settings.secrets(), fmt=settings.log_format, level=settings.log_level)
     return settings
 
 
 def handle_errors(fn: F) -> F:
-    """Library errors -> a clear message on stderr and the documented exit code."""
+    """Every way a command can fail -> one clear line on stderr (and, with ``--json``, exactly
+    one JSON object on stdout: ``{"status", "error", "exit_code"}``) and the documented exit
+    code. Library errors map through :func:`etl.exitcodes.for_error`; a stop (Ctrl-C, SIGTERM)
+    exits 3; anything else is a bug: exit 5, the traceback at DEBUG."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
         try:
             return fn(*args, **kwargs)
         except EtlError as exc:
-            from etl.logging import Redactor
+            from etl.engine.entity import Stopped
 
-            text = str(exc)
-            try:
-                from etl.settings import Settings
+            status = "stopped" if isinstance(exc, Stopped) else "failed"
+            label = "bad configuration" if isinstance(exc, ConfigError) else \
+                "stopped" if status == "stopped" else "error"
+            _fail(label, str(exc), for_error(exc), as_json, status=status)
+        except KeyboardInterrupt as exc:  # Aborted: a second Ctrl-C/SIGTERM; or one unhandled
+            _fail("aborted", str(exc) or "interrupted", Exit.FAILED, as_json, status="aborted")
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException,
+                click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - not ponte's own: a bug, reported as one
+            import traceback
 
-                text = Redactor(Settings().secrets())(text)
-            except ValidationError:
-                pass
-            label = "bad configuration" if isinstance(exc, ConfigError) else "error"
-            err.print(f"{label}: {text}", highlight=False, markup=False)
-            raise typer.Exit(for_error(exc)) from None
+            from loguru import logger
+
+            logger.debug("internal error, traceback:\n{}",
+                         "".join(traceback.format_exception(exc)).rstrip())
+            _fail("internal error", f"{type(exc).__name__}: {exc} — this is a bug in ponte, "
+                  "please report it (PONTE_LOG_LEVEL=DEBUG shows the traceback)",
+                  Exit.INTERNAL, as_json)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _fail(label: str, text: str, code: Exit, as_json: bool, *, status: str = "failed") -> None:
+    """Print the one-line message (secrets masked) and exit with ``code``."""
+    from etl.logging import Redactor, redact
+
+    text = redact(text)
+    try:
+        from etl.settings import Settings
+
+        text = Redactor(Settings().secrets())(text)
+    except ValidationError:
+        pass
+    err.print(f"{label}:{'' if text.startswith(chr(10)) else ' '}{text}", highlight=False,
+              markup=False)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"status": status, "error": text.strip(), "exit_code": int(code)},
+                              ensure_ascii=False))
+    raise typer.Exit(code)
+
+
+def announce(message: str) -> None:
+    err.print(message, highlight=False, markup=False)
 
 
 def _version(value: bool) -> None:
@@ -113,8 +151,11 @@ def sync(
 ) -> None:
     """One incremental sync of ENTITY... (what cron or the systemd timer calls)."""
     from etl import api
+    from etl.interrupt import stop_on_signals
 
-    report = api.sync(settings_or_exit(), entities, dry_run=dry_run)
+    settings = settings_or_exit()
+    with stop_on_signals(announce) as stop:
+        report = api.sync(settings, entities, dry_run=dry_run, should_stop=stop)
     _finish_run(report, as_json, show_changes=dry_run)
 
 
@@ -123,8 +164,11 @@ def sync(
 def plan(entities: Entities = None, as_json: Json = False) -> None:
     """What a sync would write, field by field (old -> new); writes nothing anywhere."""
     from etl import api
+    from etl.interrupt import stop_on_signals
 
-    report = api.sync(settings_or_exit(), entities, dry_run=True)
+    settings = settings_or_exit()
+    with stop_on_signals(announce) as stop:
+        report = api.sync(settings, entities, dry_run=True, should_stop=stop)
     _finish_run(report, as_json, show_changes=True)
 
 
@@ -190,9 +234,12 @@ def verify(
     from rich.table import Table
 
     from etl import api
+    from etl.interrupt import stop_on_signals
     from etl.render import print_json
 
-    report = api.verify(settings_or_exit(), entities, fix=fix)
+    settings = settings_or_exit()
+    with stop_on_signals(announce) as stop:
+        report = api.verify(settings, entities, fix=fix, should_stop=stop)
     if as_json:
         print_json(report.as_dict(items=True), out)
     else:

@@ -8,6 +8,9 @@
     ├── RetriableError        429 / 5xx / timeout / dropped connection; back off and retry
     └── LockHeld              another run holds the entity's lock (exit 4)
 
+    Aborted (a KeyboardInterrupt, outside the tree on purpose: no ``except Exception`` may
+    swallow it) — a second SIGINT/SIGTERM: stop at once; the run is recorded as aborted (exit 3)
+
 Vendor and httpx exceptions are translated into this tree at the connector boundary and never
 leak into the engine. Messages never contain secrets.
 """
@@ -54,3 +57,7 @@ class RetriableError(EtlError):
 
 class LockHeld(EtlError):
     """Another run holds the lock of this entity."""
+
+
+class Aborted(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM: the run stops at once (the chunk in progress rolls back)."""

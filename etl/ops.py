@@ -147,8 +147,7 @@ def status(store: Store, mappings: dict[str, EntityMapping], settings: Settings,
         if spec:
             upcoming = next_run(spec, now, setting=f"schedule_{name}",
                                 last_run=run.started_at if run else None)
-        holder = store.lock_holder(lock_name(name))
-        running = holder[0] if holder and holder[1] > now else None
+        running = store.live_lock_holder(lock_name(name), now=now)
         out.append(EntityStatus(name, spec, upcoming, sides, last, running))
     return StatusReport(now, out)
 
