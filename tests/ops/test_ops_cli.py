@@ -207,3 +207,27 @@ def test_an_undated_record_is_quarantined_naming_the_field_and_the_run_goes_on(
     with store(cli_env) as s:
         run = s.runs(limit=1)[0]
         assert run.status == "partial" and s.watermark("customers", side) is not None
+
+
+def test_an_internal_error_exits_5_and_its_text_is_stored_and_printed_without_secrets(
+        cli_env: Env) -> None:
+    import httpx
+
+    from etl.settings import Settings
+
+    secret = Settings().crm.user_key.get_secret_value()
+    # a vendor record whose Id is not a number (and happens to carry a secret): ponte trips
+    # over it while paging — not one of its own errors
+    httpx.post(f"{cli_env.sandbox.crm_url}/_sandbox/Contacts", json={
+        "Name": "ACME LTDA", "TypeId": 1, "Register": "11222333000181",
+        "_raw": {"Id": secret}}).raise_for_status()
+    result = ponte("sync", "customers", "--json")
+    assert result.exit_code == Exit.INTERNAL, result.output
+    assert secret not in result.output
+    body = json.loads(result.stdout)
+    assert body["exit_code"] == 5 and "ValueError" in body["error"] and "***" in body["error"]
+    with store(cli_env) as s:
+        run = s.runs(limit=1)[0]
+        assert run.status == "failed" and run.report["error"].startswith("internal error:")
+        assert "***" in run.report["error"] and secret not in json.dumps(run.report)
+        assert s.lock_holder("entity:customers") is None
