@@ -65,6 +65,7 @@ def run_sync(
     report = RunReport(run_id=run_id, kind=kind, dry_run=opt.dry_run)
     record = not opt.dry_run
     if record:
+        store.fail_orphaned_runs(now=run_start)  # runs killed outright: never "running" forever
         run_id = store.start_run(kind, names, now=run_start)
         report.run_id = run_id
     log = logger.bind(run_id=run_id[:8])

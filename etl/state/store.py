@@ -551,6 +551,27 @@ class Store:
         if not done:
             raise KeyError(f"no run {run_id!r} in the state store")
 
+    def fail_orphaned_runs(self, *, now: datetime, grace_s: float = 60.0) -> list[str]:
+        """Finish as failed every run still recorded as running that holds no lock and started
+        more than ``grace_s`` ago: a live run holds its entities' locks from right after its
+        start to its end, so such a run's process is gone (SIGKILL, OOM, power cut) and no
+        later run of its entities took its lock over. Returns their ids."""
+        t, locks = m.runs, m.locks
+        with self._writer.begin() as conn:
+            owners = {str(o).split(_HOLDER_SEP, 1)[0] for o in conn.scalars(sa.select(locks.c.owner))}
+            candidates = conn.execute(sa.select(t.c.id).where(
+                t.c.status == "running",
+                t.c.started_at <= now - timedelta(seconds=grace_s))).scalars().all()
+            orphans = [rid for rid in candidates if rid not in owners]
+            for rid in orphans:
+                conn.execute(sa.update(t).where(t.c.id == rid, t.c.status == "running").values(
+                    status="failed", finished_at=now, report={
+                        "error": "killed: its process ended without finishing the run (it holds "
+                                 "no lock)"}))
+        for rid in orphans:
+            logger.warning("run {} marked failed: its process ended without finishing it", rid[:8])
+        return orphans
+
     def runs(self, limit: int = 20) -> list[RunRow]:
         """The latest runs, newest first."""
         t = m.runs

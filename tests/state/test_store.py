@@ -423,6 +423,24 @@ def test_taking_over_a_dead_processes_lock_fails_its_run_at_once(store: Store,
     assert store.live_lock_holder("entity:company", now=now) == taker
 
 
+def test_runs_that_hold_no_lock_and_are_not_young_are_failed_as_orphans(store: Store) -> None:
+    killed = store.start_run("sync", ["company"], now=T0)  # its process died before any lock
+    holding = store.start_run("sync", ["product"], now=T0)
+    assert store.acquire_lock("entity:product", holding, lease_s=3600, now=T0)
+    done = store.start_run("sync", ["company"], now=T0)
+    store.finish_run(done, "ok", {}, now=T0)
+    young = store.start_run("sync", ["order"], now=T0 + timedelta(seconds=50))
+
+    assert store.fail_orphaned_runs(now=T0 + timedelta(seconds=59)) == []  # within the grace
+    later = T0 + timedelta(seconds=61)
+    assert store.fail_orphaned_runs(now=later) == [killed]
+    row = store.run(killed)
+    assert row is not None and row.status == "failed" and row.finished_at == later
+    assert row.report["error"].startswith("killed: its process ended")
+    assert {store.run(r).status for r in (holding, young)} == {"running"}  # type: ignore[union-attr]
+    assert store.run(done).status == "ok"  # type: ignore[union-attr]
+
+
 def test_lock_race_between_two_stores(open_store: Callable[[], Store]) -> None:
     """Two stores on one database try for one lock at the same instant, round after round:
     every round has exactly one winner, whether the lock is free or its lease has expired."""
