@@ -80,7 +80,8 @@ def handle_errors(fn: F) -> F:
 
             logger.debug("internal error, traceback:\n{}",
                          "".join(traceback.format_exception(exc)).rstrip())
-            _fail("internal error", f"{type(exc).__name__}: {exc} — this is a bug in ponte, "
+            one_line = " ".join(str(exc).split())
+            _fail("internal error", f"{type(exc).__name__}: {one_line} — this is a bug in ponte, "
                   "please report it (PONTE_LOG_LEVEL=DEBUG shows the traceback)",
                   Exit.INTERNAL, as_json)
 
