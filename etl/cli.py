@@ -150,7 +150,9 @@ def sync(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: write nothing.")] = False,
     as_json: Json = False,
 ) -> None:
-    """One incremental sync of ENTITY... (what cron or the systemd timer calls)."""
+    """One incremental sync of ENTITY... (what cron or the systemd timer calls). Ctrl-C or
+    SIGTERM stops it after the current chunk (recorded as stopped, exit 3); a second Ctrl-C
+    aborts at once."""
     from etl import api
     from etl.interrupt import stop_on_signals
 

@@ -398,5 +398,12 @@ def scheduled_sync(settings: Settings, entity: str, should_stop: Callable[[], bo
         logger.bind(entity=entity).warning("skipped: {}", exc)
     except EtlError as exc:
         logger.bind(entity=entity).error("scheduled run of {} failed: {}", entity, exc)
+    except Exception as exc:  # noqa: BLE001 - a bug: the run row is finished; the daemon goes on
+        import traceback
+
+        logger.bind(entity=entity).error(
+            "scheduled run of {} failed with an internal error (please report it): {}: {}",
+            entity, type(exc).__name__, " ".join(str(exc).split()))
+        logger.debug("traceback:\n{}", "".join(traceback.format_exception(exc)).rstrip())
     publish_metrics(settings, now=datetime.now(UTC))
     return report

@@ -231,3 +231,21 @@ def test_an_internal_error_exits_5_and_its_text_is_stored_and_printed_without_se
         assert run.status == "failed" and run.report["error"].startswith("internal error:")
         assert "***" in run.report["error"] and secret not in json.dumps(run.report)
         assert s.lock_holder("entity:customers") is None
+
+
+def test_a_scheduled_run_that_crashes_is_recorded_failed_and_the_daemon_goes_on(
+        cli_env: Env) -> None:
+    import httpx
+
+    from etl import ops
+    from etl.settings import Settings
+
+    httpx.post(f"{cli_env.sandbox.crm_url}/_sandbox/Contacts", json={
+        "Name": "ACME LTDA", "TypeId": 1, "Register": "11222333000181",
+        "_raw": {"Id": None}}).raise_for_status()
+    assert ops.scheduled_sync(Settings(), "customers", lambda: False) is None  # no raise
+    with store(cli_env) as s:
+        run = s.runs(limit=1)[0]
+        assert run.status == "failed" and run.report["error"].startswith("internal error: TypeError")
+    text = cli_env.metrics.read_text()  # the metrics still follow the failed run
+    assert 'ponte_last_run_status{entity="customers",status="failed"} 1' in text
