@@ -367,10 +367,13 @@ class PloomesConnector:
             self._prime_cities(codes)
         if len(ops) <= 1:
             return [self._write_one(coll, op) for op in ops]
-        with ThreadPoolExecutor(max_workers=self.max_concurrency,
-                                thread_name_prefix="ploomes-write") as pool:
+        pool = ThreadPoolExecutor(max_workers=self.max_concurrency,
+                                  thread_name_prefix="ploomes-write")
+        try:
             futures = [pool.submit(self._write_one, coll, op) for op in ops]
             return [f.result() for f in futures]
+        finally:  # aborted (second Ctrl-C): writes not yet sent are never sent; intents cover
+            pool.shutdown(wait=True, cancel_futures=True)  # the few in flight
 
     def delete(self, entity: str, key: str) -> RecordError | None:
         """Delete one record (``verify --fix`` with the mapping's ``deletes: delete``)."""

@@ -149,6 +149,7 @@ def test_two_ctrl_c_abort_at_once_and_leave_the_state_consistent(tmp_path: Path)
         s.faults("erp", latency_ms=200)
         p = s.start("sync", "customers", "--json")
         assert wait_for(lambda: s.committed_a_chunk() or p.proc.poll() is not None, timeout=120)
+        time.sleep(1.0)  # well inside the next chunk, which needs many more seconds
         assert p.proc.poll() is None, p.stderr()
         p.proc.send_signal(signal.SIGINT)
         assert wait_for(lambda: "stopping after the current chunk" in p.stderr(), timeout=10)
