@@ -140,16 +140,21 @@ def sync(
     erp_client: httpx.Client | None = None,
     now: Callable[[], datetime] | None = None,
     progress: Callable[[str, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RunReport:
     """One incremental run (what cron calls); ``dry_run`` = plan: writes nothing anywhere.
-    ``progress(phase, records)`` is told of every page read and chunk written."""
+    ``progress(phase, records)`` is told of every page read and chunk written; ``should_stop``
+    is asked between pages and chunks (a signal): the run then ends as ``stopped`` with whole
+    chunks kept."""
     with session(settings, crm_client=crm_client, erp_client=erp_client,
                  bind=not dry_run) as (store, conns, maps):
         if entities:
             load_mappings(settings.mappings_dir, list(entities))  # names unknown entities
         return run_sync(
             store=store, connectors=conns, mappings=maps, entities=entities or None,
-            kind="plan" if dry_run else "sync", options=options_from(settings, dry_run=dry_run, progress=progress),
+            kind="plan" if dry_run else "sync",
+            options=options_from(settings, dry_run=dry_run, progress=progress,
+                                 should_stop=should_stop),
             **({"now": now} if now is not None else {}),
         )
 
@@ -162,13 +167,16 @@ def verify(
     crm_client: httpx.Client | None = None,
     erp_client: httpx.Client | None = None,
     now: datetime | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> VerifyReport:
     """Read both systems in full and report every drift; ``fix`` repairs what the mappings
-    allow (deletes and deactivations only within PONTE_MAX_DELETE_SHARE)."""
+    allow (deletes and deactivations only within PONTE_MAX_DELETE_SHARE). ``should_stop``
+    ends it between pages and chunks: :class:`etl.engine.entity.Stopped` is raised."""
     with session(settings, crm_client=crm_client, erp_client=erp_client,
                  bind=fix) as (store, conns, maps):
         if entities:
             maps = load_mappings(settings.mappings_dir, list(entities))
         return run_verify(store=store, connectors=conns, mappings=maps,
                           entities=list(entities) if entities else None, fix=fix,
-                          max_delete_share=settings.max_delete_share, now=now)
+                          max_delete_share=settings.max_delete_share, now=now,
+                          should_stop=should_stop)

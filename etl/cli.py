@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 
 from etl import __version__
@@ -37,37 +38,72 @@ def settings_or_exit() -> Any:
     from etl.logging import configure
     from etl.settings import Settings
 
-    try:
-        settings = Settings()
-    except ConfigError as exc:
-        err.print(f"bad configuration: {exc}", highlight=False, markup=False)
-        raise typer.Exit(Exit.CONFIG) from None
+    settings = Settings()  # raises ConfigError naming each bad variable (exit 2 via handle_errors)
     configure(secrets=settings.secrets(), fmt=settings.log_format, level=settings.log_level)
     return settings
 
 
 def handle_errors(fn: F) -> F:
-    """Library errors -> a clear message on stderr and the documented exit code."""
+    """Every way a command can fail -> one clear line on stderr (and, with ``--json``, exactly
+    one JSON object on stdout: ``{"status", "error", "exit_code"}``) and the documented exit
+    code. Library errors map through :func:`etl.exitcodes.for_error`; a stop (Ctrl-C, SIGTERM)
+    exits 3; anything else is a bug: exit 5, the traceback at DEBUG."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
         try:
             return fn(*args, **kwargs)
         except EtlError as exc:
-            from etl.logging import Redactor
+            from etl.engine.entity import Stopped
 
-            text = str(exc)
-            try:
-                from etl.settings import Settings
+            status = "stopped" if isinstance(exc, Stopped) else "failed"
+            label = "bad configuration" if isinstance(exc, ConfigError) else \
+                "stopped" if status == "stopped" else "error"
+            _fail(label, str(exc), for_error(exc), as_json, status=status)
+        except KeyboardInterrupt as exc:  # Aborted: a second Ctrl-C/SIGTERM; or one unhandled
+            _fail("aborted", str(exc) or "interrupted", Exit.FAILED, as_json, status="aborted")
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException,
+                click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - not ponte's own: a bug, reported as one
+            import traceback
 
-                text = Redactor(Settings().secrets())(text)
-            except ConfigError:
-                pass
-            label = "bad configuration" if isinstance(exc, ConfigError) else "error"
-            err.print(f"{label}: {text}", highlight=False, markup=False)
-            raise typer.Exit(for_error(exc)) from None
+            from loguru import logger
+
+            logger.debug("internal error, traceback:\n{}",
+                         "".join(traceback.format_exception(exc)).rstrip())
+            one_line = " ".join(str(exc).split())
+            _fail("internal error", f"{type(exc).__name__}: {one_line} — this is a bug in ponte, "
+                  "please report it (PONTE_LOG_LEVEL=DEBUG shows the traceback)",
+                  Exit.INTERNAL, as_json)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _fail(label: str, text: str, code: Exit, as_json: bool, *, status: str = "failed") -> None:
+    """Print the one-line message (secrets masked) and exit with ``code``."""
+    from etl.logging import Redactor, redact
+
+    text = redact(text)
+    try:
+        from etl.settings import Settings
+
+        text = Redactor(Settings().secrets())(text)
+    except ConfigError:
+        pass
+    err.print(f"{label}:{'' if text.startswith(chr(10)) else ' '}{text}", highlight=False,
+              markup=False)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"status": status, "error": text.strip(), "exit_code": int(code)},
+                              ensure_ascii=False))
+    raise typer.Exit(code)
+
+
+def announce(message: str) -> None:
+    err.print(message, highlight=False, markup=False)
 
 
 def _version(value: bool) -> None:
@@ -108,13 +144,17 @@ def sync(
     as_json: Json = False,
 ) -> None:
     """One incremental sync of ENTITY... (what cron or the systemd timer calls). Shows live
-    progress (records read per entity and side, written) on a terminal."""
+    progress (records read per entity and side, written) on a terminal. Ctrl-C or SIGTERM stops
+    it after the current chunk (recorded as stopped, exit 3); a second Ctrl-C aborts at once."""
     from etl import api
     from etl.cli_ops import terminal_progress
+    from etl.interrupt import stop_on_signals
 
     settings = settings_or_exit()
-    with terminal_progress(settings, enabled=not as_json) as progress:
-        report = api.sync(settings, entities, dry_run=dry_run, progress=progress)
+    with stop_on_signals(announce) as stop, \
+            terminal_progress(settings, enabled=not as_json) as progress:
+        report = api.sync(settings, entities, dry_run=dry_run, progress=progress,
+                          should_stop=stop)
     _finish_run(report, as_json, show_changes=dry_run)
 
 
@@ -124,10 +164,12 @@ def plan(entities: Entities = None, as_json: Json = False) -> None:
     """What a sync would write, field by field (old -> new); writes nothing anywhere."""
     from etl import api
     from etl.cli_ops import terminal_progress
+    from etl.interrupt import stop_on_signals
 
     settings = settings_or_exit()
-    with terminal_progress(settings, enabled=not as_json) as progress:
-        report = api.sync(settings, entities, dry_run=True, progress=progress)
+    with stop_on_signals(announce) as stop, \
+            terminal_progress(settings, enabled=not as_json) as progress:
+        report = api.sync(settings, entities, dry_run=True, progress=progress, should_stop=stop)
     _finish_run(report, as_json, show_changes=True)
 
 
@@ -242,9 +284,12 @@ def verify(
     from rich.table import Table
 
     from etl import api
+    from etl.interrupt import stop_on_signals
     from etl.render import print_json
 
-    report = api.verify(settings_or_exit(), entities, fix=fix)
+    settings = settings_or_exit()
+    with stop_on_signals(announce) as stop:
+        report = api.verify(settings, entities, fix=fix, should_stop=stop)
     if as_json:
         print_json(report.as_dict(items=True), out)
     else:

@@ -7,8 +7,6 @@ Thin, like :mod:`etl.cli`: parse, call one :mod:`etl.ops` function, render (rich
 from __future__ import annotations
 
 import functools
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,8 +29,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from etl.cli import err, handle_errors, out, settings_or_exit
+from etl.cli import announce, err, handle_errors, out, settings_or_exit
 from etl.exitcodes import Exit, for_status
+from etl.interrupt import stop_on_signals
 
 F = TypeVar("F", bound=Callable[..., Any])
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
@@ -251,27 +250,6 @@ def terminal_progress(settings: Any, *, enabled: bool = True
         yield progress
 
 
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """First SIGINT/SIGTERM: stop after the current chunk. A second SIGINT aborts."""
-    stop = threading.Event()
-
-    def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-        err.print(f"{signal.Signals(signum).name}: stopping after the current chunk (whole "
-                  "chunks are kept; re-run the same backfill to finish) — Ctrl-C again to "
-                  "abort now", highlight=False)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
 def backfill(
     entity: Annotated[str, typer.Argument(help="customers, products or orders.")],
     since: Annotated[str | None, typer.Option(
@@ -305,7 +283,8 @@ def backfill(
         sides=(side,) if side else None,  # type: ignore[arg-type]
         dry_run=dry_run,
     )
-    with _stop_on_signals() as stop, _Progress(
+    with stop_on_signals(announce, hint="; re-run the same backfill to finish") as stop, \
+            _Progress(
             live=out.is_terminal and not as_json, settings=settings) as progress:
         report = ops.backfill(settings, request, progress=progress, should_stop=stop.is_set)
     if not dry_run:

@@ -12,6 +12,9 @@
     ├── WatermarkAhead        a stored watermark is past the run's signpost; the run fails (exit 3)
     └── LockHeld              another run holds the entity's lock (exit 4)
 
+    Aborted (a KeyboardInterrupt, outside the tree on purpose: no ``except Exception`` may
+    swallow it) — a second SIGINT/SIGTERM: stop at once; the run is recorded as aborted (exit 3)
+
 Vendor and httpx exceptions are translated into this tree at the connector boundary and never
 leak into the engine. Messages never contain secrets.
 """
@@ -76,3 +79,7 @@ class LockHeld(EtlError):
 class WatermarkAhead(EtlError):
     """A stored watermark is ahead of the run's signpost (the state was edited, or the clock
     went back): nothing after it could be read, so the entity's run fails instead of "ok"."""
+
+
+class Aborted(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM: the run stops at once (the chunk in progress rolls back)."""

@@ -29,11 +29,22 @@ class Redactor:
         return text
 
 
+_active = Redactor(())
+
+
+def redact(text: str) -> str:
+    """``text`` with the secrets of the last :func:`configure` masked (for error texts that
+    are stored, e.g. a crashed run's error in its run record)."""
+    return _active(text)
+
+
 def configure(
     *, secrets: Iterable[str] = (), fmt: str = "text", level: str = "INFO", sink: Any = None
 ) -> Redactor:
-    """Install one sink on stderr (or ``sink``), redacting ``secrets``."""
-    redact = Redactor(secrets)
+    """Install one sink on stderr (or ``sink``), redacting ``secrets``; :func:`redact` uses
+    the same secrets afterwards."""
+    global _active
+    redact = _active = Redactor(secrets)
     out = sink if sink is not None else sys.stderr
     logger.remove()
 

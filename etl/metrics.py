@@ -9,7 +9,8 @@ half a file.
 Series (gauges; ``*_total`` values are the counts of the entity's last run):
 
 * ``ponte_last_run_timestamp_seconds{entity}`` — when the entity's last sync/backfill finished
-* ``ponte_last_run_status{entity,status}`` — 1 for that run's status (ok|partial|failed), else 0
+* ``ponte_last_run_status{entity,status}`` — 1 for that run's status
+  (ok|partial|failed|stopped|aborted), else 0; a run still running is never counted
 * ``ponte_run_duration_seconds{entity}`` — that run's duration
 * ``ponte_records_total{entity,side,kind}`` — kind = read|created|updated|unchanged|quarantined
 * ``ponte_watermark_lag_seconds{entity,side}`` — now minus the stored watermark (negative when
@@ -34,7 +35,7 @@ from pathlib import Path
 
 from etl.state.store import RunRow, Store
 
-STATUSES = ("ok", "partial", "failed")
+STATUSES = ("ok", "partial", "failed", "stopped", "aborted")
 RECORD_KINDS = ("read", "created", "updated", "unchanged", "quarantined")
 RUN_KINDS = ("sync", "backfill")
 SIDES = ("crm", "erp")

@@ -157,8 +157,7 @@ def status(store: Store, mappings: dict[str, EntityMapping], settings: Settings,
         if spec:
             upcoming = next_run(spec, now, setting=f"schedule_{name}",
                                 last_run=run.started_at if run else None)
-        holder = store.lock_holder(lock_name(name))
-        running = holder[0] if holder and holder[1] > now else None
+        running = store.live_lock_holder(lock_name(name), now=now)
         out.append(EntityStatus(name, spec, upcoming, sides, last, running))
     return StatusReport(now, out, binding.compare(store, settings).as_dict())
 
@@ -440,5 +439,12 @@ def scheduled_sync(settings: Settings, entity: str, should_stop: Callable[[], bo
         logger.bind(entity=entity).warning("skipped: {}", exc)
     except EtlError as exc:
         logger.bind(entity=entity).error("scheduled run of {} failed: {}", entity, exc)
+    except Exception as exc:  # noqa: BLE001 - a bug: the run row is finished; the daemon goes on
+        import traceback
+
+        logger.bind(entity=entity).error(
+            "scheduled run of {} failed with an internal error (please report it): {}: {}",
+            entity, type(exc).__name__, " ".join(str(exc).split()))
+        logger.debug("traceback:\n{}", "".join(traceback.format_exception(exc)).rstrip())
     publish_metrics(settings, now=datetime.now(UTC))
     return report

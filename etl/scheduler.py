@@ -14,10 +14,8 @@ run), and a run that starts late by more than the misfire grace is skipped until
 from __future__ import annotations
 
 import signal
-import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from types import FrameType
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -28,6 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
 
 from etl.errors import ConfigError
+from etl.interrupt import stop_on_signals
 
 MISFIRE_GRACE_S = 600
 EVERY = "every:"
@@ -90,44 +89,34 @@ def serve(
     signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT),
 ) -> None:
     """Block, running ``run_entity(entity, should_stop)`` on each entity's schedule, until
-    SIGTERM/SIGINT. The run in progress then stops at its next chunk boundary (whole chunks
-    committed, watermark not moved) and this returns."""
-    stop = threading.Event()
+    SIGTERM/SIGINT (:mod:`etl.interrupt`, as every long command). The run in progress then
+    stops at its next chunk boundary (whole chunks committed, watermark not moved; the run is
+    recorded as ``stopped``) and this returns; a second signal does not cut that short."""
     triggers = {name: trigger_for(spec, setting=f"schedule_{name}")
                 for name, spec in schedules.items()}  # config errors before anything starts
     executor = ThreadPoolExecutor(max_workers=1)
     sched = BlockingScheduler(executors={"default": executor},
                               job_defaults={"max_instances": 1, "coalesce": True,
                                             "misfire_grace_time": misfire_grace_s})
+    with stop_on_signals(logger.info, abort_on_second=False, signals=signals,
+                         on_first=lambda: sched.shutdown(wait=False)) as stop:
 
-    def job(name: str) -> None:
-        if stop.is_set():
-            return
-        run_entity(name, stop.is_set)
+        def job(name: str) -> None:
+            if stop.is_set():
+                return
+            run_entity(name, stop.is_set)
 
-    for name, trig in triggers.items():
-        extra: dict[str, Any] = {}
-        if run_now:
-            extra["next_run_time"] = datetime.now().astimezone()
-        sched.add_job(job, trig, args=[name], id=name, name=f"sync {name}", **extra)
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            return
-        logger.info("{} received: finishing the current chunk, then exiting",
-                    signal.Signals(signum).name)
-        stop.set()
-        sched.shutdown(wait=False)
-
-    previous = {s: signal.signal(s, on_signal) for s in signals}
-    try:
-        for name, spec in schedules.items():
-            logger.info("scheduled {}: {}", name, spec)
-        sched.start()
-    finally:
-        executor.shutdown(wait=True)  # let the run in progress reach its stop point
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for name, trig in triggers.items():
+            extra: dict[str, Any] = {}
+            if run_now:
+                extra["next_run_time"] = datetime.now().astimezone()
+            sched.add_job(job, trig, args=[name], id=name, name=f"sync {name}", **extra)
+        try:
+            for name, spec in schedules.items():
+                logger.info("scheduled {}: {}", name, spec)
+            sched.start()
+        finally:
+            executor.shutdown(wait=True)  # let the run in progress reach its stop point
     logger.info("scheduler stopped")
 
 

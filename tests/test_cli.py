@@ -214,3 +214,29 @@ def test_demo_json_prints_exactly_one_object(tmp_path: Path) -> None:
     assert body["steps"][1]["edits"] and body["steps"][1]["report"]["changes"]
     third = body["steps"][2]["report"]
     assert third["api_calls"]["crm"]["write"] == 0 and third["api_calls"]["erp"]["write"] == 0
+
+
+def test_help_documents_the_internal_error_code() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert "5 internal error" in " ".join(result.output.split())
+    assert int(Exit.INTERNAL) == 5 and len({int(e) for e in Exit}) == len(Exit)
+
+
+@pytest.mark.parametrize(("command", "env", "code", "words"), [
+    (["sync", "--json"], {"PONTE_CRM__REQUESTS_PER_MINUTE": "lots"}, Exit.CONFIG,
+     "PONTE_CRM__REQUESTS_PER_MINUTE"),
+    (["plan", "nope", "--json"], {}, Exit.CONFIG, "nope"),
+    (["verify", "--json"], {"PONTE_ERP__PAGE_SIZE": "0"}, Exit.CONFIG, "PONTE_ERP__PAGE_SIZE"),
+    (["status", "--json"], {"PONTE_MAPPINGS_DIR": "/nonexistent-mappings"}, Exit.CONFIG,
+     "nonexistent-mappings"),
+], ids=["sync-bad-setting", "plan-unknown-entity", "verify-bad-setting", "status-no-mappings"])
+def test_json_errors_print_exactly_one_json_object(monkeypatch: pytest.MonkeyPatch,
+                                                   command: list[str], env: dict[str, str],
+                                                   code: Exit, words: str) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    result = runner.invoke(app, command)
+    assert result.exit_code == code, result.output
+    body = json.loads(result.stdout)  # the whole stdout is one object
+    assert body["status"] == "failed" and body["exit_code"] == code and words in body["error"]
+    assert words in result.stderr  # and the human line on stderr

@@ -193,13 +193,14 @@ class OmieConnector:
         return str(holder[spec.id_field])
 
     def updated_at(self, entity: str, record: Record) -> datetime:
-        info = record.get("infoCadastro" if entity == "orders" else "info") or {}
+        block = "infoCadastro" if entity == "orders" else "info"
+        info = record.get(block) or {}
         day, hour = info.get("dAlt") or info.get("dInc"), info.get("hAlt") or info.get("hInc")
         try:
             return from_brt(str(day), str(hour))
         except ValueError:
-            raise RecordError(f"Omie record has no usable change time (dAlt={day!r}, "
-                              f"hAlt={hour!r})", field="info.dAlt") from None
+            raise RecordError(f"Omie record has no usable change time ({block}.dAlt={day!r}, "
+                              f"{block}.hAlt={hour!r})", field=f"{block}.dAlt") from None
 
     # --- the wire --------------------------------------------------------------------------
 

@@ -92,6 +92,22 @@ def _punctuated_document(value: str) -> str:
     return value
 
 
+def _next_cursor(page: list[Record], *, by_time: bool, what: str) -> tuple[str, int]:
+    """The keyset cursor after ``page``: its last record with a usable ``LastUpdateDate``.
+    Undated records after it are read again on the next page (the engine keeps one per key and
+    quarantines them); a page with no usable date at all cannot be paged past."""
+    if not by_time:
+        return "", int(page[-1]["Id"])
+    for record in reversed(page):
+        try:
+            instant = parse_instant(record.get("LastUpdateDate"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        return odata_instant(instant), int(record["Id"])
+    raise SystemUnavailable("Ploomes", f"no record of a page of {what} has a usable "
+                            "LastUpdateDate; cannot read past it")
+
+
 def _classify(response: httpx.Response) -> tuple[Verdict, float | None]:
     status = response.status_code
     if status in (408, 429) or status >= 500:
@@ -176,7 +192,12 @@ class PloomesConnector:
         return str(record["Id"])
 
     def updated_at(self, entity: str, record: Record) -> datetime:
-        return parse_instant(record["LastUpdateDate"])
+        value = record.get("LastUpdateDate")
+        try:
+            return parse_instant(value)
+        except (TypeError, ValueError, AttributeError):
+            raise RecordError(f"Ploomes record has no usable change time (LastUpdateDate="
+                              f"{value!r})", field="LastUpdateDate") from None
 
     def close(self) -> None:
         """The client belongs to the caller; nothing to release here."""
@@ -253,9 +274,7 @@ class PloomesConnector:
             if n < self.page_size and ((longest and n < longest) or longest >= self.page_size):
                 return
             longest = max(longest, n)
-            last = page[-1]
-            ts_literal = odata_instant(parse_instant(last["LastUpdateDate"])) if by_time else ""
-            cursor = (ts_literal, int(last["Id"]))
+            cursor = _next_cursor(page, by_time=by_time, what=what)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -385,10 +404,13 @@ class PloomesConnector:
             self._prime_cities(codes)
         if len(ops) <= 1:
             return [self._write_one(coll, op) for op in ops]
-        with ThreadPoolExecutor(max_workers=self.max_concurrency,
-                                thread_name_prefix="ploomes-write") as pool:
+        pool = ThreadPoolExecutor(max_workers=self.max_concurrency,
+                                  thread_name_prefix="ploomes-write")
+        try:
             futures = [pool.submit(self._write_one, coll, op) for op in ops]
             return [f.result() for f in futures]
+        finally:  # aborted (second Ctrl-C): writes not yet sent are never sent; intents cover
+            pool.shutdown(wait=True, cancel_futures=True)  # the few in flight
 
     def delete(self, entity: str, key: str) -> RecordError | None:
         """Delete one record (``verify --fix`` with the mapping's ``deletes: delete``)."""

@@ -49,7 +49,7 @@ class Options:
     sides: tuple[Side, ...] | None = None
     lease_s: float = 900.0
     progress: Callable[[str, int], None] | None = None  # (phase, records) callback
-    # asked between pages and chunks; True ends the run (status failed, error "stopped"):
+    # asked between pages and chunks; True ends the run (status "stopped"):
     # whole chunks stay committed, the watermark does not move
     should_stop: Callable[[], bool] | None = None
 
@@ -210,11 +210,12 @@ class EntitySync:
         for key, record in records.items():
             try:
                 values = read_record(self.m, side, record, self.ctx)
+                updated = _updated_at(c, side, self.entity, record)
             except RecordError as exc:
                 bad.append(QuarantineEntry(self.entity, side, key, "invalid", str(exc), exc.field,
                                            _jsonable(record)))
                 continue
-            out.append(Seen(side, key, values, c.updated_at(self.entity, record), 0, 0, record))
+            out.append(Seen(side, key, values, updated, 0, 0, record))
         if bad:
             self.report.side(side).quarantined += len(bad)
             for q in bad:
@@ -639,7 +640,7 @@ class EntitySync:
         if updated is None and record is not None:
             try:
                 updated = self.conn[side].updated_at(self.entity, record)
-            except (KeyError, TypeError, ValueError):  # a write echo may lack timestamps
+            except (KeyError, TypeError, ValueError, RecordError):  # an echo may lack them
                 updated = None
         return SnapshotRow(side, self.entity, key, 0, 0, dict(values), nk, updated)
 
@@ -704,6 +705,16 @@ class EntitySync:
                                              completed_until=until)
             self.report.watermarks[side] = cp.watermarks[side].isoformat()
         self.store.checkpoint(self._hash(cp), now=self.now, run_id=self.run_id)
+
+
+def _updated_at(c: Connector, side: Side, entity: str, record: Record) -> datetime:
+    """The record's updated-at; a missing or garbled one makes the record invalid (quarantined
+    with the reason), never the run fail."""
+    try:
+        return c.updated_at(entity, record)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RecordError(f"{side} record has no usable updated-at ({type(exc).__name__}: "
+                          f"{exc})", field="updated_at") from None
 
 
 def _jsonable(record: Record) -> dict[str, Any]:

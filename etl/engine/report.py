@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Status = Literal["ok", "partial", "failed"]
+Status = Literal["ok", "partial", "failed", "stopped", "aborted"]
 
 
 @dataclass

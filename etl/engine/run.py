@@ -14,7 +14,8 @@ from loguru import logger
 from etl.connectors.base import Connector
 from etl.engine.entity import EntitySync, Options, Stopped
 from etl.engine.report import EntityReport, RunReport
-from etl.errors import EtlError, LockHeld, SystemUnavailable, UnsentField
+from etl.errors import EtlError, LockHeld, UnsentField
+from etl.logging import redact
 from etl.mapping import EntityMapping, MapContext
 from etl.mapping.models import Side
 from etl.state.store import Store
@@ -49,7 +50,13 @@ def run_sync(
 ) -> RunReport:
     """Sync ``entities`` (all mapped ones by default) once. Never raises for one bad record;
     raises :class:`LockHeld` when another run holds an entity. A system that is down ends the
-    run with status ``failed`` and nothing checkpointed past the failure."""
+    run with status ``failed`` and nothing checkpointed past the failure; a stop request
+    (``options.should_stop``) ends it as ``stopped`` after the current chunk.
+
+    The run row is always finished: an :class:`Aborted` run (second signal) is recorded as
+    ``aborted``, any other exception (a bug, a malformed vendor record nobody foresaw) as
+    ``failed`` with its text (secrets masked); both are re-raised after the locks are
+    released."""
     opt = options or Options()
     started = time.monotonic()
     run_start = now()
@@ -58,6 +65,7 @@ def run_sync(
     report = RunReport(run_id=run_id, kind=kind, dry_run=opt.dry_run)
     record = not opt.dry_run
     if record:
+        store.fail_orphaned_runs(now=run_start)  # runs killed outright: never "running" forever
         run_id = store.start_run(kind, names, now=run_start)
         report.run_id = run_id
     log = logger.bind(run_id=run_id[:8])
@@ -108,29 +116,40 @@ def run_sync(
         if stopped:
             report.status = "failed"
             report.error = "\n".join(stopped)
+    except Stopped as exc:
+        report.status = "stopped"
+        report.error = str(exc)
+        log.warning("run stopped: {}", exc)
     except LockHeld:
         report.status = "failed"
         report.error = "lock held"
-        if record:
-            _finish(store, report, connectors, started)
         raise
-    except SystemUnavailable as exc:
+    except EtlError as exc:  # SystemUnavailable, LockLost, ...: the run failed, ponte goes on
         report.status = "failed"
         report.error = str(exc)
         log.error("run failed: {}", exc)
-    except EtlError as exc:
+    except KeyboardInterrupt as exc:  # Aborted (a second signal), or an unhandled Ctrl-C
+        report.status = "aborted"
+        report.error = str(exc) or "interrupted"
+        log.warning("run aborted: {}", report.error)
+        raise
+    except BaseException as exc:  # not ponte's own (a bug, a malformed vendor record)
         report.status = "failed"
-        report.error = str(exc)
-        log.error("run failed: {}", exc)
+        report.error = redact(f"internal error: {type(exc).__name__}: {exc}")
+        log.error("run failed: {}", report.error)
+        raise
     finally:
         if heartbeat is not None:
             heartbeat.stop()
         for name in held:
-            store.release_lock(lock_name(name), run_id)
-    if record:
-        _finish(store, report, connectors, started)
-    else:
-        _calls(report, connectors, started)
+            try:
+                store.release_lock(lock_name(name), run_id)
+            except Exception as exc:  # noqa: BLE001 - the lease expires; finish the run anyway
+                log.error("could not release the lock of {}: {}", name, exc)
+        if record:
+            _finish(store, report, connectors, started)
+        else:
+            _calls(report, connectors, started)
     log.info("run {} {}: {} writes, {} quarantined, {:.2f}s", kind, report.status, report.writes,
              report.quarantined, report.duration_s)
     return report

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,10 +28,11 @@ from typing import Any
 from loguru import logger
 
 from etl.connectors.base import Connector, WriteOp
-from etl.engine.entity import EntitySync, Options, Seen, Unit
+from etl.engine.entity import EntitySync, Options, Seen, Stopped, Unit
 from etl.engine.report import EntityReport
 from etl.engine.run import build_context, lock_name
-from etl.errors import LockHeld, RecordError
+from etl.errors import EtlError, LockHeld, RecordError
+from etl.logging import redact
 from etl.mapping import EntityMapping, also_write_gaps, build_payload
 from etl.mapping.models import SIDES, Side, other
 from etl.state.store import Checkpoint, Store
@@ -103,13 +105,20 @@ def verify(
     fix: bool = False,
     max_delete_share: float = 0.1,
     now: datetime | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> VerifyReport:
+    """Every drift of ``entities``; with ``fix``, repaired as a recorded run under the entities'
+    locks. ``should_stop`` is asked between pages and chunks: :class:`Stopped` is raised (the
+    run recorded as ``stopped``, whole chunks kept). The run row is always finished: aborted
+    on a second signal, failed on any other exception (re-raised)."""
     now = now or datetime.now(UTC)
     names = list(entities or mappings)
     run_id = store.start_run("verify-fix" if fix else "verify", names, now=now) if fix else \
         uuid.uuid4().hex
     report = VerifyReport(run_id, fix)
     held: list[str] = []
+    status: str | None = None
+    error: str | None = None
     try:
         for name in names:
             if fix:
@@ -119,24 +128,42 @@ def verify(
                 held.append(name)
             report.entities[name] = _verify_entity(
                 mappings[name], connectors, store, run_id=run_id, now=now, fix=fix,
-                max_delete_share=max_delete_share)
+                max_delete_share=max_delete_share, should_stop=should_stop)
+    except Stopped as exc:
+        status, error = "stopped", str(exc)
+        raise
+    except EtlError as exc:
+        status, error = "failed", str(exc)
+        raise
+    except KeyboardInterrupt as exc:
+        status, error = "aborted", str(exc) or "interrupted"
+        raise
+    except BaseException as exc:
+        status, error = "failed", redact(f"internal error: {type(exc).__name__}: {exc}")
+        raise
     finally:
         for name in held:
             store.release_lock(lock_name(name), run_id)
         if fix:
-            status = "ok" if report.drift == 0 or all(
-                e.fixed >= e.drift - e.duplicates for e in report.entities.values()) else "partial"
-            store.finish_run(run_id, status, report.as_dict(), now=datetime.now(UTC))
+            if status is None:
+                status = "ok" if report.drift == 0 or all(
+                    e.fixed >= e.drift - e.duplicates for e in report.entities.values()) \
+                    else "partial"
+            result = report.as_dict()
+            if error:
+                result["error"] = error
+            store.finish_run(run_id, status, result, now=datetime.now(UTC))
     return report
 
 
 def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: Store, *,
-                   run_id: str, now: datetime, fix: bool, max_delete_share: float
-                   ) -> EntityVerify:
+                   run_id: str, now: datetime, fix: bool, max_delete_share: float,
+                   should_stop: Callable[[], bool] | None = None) -> EntityVerify:
     out = EntityVerify()
     sync_report = EntityReport()
     sync = EntitySync(m, connectors, store, build_context(store), run_id=run_id, now=now,
-                      options=Options(dry_run=not fix, window=Window(None, None)),
+                      options=Options(dry_run=not fix, window=Window(None, None),
+                                      should_stop=should_stop),
                       report=sync_report, lock_name=lock_name(m.entity))
     if fix:
         sync.recover_intents()

@@ -316,6 +316,7 @@ class OmieSim(Simulator):
             out.setdefault("inativo", "N")
             out.setdefault("exterior", "N")
             out["info"] = stamps
+            out.update(out.pop("_raw", None) or {})  # admin-stored malformed fields, verbatim
             return out
         if table == "produtos":
             out = {"codigo_produto": row.id, **data}

@@ -297,6 +297,7 @@ class PloomesSim(Simulator):
             out["ContactName"] = self._field("Contacts", out.get("ContactId"), "Name")
         out["CreateDate"] = format_instant(row.created)
         out["LastUpdateDate"] = format_instant(row.updated)
+        out.update(out.pop("_raw", None) or {})  # admin-stored malformed fields, sent verbatim
         return out
 
     def _field(self, table: str, rid: Any, name: str) -> Any:

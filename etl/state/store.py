@@ -32,6 +32,7 @@ import pandas as pd
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from loguru import logger
 from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -594,6 +595,27 @@ class Store:
         if not done:
             raise KeyError(f"no run {run_id!r} in the state store")
 
+    def fail_orphaned_runs(self, *, now: datetime, grace_s: float = 60.0) -> list[str]:
+        """Finish as failed every run still recorded as running that holds no lock and started
+        more than ``grace_s`` ago: a live run holds its entities' locks from right after its
+        start to its end, so such a run's process is gone (SIGKILL, OOM, power cut) and no
+        later run of its entities took its lock over. Returns their ids."""
+        t, locks = m.runs, m.locks
+        with self._writer.begin() as conn:
+            owners = {str(o).split(_HOLDER_SEP, 1)[0] for o in conn.scalars(sa.select(locks.c.owner))}
+            candidates = conn.execute(sa.select(t.c.id).where(
+                t.c.status == "running",
+                t.c.started_at <= now - timedelta(seconds=grace_s))).scalars().all()
+            orphans = [rid for rid in candidates if rid not in owners]
+            for rid in orphans:
+                conn.execute(sa.update(t).where(t.c.id == rid, t.c.status == "running").values(
+                    status="failed", finished_at=now, report={
+                        "error": "killed: its process ended without finishing the run (it holds "
+                                 "no lock)"}))
+        for rid in orphans:
+            logger.warning("run {} marked failed: its process ended without finishing it", rid[:8])
+        return orphans
+
     def runs(self, limit: int = 20) -> list[RunRow]:
         """The latest runs, newest first."""
         t = m.runs
@@ -633,7 +655,11 @@ class Store:
         if stored is None or not _holder_dead(stored):
             return False
         with self._writer.begin() as conn:  # only that dead holder's row; a live taker wins
-            conn.execute(sa.delete(t).where(t.c.name == name, t.c.owner == stored))
+            gone = conn.execute(sa.delete(t).where(t.c.name == name, t.c.owner == stored))
+            if gone.rowcount:
+                _, _, where = stored.partition(_HOLDER_SEP)
+                self._fail_dead_run(conn, stored, now, f"killed: lock {name!r} taken over from "
+                                    f"a dead process ({where}) by run {owner[:8]}")
         return self._try_lock(name, owner, lease_s=lease_s, now=now)
 
     def _try_lock(self, name: str, owner: str, *, lease_s: float, now: datetime) -> bool:
@@ -647,9 +673,27 @@ class Store:
             set_={"owner": ex.owner, "acquired_at": ex.acquired_at, "expires_at": ex.expires_at},
             where=sa.or_(t.c.expires_at <= now, t.c.owner == me))
         with self._writer.begin() as conn:
+            before = conn.execute(sa.select(t.c.owner, t.c.expires_at)
+                                  .where(t.c.name == name)).first()
             conn.execute(stmt)
             holder = conn.scalar(sa.select(t.c.owner).where(t.c.name == name))
+            if holder == me and before is not None and before[0] != me:
+                self._fail_dead_run(conn, before[0], now, f"lease expired: lock {name!r} "
+                                    f"(lease until {before[1].isoformat()}) taken over by run "
+                                    f"{owner[:8]}")
         return holder == me
+
+    @staticmethod
+    def _fail_dead_run(conn: sa.Connection, stored_owner: str, now: datetime,
+                       reason: str) -> None:
+        """Finish the run of a lock holder that was taken over as failed, with ``reason`` —
+        only while it is still recorded as running (a live holder that finishes later
+        records its own outcome)."""
+        t = m.runs
+        run_id = stored_owner.split(_HOLDER_SEP, 1)[0]
+        conn.execute(sa.update(t).where(t.c.id == run_id, t.c.status == "running").values(
+            status="failed", finished_at=now, report={"error": reason}))
+        logger.warning("run {} marked failed: {}", run_id[:8], reason)
 
     def renew_lock(self, name: str, owner: str, *, lease_s: float, now: datetime) -> bool:
         """Extend our lease; False when the lock is no longer ours (lost to a takeover)."""
@@ -664,6 +708,16 @@ class Store:
         t = m.locks
         with self._writer.begin() as conn:
             conn.execute(sa.delete(t).where(t.c.name == name, t.c.owner == _lock_owner(owner)))
+
+    def live_lock_holder(self, name: str, *, now: datetime) -> str | None:
+        """The run id holding ``name`` right now: its lease has not expired and its process is
+        not known to be dead (a SIGKILLed run on this host is not "in progress")."""
+        t = m.locks
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.c.owner, t.c.expires_at).where(t.c.name == name)).first()
+        if row is None or row[1] <= now or _holder_dead(row[0]):
+            return None
+        return str(row[0].split(_HOLDER_SEP, 1)[0])
 
     def lock_holder(self, name: str) -> tuple[str, datetime] | None:
         """(owner, expires_at) of the lock row, expired or not; None when nobody holds it."""

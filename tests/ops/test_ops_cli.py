@@ -7,6 +7,7 @@ import json
 import re
 from datetime import UTC, datetime
 
+import pytest
 from typer.testing import CliRunner
 
 from etl.cli import app
@@ -176,3 +177,75 @@ def test_help_documents_exit_codes_and_schedule_forms() -> None:
     run_help = " ".join(ponte("run", "--help").stdout.split())
     assert "every:SECONDS" in run_help and "crontab" in run_help and "exits 0" in run_help
     assert "re-reads" in " ".join(ponte("quarantine", "retry", "--help").stdout.split())
+
+
+@pytest.mark.parametrize(("side", "table", "raw", "field"), [
+    ("crm", "Contacts", {"LastUpdateDate": None}, "LastUpdateDate"),
+    ("crm", "Contacts", {"LastUpdateDate": "ontem"}, "LastUpdateDate"),
+    ("erp", "clientes", {"info": {"dAlt": None, "hAlt": None}}, "info.dAlt"),
+    ("erp", "clientes", {"info": {"dAlt": "31/02/2026", "hAlt": "25:00:00"}}, "info.dAlt"),
+], ids=["ploomes-null", "ploomes-garbage", "omie-null", "omie-garbage"])
+def test_an_undated_record_is_quarantined_naming_the_field_and_the_run_goes_on(
+        cli_env: Env, side: str, table: str, raw: dict[str, object], field: str) -> None:
+    import httpx
+
+    sb = cli_env.sandbox
+    base = sb.crm_url if side == "crm" else sb.erp_url.split("/api/")[0]
+    body = ({"Name": "PADARIA SEM DATA LTDA", "TypeId": 1, "Register": "11222333000181"}
+            if side == "crm" else {"razao_social": "PADARIA SEM DATA LTDA",
+                                   "cnpj_cpf": "11.222.333/0001-81"})
+    made = httpx.post(f"{base}/_sandbox/{table}", json={**body, "_raw": raw}).json()
+    key = str(made.get("Id") or made.get("codigo_cliente_omie"))
+    result = ponte("sync", "customers", "--json")
+    assert result.exit_code == Exit.QUARANTINED, result.output
+    report = json.loads(result.stdout)
+    assert report["status"] == "partial"
+    assert report["entities"]["customers"]["crm"]["created"] > 0  # the others were synced
+    rows = json.loads(ponte("quarantine", "list", "customers", "--json").stdout)
+    mine = [r for r in rows if r["system"] == side and r["key"] == key]
+    assert len(mine) == 1 and mine[0]["field"] == field and field in mine[0]["reason"], rows
+    with store(cli_env) as s:
+        run = s.runs(limit=1)[0]
+        assert run.status == "partial" and s.watermark("customers", side) is not None
+
+
+def test_an_internal_error_exits_5_and_its_text_is_stored_and_printed_without_secrets(
+        cli_env: Env) -> None:
+    import httpx
+
+    from etl.settings import Settings
+
+    secret = Settings().crm.user_key.get_secret_value()
+    # a vendor record whose Id is not a number (and happens to carry a secret): ponte trips
+    # over it while paging — not one of its own errors
+    httpx.post(f"{cli_env.sandbox.crm_url}/_sandbox/Contacts", json={
+        "Name": "ACME LTDA", "TypeId": 1, "Register": "11222333000181",
+        "_raw": {"Id": secret}}).raise_for_status()
+    result = ponte("sync", "customers", "--json")
+    assert result.exit_code == Exit.INTERNAL, result.output
+    assert secret not in result.output
+    body = json.loads(result.stdout)
+    assert body["exit_code"] == 5 and "ValueError" in body["error"] and "***" in body["error"]
+    with store(cli_env) as s:
+        run = s.runs(limit=1)[0]
+        assert run.status == "failed" and run.report["error"].startswith("internal error:")
+        assert "***" in run.report["error"] and secret not in json.dumps(run.report)
+        assert s.lock_holder("entity:customers") is None
+
+
+def test_a_scheduled_run_that_crashes_is_recorded_failed_and_the_daemon_goes_on(
+        cli_env: Env) -> None:
+    import httpx
+
+    from etl import ops
+    from etl.settings import Settings
+
+    httpx.post(f"{cli_env.sandbox.crm_url}/_sandbox/Contacts", json={
+        "Name": "ACME LTDA", "TypeId": 1, "Register": "11222333000181",
+        "_raw": {"Id": None}}).raise_for_status()
+    assert ops.scheduled_sync(Settings(), "customers", lambda: False) is None  # no raise
+    with store(cli_env) as s:
+        run = s.runs(limit=1)[0]
+        assert run.status == "failed" and run.report["error"].startswith("internal error: TypeError")
+    text = cli_env.metrics.read_text()  # the metrics still follow the failed run
+    assert 'ponte_last_run_status{entity="customers",status="failed"} 1' in text

@@ -50,3 +50,22 @@ def test_metrics_after_runs_of_different_entities(world: World, tmp_path: Path) 
 def test_render_escapes_labels() -> None:
     text = render([Sample("ponte_x", {"entity": 'a"b\\c'}, 1.5)])
     assert 'ponte_x{entity="a\\"b\\\\c"} 1.5' in text and "# TYPE ponte_x gauge" in text
+
+
+def test_stopped_and_aborted_runs_have_their_own_status_and_a_running_one_is_not_counted(
+        world: World, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    path = tmp_path / "ponte.prom"
+    with world.store() as store:
+        for i, (entity, status) in enumerate([("customers", "stopped"), ("products", "aborted")]):
+            run = store.start_run("sync", [entity], now=t0 + timedelta(seconds=i))
+            store.finish_run(run, status, {"error": status}, now=t0 + timedelta(seconds=i + 1))
+        store.start_run("sync", ["customers", "products"], now=t0 + timedelta(seconds=10))
+        write_metrics(path, store, NAMES, now=t0 + timedelta(seconds=20))
+    m = parse(path.read_text())
+    assert m['ponte_last_run_status{entity="customers",status="stopped"}'] == 1
+    assert m['ponte_last_run_status{entity="customers",status="failed"}'] == 0
+    assert m['ponte_last_run_status{entity="products",status="aborted"}'] == 1
+    assert m['ponte_last_run_status{entity="products",status="stopped"}'] == 0

@@ -87,3 +87,13 @@ def test_crontab_line_is_five_valid_fields_and_ponte_sync() -> None:
     CronTrigger.from_crontab(schedule)  # raises on an invalid schedule
     assert "ponte sync" in command and "flock" not in command
     assert "/etc/ponte/ponte.env" in command
+
+
+@pytest.mark.parametrize("name", ["ponte-sync.service", "ponte.service"])
+def test_only_success_exit_codes_count_as_success(name: str) -> None:
+    from etl.exitcodes import Exit
+
+    extra = {int(code) for value in unit_settings(name).get("SuccessExitStatus", [])
+             for code in value.split()}
+    assert extra <= {Exit.OK, Exit.QUARANTINED}  # 2, 3, 4 and 5 (internal error) are failures
+    assert not extra & {Exit.CONFIG, Exit.FAILED, Exit.LOCKED, Exit.INTERNAL}

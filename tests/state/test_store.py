@@ -367,6 +367,80 @@ def test_lock_acquire_refuse_renew_release_takeover(store: Store) -> None:
     assert store.acquire_lock("product", "b", lease_s=10, now=expired)  # other names are free
 
 
+def test_taking_over_an_expired_lease_fails_the_holders_run(store: Store) -> None:
+    a = store.start_run("sync", ["company"], now=T0)
+    assert store.acquire_lock("entity:company", a, lease_s=10, now=T0)
+    done = store.start_run("sync", ["product"], now=T0)
+    assert store.acquire_lock("entity:product", done, lease_s=10, now=T0)
+    store.finish_run(done, "ok", {"note": "kept"}, now=T0)  # finished, lock left behind
+    assert store.live_lock_holder("entity:company", now=T0) == a
+
+    later = T0 + timedelta(seconds=11)
+    assert store.live_lock_holder("entity:company", now=later) is None  # expired: not running
+    b = store.start_run("sync", ["company", "product"], now=later)
+    assert store.acquire_lock("entity:company", b, lease_s=10, now=later)
+    assert store.acquire_lock("entity:product", b, lease_s=10, now=later)
+    row = store.run(a)
+    assert row is not None and row.status == "failed" and row.finished_at == later
+    assert row.report["error"].startswith("lease expired: lock 'entity:company'")
+    kept = store.run(done)
+    assert kept is not None and kept.status == "ok" and kept.report == {"note": "kept"}
+    assert store.run(b).status == "running"  # type: ignore[union-attr]
+    assert store.acquire_lock("entity:company", b, lease_s=10, now=later)  # ours: no change
+    assert store.run(b).status == "running"  # type: ignore[union-attr]
+
+
+def test_taking_over_a_dead_processes_lock_fails_its_run_at_once(store: Store,
+                                                                 store_url: str) -> None:
+    """A real process takes a lock and dies without releasing it (as under SIGKILL)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from datetime import UTC, datetime\n"
+        "from etl.state.store import Store\n"
+        "s = Store.open(sys.argv[1])\n"
+        "run = s.start_run('sync', ['company'], now=datetime.now(UTC))\n"
+        "assert s.acquire_lock('entity:company', run, lease_s=3600, now=datetime.now(UTC))\n"
+        "print(run, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, store_url], capture_output=True,
+                          text=True, timeout=60, check=True)
+    dead = done.stdout.strip()
+    now = datetime.now(UTC)
+    assert store.lock_holder("entity:company")[0] == dead  # type: ignore[index]
+    assert store.live_lock_holder("entity:company", now=now) is None  # its process is gone
+    assert store.run(dead).status == "running"  # type: ignore[union-attr]
+
+    taker = store.start_run("sync", ["company"], now=now)
+    assert store.acquire_lock("entity:company", taker, lease_s=60, now=now)
+    row = store.run(dead)
+    assert row is not None and row.status == "failed" and row.finished_at is not None
+    assert row.report["error"].startswith("killed: lock 'entity:company' taken over from a "
+                                          "dead process")
+    assert store.live_lock_holder("entity:company", now=now) == taker
+
+
+def test_runs_that_hold_no_lock_and_are_not_young_are_failed_as_orphans(store: Store) -> None:
+    killed = store.start_run("sync", ["company"], now=T0)  # its process died before any lock
+    holding = store.start_run("sync", ["product"], now=T0)
+    assert store.acquire_lock("entity:product", holding, lease_s=3600, now=T0)
+    done = store.start_run("sync", ["company"], now=T0)
+    store.finish_run(done, "ok", {}, now=T0)
+    young = store.start_run("sync", ["order"], now=T0 + timedelta(seconds=50))
+
+    assert store.fail_orphaned_runs(now=T0 + timedelta(seconds=59)) == []  # within the grace
+    later = T0 + timedelta(seconds=61)
+    assert store.fail_orphaned_runs(now=later) == [killed]
+    row = store.run(killed)
+    assert row is not None and row.status == "failed" and row.finished_at == later
+    assert row.report["error"].startswith("killed: its process ended")
+    assert {store.run(r).status for r in (holding, young)} == {"running"}  # type: ignore[union-attr]
+    assert store.run(done).status == "ok"  # type: ignore[union-attr]
+
+
 def test_lock_race_between_two_stores(open_store: Callable[[], Store]) -> None:
     """Two stores on one database try for one lock at the same instant, round after round:
     every round has exactly one winner, whether the lock is free or its lease has expired."""
