@@ -56,6 +56,24 @@ class Options:
 
 
 @dataclass
+class Planned:
+    """What a dry run has planned so far, for the later entities of the same plan: nothing is
+    written, so an order whose customer this plan would create or match must not be reported
+    as quarantined for a customer that "is not synced yet"."""
+
+    # (entity, crm key) -> (the CRM record's values after the planned writes, what happens)
+    records: dict[tuple[str, str], tuple[Values, str]] = field(default_factory=dict)
+    # (entity, crm key, erp key): links the plan would make; a key still to be created is a
+    # negative placeholder (no system uses negative keys), never sent anywhere
+    links: list[tuple[str, str, str]] = field(default_factory=list)
+    _last: int = 0
+
+    def placeholder(self) -> str:
+        self._last -= 1
+        return str(self._last)
+
+
+@dataclass
 class Seen:
     """A changed record read from one side this run."""
 
@@ -103,6 +121,7 @@ class EntitySync:
         options: Options,
         report: EntityReport,
         lock_name: str,
+        planned: Planned | None = None,
     ) -> None:
         self.m = mapping
         self.entity = mapping.entity
@@ -118,6 +137,10 @@ class EntitySync:
         self.windows: dict[Side, wm.Window] = {}
         self._started = time.monotonic()
         self._planned_creates: dict[Side, set[str]] = {}
+        self.planned = planned if options.dry_run else None
+        if self.planned is not None:
+            for entity, crm_key, erp_key in self.planned.links:
+                ctx.add_link(entity, crm_key, erp_key)
 
     # --- extract -------------------------------------------------------------------------------
 
@@ -362,11 +385,15 @@ class EntitySync:
         cp = Checkpoint(self.entity)
         ops: dict[Side, list[tuple[WriteOp, Unit, Values]]] = {"crm": [], "erp": []}
         for u in units:
+            before = {s: len(ops[s]) for s in SIDES}
             try:
                 self._plan_unit(u, cp, ops)
             except RecordError as exc:
                 side = next(iter(u.seen))
                 self._quarantine(cp, side, u.key(side) or "?", exc, u.seen[side].record)
+                continue
+            if self.planned is not None:
+                self._note_planned(u, {s: ops[s][before[s]:] for s in SIDES})
         for target in SIDES:
             if not ops[target]:
                 continue
@@ -418,15 +445,17 @@ class EntitySync:
                 writes = decision.writes[target]
                 if not writes:
                     continue
+                note = None
                 if target in self.m.create_in:
-                    self._check_preconditions({**current[other(target)], **writes})
+                    note = self._check_preconditions({**current[other(target)], **writes},
+                                                     "updated")
                 key = u.key(target)
                 payload = build_payload(self.m, target, writes, self.ctx, create=False)
                 old = current[target]
                 ops[target].append((WriteOp("update", payload, key=key), u, writes))
                 self.report.changes.append(Change(
                     self.entity, target, "update", key, u.key(other(target)) or "",
-                    {f: (old.get(f), v) for f, v in writes.items()}))
+                    {f: (old.get(f), v) for f, v in writes.items()}, note))
             return
         # present on one side only
         side: Side = "crm" if u.crm_key is not None else "erp"
@@ -451,21 +480,53 @@ class EntitySync:
                     f"the {side} side are not copied — merge them there",
                     field=nk, kind="invalid")
             planned.add(values[nk])  # type: ignore[arg-type]
-        self._check_preconditions(u.seen[side].values)
+        note = self._check_preconditions(u.seen[side].values)
         payload = build_payload(self.m, target, values, self.ctx, create=True)
         ext = f"{self.conn[side].kind}-{u.key(side)}"
         ops[target].append((WriteOp("create", payload, external_id=ext), u, values))
         self.report.changes.append(Change(
             self.entity, target, "create", None, u.key(side) or "",
-            {f: (None, v) for f, v in values.items()}))
+            {f: (None, v) for f, v in values.items()}, note))
 
-    def _check_preconditions(self, values: Values) -> None:
+    def _note_planned(self, u: Unit, ops: dict[Side, list[tuple[WriteOp, Unit, Values]]]
+                      ) -> None:
+        """Dry run: remember what this unit would become, for later entities of the plan."""
+        assert self.planned is not None
+        if u.tombstone is not None:
+            return
+        crm_key, erp_key = u.crm_key, u.erp_key
+        how = "synced by this plan"
+        if ops["erp"] and ops["erp"][0][0].action == "create":
+            erp_key, how = self.planned.placeholder(), "created in the erp by this plan"
+        elif ops["crm"] and ops["crm"][0][0].action == "create":
+            crm_key, how = self.planned.placeholder(), "created in the crm by this plan"
+        elif not u.linked and crm_key is not None and erp_key is not None:
+            how = "matched in the erp by this plan"
+        if crm_key is None:
+            return
+        if erp_key is not None:
+            self.planned.links.append((self.entity, crm_key, erp_key))
+            self.ctx.add_link(self.entity, crm_key, erp_key)
+        values = dict(self._current(u, "crm") or {}) if u.crm_key is not None else {}
+        for _op, _u, written in ops["crm"]:
+            values.update(written)
+        self.planned.records[(self.entity, crm_key)] = (values, how)
+
+    def _check_preconditions(self, values: Values, action: str = "created") -> str | None:
+        """Raise when a record this one depends on is not synced or lacks what the target
+        requires; in a dry run, one this plan would sync first is good enough, and the note
+        returned says so."""
+        note = None
         for pre in self.m.preconditions:
             ref = values.get(pre.field)
             if ref is None:
                 raise RecordError(f"{self.entity} has no {pre.field}", field=pre.field)
             frame = self.store.snapshots("crm", pre.entity, [ref])
             data = frame["data"].iloc[0] if len(frame) else None
+            if data is None and self.planned is not None:
+                data, how = self.planned.records.get((pre.entity, ref), (None, ""))
+                if data is not None:
+                    note = f"would be {action} after its {pre.field}: {pre.entity} {ref} ({how})"
             if data is None:
                 raise RecordError(
                     f"{pre.entity} {ref} is not synced yet (check its quarantine)", field=pre.field)
@@ -476,6 +537,7 @@ class EntitySync:
                     f"other system requires before it accepts this {self.entity} record",
                     field=pre.field,
                 )
+        return note
 
     def _record_intents(self, target: Side, planned: list[tuple[WriteOp, Unit, Values]]) -> None:
         """Before creates that the target cannot upsert by external id, write down the intent so

@@ -28,6 +28,9 @@ class Change:
     key: str | None
     source_key: str
     fields: dict[str, tuple[Any, Any]]
+    # why a planned write can go ahead although a record it depends on is not synced yet
+    # (a dry run: "would be created after its customer: customers 58 (created ... by this plan)")
+    note: str | None = None
 
 
 @dataclass
