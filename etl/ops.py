@@ -27,7 +27,7 @@ from etl.mapping.models import SIDES, Side
 from etl.metrics import last_runs
 from etl.scheduler import next_run
 from etl.settings import Settings
-from etl.state.store import QuarantineRow, RunRow, Store
+from etl.state.store import DROPPED, QuarantineRow, RunRow, Store
 
 # --------------------------------------------------------------------------------- time input
 
@@ -294,8 +294,9 @@ def quarantine_entry(store: Store, qid: int) -> QuarantineRow:
 
 def quarantine_retry(store: Store, qid: int | None, *, now: datetime) -> int:
     """Make one entry (or all) due now: the next sync re-reads those records by key."""
-    if qid is not None:
-        quarantine_entry(store, qid)
+    if qid is not None and quarantine_entry(store, qid).kind == DROPPED:
+        raise ConfigError(f"quarantine entry {qid} was dropped: its record is ignored until "
+                          "it changes, then the next sync processes it again")
     n = store.quarantine_make_due(qid, now)
     logger.info("quarantine: {} entr{} made due; the next sync re-reads {}", n,
                 "y" if n == 1 else "ies", "it" if n == 1 else "them")
@@ -303,10 +304,12 @@ def quarantine_retry(store: Store, qid: int | None, *, now: datetime) -> int:
 
 
 def quarantine_drop(store: Store, qid: int) -> QuarantineRow:
+    """Drop an entry: its record is ignored while it stays as it was read, and processed
+    again (synced, or quarantined anew) once it changes."""
     row = quarantine_entry(store, qid)
     store.quarantine_drop(qid)
-    logger.warning("quarantine: dropped entry {} ({} {} {}: {})", qid, row.entity, row.system,
-                   row.key, row.reason)
+    logger.warning("quarantine: dropped entry {} ({} {} {}: {}); ignored until it changes",
+                   qid, row.entity, row.system, row.key, row.reason)
     return row
 
 

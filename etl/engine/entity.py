@@ -6,6 +6,7 @@ The engine sequences pure pieces (mapping, diff, resolution, watermark rules) ar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from etl.mapping.models import SIDES, Side, other
 from etl.state.store import Checkpoint, QuarantineEntry, SnapshotRow, Store
 
 CHUNK = 100  # records per write-and-checkpoint step
+GONE_SEP = "; it was quarantined for: "
 
 
 class Stopped(EtlError):
@@ -161,12 +163,14 @@ class EntitySync:
         self.windows[side] = window
         records = self.read(side, window)
         if self.opt.window is None:
-            due = [q.key for q in self.store.quarantine_due(self.entity, side, self.now)]
-            missing = [k for k in due if k not in records]
+            due = self.store.quarantine_due(self.entity, side, self.now)
+            missing = [q.key for q in due if q.key not in records]
             if missing:
                 for record in c.read_by_keys(self.entity, missing):
                     records[c.key_of(self.entity, record)] = record
+                self._retried_but_gone(side, [q for q in due if q.key not in records])
         self.report.side(side).read += len(records)
+        self._ignore_dropped(side, records)
         seen = self.normalize(side, records, quarantine=not self.opt.dry_run)
         if not seen:
             return []
@@ -177,6 +181,7 @@ class EntitySync:
         snap = self.store.snapshots(side, self.entity, incoming["key"].tolist())
         result = diff(incoming, snap[["key", "h1", "h2"]], columns=self.columns, key="key")
         self.report.side(side).unchanged += len(result.unchanged)
+        self._clear_clean(side, [str(k) for k in result.unchanged])
         by_key = {s.key: s for s in seen}
         out: list[Seen] = []
         for frame in (result.new, result.changed):
@@ -185,6 +190,44 @@ class EntitySync:
                 s.h1, s.h2 = int(h1), int(h2)
                 out.append(s)
         return out
+
+    def _clear_clean(self, side: Side, unchanged: list[str]) -> None:
+        """Records read exactly as they were last synced are clean: an entry left from a
+        failed version in between (fixed back to the synced values) goes."""
+        if self.opt.dry_run or not unchanged:
+            return
+        stale = self.store.quarantined_keys(self.entity, side).intersection(unchanged)
+        if stale:
+            cp = Checkpoint(self.entity, clear_quarantine=[(side, k) for k in sorted(stale)])
+            self.store.checkpoint(cp, now=self.now, run_id=self.run_id)
+
+    def _ignore_dropped(self, side: Side, records: dict[str, Record]) -> None:
+        """Records whose quarantine entry was dropped are ignored while they are exactly as
+        they were when dropped; once they change they are processed again."""
+        if not records:
+            return
+        dropped = self.store.quarantine_dropped(self.entity, side, list(records))
+        for key, payload in dropped.items():
+            if key in records and _digest(records[key]) == _digest(payload):
+                del records[key]
+                self.report.side(side).skipped += 1
+
+    def _retried_but_gone(self, side: Side, gone: Sequence[Any]) -> None:
+        """Due entries whose record the side no longer has: the entry says so and backs off."""
+        if self.opt.dry_run or not gone:
+            return
+        entries = []
+        for q in gone:
+            first = q.reason.split(GONE_SEP, 1)[-1]
+            entries.append(QuarantineEntry(
+                self.entity, side, q.key, q.kind,
+                f"{self.entity} {side} {q.key} was not found when retried (deleted in the "
+                f"{side}?); `ponte quarantine drop {q.id}` forgets it{GONE_SEP}{first}",
+                q.field, q.payload))
+            logger.bind(entity=self.entity, side=side, key=q.key).warning(
+                "quarantined record not found when retried")
+        self.store.checkpoint(Checkpoint(self.entity, quarantine=entries), now=self.now,
+                              run_id=self.run_id)
 
     def read(self, side: Side, window: wm.Window) -> dict[str, Record]:
         """Every record of the window, by key (the last version wins)."""
@@ -660,6 +703,11 @@ class EntitySync:
                     continue
                 cp.snapshots.append(self._snap(side, s.key, s.values, s.record, s.updated))
                 cp.clear_quarantine.append((side, s.key))
+            clean = not any((side, u.key(side)) in failed for side in SIDES)
+            if clean:
+                # an entry made under the other side's key (a conflict, a failed write) goes too
+                cp.clear_quarantine.extend((side, k) for side in SIDES
+                                           if (k := u.key(side)) is not None)
             if not u.linked and u.crm_key and u.erp_key and not any(
                 (side, u.key(side)) in failed for side in SIDES
             ):
@@ -720,3 +768,9 @@ class EntitySync:
 
 def _jsonable(record: Record) -> dict[str, Any]:
     return json.loads(json.dumps(record, default=str))
+
+
+def _digest(record: Record | None) -> str:
+    """A content hash of a native record as stored in the quarantine (JSON, keys sorted)."""
+    text = json.dumps(_jsonable(record or {}), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
