@@ -703,11 +703,6 @@ class EntitySync:
                     continue
                 cp.snapshots.append(self._snap(side, s.key, s.values, s.record, s.updated))
                 cp.clear_quarantine.append((side, s.key))
-            clean = not any((side, u.key(side)) in failed for side in SIDES)
-            if clean:
-                # an entry made under the other side's key (a conflict, a failed write) goes too
-                cp.clear_quarantine.extend((side, k) for side in SIDES
-                                           if (k := u.key(side)) is not None)
             if not u.linked and u.crm_key and u.erp_key and not any(
                 (side, u.key(side)) in failed for side in SIDES
             ):
