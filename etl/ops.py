@@ -289,14 +289,17 @@ def quarantine_entry(store: Store, qid: int) -> QuarantineRow:
     row = store.quarantine_get(qid)
     if row is None:
         raise ConfigError(f"no quarantine entry {qid} (see `ponte quarantine list`)")
+    if row.kind == DROPPED:
+        raise ConfigError(f"quarantine entry {qid} was dropped: its record ({row.entity} "
+                          f"{row.system} {row.key}) is ignored until it changes, then the next "
+                          "sync processes it again")
     return row
 
 
 def quarantine_retry(store: Store, qid: int | None, *, now: datetime) -> int:
     """Make one entry (or all) due now: the next sync re-reads those records by key."""
-    if qid is not None and quarantine_entry(store, qid).kind == DROPPED:
-        raise ConfigError(f"quarantine entry {qid} was dropped: its record is ignored until "
-                          "it changes, then the next sync processes it again")
+    if qid is not None:
+        quarantine_entry(store, qid)
     n = store.quarantine_make_due(qid, now)
     logger.info("quarantine: {} entr{} made due; the next sync re-reads {}", n,
                 "y" if n == 1 else "ies", "it" if n == 1 else "them")
