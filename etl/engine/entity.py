@@ -206,7 +206,7 @@ class EntitySync:
         they were when dropped; once they change they are processed again."""
         if not records:
             return
-        dropped = self.store.quarantine_dropped(self.entity, side, list(records))
+        dropped = self.store.quarantine_dropped(self.entity, side)
         for key, payload in dropped.items():
             if key in records and _digest(records[key]) == _digest(payload):
                 del records[key]

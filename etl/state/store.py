@@ -383,18 +383,13 @@ class Store:
         with self.engine.connect() as conn:
             return {str(k) for (k,) in conn.execute(q)}
 
-    def quarantine_dropped(self, entity: str, system: str, keys: Sequence[str]
-                           ) -> dict[str, dict[str, Any] | None]:
-        """Dropped entries among ``keys``: key -> the record as it was when dropped."""
+    def quarantine_dropped(self, entity: str, system: str) -> dict[str, dict[str, Any] | None]:
+        """Dropped entries of one side: key -> the record as it was when dropped."""
         t = m.quarantine
-        found: dict[str, dict[str, Any] | None] = {}
+        q = sa.select(t.c.key, t.c.payload).where(
+            t.c.entity == entity, t.c.system == system, t.c.kind == DROPPED)
         with self.engine.connect() as conn:
-            for chunk in _chunks(_unique(keys), self._chunk):
-                q = sa.select(t.c.key, t.c.payload).where(
-                    t.c.entity == entity, t.c.system == system, t.c.kind == DROPPED,
-                    t.c.key.in_(chunk))
-                found.update({str(k): p for k, p in conn.execute(q)})
-        return found
+            return {str(k): p for k, p in conn.execute(q)}
 
     def quarantine_get(self, qid: int) -> QuarantineRow | None:
         t = m.quarantine

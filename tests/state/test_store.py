@@ -305,7 +305,8 @@ def test_quarantine_upsert_due_make_due_drop_counts(store: Store) -> None:
     assert store.count_quarantine() == {"product": 1}
     assert store.quarantine_due("company", "crm", t1 + timedelta(days=3650)) == []
     assert store.quarantine_make_due(None, t1) == 1
-    assert store.quarantine_dropped("company", "crm", ["k1", "k2"]) == {"k1": None}
+    assert store.quarantine_dropped("company", "crm") == {"k1": None}
+    assert store.quarantine_dropped("company", "erp") == {}
     assert store.quarantined_keys("company", "crm") == {"k1"}
     # the record changed and fails again: a fresh entry (attempts start over)
     store.checkpoint(Checkpoint("company", quarantine=[entry]), now=t1, run_id="r3")
