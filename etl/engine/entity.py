@@ -695,7 +695,12 @@ class EntitySync:
         written = {(s.system, s.key) for s in cp.snapshots}
         for u in units:
             for side, s in u.seen.items():
-                if (side, s.key) in failed or (side, s.key) in written:
+                if (side, s.key) in failed:
+                    continue
+                if (side, s.key) in written:
+                    # read, then written into by this run (an owned field flowing back): its
+                    # snapshot is the write's echo, and a quarantine entry it had is done
+                    cp.clear_quarantine.append((side, s.key))
                     continue
                 if s.h1 == 0 and s.h2 == 0 and side not in self.m.sources():
                     # found by natural key on a side that is not read each run

@@ -29,8 +29,10 @@ def crm_admin(w: World) -> TestClient:
     return w.clients()[0]
 
 
-def edit(admin: TestClient, table: str, key: int, **fields: object) -> None:
-    response = admin.patch(f"/_sandbox/{table}/{key}", json=fields)
+def edit(admin: TestClient, table: str, key: int, *, base: str = "", **fields: object) -> None:
+    """Change a record through the simulator's admin API (``base``: the simulator's root when
+    the client's base URL is below it, as Omie's ``/api/v1``)."""
+    response = admin.patch(f"{base}/_sandbox/{table}/{key}", json=fields)
     assert response.status_code == 200, response.text
 
 
@@ -73,6 +75,19 @@ def test_a_fixed_record_with_new_values_syncs_and_leaves(w: World,
     assert entries(w) == [] and metric(w, "customers") == 0
 
 
+def test_a_fixed_record_that_is_written_back_leaves(w: World, crm_admin: TestClient) -> None:
+    """Fixed with another tax id: the ERP owns it, so the sync writes the ERP's back into this
+    very record; it synced cleanly, so its entry goes."""
+    contact = min(w.crm.db["Contacts"], key=lambda r: r.id)
+    edit(crm_admin, "Contacts", contact.id, Register=BAD_CNPJ)
+    w.sync("customers")
+    assert [e.key for e in entries(w)] == [str(contact.id)]
+    edit(crm_admin, "Contacts", contact.id, Register="11.444.777/0001-61")
+    report = w.sync("customers")
+    assert report.entities["customers"].crm.updated == 1 and report.status == "ok"
+    assert entries(w) == [] and metric(w, "customers") == 0
+
+
 def test_a_retry_that_fails_again_updates_the_entry(w: World, crm_admin: TestClient) -> None:
     contact = min(w.crm.db["Contacts"], key=lambda r: r.id)
     edit(crm_admin, "Contacts", contact.id, Register=BAD_CNPJ)
@@ -104,20 +119,36 @@ def test_a_retried_record_that_is_gone_says_so(w: World, crm_admin: TestClient) 
     assert again.reason.endswith(first.reason)
 
 
-def test_a_dropped_record_is_ignored_until_it_changes(w: World, crm_admin: TestClient) -> None:
-    contact = min(w.crm.db["Contacts"], key=lambda r: r.id)
-    edit(crm_admin, "Contacts", contact.id, Register=BAD_CNPJ)
+# per side: the admin table, the tax-id field, a valid replacement tax id
+SIDE_FACTS = {
+    "crm": ("Contacts", "Register", "11.444.777/0001-61"),
+    "erp": ("clientes", "cnpj_cpf", "45.723.174/0001-10"),
+}
+
+
+@pytest.mark.parametrize("side", list(SIDE_FACTS))
+def test_a_dropped_record_is_ignored_until_it_changes(w: World, side: str) -> None:
+    table, tax_field, valid = SIDE_FACTS[side]
+    crm_admin, erp_admin = w.clients()
+    admin, base = (crm_admin, "") if side == "crm" else (erp_admin, "http://omie.test")
+    row = min(w.crm.db[table] if side == "crm" else w.erp.db[table], key=lambda r: r.id)
+
+    def change(**fields: object) -> None:
+        edit(admin, table, row.id, base=base, **fields)
+
+    change(**{tax_field: BAD_CNPJ})
     w.sync("customers")
     [entry] = entries(w)
+    assert (entry.system, entry.key) == (side, str(row.id))
     with w.store() as store:
         ops.quarantine_drop(store, entry.id)
     assert entries(w) == [] and metric(w, "customers") == 0
     # the next runs re-read it through the lookback (their windows still cover its change)
     for _ in range(2):
         report = w.sync("customers")
-        crm = report.entities["customers"].crm
-        assert crm.skipped == 1 and crm.read >= 1  # it was read and ignored ...
-        assert crm.quarantined == 0  # ... not quarantined again
+        counts = report.entities["customers"].side(side)
+        assert counts.skipped == 1 and counts.read >= 1  # it was read and ignored ...
+        assert counts.quarantined == 0  # ... not quarantined again
         assert report.status == "ok"
     assert entries(w) == []
     with w.store() as store:
@@ -126,17 +157,16 @@ def test_a_dropped_record_is_ignored_until_it_changes(w: World, crm_admin: TestC
         with pytest.raises(ops.ConfigError, match="was dropped"):
             ops.quarantine_retry(store, entry.id, now=w.now())
     # edited (still bad): processed again, a fresh entry
-    edit(crm_admin, "Contacts", contact.id, Register="123")
+    change(**{tax_field: "123"})
     w.sync("customers")
     [back] = entries(w)
-    assert (back.key, back.kind, back.attempts) == (str(contact.id), "invalid", 1)
+    assert (back.system, back.key, back.kind, back.attempts) == (side, str(row.id), "invalid", 1)
     # dropped again, then fixed: processed, synced, the entry is gone
     with w.store() as store:
         ops.quarantine_drop(store, back.id)
-    edit(crm_admin, "Contacts", contact.id, Register="11.444.777/0001-61",
-         Email="depois@exemplo.com.br")
+    change(**{tax_field: valid})
     report = w.sync("customers")
-    assert report.entities["customers"].crm.quarantined == 0
-    assert report.entities["customers"].erp.updated + report.entities["customers"].erp.created >= 1
+    assert report.entities["customers"].side(side).quarantined == 0
+    assert report.status == "ok"
     with w.store() as store:
         assert store.quarantine(dropped=True) == []
