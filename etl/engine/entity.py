@@ -25,7 +25,7 @@ from etl.engine.resolve import Values, resolve_pair, values_for_create
 from etl.errors import EtlError, RecordError
 from etl.mapping import EntityMapping, MapContext, build_payload, read_record
 from etl.mapping.models import SIDES, Side, other
-from etl.state.store import Checkpoint, QuarantineEntry, SnapshotRow, Store
+from etl.state.store import Checkpoint, QuarantineEntry, QuarantineRow, SnapshotRow, Store
 
 CHUNK = 100  # records per write-and-checkpoint step
 GONE_SEP = "; it was quarantined for: "
@@ -212,7 +212,7 @@ class EntitySync:
                 del records[key]
                 self.report.side(side).skipped += 1
 
-    def _retried_but_gone(self, side: Side, gone: Sequence[Any]) -> None:
+    def _retried_but_gone(self, side: Side, gone: Sequence[QuarantineRow]) -> None:
         """Due entries whose record the side no longer has: the entry says so and backs off."""
         if self.opt.dry_run or not gone:
             return
@@ -550,7 +550,9 @@ class EntitySync:
         if erp_key is not None:
             self.planned.links.append((self.entity, crm_key, erp_key))
             self.ctx.add_link(self.entity, crm_key, erp_key)
-        values = dict(self._current(u, "crm") or {}) if u.crm_key is not None else {}
+        if u.crm_key is None:
+            return  # created in the CRM by this plan: nothing of the CRM refers to it yet
+        values = dict(self._current(u, "crm") or {})
         for _op, _u, written in ops["crm"]:
             values.update(written)
         self.planned.records[(self.entity, crm_key)] = (values, how)
