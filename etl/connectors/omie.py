@@ -249,18 +249,25 @@ class OmieConnector:
             if kind != "read":
                 self._forget(service)  # also what a concurrent read cached meanwhile
         if kind == "read":
+            # kept by reference (records are read, never changed, by the engine), so a big
+            # listing costs no second copy; a repeat gets its own copy
             with self._answers_lock:
-                self._answers[ident] = (self._monotonic(), copy.deepcopy(data))
+                self._prune()
+                self._answers[ident] = (self._monotonic(), data)
         return data
 
     def _recall(self, ident: tuple[str, str, str]) -> dict[str, Any] | None:
-        now = self._monotonic()
         with self._answers_lock:
-            for old in [k for k, (at, _) in self._answers.items()
-                        if now - at >= REDUNDANT_WINDOW_S]:
-                del self._answers[old]  # Omie would answer it again: read it fresh
+            self._prune()
             hit = self._answers.get(ident)
         return copy.deepcopy(hit[1]) if hit is not None else None
+
+    def _prune(self) -> None:
+        """Forget answers older than the window: Omie would answer them again (caller holds
+        ``_answers_lock``)."""
+        now = self._monotonic()
+        for old in [k for k, (at, _) in self._answers.items() if now - at >= REDUNDANT_WINDOW_S]:
+            del self._answers[old]
 
     def _forget(self, service: str) -> None:
         with self._answers_lock:

@@ -15,7 +15,8 @@ class SideCounts:
     updated: int = 0  # records updated in this side
     unchanged: int = 0  # records read that had not changed since their snapshot
     quarantined: int = 0  # records from this side put in quarantine
-    skipped: int = 0  # changed records with nowhere to go (e.g. not created by the mapping)
+    skipped: int = 0  # changed records with nowhere to go (e.g. not created by the mapping),
+    # or dropped from the quarantine and unchanged since
 
 
 @dataclass
