@@ -562,7 +562,8 @@ def quarantine_retry(
 @handle_errors
 def quarantine_drop(qid: Annotated[int, typer.Argument(help="Entry id.")],
                     yes: Yes = False) -> None:
-    """Forget an entry (the record is not re-read until it changes again). Asks first."""
+    """Drop an entry: its record is ignored until it changes, then processed again. Asks
+    first."""
     from etl import ops
 
     with _state(writes=True) as (_s, store, _m):

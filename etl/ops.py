@@ -28,7 +28,7 @@ from etl.mapping.models import SIDES, Side
 from etl.metrics import last_runs
 from etl.scheduler import next_run
 from etl.settings import Settings
-from etl.state.store import QuarantineRow, RunRow, Store
+from etl.state.store import DROPPED, QuarantineRow, RunRow, Store
 
 # --------------------------------------------------------------------------------- time input
 
@@ -320,6 +320,10 @@ def quarantine_entry(store: Store, qid: int) -> QuarantineRow:
     row = store.quarantine_get(qid)
     if row is None:
         raise ConfigError(f"no quarantine entry {qid} (see `ponte quarantine list`)")
+    if row.kind == DROPPED:
+        raise ConfigError(f"quarantine entry {qid} was dropped: its record ({row.entity} "
+                          f"{row.system} {row.key}) is ignored until it changes, then the next "
+                          "sync processes it again")
     return row
 
 
@@ -334,10 +338,12 @@ def quarantine_retry(store: Store, qid: int | None, *, now: datetime) -> int:
 
 
 def quarantine_drop(store: Store, qid: int) -> QuarantineRow:
+    """Drop an entry: its record is ignored while it stays as it was read, and processed
+    again (synced, or quarantined anew) once it changes."""
     row = quarantine_entry(store, qid)
     store.quarantine_drop(qid)
-    logger.warning("quarantine: dropped entry {} ({} {} {}: {})", qid, row.entity, row.system,
-                   row.key, row.reason)
+    logger.warning("quarantine: dropped entry {} ({} {} {}: {}); ignored until it changes",
+                   qid, row.entity, row.system, row.key, row.reason)
     return row
 
 

@@ -87,6 +87,8 @@ def changes_lines(report: RunReport, *, limit: int = 500) -> list[str]:
         where = f"{c.target} {c.key}" if c.key else f"in the {c.target}"
         lines.append(f"  {c.entity}: {c.action} {where} (from {other.get(c.target, '?')} "
                      f"{c.source_key})")
+        if c.note:
+            lines.append(f"      ({c.note})")
         for field_name, (old, new) in c.fields.items():
             before = "—" if old is None else _short(old, 40)
             lines.append(f"      {field_name}: {before} → {'—' if new is None else _short(new, 60)}")

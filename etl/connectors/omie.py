@@ -26,6 +26,7 @@ sorted by (updated-at, key).
 from __future__ import annotations
 
 import copy
+import json
 import re
 import threading
 import time
@@ -58,6 +59,7 @@ DUPLICATE = "SOAP-ENV:Client-102"
 NOT_FOUND = "SOAP-ENV:Client-105"
 MISUSE = "MISUSE_API_PROCESS"
 MAX_REDUNDANT_WAITS = 4
+REDUNDANT_WINDOW_S = 60.0  # Omie refuses an identical call repeated within this many seconds
 LOOKUP_CHUNK = 50  # keys per clientesPorCodigo / produtosPorCodigo call
 FILTER_CALLS_MAX = 25  # above this many values, find_by scans the list instead
 
@@ -158,6 +160,7 @@ class OmieConnector:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self._app_key = app_key
@@ -168,6 +171,12 @@ class OmieConnector:
         self.session = HttpSession(client, system=SYSTEM, requests_per_minute=requests_per_minute,
                                    max_concurrency=max_concurrency, retry=retry, sleep=sleep)
         self._write_lock = threading.Lock()  # Omie: no simultaneous inclusions/alterations
+        # answers of read calls, by (service, call, param), kept for Omie's redundant-call
+        # window: the same call repeated within it is answered from here instead of being
+        # refused by Omie (and costing a 61-s wait); a write to a service forgets its answers
+        self._answers: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
+        self._answers_lock = threading.Lock()
+        self._monotonic = monotonic
         self.capabilities = Capabilities(
             page_size=page_size, batch_size=1, requests_per_minute=requests_per_minute,
             max_concurrency=max_concurrency, clock_zone="America/Sao_Paulo",
@@ -224,7 +233,50 @@ class OmieConnector:
 
     def _call(self, service: str, call: str, param: dict[str, Any], *, kind: str = "read"
               ) -> dict[str, Any]:
-        """One API call; returns the JSON object or raises :class:`OmieFault`."""
+        """One API call; returns the JSON object or raises :class:`OmieFault`.
+
+        A read repeated within Omie's redundant-call window is answered with what this
+        connector already read (see ``_answers``); a write forgets the service's answers."""
+        ident = (service, call, json.dumps(param, sort_keys=True, default=str))
+        if kind == "read":
+            cached = self._recall(ident)
+            if cached is not None:
+                return cached
+        else:
+            self._forget(service)
+        try:
+            data = self._send(service, call, param, kind=kind)
+        finally:
+            if kind != "read":
+                self._forget(service)  # also what a concurrent read cached meanwhile
+        if kind == "read":
+            # kept by reference (records are read, never changed, by the engine), so a big
+            # listing costs no second copy; a repeat gets its own copy
+            with self._answers_lock:
+                self._prune()
+                self._answers[ident] = (self._monotonic(), data)
+        return data
+
+    def _recall(self, ident: tuple[str, str, str]) -> dict[str, Any] | None:
+        with self._answers_lock:
+            self._prune()
+            hit = self._answers.get(ident)
+        return copy.deepcopy(hit[1]) if hit is not None else None
+
+    def _prune(self) -> None:
+        """Forget answers older than the window: Omie would answer them again (caller holds
+        ``_answers_lock``)."""
+        now = self._monotonic()
+        for old in [k for k, (at, _) in self._answers.items() if now - at >= REDUNDANT_WINDOW_S]:
+            del self._answers[old]
+
+    def _forget(self, service: str) -> None:
+        with self._answers_lock:
+            for ident in [k for k in self._answers if k[0] == service]:
+                del self._answers[ident]
+
+    def _send(self, service: str, call: str, param: dict[str, Any], *, kind: str
+              ) -> dict[str, Any]:
         body = {"call": call, "app_key": self._app_key, "app_secret": self._app_secret,
                 "param": [param]}
         for _ in range(MAX_REDUNDANT_WAITS + 1):
@@ -246,8 +298,8 @@ class OmieConnector:
                               response.status_code)
             if fault.code in REDUNDANT_CODES:
                 wait = self._redundant_wait(fault.text)
-                logger.debug("erp {}/{}: redundant-call rule, waiting {:.0f}s", service, call,
-                             wait)
+                logger.info("Omie asks to wait {:.0f} s before repeating {} (redundant-call "
+                            "rule); waiting", wait, call)
                 self._sleep(wait)
                 continue
             self._raise_if_system(fault, f"{service}/{call}")

@@ -6,6 +6,7 @@ The engine sequences pure pieces (mapping, diff, resolution, watermark rules) ar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -26,9 +27,10 @@ from etl.errors import EtlError, RecordError, UnsentField, WatermarkAhead
 from etl.mapping import EntityMapping, MapContext, build_payload, read_record
 from etl.mapping.models import SIDES, Side, other
 from etl.mapping.paths import unsent_paths
-from etl.state.store import Checkpoint, QuarantineEntry, SnapshotRow, Store
+from etl.state.store import Checkpoint, QuarantineEntry, QuarantineRow, SnapshotRow, Store
 
 CHUNK = 100  # records per write-and-checkpoint step
+GONE_SEP = "; it was quarantined for: "
 
 
 class Stopped(EtlError):
@@ -55,6 +57,24 @@ class Options:
 
     def stop_requested(self) -> bool:
         return self.should_stop is not None and self.should_stop()
+
+
+@dataclass
+class Planned:
+    """What a dry run has planned so far, for the later entities of the same plan: nothing is
+    written, so an order whose customer this plan would create or match must not be reported
+    as quarantined for a customer that "is not synced yet"."""
+
+    # (entity, crm key) -> (the CRM record's values after the planned writes, what happens)
+    records: dict[tuple[str, str], tuple[Values, str]] = field(default_factory=dict)
+    # (entity, crm key, erp key): links the plan would make; a key still to be created is a
+    # negative placeholder (no system uses negative keys), never sent anywhere
+    links: list[tuple[str, str, str]] = field(default_factory=list)
+    _last: int = 0
+
+    def placeholder(self) -> str:
+        self._last -= 1
+        return str(self._last)
 
 
 @dataclass
@@ -105,6 +125,7 @@ class EntitySync:
         options: Options,
         report: EntityReport,
         lock_name: str,
+        planned: Planned | None = None,
     ) -> None:
         self.m = mapping
         self.entity = mapping.entity
@@ -120,6 +141,10 @@ class EntitySync:
         self.windows: dict[Side, wm.Window] = {}
         self._started = time.monotonic()
         self._planned_creates: dict[Side, set[str]] = {}
+        self.planned = planned if options.dry_run else None
+        if self.planned is not None:
+            for entity, crm_key, erp_key in self.planned.links:
+                ctx.add_link(entity, crm_key, erp_key)
 
     # --- extract -------------------------------------------------------------------------------
 
@@ -140,12 +165,14 @@ class EntitySync:
         self.windows[side] = window
         records = self.read(side, window)
         if self.opt.window is None:
-            due = [q.key for q in self.store.quarantine_due(self.entity, side, self.now)]
-            missing = [k for k in due if k not in records]
+            due = self.store.quarantine_due(self.entity, side, self.now)
+            missing = [q.key for q in due if q.key not in records]
             if missing:
                 for record in c.read_by_keys(self.entity, missing):
                     records[c.key_of(self.entity, record)] = record
+                self._retried_but_gone(side, [q for q in due if q.key not in records])
         self.report.side(side).read += len(records)
+        self._ignore_dropped(side, records)
         seen = self.normalize(side, records, quarantine=not self.opt.dry_run)
         if not seen:
             return []
@@ -156,6 +183,7 @@ class EntitySync:
         snap = self.store.snapshots(side, self.entity, incoming["key"].tolist())
         result = diff(incoming, snap[["key", "h1", "h2"]], columns=self.columns, key="key")
         self.report.side(side).unchanged += len(result.unchanged)
+        self._clear_clean(side, [str(k) for k in result.unchanged])
         by_key = {s.key: s for s in seen}
         out: list[Seen] = []
         for frame in (result.new, result.changed):
@@ -164,6 +192,44 @@ class EntitySync:
                 s.h1, s.h2 = int(h1), int(h2)
                 out.append(s)
         return out
+
+    def _clear_clean(self, side: Side, unchanged: list[str]) -> None:
+        """Records read exactly as they were last synced are clean: an entry left from a
+        failed version in between (fixed back to the synced values) goes."""
+        if self.opt.dry_run or not unchanged:
+            return
+        stale = self.store.quarantined_keys(self.entity, side).intersection(unchanged)
+        if stale:
+            cp = Checkpoint(self.entity, clear_quarantine=[(side, k) for k in sorted(stale)])
+            self.store.checkpoint(cp, now=self.now, run_id=self.run_id)
+
+    def _ignore_dropped(self, side: Side, records: dict[str, Record]) -> None:
+        """Records whose quarantine entry was dropped are ignored while they are exactly as
+        they were when dropped; once they change they are processed again."""
+        if not records:
+            return
+        dropped = self.store.quarantine_dropped(self.entity, side)
+        for key, payload in dropped.items():
+            if key in records and _digest(records[key]) == _digest(payload):
+                del records[key]
+                self.report.side(side).skipped += 1
+
+    def _retried_but_gone(self, side: Side, gone: Sequence[QuarantineRow]) -> None:
+        """Due entries whose record the side no longer has: the entry says so and backs off."""
+        if self.opt.dry_run or not gone:
+            return
+        entries = []
+        for q in gone:
+            first = q.reason.split(GONE_SEP, 1)[-1]
+            entries.append(QuarantineEntry(
+                self.entity, side, q.key, q.kind,
+                f"{self.entity} {side} {q.key} was not found when retried (deleted in the "
+                f"{side}?); `ponte quarantine drop {q.id}` forgets it{GONE_SEP}{first}",
+                q.field, q.payload))
+            logger.bind(entity=self.entity, side=side, key=q.key).warning(
+                "quarantined record not found when retried")
+        self.store.checkpoint(Checkpoint(self.entity, quarantine=entries), now=self.now,
+                              run_id=self.run_id)
 
     def read(self, side: Side, window: wm.Window) -> dict[str, Record]:
         """Every record of the window, by key (the last version wins)."""
@@ -388,11 +454,15 @@ class EntitySync:
         cp = Checkpoint(self.entity)
         ops: dict[Side, list[tuple[WriteOp, Unit, Values]]] = {"crm": [], "erp": []}
         for u in units:
+            before = {s: len(ops[s]) for s in SIDES}
             try:
                 self._plan_unit(u, cp, ops)
             except RecordError as exc:
                 side = next(iter(u.seen))
                 self._quarantine(cp, side, u.key(side) or "?", exc, u.seen[side].record)
+                continue
+            if self.planned is not None:
+                self._note_planned(u, {s: ops[s][before[s]:] for s in SIDES})
         for target in SIDES:
             if not ops[target]:
                 continue
@@ -444,8 +514,10 @@ class EntitySync:
                 writes = decision.writes[target]
                 if not writes:
                     continue
+                note = None
                 if target in self.m.create_in:
-                    self._check_preconditions({**current[other(target)], **writes})
+                    note = self._check_preconditions({**current[other(target)], **writes},
+                                                     "updated")
                 key = u.key(target)
                 old = current[target]
                 payload = build_payload(self.m, target, writes, self.ctx, create=False,
@@ -453,7 +525,7 @@ class EntitySync:
                 ops[target].append((WriteOp("update", payload, key=key), u, writes))
                 self.report.changes.append(Change(
                     self.entity, target, "update", key, u.key(other(target)) or "",
-                    {f: (old.get(f), v) for f, v in writes.items()}))
+                    {f: (old.get(f), v) for f, v in writes.items()}, note))
             return
         # present on one side only
         side: Side = "crm" if u.crm_key is not None else "erp"
@@ -478,21 +550,55 @@ class EntitySync:
                     f"the {side} side are not copied — merge them there",
                     field=nk, kind="invalid")
             planned.add(values[nk])  # type: ignore[arg-type]
-        self._check_preconditions(u.seen[side].values)
+        note = self._check_preconditions(u.seen[side].values)
         payload = build_payload(self.m, target, values, self.ctx, create=True)
         ext = f"{self.conn[side].kind}-{u.key(side)}"
         ops[target].append((WriteOp("create", payload, external_id=ext), u, values))
         self.report.changes.append(Change(
             self.entity, target, "create", None, u.key(side) or "",
-            {f: (None, v) for f, v in values.items()}))
+            {f: (None, v) for f, v in values.items()}, note))
 
-    def _check_preconditions(self, values: Values) -> None:
+    def _note_planned(self, u: Unit, ops: dict[Side, list[tuple[WriteOp, Unit, Values]]]
+                      ) -> None:
+        """Dry run: remember what this unit would become, for later entities of the plan."""
+        assert self.planned is not None
+        if u.tombstone is not None:
+            return
+        crm_key, erp_key = u.crm_key, u.erp_key
+        how = "synced by this plan"
+        if ops["erp"] and ops["erp"][0][0].action == "create":
+            erp_key, how = self.planned.placeholder(), "created in the erp by this plan"
+        elif ops["crm"] and ops["crm"][0][0].action == "create":
+            crm_key, how = self.planned.placeholder(), "created in the crm by this plan"
+        elif not u.linked and crm_key is not None and erp_key is not None:
+            how = "matched in the erp by this plan"
+        if crm_key is None:
+            return
+        if erp_key is not None:
+            self.planned.links.append((self.entity, crm_key, erp_key))
+            self.ctx.add_link(self.entity, crm_key, erp_key)
+        if u.crm_key is None:
+            return  # created in the CRM by this plan: nothing of the CRM refers to it yet
+        values = dict(self._current(u, "crm") or {})
+        for _op, _u, written in ops["crm"]:
+            values.update(written)
+        self.planned.records[(self.entity, crm_key)] = (values, how)
+
+    def _check_preconditions(self, values: Values, action: str = "created") -> str | None:
+        """Raise when a record this one depends on is not synced or lacks what the target
+        requires; in a dry run, one this plan would sync first is good enough, and the note
+        returned says so."""
+        note = None
         for pre in self.m.preconditions:
             ref = values.get(pre.field)
             if ref is None:
                 raise RecordError(f"{self.entity} has no {pre.field}", field=pre.field)
             frame = self.store.snapshots("crm", pre.entity, [ref])
             data = frame["data"].iloc[0] if len(frame) else None
+            if data is None and self.planned is not None:
+                data, how = self.planned.records.get((pre.entity, ref), (None, ""))
+                if data is not None:
+                    note = f"would be {action} after its {pre.field}: {pre.entity} {ref} ({how})"
             if data is None:
                 raise RecordError(
                     f"{pre.entity} {ref} is not synced yet (check its quarantine)", field=pre.field)
@@ -503,6 +609,7 @@ class EntitySync:
                     f"other system requires before it accepts this {self.entity} record",
                     field=pre.field,
                 )
+        return note
 
     def _record_intents(self, target: Side, planned: list[tuple[WriteOp, Unit, Values]]) -> None:
         """Before creates that the target cannot upsert by external id, write down the intent so
@@ -617,7 +724,12 @@ class EntitySync:
         written = {(s.system, s.key) for s in cp.snapshots}
         for u in units:
             for side, s in u.seen.items():
-                if (side, s.key) in failed or (side, s.key) in written:
+                if (side, s.key) in failed:
+                    continue
+                if (side, s.key) in written:
+                    # read, then written into by this run (an owned field flowing back): its
+                    # snapshot is the write's echo, and a quarantine entry it had is done
+                    cp.clear_quarantine.append((side, s.key))
                     continue
                 if s.h1 == 0 and s.h2 == 0 and side not in self.m.sources():
                     # found by natural key on a side that is not read each run
@@ -719,3 +831,9 @@ def _updated_at(c: Connector, side: Side, entity: str, record: Record) -> dateti
 
 def _jsonable(record: Record) -> dict[str, Any]:
     return json.loads(json.dumps(record, default=str))
+
+
+def _digest(record: Record | None) -> str:
+    """A content hash of a native record as stored in the quarantine (JSON, keys sorted)."""
+    text = json.dumps(_jsonable(record or {}), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -15,7 +15,8 @@ class SideCounts:
     updated: int = 0  # records updated in this side
     unchanged: int = 0  # records read that had not changed since their snapshot
     quarantined: int = 0  # records from this side put in quarantine
-    skipped: int = 0  # changed records with nowhere to go (e.g. not created by the mapping)
+    skipped: int = 0  # changed records with nowhere to go (e.g. not created by the mapping),
+    # or dropped from the quarantine and unchanged since
 
 
 @dataclass
@@ -28,6 +29,9 @@ class Change:
     key: str | None
     source_key: str
     fields: dict[str, tuple[Any, Any]]
+    # why a planned write can go ahead although a record it depends on is not synced yet
+    # (a dry run: "would be created after its customer: customers 58 (created ... by this plan)")
+    note: str | None = None
 
 
 @dataclass

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from loguru import logger
 
 from etl.connectors.base import Connector
-from etl.engine.entity import EntitySync, Options, Stopped
+from etl.engine.entity import EntitySync, Options, Planned, Stopped
 from etl.engine.report import EntityReport, RunReport
 from etl.errors import EtlError, LockHeld, UnsentField
 from etl.logging import redact
@@ -72,6 +72,7 @@ def run_sync(
     held: list[str] = []
     stopped: list[str] = []  # entities stopped before writing (a mapped path not sent)
     heartbeat: _Heartbeat | None = None
+    planned = Planned()  # a dry run's plan so far, for the entities that depend on earlier ones
     try:
         if record:
             for name in names:
@@ -96,7 +97,7 @@ def run_sync(
             sync = EntitySync(
                 mapping, connectors, store, build_context(store),
                 run_id=run_id, now=run_start, options=opt, report=entity_report,
-                lock_name=lock_name(name),
+                lock_name=lock_name(name), planned=planned,
             )
             try:
                 sync.run()

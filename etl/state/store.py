@@ -24,7 +24,7 @@ import socket
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
@@ -45,6 +45,8 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 BACKOFF_BASE = timedelta(minutes=1)
 BACKOFF_CAP = timedelta(hours=6)
+DROPPED = "dropped"  # quarantine kind of an entry the operator dropped
+NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # the next retry of a dropped entry
 # SQLite allows 999 bound parameters per statement in old builds; PostgreSQL far more.
 _CHUNK = {"sqlite": 900, "postgresql": 5000}
 _SNAPSHOT_COLUMNS = ["key", "h1", "h2", "data", "natural_key", "source_updated"]
@@ -376,13 +378,32 @@ class Store:
 
     # ---------------------------------------------------------------- quarantine
 
-    def quarantine(self, entity: str | None = None) -> list[QuarantineRow]:
+    def quarantine(self, entity: str | None = None, *, dropped: bool = False
+                   ) -> list[QuarantineRow]:
+        """Entries waiting in quarantine (``dropped``: also the dropped ones)."""
         t = m.quarantine
         q = sa.select(t)
         if entity is not None:
             q = q.where(t.c.entity == entity)
+        if not dropped:
+            q = q.where(t.c.kind != DROPPED)
         with self.engine.connect() as conn:
             return [QuarantineRow(**r._mapping) for r in conn.execute(q.order_by(t.c.id))]
+
+    def quarantined_keys(self, entity: str, system: str) -> set[str]:
+        """Keys of one side with an entry (dropped ones included)."""
+        t = m.quarantine
+        q = sa.select(t.c.key).where(t.c.entity == entity, t.c.system == system)
+        with self.engine.connect() as conn:
+            return {str(k) for (k,) in conn.execute(q)}
+
+    def quarantine_dropped(self, entity: str, system: str) -> dict[str, dict[str, Any] | None]:
+        """Dropped entries of one side: key -> the record as it was when dropped."""
+        t = m.quarantine
+        q = sa.select(t.c.key, t.c.payload).where(
+            t.c.entity == entity, t.c.system == system, t.c.kind == DROPPED)
+        with self.engine.connect() as conn:
+            return {str(k): p for k, p in conn.execute(q)}
 
     def quarantine_get(self, qid: int) -> QuarantineRow | None:
         t = m.quarantine
@@ -391,31 +412,38 @@ class Store:
         return None if row is None else QuarantineRow(**row._mapping)
 
     def quarantine_drop(self, qid: int) -> bool:
+        """Drop an entry: it is kept, marked dropped with the record as last read, so that
+        the record is ignored while it stays the same and processed again once it changes."""
         t = m.quarantine
         with self._writer.begin() as conn:
-            return conn.execute(sa.delete(t).where(t.c.id == qid)).rowcount > 0
+            return conn.execute(sa.update(t).where(t.c.id == qid, t.c.kind != DROPPED).values(
+                kind=DROPPED, next_retry_at=NEVER)).rowcount > 0
 
     def quarantine_due(self, entity: str, system: str, now: datetime) -> list[QuarantineRow]:
         """Quarantined records of one side whose next retry is due at ``now``."""
         t = m.quarantine
         q = (sa.select(t)
-             .where(t.c.entity == entity, t.c.system == system, t.c.next_retry_at <= now)
+             .where(t.c.entity == entity, t.c.system == system, t.c.next_retry_at <= now,
+                    t.c.kind != DROPPED)
              .order_by(t.c.next_retry_at, t.c.id))
         with self.engine.connect() as conn:
             return [QuarantineRow(**r._mapping) for r in conn.execute(q)]
 
     def quarantine_make_due(self, qid: int | None, now: datetime) -> int:
-        """Make one entry (or all, with ``None``) due at ``now``; returns how many."""
+        """Make one entry (or all, with ``None``) due at ``now``; returns how many. Dropped
+        entries stay dropped."""
         t = m.quarantine
-        stmt = sa.update(t).values(next_retry_at=now)
+        stmt = sa.update(t).values(next_retry_at=now).where(t.c.kind != DROPPED)
         if qid is not None:
             stmt = stmt.where(t.c.id == qid)
         with self._writer.begin() as conn:
             return int(conn.execute(stmt).rowcount)
 
     def count_quarantine(self, entity: str | None = None) -> dict[str, int]:
+        """Entries waiting per entity (dropped ones are not waiting)."""
         t = m.quarantine
-        q = sa.select(t.c.entity, sa.func.count()).group_by(t.c.entity)
+        q = (sa.select(t.c.entity, sa.func.count()).where(t.c.kind != DROPPED)
+             .group_by(t.c.entity))
         if entity is not None:
             q = q.where(t.c.entity == entity)
         with self.engine.connect() as conn:
@@ -431,10 +459,11 @@ class Store:
             groups.setdefault((entity, system), []).append(key)
         for (entity, system), keys in groups.items():
             for chunk in _chunks(keys, self._chunk):
-                q = sa.select(t.c.key, t.c.attempts).where(
+                q = sa.select(t.c.key, t.c.attempts, t.c.kind).where(
                     t.c.entity == entity, t.c.system == system, t.c.key.in_(chunk))
-                for key, n in conn.execute(q):
-                    attempts[(entity, system, key)] = n
+                for key, n, kind in conn.execute(q):
+                    # a dropped record that changed and fails again starts a fresh count
+                    attempts[(entity, system, key)] = 0 if kind == DROPPED else n
         rows = []
         for ident, q in latest.items():
             n = attempts.get(ident, 0) + 1

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from loguru import logger
 from starlette.testclient import TestClient
 
 from etl.connectors.base import Connector, WriteOp
@@ -194,15 +195,77 @@ def test_window_needs_flag_quirk_is_harmless(omie_conn: OmieConnector, omie_sim:
     assert omie_sim.requests.as_list()[0]["count"] == 1
 
 
-def test_redundant_call_fault_waits_and_retries(omie_conn: OmieConnector, omie_sim: OmieSim,
-                                                omie_sleep: FakeSleep) -> None:
+@pytest.fixture
+def info_lines() -> Iterator[list[str]]:
+    """Messages ponte logs at INFO and above while the test runs."""
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="INFO")
+    yield lines
+    logger.remove(sink)
+
+
+def test_identical_read_in_one_run_is_not_sent_twice(omie_conn: OmieConnector,
+                                                      omie_sim: OmieSim,
+                                                      omie_sleep: FakeSleep) -> None:
     assert omie_sim.faults.redundant_rule  # the default
     put(omie_sim, "clientes", T0)
     window = Window(T0, T0 + S)
     assert keys(omie_conn, "customers", window) == ["1"]
     assert keys(omie_conn, "customers", window) == ["1"]  # identical call within 60 s
+    assert [r["codigo_cliente_omie"] for r in omie_conn.find_by(
+        "customers", "cnpj_cpf", [f"{i:014d}" for i in range(30)])] == []
+    assert omie_conn.find_by("customers", "cnpj_cpf", [f"{i:014d}" for i in range(30)]) == []
+    assert omie_sleep.waits == []  # no redundant-call wait
+    counts = {(c["endpoint"], c["status"]): c["count"] for c in omie_sim.requests.as_list()}
+    assert counts == {("geral/clientes/ListarClientes", 200): 2}  # the window + one full scan
+
+
+def test_answers_are_kept_only_for_the_vendor_window(omie_http: TestClient, omie_sim: OmieSim,
+                                                     omie_sleep: FakeSleep) -> None:
+    clock = [100.0]
+    conn = make(omie_http, omie_sleep, monotonic=lambda: clock[0])
+    put(omie_sim, "clientes", T0)
+    window = Window(T0, T0 + S)
+    keys(conn, "customers", window)
+    clock[0] += 59.0
+    keys(conn, "customers", window)
+    assert sum(c["count"] for c in omie_sim.requests.as_list()) == 1
+    clock[0] += 1.0
+    omie_sim.clock.advance(61)  # Omie takes the same call again: ponte reads it fresh
+    keys(conn, "customers", window)
+    assert sum(c["count"] for c in omie_sim.requests.as_list()) == 2
+    assert omie_sleep.waits == []
+
+
+def test_a_write_forgets_what_was_read_and_a_forced_wait_is_said_at_info(
+        omie_conn: OmieConnector, omie_sim: OmieSim, omie_sleep: FakeSleep,
+        info_lines: list[str]) -> None:
+    put(omie_sim, "clientes", T0, cnpj_cpf=CNPJ[0], email="old@x.com")
+    assert [r["email"] for r in omie_conn.find_by("customers", "cnpj_cpf", [CNPJ[0]])] == \
+        ["old@x.com"]
+    assert omie_conn.write_batch("customers", [WriteOp("update", {"email": "new@x.com"},
+                                                       key="1")])[0].ok
+    # the same call again after a write: sent (the answer above is stale), so Omie's rule
+    # forces a wait, which is said at INFO with its length
+    assert [r["email"] for r in omie_conn.find_by("customers", "cnpj_cpf", [CNPJ[0]])] == \
+        ["new@x.com"]
+    assert [w for w in omie_sleep.waits if w >= 1] == [61.0]
+    assert ("Omie asks to wait 61 s before repeating ListarClientes (redundant-call rule); "
+            "waiting") in info_lines
+
+
+def test_two_runs_within_a_minute_wait_once_with_an_info_line(
+        omie_http: TestClient, omie_sim: OmieSim, omie_sleep: FakeSleep,
+        info_lines: list[str]) -> None:
+    put(omie_sim, "clientes", T0)
+    full = Window(None, T0 + S)
+    assert keys(make(omie_http, omie_sleep), "customers", full) == ["1"]
+    assert keys(make(omie_http, omie_sleep), "customers", full) == ["1"]  # a second run
     redundant = [w for w in omie_sleep.waits if w >= 1]
     assert len(redundant) == 1 and 55 <= redundant[0] <= 62
+    assert [m for m in info_lines if "redundant-call rule" in m] == [
+        (f"Omie asks to wait {redundant[0]:.0f} s before repeating ListarClientes "
+         "(redundant-call rule); waiting")]
     counts = {(c["endpoint"], c["status"]): c["count"] for c in omie_sim.requests.as_list()}
     assert counts == {("geral/clientes/ListarClientes", 200): 2,
                       ("geral/clientes/ListarClientes", 500): 1}

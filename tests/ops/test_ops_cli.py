@@ -155,7 +155,8 @@ def test_quarantine_commands(cli_env: Env) -> None:
     assert ponte("quarantine", "drop", qid).exit_code == Exit.CONFIG  # no confirmation
     assert ponte("quarantine", "drop", qid, "--yes").exit_code == 0
     assert json.loads(ponte("quarantine", "list", "--json").stdout) == []
-    assert ponte("quarantine", "show", qid).exit_code == Exit.CONFIG
+    dropped = ponte("quarantine", "show", qid)
+    assert dropped.exit_code == Exit.CONFIG and "was dropped" in dropped.output
 
 
 def test_json_log_format_gives_json_lines(cli_env: Env, monkeypatch) -> None:

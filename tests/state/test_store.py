@@ -296,9 +296,23 @@ def test_quarantine_upsert_due_make_due_drop_counts(store: Store) -> None:
     store.checkpoint(Checkpoint("company", clear_quarantine=[("erp", "e1")]), now=t1)
     assert store.count_quarantine("company") == {"company": 1}
     assert store.quarantine_drop(row.id) is True
-    assert store.quarantine_drop(row.id) is False
-    assert store.quarantine_get(row.id) is None
+    assert store.quarantine_drop(row.id) is False  # already dropped
+    dropped = store.quarantine_get(row.id)
+    assert dropped is not None and dropped.kind == "dropped"
+    # a dropped entry is not waiting: not listed, not counted, never due, not made due
+    assert store.quarantine("company") == []
+    assert [r.id for r in store.quarantine("company", dropped=True)] == [row.id]
     assert store.count_quarantine() == {"product": 1}
+    assert store.quarantine_due("company", "crm", t1 + timedelta(days=3650)) == []
+    assert store.quarantine_make_due(None, t1) == 1
+    assert store.quarantine_dropped("company", "crm") == {"k1": None}
+    assert store.quarantine_dropped("company", "erp") == {}
+    assert store.quarantined_keys("company", "crm") == {"k1"}
+    # the record changed and fails again: a fresh entry (attempts start over)
+    store.checkpoint(Checkpoint("company", quarantine=[entry]), now=t1, run_id="r3")
+    back = store.quarantine_get(row.id)
+    assert back is not None and (back.kind, back.attempts) == ("invalid", 1)
+    assert store.count_quarantine() == {"company": 1, "product": 1}
 
 
 # ------------------------------------------------------------------ intents
