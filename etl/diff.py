@@ -397,7 +397,7 @@ def diff(
     is_changed = present & ~same_old
 
     def pick(mask: np.ndarray) -> pd.DataFrame:
-        part = incoming.iloc[rows[mask]].copy()
+        part: pd.DataFrame = incoming.iloc[rows[mask]].copy()
         part["h1"] = inc_h1[mask]
         part["h2"] = inc_h2[mask]
         return part

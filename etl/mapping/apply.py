@@ -223,8 +223,8 @@ def build_payload(
         if sf.paths:
             for path, part in zip(sf.paths, native, strict=True):
                 set_path(payload, path, part)
-        else:
-            set_path(payload, sf.path, native)  # type: ignore[arg-type]
+        elif sf.path is not None:  # one of them is set (validated)
+            set_path(payload, sf.path, native)
     _also_write(mapping, side, values, {**(record or {}), **values}, payload, ctx)
     return payload
 

@@ -95,7 +95,7 @@ def _check(m: EntityMapping, path: Path) -> None:
         if spec.crm is None and spec.erp is None:
             problems.append(f"fields.{name}: maps neither crm nor erp")
         for side in ("crm", "erp"):
-            sf = spec.side(side)  # type: ignore[arg-type]
+            sf = spec.side(side)
             if sf is not None and sf.transform not in REGISTRY:
                 problems.append(
                     f"fields.{name}.{side}.transform: unknown transform {sf.transform!r} "

@@ -66,6 +66,8 @@ class SideField(Strict):
     def _one_path(self) -> SideField:
         if (self.path is None) == (self.paths is None):
             raise ValueError("give exactly one of 'path' or 'paths'")
+        if self.paths is not None and not self.paths:
+            raise ValueError("'paths' needs at least one native path")
         if self.fallback is not None and self.paths is not None:
             raise ValueError("'fallback' works with 'path', not with 'paths'")
         if isinstance(self.fallback, list) and (
@@ -84,7 +86,9 @@ class SideField(Strict):
         return [self.fallback] if isinstance(self.fallback, str) else list(self.fallback)
 
     def native_paths(self) -> list[str]:
-        return list(self.paths) if self.paths is not None else [self.path]  # type: ignore[list-item]
+        if self.paths:
+            return list(self.paths)
+        return [self.path] if self.path is not None else []  # one of them is set (validated)
 
 
 class FieldSpec(Strict):

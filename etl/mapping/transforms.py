@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from stdnum.br import cnpj as std_cnpj
 from stdnum.br import cpf as std_cpf
@@ -66,9 +66,22 @@ class Transform:
 REGISTRY: dict[str, Transform] = {}
 
 
-def register(name: str, doc: str) -> Callable[[type], type]:
-    def deco(cls: type) -> type:
-        REGISTRY[name] = Transform(name, cls.read, cls.write, doc)  # type: ignore[attr-defined]
+class _Codec(Protocol):
+    """A class registered as a transform: a static ``read`` and ``write``."""
+
+    @staticmethod
+    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon: ...
+
+    @staticmethod
+    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw: ...
+
+
+_CodecT = TypeVar("_CodecT", bound=_Codec)
+
+
+def register(name: str, doc: str) -> Callable[[type[_CodecT]], type[_CodecT]]:
+    def deco(cls: type[_CodecT]) -> type[_CodecT]:
+        REGISTRY[name] = Transform(name, cls.read, cls.write, doc)
         return cls
 
     return deco
@@ -101,7 +114,9 @@ class _Email:
             raise RecordError(f"{value!r} is not a valid e-mail address")
         return value
 
-    write = _Text.write
+    @staticmethod
+    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
+        return _Text.write(value, args, ctx)
 
 
 @register("digits", "digits only (CEPs, codes); written as a string")

@@ -161,7 +161,7 @@ def quarantine_backoff(attempts: int) -> timedelta:
         return timedelta(0)
     if attempts > 20:  # 2**19 minutes is far past the cap; avoid huge numbers
         return BACKOFF_CAP
-    return min(BACKOFF_BASE * 2 ** (attempts - 1), BACKOFF_CAP)
+    return min(BACKOFF_BASE * (1 << (attempts - 1)), BACKOFF_CAP)
 
 
 def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -292,7 +292,7 @@ class Store:
         t = m.snapshots
         base = sa.select(t.c.key, t.c.h1, t.c.h2, t.c.data, t.c.natural_key,
                          t.c.source_updated).where(t.c.system == system, t.c.entity == entity)
-        rows: list[sa.Row[Any]] = []
+        rows: list[sa.Row[*tuple[Any, ...]]] = []
         with self.engine.connect() as conn:
             for chunk in _chunks(_unique(values), self._chunk):
                 rows.extend(conn.execute(base.where(column.in_(chunk))).all())
@@ -459,9 +459,9 @@ class Store:
             groups.setdefault((entity, system), []).append(key)
         for (entity, system), keys in groups.items():
             for chunk in _chunks(keys, self._chunk):
-                q = sa.select(t.c.key, t.c.attempts, t.c.kind).where(
+                query = sa.select(t.c.key, t.c.attempts, t.c.kind).where(
                     t.c.entity == entity, t.c.system == system, t.c.key.in_(chunk))
-                for key, n, kind in conn.execute(q):
+                for key, n, kind in conn.execute(query):
                     # a dropped record that changed and fails again starts a fresh count
                     attempts[(entity, system, key)] = 0 if kind == DROPPED else n
         rows = []

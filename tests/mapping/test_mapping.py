@@ -36,6 +36,8 @@ def test_shipped_mappings_load_in_dependency_order(maps) -> None:
          "natural_key: 'zz' is not a mapped field"),
         ("entity: x\nsystems: {}\nfields: {a: {crm: {path: A, paths: [B]}}}\n",
          "give exactly one of 'path' or 'paths'"),
+        ("entity: x\nsystems: {}\nfields: {a: {crm: {paths: []}}}\n",
+         "fields.a.crm: Value error, 'paths' needs at least one native path"),
         ("entity: x\nsystems: {}\nfields: {a: {crm: {path: A, fallback: []}}}\n",
          "'fallback' must list native paths, got []"),
         ("entity: x\nsystems: {}\nfields: {a: {crm: {paths: [A, B], fallback: C}}}\n",
