@@ -21,6 +21,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check etl tests bench
+	$(BIN)/mypy etl
 
 clean:
 	rm -rf $(VENV) ponte.db ponte.db-wal ponte.db-shm
