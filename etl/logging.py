@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Message, Record
 
 REDACTED = "***"
 
@@ -39,7 +42,7 @@ def redact(text: str) -> str:
 
 
 def configure(
-    *, secrets: Iterable[str] = (), fmt: str = "text", level: str = "INFO", sink: Any = None
+    *, secrets: Iterable[str] = (), fmt: str = "text", level: str = "INFO", sink: TextIO | None = None
 ) -> Redactor:
     """Install one sink on stderr (or ``sink``), redacting ``secrets``; :func:`redact` uses
     the same secrets afterwards."""
@@ -50,7 +53,7 @@ def configure(
 
     if fmt == "json":
 
-        def write_json(message: Any) -> None:
+        def write_json(message: Message) -> None:
             record = message.record
             payload = {
                 "time": record["time"].isoformat(),
@@ -66,7 +69,7 @@ def configure(
         logger.add(write_json, level=level, format="{message}", colorize=False)
     else:
 
-        def patch(record: Any) -> None:
+        def patch(record: Record) -> None:
             record["message"] = redact(record["message"])
             ctx = " ".join(f"{k}={v}" for k, v in record["extra"].items())
             record["extra"]["_ctx"] = redact(f" [{ctx}]") if ctx else ""

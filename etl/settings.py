@@ -18,8 +18,10 @@ from typing import Any, Literal
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
+from pydantic_settings.sources import DotenvType
 
 from etl.errors import ConfigError
 from etl.shipped import shipped_mappings_dir
@@ -258,11 +260,11 @@ def _unknown_arguments(values: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def read_env_files(env_file: Any) -> dict[str, str | None]:
+def read_env_files(env_file: DotenvType | None) -> dict[str, str | None]:
     """The values of the ``.env`` file(s) pydantic-settings would read (later files win)."""
     if env_file is None:
         return {}
-    paths: Sequence[Any] = env_file if isinstance(env_file, list | tuple) else [env_file]
+    paths: Sequence[Path | str] = [env_file] if isinstance(env_file, Path | str) else env_file
     values: dict[str, str | None] = {}
     for p in paths:
         path = Path(p).expanduser()
@@ -271,7 +273,7 @@ def read_env_files(env_file: Any) -> dict[str, str | None]:
     return values
 
 
-def _sources(env_file: Any) -> dict[str, str]:
+def _sources(env_file: DotenvType | None) -> dict[str, str]:
     env = {k.upper(): "" for k in os.environ}
     return {k.upper(): " (in .env)" for k in read_env_files(env_file) if k.upper() not in env}
 
@@ -291,7 +293,7 @@ _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
            "less_than_equal": "<="}
 
 
-def _what(error: Any) -> str:
+def _what(error: ErrorDetails) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind in _PLAIN:

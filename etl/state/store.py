@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -794,10 +795,13 @@ def _scrub(text: str, url: sa.URL) -> str:
     return text
 
 
+_SQLITE_EVENTS: weakref.WeakSet[sa.Engine] = weakref.WeakSet()  # engines already set up
+
+
 def _install_sqlite_events(engine: sa.Engine) -> None:
     """WAL, busy timeout and foreign keys on every connection; explicit BEGIN so that write
     transactions can be BEGIN IMMEDIATE (pysqlite's own implicit BEGIN is switched off)."""
-    if getattr(engine, "_ponte_sqlite_events", False):
+    if engine in _SQLITE_EVENTS:
         return
 
     @event.listens_for(engine, "connect")
@@ -814,4 +818,4 @@ def _install_sqlite_events(engine: sa.Engine) -> None:
         mode = conn.get_execution_options().get("ponte_begin", "")
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
-    engine._ponte_sqlite_events = True  # type: ignore[attr-defined]
+    _SQLITE_EVENTS.add(engine)
