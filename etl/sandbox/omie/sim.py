@@ -8,7 +8,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from etl import settings
 from etl.sandbox.omie.calls_clientes import ClientesCalls
 from etl.sandbox.omie.calls_pedidos import PedidosCalls
 from etl.sandbox.omie.calls_produtos import ProdutosCalls
@@ -22,55 +21,44 @@ from etl.sandbox.omie.validation import (
     OmieFault,
 )
 
+#: Each service's calls, and the method of :class:`OmieSim` that answers each one.
+CALLS: dict[str, dict[str, str]] = {
+    "geral/clientes": {
+        "ListarClientes": "listar_clientes",
+        "ListarClientesResumido": "listar_clientes_resumido",
+        "ConsultarCliente": "consultar_cliente",
+        "IncluirCliente": "incluir_cliente",
+        "AlterarCliente": "alterar_cliente",
+        "UpsertCliente": "upsert_cliente",
+        "UpsertClienteCpfCnpj": "upsert_cliente_cpf_cnpj",
+        "ExcluirCliente": "excluir_cliente",
+        "AssociarCodIntCliente": "associar_cod_int_cliente",
+        "UpsertClientesPorLote": "upsert_clientes_por_lote",
+    },
+    "geral/produtos": {
+        "ListarProdutos": "listar_produtos",
+        "ListarProdutosResumido": "listar_produtos_resumido",
+        "ConsultarProduto": "consultar_produto",
+        "IncluirProduto": "incluir_produto",
+        "AlterarProduto": "alterar_produto",
+        "UpsertProduto": "upsert_produto",
+        "ExcluirProduto": "excluir_produto",
+        "UpsertProdutosPorLote": "upsert_produtos_por_lote",
+    },
+    "produtos/pedido": {
+        "ListarPedidos": "listar_pedidos",
+        "ConsultarPedido": "consultar_pedido",
+        "IncluirPedido": "incluir_pedido",
+        "AlterarPedidoVenda": "alterar_pedido",
+        "ExcluirPedido": "excluir_pedido",
+        "StatusPedido": "status_pedido",
+        "TrocarEtapaPedido": "trocar_etapa_pedido",
+    },
+}
+
 
 class OmieSim(ClientesCalls, ProdutosCalls, PedidosCalls):
     """State and behaviour of the Omie API; ``create_app`` wraps it in ASGI."""
-
-    def __init__(
-        self,
-        *,
-        app_key: str = settings.SANDBOX_APP_KEY,
-        app_secret: str = settings.SANDBOX_APP_SECRET,
-        rpm: int = 240,
-        db_path: str | None = None,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(rpm=rpm, db_path=db_path, seed=seed)
-        super().__init__(app_key=app_key, app_secret=app_secret, rpm=rpm, db_path=db_path,
-                         seed=seed)
-        self.calls: dict[str, dict[str, Callable[[dict[str, Any]], Any]]] = {
-            "geral/clientes": {
-                "ListarClientes": self.listar_clientes,
-                "ListarClientesResumido": self.listar_clientes_resumido,
-                "ConsultarCliente": self.consultar_cliente,
-                "IncluirCliente": self.incluir_cliente,
-                "AlterarCliente": self.alterar_cliente,
-                "UpsertCliente": self.upsert_cliente,
-                "UpsertClienteCpfCnpj": self.upsert_cliente_cpf_cnpj,
-                "ExcluirCliente": self.excluir_cliente,
-                "AssociarCodIntCliente": self.associar_cod_int_cliente,
-                "UpsertClientesPorLote": self.upsert_clientes_por_lote,
-            },
-            "geral/produtos": {
-                "ListarProdutos": self.listar_produtos,
-                "ListarProdutosResumido": self.listar_produtos_resumido,
-                "ConsultarProduto": self.consultar_produto,
-                "IncluirProduto": self.incluir_produto,
-                "AlterarProduto": self.alterar_produto,
-                "UpsertProduto": self.upsert_produto,
-                "ExcluirProduto": self.excluir_produto,
-                "UpsertProdutosPorLote": self.upsert_produtos_por_lote,
-            },
-            "produtos/pedido": {
-                "ListarPedidos": self.listar_pedidos,
-                "ConsultarPedido": self.consultar_pedido,
-                "IncluirPedido": self.incluir_pedido,
-                "AlterarPedidoVenda": self.alterar_pedido,
-                "ExcluirPedido": self.excluir_pedido,
-                "StatusPedido": self.status_pedido,
-                "TrocarEtapaPedido": self.trocar_etapa_pedido,
-            },
-        }
 
     # --- one request, end to end (no I/O; the ASGI shell adds latency/drops) ----------------
 
@@ -107,8 +95,8 @@ class OmieSim(ClientesCalls, ProdutosCalls, PedidosCalls):
             return self._count_fault(app_key, OmieFault(
                 F_CREDENTIALS, "ERROR: A chave de acesso (app_key/app_secret) informada não é "
                                "válida!"), label)
-        handler = self.calls[service].get(call)
-        if handler is None:
+        method = CALLS[service].get(call)
+        if method is None:
             return self._count_fault(app_key, OmieFault(
                 F_ENVELOPE, f"ERROR: Método [{call}] não existe no serviço [{service}]!"), label)
         allowed, wait = self.limiter.allow(f"{app_key}:{call}")
@@ -132,6 +120,7 @@ class OmieSim(ClientesCalls, ProdutosCalls, PedidosCalls):
                 return self._count_fault(app_key, OmieFault(
                     F_REDUNDANT, f"Consumo redundante detectado. Aguarde {left} segundos para "
                                  "uma nova requisição."), label)
+        handler: Callable[[dict[str, Any]], Any] = getattr(self, method)
         try:
             result = handler(param)
         except OmieFault as fault:

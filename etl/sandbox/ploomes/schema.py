@@ -73,7 +73,7 @@ LOOKUPS: dict[str, list[dict[str, Any]]] = {
 
 #: Contact fields that carry one document, and which of CNPJ / CPF goes with each TypeId [U].
 DOCUMENT_FIELDS = ("Register", "CNPJ", "CPF")
-DOCUMENT_BY_TYPE = {1: "CNPJ", 2: "CPF"}
+DOCUMENT_BY_TYPE: dict[object, str] = {1: "CNPJ", 2: "CPF"}  # looked up by any TypeId
 
 _PERSON = ("Id", "Name", "Email")
 #: Navigation properties: name -> (foreign key field, target table or lookup, fields shown).

@@ -33,7 +33,6 @@ class BadRequest(Exception):
         self.code = code
 
 
-
 def validate(db: Database, table: str, body: Any, *, partial: bool) -> dict[str, Any]:
     """Native fields of a POST/PATCH body, type-checked; raises :class:`BadRequest`."""
     if not isinstance(body, dict):
@@ -69,7 +68,6 @@ def validate(db: Database, table: str, body: Any, *, partial: bool) -> dict[str,
             if not isinstance(pid, int) or db["Products"].get(pid) is None:
                 raise BadRequest(f"Orders: product line ProductId {pid!r} does not exist")
     return out
-
 
 
 def documents_in_step(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
