@@ -33,7 +33,8 @@ rendering, lookups, list machinery), ``calls_clientes`` / ``calls_produtos`` / `
 
 from __future__ import annotations
 
-from etl.sandbox.omie.app import DroppedConnection, create_app
+from etl.sandbox.core import DroppedConnection
+from etl.sandbox.omie.app import create_app
 from etl.sandbox.omie.sim import OmieSim
 from etl.sandbox.omie.validation import OmieFault
 

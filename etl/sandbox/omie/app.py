@@ -9,21 +9,15 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from etl.sandbox.admin import admin_routes
+from etl.sandbox.core import DroppedConnection
 from etl.sandbox.omie.sim import OmieSim
 from etl.sandbox.omie.validation import F_SERVER, SERVICES
-
-
-class DroppedConnection(httpx.RemoteProtocolError):
-    """Raised inside the ASGI app after a partial response: uvicorn closes the socket
-    mid-body, and Starlette's TestClient re-raises it to the caller as a transport error."""
-
 
 
 class _Service:

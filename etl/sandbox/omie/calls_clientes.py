@@ -7,7 +7,6 @@ from typing import Any
 from stdnum.br import cnpj as br_cnpj
 from stdnum.br import cpf as br_cpf
 
-from etl.sandbox.core import Row
 from etl.sandbox.geo import CITIES, CITY_BY_IBGE
 from etl.sandbox.omie.records import CLIENTES, OmieRecords
 from etl.sandbox.omie.validation import (
@@ -24,6 +23,7 @@ from etl.sandbox.omie.validation import (
     digits,
     fault_missing,
 )
+from etl.sandbox.tables import Row
 
 
 class ClientesCalls(OmieRecords):

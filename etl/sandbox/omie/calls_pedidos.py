@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from etl.sandbox.core import Row
 from etl.sandbox.omie.records import CLIENTES, PEDIDOS, PRODUTOS, OmieRecords
 from etl.sandbox.omie.validation import (
     F_NOT_FOUND,
@@ -19,6 +18,7 @@ from etl.sandbox.omie.validation import (
     number,
     parse_date,
 )
+from etl.sandbox.tables import Row
 
 
 class PedidosCalls(OmieRecords):

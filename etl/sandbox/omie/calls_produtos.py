@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from etl.sandbox.core import Row
 from etl.sandbox.omie.records import PRODUTOS, OmieRecords
 from etl.sandbox.omie.validation import (
     F_NOT_FOUND,
@@ -17,6 +16,7 @@ from etl.sandbox.omie.validation import (
     fault_missing,
     number,
 )
+from etl.sandbox.tables import Row
 
 
 class ProdutosCalls(OmieRecords):

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from etl import settings
-from etl.sandbox.core import Row, Simulator
+from etl.sandbox.core import Simulator
 from etl.sandbox.omie.validation import (
     DEFAULT_PAGE_CAP,
     DEFAULT_PAGE_SIZE,
@@ -30,6 +30,7 @@ from etl.sandbox.omie.validation import (
     parse_moment,
     sn,
 )
+from etl.sandbox.tables import Row
 
 
 @dataclass(frozen=True)

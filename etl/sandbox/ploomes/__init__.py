@@ -39,7 +39,8 @@ Modules: ``schema`` (fields, lookups, navigation), ``validation`` (writes and do
 
 from __future__ import annotations
 
-from etl.sandbox.ploomes.app import DroppedConnection, create_app
+from etl.sandbox.core import DroppedConnection
+from etl.sandbox.ploomes.app import create_app
 from etl.sandbox.ploomes.schema import DEFAULT_TOP, MAX_TOP
 from etl.sandbox.ploomes.sim import PloomesSim, format_instant
 from etl.sandbox.ploomes.validation import BadRequest

@@ -9,7 +9,6 @@ import math
 import re
 from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,6 +16,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from etl.sandbox.admin import admin_routes
+from etl.sandbox.core import DroppedConnection
 from etl.sandbox.odata import FilterError
 from etl.sandbox.ploomes.listing import Listing, envelope
 from etl.sandbox.ploomes.schema import ALIASES, INTEGRATION_USER_ID, LOOKUPS, SCHEMA, WRITABLE
@@ -24,10 +24,6 @@ from etl.sandbox.ploomes.sim import PloomesSim
 from etl.sandbox.ploomes.validation import BadRequest
 
 _PATH = re.compile(r"^/(?P<coll>[A-Za-z]+(?:@[A-Za-z]+)*)(?:\((?P<id>[^)]*)\))?/?$")
-
-
-class DroppedConnection(httpx.RemoteProtocolError):
-    """Raised by the app to drop a connection (the ``drop_rate`` fault)."""
 
 
 class _DropResponse(Response):

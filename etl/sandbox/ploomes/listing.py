@@ -10,7 +10,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from etl.sandbox.core import Row
 from etl.sandbox.odata import (
     Filter,
     OrderKey,
@@ -26,6 +25,7 @@ from etl.sandbox.odata import (
 from etl.sandbox.ploomes.schema import DEFAULT_TOP, LOOKUPS, MAX_TOP, NAV, SCHEMA, L
 from etl.sandbox.ploomes.sim import PloomesSim
 from etl.sandbox.ploomes.validation import BadRequest
+from etl.sandbox.tables import Row
 
 
 class _View(Mapping[str, Any]):

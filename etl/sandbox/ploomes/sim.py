@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from etl.sandbox import geo
-from etl.sandbox.core import BRT, Row, Simulator
+from etl.sandbox.core import BRT, Simulator
 from etl.sandbox.ploomes.schema import LOOKUPS, NAV, SCHEMA, USERS, L
 from etl.sandbox.ploomes.validation import documents_in_step, validate
+from etl.sandbox.tables import Row
 from etl.settings import SANDBOX_USER_KEY
 
 

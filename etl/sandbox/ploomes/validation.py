@@ -7,7 +7,7 @@ import copy
 import re
 from typing import Any
 
-from etl.sandbox.core import BRT, Database
+from etl.sandbox.core import BRT
 from etl.sandbox.odata import FilterError, to_instant
 from etl.sandbox.ploomes.schema import (
     DOCUMENT_BY_TYPE,
@@ -24,6 +24,7 @@ from etl.sandbox.ploomes.schema import (
     N,
     S,
 )
+from etl.sandbox.tables import Database
 
 
 class BadRequest(Exception):
