@@ -67,6 +67,29 @@ def test_every_import_under_etl_is_a_declared_runtime_dependency() -> None:
         f"{dist} by {', '.join(where)}" for dist, where in missing.items())
 
 
+#: Declared runtime dependencies that no module imports by name, and why each one is needed.
+USED_WITHOUT_IMPORT = {
+    "psycopg": "SQLAlchemy loads it for a postgresql+psycopg:// state URL",
+    "tzdata": "zoneinfo's time zone data where the operating system has none",
+}
+
+
+def test_every_declared_runtime_dependency_is_imported_under_etl() -> None:
+    """A dependency nothing imports is dead weight in every install: it goes, or it is listed
+    in USED_WITHOUT_IMPORT with the reason it is needed."""
+    dists = packages_distributions()
+    imported: set[str] = set()
+    for module in (ROOT / "etl").rglob("*.py"):
+        for name in _imports(module):
+            imported |= {canonicalize_name(d) for d in dists.get(name, [])}
+    declared = _names(PROJECT["dependencies"])
+    assert set(USED_WITHOUT_IMPORT) <= declared, \
+        f"USED_WITHOUT_IMPORT names undeclared packages: {set(USED_WITHOUT_IMPORT) - declared}"
+    unused = sorted(declared - imported - set(USED_WITHOUT_IMPORT))
+    assert not unused, f"declared in [project] dependencies but imported nowhere under etl/: " \
+                       f"{unused}"
+
+
 def test_requirements_lock_pins_every_declared_dependency_within_its_range() -> None:
     pins = _locked()
     wanted = [*PROJECT["dependencies"], *PROJECT["optional-dependencies"]["dev"]]

@@ -56,10 +56,10 @@ def admin_routes(sim: Simulator) -> list[Route]:
         if request.method == "PATCH":
             body = await request.json()
             try:
-                row = sim.ui_update(name, rid, body)
+                changed = sim.ui_update(name, rid, body)
             except KeyError:
                 return _error(404, f"{name} {rid} not found")
-            return JSONResponse(sim.render(name, row))
+            return JSONResponse(sim.render(name, changed))
         row = sim.db[name].get(rid)
         if row is None:
             return _error(404, f"{name} {rid} not found")

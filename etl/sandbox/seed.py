@@ -20,9 +20,11 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from stdnum.br import cnpj as stdnum_cnpj
+from stdnum.br import cpf as stdnum_cpf
 
-from etl.sandbox.core import BRT, Database
+from etl.sandbox.core import BRT
 from etl.sandbox.geo import CITIES, STATES, City
+from etl.sandbox.tables import Database
 
 if TYPE_CHECKING:
     from etl.sandbox.omie import OmieSim
@@ -119,6 +121,7 @@ def _ascii(text: str) -> str:
 
 
 def _cpf_check(base: str) -> str:
+    """The two check digits of a 9-digit CPF base (python-stdnum has no public function)."""
     d1 = (11 - sum((10 - i) * int(base[i]) for i in range(9))) % 11 % 10
     d2 = (11 - sum((11 - i) * int(base[i]) for i in range(9)) - 2 * d1) % 11 % 10
     return f"{d1}{d2}"
@@ -138,9 +141,7 @@ def _tax_id(rng: random.Random, company: bool, used: set[str]) -> str:
 
 
 def _punctuate(tax: str) -> str:
-    if len(tax) == 14:
-        return f"{tax[:2]}.{tax[2:5]}.{tax[5:8]}/{tax[8:12]}-{tax[12:]}"
-    return f"{tax[:3]}.{tax[3:6]}.{tax[6:9]}-{tax[9:]}"
+    return stdnum_cnpj.format(tax) if len(tax) == 14 else stdnum_cpf.format(tax)
 
 
 def _instants(rng: random.Random, now: datetime, window: timedelta = WINDOW

@@ -303,12 +303,6 @@ class Store:
         frame["source_updated"] = pd.to_datetime(frame["source_updated"], utc=True)
         return frame
 
-    def snapshot_keys(self, system: str, entity: str) -> list[str]:
-        t = m.snapshots
-        with self.engine.connect() as conn:
-            return list(conn.scalars(sa.select(t.c.key).where(
-                t.c.system == system, t.c.entity == entity).order_by(t.c.key)))
-
     def count_snapshots(self, system: str, entity: str) -> int:
         t = m.snapshots
         with self.engine.connect() as conn:

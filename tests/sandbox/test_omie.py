@@ -130,6 +130,34 @@ def test_unknown_call_for_the_url(omie_client: TestClient) -> None:
     assert "IncluirPedido" in fault(post(omie_client, CLI, "IncluirPedido"), "SOAP-ENV:Client-2")
 
 
+EVERY_CALL = [
+    *((CLI, c) for c in ("ListarClientes", "ListarClientesResumido", "ConsultarCliente",
+                         "IncluirCliente", "AlterarCliente", "UpsertCliente",
+                         "UpsertClienteCpfCnpj", "ExcluirCliente", "AssociarCodIntCliente",
+                         "UpsertClientesPorLote")),
+    *((PRO, c) for c in ("ListarProdutos", "ListarProdutosResumido", "ConsultarProduto",
+                         "IncluirProduto", "AlterarProduto", "UpsertProduto", "ExcluirProduto",
+                         "UpsertProdutosPorLote")),
+    *((PED, c) for c in ("ListarPedidos", "ConsultarPedido", "IncluirPedido",
+                         "AlterarPedidoVenda", "ExcluirPedido", "StatusPedido",
+                         "TrocarEtapaPedido")),
+]
+
+
+@pytest.mark.parametrize("service,call", EVERY_CALL)
+def test_every_call_of_each_service_is_answered(omie_client: TestClient, service: str,
+                                                call: str) -> None:
+    """An empty param reaches the call itself: data or a vendor fault about the param, never
+    "method does not exist" nor a crash."""
+    r = post(omie_client, service, call, {})
+    assert r.status_code in (200, 500), r.text
+    body = r.json()
+    assert body.get("faultcode") != "SOAP-ENV:Client-2", body
+    if r.status_code == 500:
+        assert body["faultcode"] in ("SOAP-ENV:Client-1020", "SOAP-ENV:Client-105",
+                                     "SOAP-ENV:Client-5113"), body
+
+
 @pytest.mark.parametrize("service,call,param,tag", [
     (CLI, "ListarClientes", {"nPagina": 1}, "NPAGINA"),
     (CLI, "ListarClientes", {"clientesFiltro": {"cor": "azul"}}, "COR"),

@@ -1,38 +1,21 @@
-"""OData v4 query options evaluated over Python records, for the Ploomes simulator.
-
-``$filter`` text is parsed by the ``odata-query`` package (its lexer/parser produce an AST); this
-module evaluates that AST against a mapping per record, so the simulator filters in memory the
-way the vendor's SQL would. ``$orderby``, ``$select`` and ``$expand`` are small enough to parse
-here.
-
-Semantics worth knowing:
-
-* Datetimes compare as instants at millisecond precision: record values and literals are both
-  truncated to the millisecond. A literal without an offset is read as Brasília time.
-* A string compared with a datetime literal is parsed as ISO 8601 (Ploomes ``Date`` fields).
-* Comparisons with ``null`` are false except ``eq null`` / ``ne null``; string functions on
-  ``null`` are false.
-* Comparing values of different types (a string field with a number) is an error, as it is on
-  the server (400).
-"""
+"""``$filter``: parsed by the ``odata-query`` package, evaluated here against one record at a
+time (a mapping), with the semantics listed in the package docstring."""
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
+from typing import Any
 
 from odata_query import ast
 from odata_query.exceptions import ODataException
 from odata_query.grammar import ODataLexer, ODataParser
 
-BRT = ZoneInfo("America/Sao_Paulo")
+from etl.sandbox.core import BRT
 
 Path = tuple[str, ...]
-T = TypeVar("T")
 
 
 class FilterError(ValueError):
@@ -356,95 +339,3 @@ def _coerced_eq(left: Any, right: Any) -> bool:
     if isinstance(left, datetime) or isinstance(right, datetime):
         return bool(to_instant(left) == to_instant(right))
     return bool(left == right)
-
-
-# --- $orderby, $select, $expand -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OrderKey:
-    path: Path
-    descending: bool = False
-
-
-def parse_orderby(text: str) -> list[OrderKey]:
-    """``"LastUpdateDate desc,Id"`` -> keys; raises :class:`FilterError` when malformed."""
-    keys: list[OrderKey] = []
-    for part in text.split(","):
-        words = part.split()
-        if not words or len(words) > 2:
-            raise FilterError(f"invalid $orderby item {part.strip()!r}")
-        direction = words[1].lower() if len(words) == 2 else "asc"
-        if direction not in ("asc", "desc"):
-            raise FilterError(f"invalid $orderby direction {words[1]!r}; use asc or desc")
-        keys.append(OrderKey(tuple(words[0].split("/")), direction == "desc"))
-    return keys
-
-
-def nulls_first(value: Callable[[T], Any]) -> Callable[[T], tuple[bool, Any]]:
-    """A sort key over ``value`` that orders ``None`` first (as SQL Server does ascending)."""
-
-    def key(item: T) -> tuple[bool, Any]:
-        v = value(item)
-        if v is None:
-            return (False, 0)
-        if isinstance(v, date) and not isinstance(v, datetime):
-            v = to_instant(v)
-        return (True, v)
-
-    return key
-
-
-def sort_records(
-    items: list[T], keys: list[OrderKey], key_for: Callable[[Path], Callable[[T], Any]]
-) -> list[T]:
-    """Stable multi-key sort. ``key_for(path)`` gives the sort key function of one path (see
-    :func:`nulls_first`)."""
-    out = list(items)
-    fns = [key_for(k.path) for k in keys]
-    try:
-        if len({k.descending for k in keys}) == 1:  # one pass with a composite key
-            if len(fns) == 1:
-                out.sort(key=fns[0], reverse=keys[0].descending)
-            else:
-                out.sort(key=lambda item: tuple(f(item) for f in fns),
-                         reverse=keys[0].descending)
-        else:
-            for key, fn in reversed(list(zip(keys, fns, strict=True))):
-                out.sort(key=fn, reverse=key.descending)
-    except TypeError as exc:
-        raise FilterError("cannot order by these fields: mixed value types") from exc
-    return out
-
-
-def split_top_level(text: str) -> list[str]:
-    """Split on commas that are not inside parentheses (``Owner($select=Id,Name),City``)."""
-    parts: list[str] = []
-    depth, start = 0, 0
-    for i, ch in enumerate(text):
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth < 0:
-                raise FilterError(f"unbalanced parentheses in {text!r}")
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i].strip())
-            start = i + 1
-    if depth != 0:
-        raise FilterError(f"unbalanced parentheses in {text!r}")
-    parts.append(text[start:].strip())
-    return [p for p in parts if p]
-
-
-def parse_expand(text: str) -> list[str]:
-    """Navigation names of ``$expand``; nested options in parentheses are accepted and ignored."""
-    return [p.split("(", 1)[0].strip() for p in split_top_level(text)]
-
-
-def parse_select(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]
-
-
-def first_segments(paths: Iterable[Path]) -> set[str]:
-    return {p[0] for p in paths}

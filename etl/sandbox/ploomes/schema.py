@@ -1,0 +1,111 @@
+"""What the simulated Ploomes account holds: native fields per table and their types, the
+writable and required fields, the fixed lookup lists, the navigation properties, the users."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_TOP = 300  # largest page served; larger $top is silently capped [U]
+DEFAULT_TOP = 300  # page size when $top is omitted [U]
+
+S, I, N, B, L, D = "string", "integer", "number", "boolean", "list", "datetime"
+
+#: Native fields per table and their types (reference A6).
+SCHEMA: dict[str, dict[str, str]] = {
+    "Contacts": {
+        "TypeId": I, "Name": S, "LegalName": S, "Register": S, "CNPJ": S, "CPF": S,
+        "IdentityDocument": S, "Email": S, "Website": S, "Phones": L, "StreetAddress": S,
+        "StreetAddressNumber": S, "StreetAddressLine2": S, "Neighborhood": S, "ZipCode": I,
+        "ForeignZipCode": S, "CityId": I, "StateId": I, "CountryId": I, "CompanyId": I,
+        "OwnerId": I, "StatusId": I, "OriginId": I, "LineOfBusinessId": I, "CNAECode": S,
+        "CNAEName": S, "Note": S, "Birthday": S, "Key": S, "Tags": L, "OtherProperties": L,
+    },
+    "Products": {
+        "Name": S, "Code": S, "MeasurementUnit": S, "UnitPrice": N, "CurrencyId": I,
+        "FamilyId": I, "GroupId": I, "ImageUrl": S, "Suspended": B, "OtherProperties": L,
+    },
+    "Deals": {
+        "Title": S, "ContactId": I, "ContactName": S, "PersonId": I, "PipelineId": I,
+        "StageId": I, "StatusId": I, "Amount": N, "CurrencyId": I, "OwnerId": I,
+        "StartDate": D, "FinishDate": D, "DealNumber": S, "OtherProperties": L,
+    },
+    "Orders": {
+        "OrderNumber": I, "Date": D, "ContactId": I, "ContactName": S, "PersonId": I,
+        "DealId": I, "StageId": I, "Amount": N, "Discount": N, "OwnerId": I, "TemplateId": I,
+        "Description": S, "Key": S, "OriginQuoteId": I, "Products": L, "OtherProperties": L,
+    },
+    "Users": {"Name": S, "Email": S},
+    "Cities": {"Name": S, "IBGECode": I, "StateId": I, "CountryId": I},
+    "States": {"Name": S, "Short": S, "CountryId": I},
+}
+WRITABLE = {"Contacts", "Products", "Deals", "Orders"}
+REQUIRED = {"Contacts": ("Name",), "Products": ("Name",), "Deals": ("Title",),
+            "Orders": ("ContactId",)}
+READ_ONLY = {"Id", "CreateDate", "LastUpdateDate"}
+
+#: Small fixed lookup lists served as collections.
+LOOKUPS: dict[str, list[dict[str, Any]]] = {
+    "Contacts@Status": [{"Id": 1, "Name": "Ativo"}, {"Id": 2, "Name": "Inativo"}],
+    "Contacts@Types": [{"Id": 1, "Name": "Empresa"}, {"Id": 2, "Name": "Pessoa"}],
+    "Orders@Stages": [
+        {"Id": 1, "Name": "Em aberto", "Ordination": 1},
+        {"Id": 2, "Name": "Aprovada", "Ordination": 2},
+        {"Id": 3, "Name": "Faturada", "Ordination": 3},
+        {"Id": 4, "Name": "Cancelada", "Ordination": 4},
+    ],
+    "Deals@Status": [{"Id": 1, "Name": "Em aberto"}, {"Id": 2, "Name": "Ganho"},
+                     {"Id": 3, "Name": "Perdido"}],
+    # field metadata (reference A2): standard fields (Dynamic false) and the account's custom
+    # fields (Dynamic true), whose values records carry in OtherProperties by FieldKey
+    "Fields": [
+        {"Id": 1, "EntityId": 1, "Name": "Nome", "Key": "contact_name", "TypeId": 1,
+         "Dynamic": False},
+        {"Id": 2, "EntityId": 1, "Name": "E-mail", "Key": "contact_email", "TypeId": 1,
+         "Dynamic": False},
+        {"Id": 101, "EntityId": 1, "Name": "Código no ERP",
+         "Key": "contact_5E1A0C7B-3D2F-4A8B-9C61-2F7D0B9E4A13", "TypeId": 1, "Dynamic": True},
+        {"Id": 102, "EntityId": 1, "Name": "Segmento",
+         "Key": "contact_9F0D4B61-7A2E-4C35-8E1B-6D3A5C2F7E90", "TypeId": 1, "Dynamic": True},
+        {"Id": 201, "EntityId": 4, "Name": "Pedido do cliente",
+         "Key": "order_2C7E9A14-5B6D-4F08-A3E2-8D1C4B7F6A25", "TypeId": 1, "Dynamic": True},
+    ],
+}
+
+#: Contact fields that carry one document, and which of CNPJ / CPF goes with each TypeId [U].
+DOCUMENT_FIELDS = ("Register", "CNPJ", "CPF")
+DOCUMENT_BY_TYPE: dict[object, str] = {1: "CNPJ", 2: "CPF"}  # looked up by any TypeId
+
+_PERSON = ("Id", "Name", "Email")
+#: Navigation properties: name -> (foreign key field, target table or lookup, fields shown).
+NAV: dict[str, dict[str, tuple[str, str, tuple[str, ...] | None]]] = {
+    "Contacts": {
+        "City": ("CityId", "Cities", ("Id", "Name", "IBGECode", "StateId")),
+        "State": ("StateId", "States", ("Id", "Name", "Short")),
+        "Owner": ("OwnerId", "Users", _PERSON),
+        "Status": ("StatusId", "Contacts@Status", None),
+        "Type": ("TypeId", "Contacts@Types", None),
+        "Company": ("CompanyId", "Contacts", ("Id", "Name", "LegalName", "Register")),
+    },
+    "Orders": {
+        "Contact": ("ContactId", "Contacts", ("Id", "Name", "LegalName", "Register")),
+        "Owner": ("OwnerId", "Users", _PERSON),
+        "Stage": ("StageId", "Orders@Stages", None),
+        "Deal": ("DealId", "Deals", ("Id", "Title")),
+    },
+    "Deals": {
+        "Contact": ("ContactId", "Contacts", ("Id", "Name", "LegalName", "Register")),
+        "Owner": ("OwnerId", "Users", _PERSON),
+        "Status": ("StatusId", "Deals@Status", None),
+    },
+    "Products": {},
+    "Users": {},
+    "Cities": {"State": ("StateId", "States", ("Id", "Name", "Short"))},
+    "States": {},
+}
+ALIASES = {"Cities@Countries@States": "States"}
+
+USERS = [
+    {"Name": "Ana Souza", "Email": "ana.souza@example.com.br"},
+    {"Name": "Integração ponte", "Email": "integracao@example.com.br"},
+]
+INTEGRATION_USER_ID = 2

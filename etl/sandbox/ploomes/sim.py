@@ -1,0 +1,129 @@
+"""The state of one simulated Ploomes account: reference tables populated, records rendered as
+the API returns them, navigation properties resolved, writes validated."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+from typing import Any
+
+from etl.sandbox import geo
+from etl.sandbox.core import BRT, Simulator
+from etl.sandbox.ploomes.schema import LOOKUPS, NAV, SCHEMA, USERS, L
+from etl.sandbox.ploomes.validation import documents_in_step, validate
+from etl.sandbox.tables import Row
+from etl.settings import SANDBOX_USER_KEY
+
+
+def format_instant(value: datetime) -> str:
+    """``2024-01-15T18:15:01.727-03:00``: Brasília offset, milliseconds (rounded down)."""
+    return value.astimezone(BRT).isoformat(timespec="milliseconds")
+
+
+class PloomesSim(Simulator):
+    """State of one simulated Ploomes account."""
+
+    tables = ["Contacts", "Products", "Deals", "Orders", "Users", "Cities", "States"]  # noqa: RUF012
+    retry_after_header = True
+
+    def __init__(self, *, user_key: str = SANDBOX_USER_KEY, rpm: int = 120,
+                 db_path: str | None = None, seed: int = 0) -> None:
+        super().__init__(rpm=rpm, db_path=db_path, seed=seed)
+        self.user_key = user_key
+        self._populate_reference()
+
+    def _populate_reference(self) -> None:
+        with self.db.lock:
+            at = self.clock.now()
+            if not len(self.db["States"]):
+                for short, name in geo.STATES:
+                    self.db["States"].insert({"Name": name, "Short": short, "CountryId": 76}, at)
+            if not len(self.db["Cities"]):
+                state_ids = {r.data["Short"]: r.id for r in self.db["States"]}
+                for city in geo.CITIES:
+                    self.db["Cities"].insert({"Name": city.name, "IBGECode": int(city.ibge),
+                                              "StateId": state_ids[city.uf], "CountryId": 76}, at)
+            if not len(self.db["Users"]):
+                for user in USERS:
+                    self.db["Users"].insert(dict(user), at)
+
+    def reset(self) -> None:
+        super().reset()
+        self._populate_reference()
+
+    # --- contacts' documents ------------------------------------------------------------------
+
+    def in_step(self, table: str, current: dict[str, Any], changes: dict[str, Any]
+                ) -> dict[str, Any]:
+        """``changes`` to a record holding ``current``, with ``Register``/``CNPJ``/``CPF`` kept
+        in step by ``TypeId`` when the ``tax_id_in_step`` knob is on (the fields written win,
+        in that order; clearing them clears the document)."""
+        if table != "Contacts" or not self.faults.tax_id_in_step:
+            return changes
+        return documents_in_step(current, changes)
+
+    def ui_create(self, table: str, data: dict[str, Any]) -> Row:
+        return super().ui_create(table, self.in_step(table, {}, dict(data)))
+
+    def ui_update(self, table: str, rid: int, changes: dict[str, Any]) -> Row:
+        with self.db.lock:
+            row = self.db[table].get(rid)
+            current = row.data if row is not None else {}
+            return super().ui_update(table, rid, self.in_step(table, current, dict(changes)))
+
+    # --- rendering ----------------------------------------------------------------------------
+
+    def render(self, table: str, row: Row) -> dict[str, Any]:
+        data = row.data
+        out: dict[str, Any] = {"Id": row.id}
+        for name, kind in SCHEMA.get(table, {}).items():
+            out[name] = [] if kind == L else None
+        out.update(copy.deepcopy(data))
+        if table == "Contacts":
+            out["Phones"] = [
+                {**p, "Id": p.get("Id") or row.id * 100 + i + 1, "ContactId": row.id}
+                for i, p in enumerate(out.get("Phones") or [])
+            ]
+        elif table == "Orders":
+            lines = []
+            for i, line in enumerate(out.get("Products") or []):
+                line = {**line, "Id": line.get("Id") or row.id * 1000 + i + 1, "OrderId": row.id}
+                if line.get("ProductName") is None:
+                    line["ProductName"] = self._field("Products", line.get("ProductId"), "Name")
+                if line.get("Total") is None:
+                    qty, price = line.get("Quantity") or 0, line.get("UnitPrice") or 0
+                    line["Total"] = round(qty * price * (1 - (line.get("Discount") or 0) / 100), 2)
+                lines.append(line)
+            out["Products"] = lines
+            if out.get("OrderNumber") is None:
+                out["OrderNumber"] = row.id
+            if out.get("Amount") is None:
+                out["Amount"] = round(sum(x["Total"] for x in lines) - (out.get("Discount") or 0), 2)
+        if table in ("Orders", "Deals") and out.get("ContactName") is None:
+            out["ContactName"] = self._field("Contacts", out.get("ContactId"), "Name")
+        out["CreateDate"] = format_instant(row.created)
+        out["LastUpdateDate"] = format_instant(row.updated)
+        out.update(out.pop("_raw", None) or {})  # admin-stored malformed fields, sent verbatim
+        return out
+
+    def _field(self, table: str, rid: Any, name: str) -> Any:
+        row = self.db[table].get(rid) if isinstance(rid, int) else None
+        return row.data.get(name) if row else None
+
+    def navigate(self, table: str, nav: str, fk_value: Any) -> dict[str, Any] | None:
+        """The expanded navigation ``nav`` of a ``table`` record whose key field holds
+        ``fk_value`` (None when unset or dangling)."""
+        _, target, shown = NAV[table][nav]
+        if fk_value is None:
+            return None
+        if target in LOOKUPS:
+            return next((dict(x) for x in LOOKUPS[target] if x["Id"] == fk_value), None)
+        row = self.db[target].get(fk_value) if isinstance(fk_value, int) else None
+        if row is None:
+            return None
+        full = self.render(target, row)
+        return {k: full.get(k) for k in shown} if shown else full
+
+    def validate(self, table: str, body: Any, *, partial: bool) -> dict[str, Any]:
+        """Native fields of a POST/PATCH body, type-checked; raises ``BadRequest``."""
+        return validate(self.db, table, body, partial=partial)

@@ -1,0 +1,131 @@
+"""A simulator's records: one table per entity, in id order, in memory or persisted to a SQLite
+file. Timestamps are aware UTC datetimes; each simulator renders them in its vendor's format."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass
+class Row:
+    id: int
+    data: dict[str, Any]
+    created: datetime
+    updated: datetime
+
+
+@dataclass
+class Table:
+    """Records of one entity, in id order. ``data`` holds the vendor-native fields except the
+    id and the timestamps, which the simulator renders."""
+
+    name: str
+    rows: dict[int, Row] = field(default_factory=dict)
+    next_id: int = 1
+
+    def insert(self, data: dict[str, Any], at: datetime, *, id: int | None = None) -> Row:
+        rid = id if id is not None else self.next_id
+        self.next_id = max(self.next_id, rid + 1)
+        row = Row(rid, data, at, at)
+        self.rows[rid] = row
+        return row
+
+    def get(self, rid: int) -> Row | None:
+        return self.rows.get(rid)
+
+    def update(self, rid: int, changes: dict[str, Any], at: datetime) -> Row:
+        row = self.rows[rid]
+        row.data.update(changes)
+        row.updated = at
+        return row
+
+    def delete(self, rid: int) -> Row | None:
+        return self.rows.pop(rid, None)
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(list(self.rows.values()))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class Database:
+    """All tables of one simulator. In memory, or persisted to a SQLite file with ``save``."""
+
+    def __init__(self, names: list[str], path: str | None = None) -> None:
+        self.path = path
+        self.tables: dict[str, Table] = {n: Table(n) for n in names}
+        self.lock = threading.RLock()
+        if path:
+            self._load()
+
+    def __getitem__(self, name: str) -> Table:
+        return self.tables[name]
+
+    def clear(self) -> None:
+        with self.lock:
+            for name in list(self.tables):
+                self.tables[name] = Table(name)
+
+    def _connect(self) -> sqlite3.Connection:
+        assert self.path
+        con = sqlite3.connect(self.path)
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS records (tbl TEXT, id INTEGER, data TEXT,"
+            " created TEXT, updated TEXT, PRIMARY KEY (tbl, id))"
+        )
+        con.execute("CREATE TABLE IF NOT EXISTS counters (tbl TEXT PRIMARY KEY, next_id INTEGER)")
+        return con
+
+    def _load(self) -> None:
+        con = self._connect()
+        try:
+            for tbl, rid, data, created, updated in con.execute(
+                "SELECT tbl, id, data, created, updated FROM records ORDER BY tbl, id"
+            ):
+                if tbl in self.tables:
+                    self.tables[tbl].rows[rid] = Row(
+                        rid,
+                        json.loads(data),
+                        datetime.fromisoformat(created),
+                        datetime.fromisoformat(updated),
+                    )
+            for tbl, next_id in con.execute("SELECT tbl, next_id FROM counters"):
+                if tbl in self.tables:
+                    self.tables[tbl].next_id = next_id
+        finally:
+            con.close()
+
+    def save(self) -> None:
+        """Write everything to the SQLite file (no-op in memory)."""
+        if not self.path:
+            return
+        with self.lock:
+            con = self._connect()
+            try:
+                with con:
+                    con.execute("DELETE FROM records")
+                    con.execute("DELETE FROM counters")
+                    for t in self.tables.values():
+                        con.executemany(
+                            "INSERT INTO records VALUES (?, ?, ?, ?, ?)",
+                            [
+                                (
+                                    t.name,
+                                    r.id,
+                                    json.dumps(r.data, ensure_ascii=False),
+                                    r.created.isoformat(),
+                                    r.updated.isoformat(),
+                                )
+                                for r in t.rows.values()
+                            ],
+                        )
+                        con.execute("INSERT INTO counters VALUES (?, ?)", (t.name, t.next_id))
+            finally:
+                con.close()
