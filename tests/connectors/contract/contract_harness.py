@@ -134,6 +134,17 @@ class Pair:
         assert response.status_code == 201, response.text
         return str(response.json()[self.profile.admin_key])
 
+    def ui_update(self, key: str, changes: dict[str, Any]) -> None:
+        response = self.admin.patch(f"/_sandbox/{self.profile.table}/{key}", json=changes)
+        assert response.status_code == 200, response.text
+
+    def ui_create_raw(self, n: int, raw: dict[str, Any]) -> str:
+        """Create a record whose ``raw`` fields the system renders verbatim (malformed data)."""
+        response = self.admin.post(f"/_sandbox/{self.profile.table}",
+                                   json={**self.profile.ui_record(n, None), "_raw": raw})
+        assert response.status_code == 201, response.text
+        return str(response.json()[self.profile.admin_key])
+
     def ui_delete(self, key: str) -> None:
         response = self.admin.delete(f"/_sandbox/{self.profile.table}/{key}")
         assert response.status_code == 200, response.text

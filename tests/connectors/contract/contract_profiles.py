@@ -62,7 +62,11 @@ class Profile:
     rejected_payload: Callable[[int], dict[str, Any]]
     is_write: Callable[[httpx.Request], bool]  # a request that changes data
     is_write_endpoint: Callable[[str], bool]  # the same, for the simulator's request log
+    edit: Callable[[int], dict[str, Any]]  # a change a user makes to a record (admin PATCH)
+    undated: dict[str, Any]  # fields rendered verbatim that leave a record without a change time
     baseline_faults: dict[str, Any] = field(default_factory=dict)
+    #: fault knobs under which a rejected write must still be a RecordError naming the field
+    rejection_knobs: tuple[dict[str, Any], ...] = ({},)
 
 
 # --- Ploomes (CRM) --------------------------------------------------------------------------
@@ -108,6 +112,8 @@ PLOOMES = Profile(
     rejected_payload=lambda n: {"TypeId": 1, "Email": f"no-name-{n}@example.com"},
     is_write=lambda request: request.method != "GET",
     is_write_endpoint=lambda endpoint: endpoint.split(" ", 1)[0] != "GET",
+    edit=lambda n: {"Note": f"edited {n}"},
+    undated={"LastUpdateDate": "31/02/2026 25:00"},
 )
 
 
@@ -168,6 +174,10 @@ OMIE = Profile(
     rejected_payload=lambda n: {"razao_social": f"REJECTED {n} LTDA", "estado": "ZZ"},
     is_write=lambda request: not _omie_reads(_omie_call(request)),
     is_write_endpoint=lambda endpoint: not _omie_reads(endpoint.rsplit("/", 1)[-1]),
+    edit=lambda n: {"email": f"edited{n}@example.com"},
+    undated={"info": {"dAlt": "31/02/2026", "hAlt": "25:00:00", "dInc": "", "hInc": ""}},
+    # Omie sends some write faults with HTTP 200; they are rejections all the same
+    rejection_knobs=({}, {"write_faults_http200": True}),
     # Omie refuses an identical list call within 60 s; the contract is not about that rule
     # (tests/connectors/test_omie_connector.py is), and honouring it would sleep a minute
     baseline_faults={"redundant_rule": False},

@@ -13,6 +13,7 @@ from contract_harness import Pair
 from contract_profiles import CNPJS
 
 from etl.connectors.base import Connector, Record, WriteOp
+from etl.errors import RecordError
 from etl.watermark import Window, floor_to
 
 T0 = datetime(2026, 3, 10, 13, 0, 0, tzinfo=UTC)
@@ -161,3 +162,36 @@ def test_find_by_external_id(pair: Pair) -> None:
     found = reader.find_by(pair.entity, field, ["contract:2", "contract:404"])
     assert keys(reader, pair.entity, found) == [results[1].key]
     assert reader.find_by(pair.entity, field, ["contract:404"]) == []
+
+
+def test_records_changed_while_paging_are_not_lost(pair: Pair) -> None:
+    pair.faults(page_cap=3)
+    made = [create_at(pair, T0 + i * STEP, i) for i in range(10)]
+    conn = pair.connector()
+    pair.freeze(T0 + 100 * STEP)
+    seen: list[str] = []
+    for n, page in enumerate(conn.list_changed(pair.entity, Window(None))):
+        seen += keys(conn, pair.entity, page)
+        if n == 0:  # a user edits one record already read and one not read yet
+            pair.ui_update(made[1], pair.profile.edit(1))
+            pair.ui_update(made[7], pair.profile.edit(7))
+    counts = Counter(seen)
+    assert set(counts) == set(made)
+    assert {k for k, v in counts.items() if v > 1} <= {made[1], made[7]}
+
+
+def test_an_undated_record_is_listed_for_the_engine_to_quarantine(pair: Pair) -> None:
+    dated = [create_at(pair, T0 + i * STEP, i) for i in range(3)]
+    undated = pair.ui_create_raw(9, pair.profile.undated)
+    conn = pair.connector()
+    records = {conn.key_of(pair.entity, r): r for r in listed(conn, pair.entity, Window(None))}
+    assert set(records) == {*dated, undated}
+    for key in dated:
+        assert conn.updated_at(pair.entity, records[key]) is not None
+    # issue 10's contract: None; the current protocol raises a RecordError naming the field
+    try:
+        stamp = conn.updated_at(pair.entity, records[undated])
+    except RecordError as exc:
+        assert exc.field, "the error names the field without a usable change time"
+    else:
+        assert stamp is None

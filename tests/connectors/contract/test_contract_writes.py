@@ -157,27 +157,34 @@ def test_a_system_that_stays_down_is_unavailable(pair: Pair, fault: str) -> None
     assert len(pair.stored()) == before
 
 
-def _rejected(pair: Pair) -> tuple[list[WriteOp], list[WriteResult]]:
+def _rejected(pair: Pair, knobs: dict[str, object], run: int) -> list[WriteResult]:
+    pair.faults(**knobs)
     conn = pair.connector()
-    ops = [WriteOp("create", pair.profile.create_payload(1), external_id="ok:1"),
-           WriteOp("create", pair.profile.rejected_payload(2), external_id="bad:2"),
-           WriteOp("create", pair.profile.create_payload(3), external_id="ok:3")]
-    return ops, conn.write_batch(pair.entity, ops)
+    ops = [WriteOp("create", pair.profile.create_payload(run * 10 + 1),
+                   external_id=f"ok:{run}:1"),
+           WriteOp("create", pair.profile.rejected_payload(run * 10 + 2),
+                   external_id=f"bad:{run}:2"),
+           WriteOp("create", pair.profile.create_payload(run * 10 + 3),
+                   external_id=f"ok:{run}:3")]
+    return conn.write_batch(pair.entity, ops)
 
 
 def test_rejected_record_is_a_record_error_naming_the_field(pair: Pair) -> None:
-    _, results = _rejected(pair)
-    assert [r.ok for r in results] == [True, False, True]  # one bad record fails alone
-    error = results[1].error
-    assert isinstance(error, RecordError)
-    assert pair.profile.rejected_field in str(error)
-    assert external_ids(pair) == Counter({"ok:1": 1, "ok:3": 1})
+    expected: Counter[str] = Counter()
+    for run, knobs in enumerate(pair.profile.rejection_knobs):
+        results = _rejected(pair, knobs, run)
+        assert [r.ok for r in results] == [True, False, True], knobs  # it fails alone
+        error = results[1].error
+        assert isinstance(error, RecordError), knobs
+        assert pair.profile.rejected_field in str(error), knobs
+        expected.update({f"ok:{run}:1": 1, f"ok:{run}:3": 1})
+        assert external_ids(pair) == expected, knobs
 
 
 def test_rejected_record_sets_error_field(pair: Pair) -> None:
-    _, results = _rejected(pair)
-    error = results[1].error
-    assert error is not None and error.field == pair.profile.rejected_field
+    for run, knobs in enumerate(pair.profile.rejection_knobs):
+        error = _rejected(pair, knobs, run)[1].error
+        assert error is not None and error.field == pair.profile.rejected_field, knobs
 
 
 CALLS: dict[str, Callable[[Connector, str], object]] = {
