@@ -67,6 +67,8 @@ class Profile:
     baseline_faults: dict[str, Any] = field(default_factory=dict)
     #: fault knobs under which a rejected write must still be a RecordError naming the field
     rejection_knobs: tuple[dict[str, Any], ...] = ({},)
+    #: knobs of a vendor rule that refuses a repeated read for a while (to be waited out)
+    throttle_knobs: dict[str, Any] | None = None
 
 
 # --- Ploomes (CRM) --------------------------------------------------------------------------
@@ -178,6 +180,7 @@ OMIE = Profile(
     undated={"info": {"dAlt": "31/02/2026", "hAlt": "25:00:00", "dInc": "", "hInc": ""}},
     # Omie sends some write faults with HTTP 200; they are rejections all the same
     rejection_knobs=({}, {"write_faults_http200": True}),
+    throttle_knobs={"redundant_rule": True},  # "Aguarde N segundos" for a repeated list call
     # Omie refuses an identical list call within 60 s; the contract is not about that rule
     # (tests/connectors/test_omie_connector.py is), and honouring it would sleep a minute
     baseline_faults={"redundant_rule": False},

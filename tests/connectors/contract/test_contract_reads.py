@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from contract_harness import Pair
+from contract_harness import NEEDS_FAKE_SLEEP, Pair
 from contract_profiles import CNPJS
 
 from etl.connectors.base import Connector, Record, WriteOp
@@ -195,3 +195,18 @@ def test_an_undated_record_is_listed_for_the_engine_to_quarantine(pair: Pair) ->
         assert exc.field, "the error names the field without a usable change time"
     else:
         assert stamp is None
+
+
+@NEEDS_FAKE_SLEEP
+def test_a_vendor_rule_refusing_repeated_reads_is_waited_out(pair: Pair) -> None:
+    if pair.profile.throttle_knobs is None:
+        pytest.skip(f"{pair.profile.name}: the system has no rule against repeated reads")
+    pair.faults(**pair.profile.throttle_knobs)
+    made = [pair.ui_create(i) for i in range(3)]
+    conn = pair.connector()
+    first = keys(conn, pair.entity, listed(conn, pair.entity, Window(None)))
+    again = pair.connector()  # a second run a moment later: its own connector, same call
+    assert sorted(first) == sorted(made)
+    assert sorted(keys(again, pair.entity, listed(again, pair.entity, Window(None)))) \
+        == sorted(made)
+    assert pair.sleep.waits, "the refusal was waited out"
