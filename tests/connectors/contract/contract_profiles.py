@@ -33,6 +33,12 @@ FAST = 1_000_000  # requests per minute: the suite never waits on a rate limit
 CNPJS = ["11222333000181", "11444777000161", "45723174000110", "04252011000110"]
 
 
+def many_cnpjs(n: int) -> list[str]:
+    """``n`` distinct valid CNPJs, digits only."""
+    bases = (f"{30_000_000 + i:08d}0001" for i in range(n))
+    return [base + br_cnpj.calc_check_digits(base) for base in bases]
+
+
 @dataclass(frozen=True)
 class Credentials:
     """The secrets a profile's settings carry; ``values`` are what must never leak."""

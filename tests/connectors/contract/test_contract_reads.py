@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from contract_harness import NEEDS_FAKE_SLEEP, Pair
-from contract_profiles import CNPJS
+from contract_profiles import CNPJS, many_cnpjs
 
 from etl.connectors.base import Connector, Record, WriteOp
 from etl.errors import RecordError
@@ -148,6 +148,16 @@ def test_find_by_natural_key(pair: Pair) -> None:
     found = conn.find_by(pair.entity, field, CNPJS[:3])
     assert sorted(keys(conn, pair.entity, found)) == sorted(made)
     assert conn.find_by(pair.entity, field, []) == []
+
+
+def test_find_by_many_natural_keys_under_a_page_cap(pair: Pair) -> None:
+    pair.faults(page_cap=7)
+    cnpjs = many_cnpjs(70)
+    made = {cnpj: pair.ui_create(i, cnpj) for i, cnpj in enumerate(cnpjs[:60])}
+    asked = cnpjs[3:]  # 57 present, 10 nobody's
+    conn = pair.connector()
+    found = keys(conn, pair.entity, conn.find_by(pair.entity, pair.profile.natural_field, asked))
+    assert Counter(found) == Counter(made[c] for c in asked if c in made)
 
 
 def test_find_by_external_id(pair: Pair) -> None:
