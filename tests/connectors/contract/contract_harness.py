@@ -34,13 +34,13 @@ FINDINGS: dict[tuple[str, str], str] = {
 }
 
 #: Cases that wait out every retry, or a vendor's long wait; without an injectable sleep each
-#: would really sleep about a minute.
+#: really sleeps one to two and a half minutes.
 #: ``PONTE_TEST_REAL_SLEEP=1`` runs them anyway, sleeping for real.
 NEEDS_FAKE_SLEEP = pytest.mark.xfail(
     not FACTORY_TAKES_SLEEP and not os.environ.get("PONTE_TEST_REAL_SLEEP"), run=False,
     strict=True,
-    reason="build_connectors takes no sleep=: this case would really sleep (retries ~45 s, "
-           "Omie's redundant-call wait 61 s)",
+    reason="build_connectors takes no sleep=: this case would really sleep (~45 s per "
+           "exhausted retry, Omie's redundant-call wait 61 s)",
 )
 
 
