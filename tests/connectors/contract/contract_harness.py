@@ -139,6 +139,10 @@ class Pair:
                                    json={"freeze": at.isoformat() if at else None})
         assert response.status_code == 200, response.text
 
+    def advance(self, seconds: float) -> None:
+        response = self.admin.post("/_sandbox/clock", json={"advance_s": seconds})
+        assert response.status_code == 200, response.text
+
     def ui_create(self, n: int, cnpj: str | None = None) -> str:
         """Create a record as a user of the system would; returns its key."""
         response = self.admin.post(f"/_sandbox/{self.profile.table}",

@@ -255,3 +255,34 @@ def test_written_record_is_reported_as_stored(pair: Pair) -> None:
     if record is not None:
         assert conn.key_of(pair.entity, record) == result.key
         assert conn.updated_at(pair.entity, record) == conn.updated_at(pair.entity, stored)
+
+
+def test_update_changes_the_record_and_its_change_time(pair: Pair) -> None:
+    key = pair.ui_create(1)
+    conn = pair.connector()
+    (before,) = conn.read_by_keys(pair.entity, [key])
+    pair.advance(5)
+    op = WriteOp("update", pair.profile.edit(1), key=key)
+    (result,) = conn.write_batch(pair.entity, [op])
+    assert result.ok and result.key == key, result.error
+    (after,) = conn.read_by_keys(pair.entity, [key])
+    for name, value in pair.profile.edit(1).items():
+        assert after[name] == value
+    assert conn.updated_at(pair.entity, after) > conn.updated_at(pair.entity, before)
+
+
+@pytest.mark.parametrize("key", ["999999", "not-a-key"], ids=["vanished", "malformed"])
+def test_update_of_a_missing_record_is_a_record_error(pair: Pair, key: str) -> None:
+    kept = pair.ui_create(1)
+    conn = pair.connector()
+    results = conn.write_batch(pair.entity, [
+        WriteOp("update", pair.profile.edit(2), key=key),
+        WriteOp("update", pair.profile.edit(1), key=kept)])
+    assert isinstance(results[0].error, RecordError)
+    assert results[1].ok, results[1].error  # the others go on
+
+
+def test_an_empty_batch_sends_nothing(pair: Pair) -> None:
+    conn = pair.connector()
+    assert conn.write_batch(pair.entity, []) == []
+    assert (conn.calls.read, conn.calls.write) == (0, 0)
