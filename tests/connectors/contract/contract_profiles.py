@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 from stdnum.br import cnpj as br_cnpj
 
+from etl.connectors.base import WriteOp
 from etl.sandbox.core import Simulator
 from etl.sandbox.omie import OmieSim
 from etl.sandbox.omie import create_app as omie_app
@@ -29,10 +30,6 @@ from etl.sandbox.ploomes import create_app as ploomes_app
 from etl.settings import CrmSettings, ErpSettings, Settings
 
 FAST = 1_000_000  # requests per minute: the suite never waits on a rate limit
-#: Valid CNPJs (check digits correct), digits only.
-CNPJS = ["11222333000181", "11444777000161", "45723174000110", "04252011000110"]
-
-
 def many_cnpjs(n: int) -> list[str]:
     """``n`` distinct valid CNPJs, digits only."""
     bases = (f"{30_000_000 + i:08d}0001" for i in range(n))
@@ -55,7 +52,9 @@ class Profile:
     base_url: str  # where the settings point (the in-process app answers any host)
     admin_key: str  # native key field of a record as the admin API renders it
     natural_field: str  # native field find_by matches a natural key (tax id) on
-    external_field: str  # native field carrying ponte's external id after a create
+    #: native field carrying ponte's external id after a create; None where the collection has
+    #: none (a create is then known by its natural key, which its payload carries)
+    external_field: str | None
     rejected_field: str  # the field the rejected payload gets wrong
     credential_settings: tuple[str, ...]  # setting names a credentials error must mention
     make_sim: Callable[[Credentials, int], Simulator]
@@ -63,18 +62,30 @@ class Profile:
     make_settings: Callable[[Credentials], Settings]
     credentials: Credentials
     wrong_credentials: Credentials
-    ui_record: Callable[[int, str | None], dict[str, Any]]  # (n, CNPJ digits or None)
+    ui_record: Callable[[int, str | None], dict[str, Any]]  # (n, natural key value or None)
+    natural_values: Callable[[int], list[str]]  # n distinct natural key values, as find_by gets
     create_payload: Callable[[int], dict[str, Any]]
     rejected_payload: Callable[[int], dict[str, Any]]
     is_write: Callable[[httpx.Request], bool]  # a request that changes data
     is_write_endpoint: Callable[[str], bool]  # the same, for the simulator's request log
     edit: Callable[[int], dict[str, Any]]  # a change a user makes to a record (admin PATCH)
-    undated: dict[str, Any]  # fields rendered verbatim that leave a record without a change time
+    undated: dict[str, Any] | None  # fields rendered verbatim that leave a record undated
     baseline_faults: dict[str, Any] = field(default_factory=dict)
     #: fault knobs under which a rejected write must still be a RecordError naming the field
     rejection_knobs: tuple[dict[str, Any], ...] = ({},)
     #: knobs of a vendor rule that refuses a repeated read for a while (to be waited out)
     throttle_knobs: dict[str, Any] | None = None
+
+    @property
+    def identity_field(self) -> str:
+        """The stored field that tells whether a create happened once."""
+        return self.external_field or self.natural_field
+
+    def identity(self, op: WriteOp) -> str:
+        """What a create's record carries in :attr:`identity_field`."""
+        if self.external_field:
+            return str(op.external_id)
+        return str(op.payload[self.natural_field])
 
 
 # --- Ploomes (CRM) --------------------------------------------------------------------------
@@ -116,6 +127,7 @@ PLOOMES = Profile(
     credentials=Credentials({"user_key": PLOOMES_KEY}),
     wrong_credentials=Credentials({"user_key": "wrong-ploomes-key-4f1c9e"}),
     ui_record=_ploomes_ui,
+    natural_values=many_cnpjs,
     create_payload=lambda n: {"Name": f"Created {n}", "TypeId": 1},
     rejected_payload=lambda n: {"TypeId": 1, "Email": f"no-name-{n}@example.com"},
     is_write=lambda request: request.method != "GET",
@@ -178,6 +190,7 @@ OMIE = Profile(
     wrong_credentials=Credentials({"app_key": OMIE_KEY,
                                    "app_secret": "wrong-omie-secret-7d2a11"}),
     ui_record=_omie_ui,
+    natural_values=many_cnpjs,
     create_payload=lambda n: {"razao_social": f"CREATED {n} LTDA", "nome_fantasia": f"N{n}"},
     rejected_payload=lambda n: {"razao_social": f"REJECTED {n} LTDA", "estado": "ZZ"},
     is_write=lambda request: not _omie_reads(_omie_call(request)),
@@ -192,4 +205,53 @@ OMIE = Profile(
     baseline_faults={"redundant_rule": False},
 )
 
-PROFILES = [PLOOMES, OMIE]
+
+def _ploomes_product_ui(n: int, code: str | None) -> dict[str, Any]:
+    record: dict[str, Any] = {"Name": f"Product {n}", "UnitPrice": 10.0 + n}
+    if code:
+        record["Code"] = code
+    return record
+
+
+PLOOMES_PRODUCTS = replace(
+    PLOOMES,
+    name="ploomes-sim-products",
+    entity="products",
+    table="Products",
+    natural_field="Code",
+    external_field=None,  # Ploomes products have no Key field
+    ui_record=_ploomes_product_ui,
+    natural_values=lambda n: [f"PRD-{i:04d}" for i in range(n)],
+    create_payload=lambda n: _ploomes_product_ui(n, f"NEW-{n:04d}"),
+    rejected_payload=lambda n: {"Code": f"BAD-{n:04d}", "UnitPrice": 1.0},  # no Name
+    edit=lambda n: {"Name": f"Product edited {n}"},
+)
+
+
+def _omie_product_ui(n: int, code: str | None) -> dict[str, Any]:
+    record: dict[str, Any] = {"descricao": f"PRODUTO CONTRATO {n}", "unidade": "UN",
+                              "ncm": "8471.30.12", "valor_unitario": 10.0 + n}
+    if code:
+        record["codigo"] = code
+    return record
+
+
+OMIE_PRODUCTS = replace(
+    OMIE,
+    name="omie-sim-products",
+    entity="products",
+    table="produtos",
+    admin_key="codigo_produto",
+    natural_field="codigo",
+    external_field="codigo_produto_integracao",
+    rejected_field="unidade",
+    ui_record=_omie_product_ui,
+    natural_values=lambda n: [f"PRD-{i:04d}" for i in range(n)],
+    create_payload=lambda n: _omie_product_ui(n, f"NEW-{n:04d}"),
+    rejected_payload=lambda n: {**_omie_product_ui(n, f"BAD-{n:04d}"),
+                                "unidade": "UNIDADES"},  # longer than Omie's 6
+    edit=lambda n: {"descricao": f"PRODUTO EDITADO {n}"},
+    undated=None,  # the simulator renders no malformed product dates
+)
+
+PROFILES = [PLOOMES, PLOOMES_PRODUCTS, OMIE, OMIE_PRODUCTS]
