@@ -1,5 +1,6 @@
 """``ponte run``: APScheduler wiring only. Each entity is a job on its own schedule; the work
-itself is :func:`etl.api.sync`-style calls made by the caller's ``run_entity`` function.
+itself is the caller's ``run_entity`` function (:meth:`etl.ponte.Ponte.scheduled_sync`, given by
+:meth:`etl.ponte.Ponte.serve`).
 
 Schedules are strings (settings ``schedule_customers`` etc.):
 
