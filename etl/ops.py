@@ -58,7 +58,7 @@ def entity_mapping(mappings: dict[str, EntityMapping], entity: str) -> EntityMap
 def parse_side(value: str) -> Side:
     if value not in SIDES:
         raise ConfigError(f"--side: {value!r} is not a side; use crm or erp")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -118,8 +118,10 @@ class StatusReport:
                 return [conv(x) for x in v]
             return v
 
-        return conv({"now": self.now, "entities": [asdict(e) for e in self.entities],
-                     "binding": self.binding})
+        out: dict[str, Any] = conv({"now": self.now,
+                                    "entities": [asdict(e) for e in self.entities],
+                                    "binding": self.binding})
+        return out
 
 
 def status(store: Store, mappings: dict[str, EntityMapping], settings: Settings, *,

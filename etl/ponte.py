@@ -193,8 +193,8 @@ class Ponte:
             raise ConfigError(f"no schedule for {', '.join(missing)} (set PONTE_SCHEDULE_"
                               f"{missing[0].upper()})")
         self.check_binding()
-        scheduler.serve(schedules, lambda name, stop: self.scheduled_sync(name, stop) and None,
-                        misfire_grace_s=misfire_grace_s, run_now=run_now)
+        scheduler.serve(schedules, self.scheduled_sync, misfire_grace_s=misfire_grace_s,
+                        run_now=run_now)
 
     def check_binding(self) -> None:
         """Refuse early (``StateBoundElsewhere``, exit 2) when the state belongs to other
