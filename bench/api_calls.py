@@ -27,13 +27,14 @@ import json
 import math
 import random
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from etl import api
+from etl.clock import OffsetClock
+from etl.ponte import Ponte
 from etl.sandbox.seed import seed
 from etl.sandbox.server import Sandbox, running_sandbox
 from etl.settings import CrmSettings, ErpSettings, Settings
@@ -98,15 +99,12 @@ def main() -> None:
     with running_sandbox(customers=0, ploomes_rpm=FAST, omie_rpm=FAST) as sb, \
             tempfile.TemporaryDirectory() as tmp:
         sb.erp.faults.redundant_rule = False
-        offset = [0.0]
+        clock = OffsetClock()  # ponte's clock, moved with the simulators' clocks
 
         def tick(seconds: float) -> None:
-            offset[0] += seconds
+            clock.advance(seconds)
             sb.crm.clock.advance(seconds)
             sb.erp.clock.advance(seconds)
-
-        def now() -> datetime:
-            return datetime.now(UTC) + timedelta(seconds=offset[0])
 
         seed(sb.crm, sb.erp, customers=args.customers, products=0, orders=0, seed=42,
              overlap=1.0, now=sb.crm.clock.now() - timedelta(hours=1))
@@ -129,8 +127,8 @@ def main() -> None:
             sb.crm.requests.reset()
             sb.erp.requests.reset()
             crm_client, erp_client = loopback_clients(sb)
-            rep = api.sync(settings, [ENTITY], crm_client=crm_client, erp_client=erp_client,
-                           now=now)
+            rep = Ponte(settings, clock=clock, crm_client=crm_client,
+                        erp_client=erp_client).sync([ENTITY])
             if rep.status != "ok":
                 raise RuntimeError(f"run {name} failed: {rep.error}")
             if name is None:

@@ -16,7 +16,7 @@ first, then their rounds alternate, so that other load on the machine falls on b
 
 Each round moves the clocks 400 s (as the tests' ``World.tick`` does, by more), edits
 ``--changed`` customers in the CRM simulator (as a user would), and times one
-``api.sync(settings, ["customers"])``. A warm-up round runs first (not timed) so that every
+``Ponte(settings).sync(["customers"])``. A warm-up round runs first (not timed) so that every
 timed round has the same shape: its CRM edits, the previous round's edits re-read through the
 lookback (and dropped by the diff), and the ERP echoes of the previous round's writes. The figure is the median of the timed rounds
 (and the median of the round-by-round ratios); the baseline is the small state in the same
@@ -46,11 +46,11 @@ import httpx
 import pandas as pd
 import sqlalchemy as sa
 
-from etl import api
 from etl.connectors.factory import build_connectors
 from etl.diff import hash_frame
 from etl.engine.run import build_context
 from etl.mapping import load_mappings, read_record
+from etl.ponte import Ponte
 from etl.sandbox.seed import seed
 from etl.sandbox.server import running_sandbox
 from etl.settings import CrmSettings, ErpSettings, Settings
@@ -246,8 +246,8 @@ class Case:
             self.profiler.enable()
         started = time.perf_counter()
         crm_client, erp_client = loopback_clients(sb.crm_url, sb.erp_url)
-        report = api.sync(self.settings, [ENTITY], crm_client=crm_client,
-                          erp_client=erp_client, now=clocks.now)
+        report = Ponte(self.settings, clock=clocks, crm_client=crm_client,
+                       erp_client=erp_client).sync([ENTITY])
         seconds = time.perf_counter() - started
         if self.profiler and timed:
             self.profiler.disable()

@@ -8,7 +8,7 @@ Both simulators run as real servers on loopback (uvicorn, ``running_sandbox(ploo
 with ``faults.latency_ms = 50`` on Ploomes; ponte's settings say the same limit
 (``PONTE_CRM__REQUESTS_PER_MINUTE=1200``). The ERP holds ``--customers`` customers, the CRM none
 (the seeder's ERP-only share, the CRM-only remainder deleted). One timed
-``api.sync(settings, ["customers"])`` creates them all in Ploomes.
+``Ponte(settings).sync(["customers"])`` creates them all in Ploomes.
 
 The ceiling is what the limit allows: every Ploomes request (the creates plus the reads the run
 needs: the changed-contacts listing and the city/state lookups) at 1200/60 = 20 per second, and
@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from etl import api
+from etl.ponte import Ponte
 from etl.sandbox.seed import ERP_ONLY_SHARE, seed
 from etl.sandbox.server import running_sandbox
 from etl.settings import CrmSettings, ErpSettings, Settings
@@ -82,7 +82,7 @@ def main() -> None:
                        "erp_client": httpx.Client(base_url=sb.erp_url + "/", timeout=30,
                                                   limits=limits)}
         started = time.perf_counter()
-        report = api.sync(settings, [ENTITY], **clients)
+        report = Ponte(settings, **clients).sync([ENTITY])
         seconds = time.perf_counter() - started
 
         r = report.entities[ENTITY]

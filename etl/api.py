@@ -1,12 +1,14 @@
-"""Library entry points behind the CLI: each builds what it needs from Settings, does one thing,
-and returns a result object."""
+"""What every run against the systems needs, built from Settings: engine options, checked
+mappings (native paths against the systems' field schemas), and a session (mappings, an open
+state store bound to the configured systems, both connectors). Internal to
+:class:`etl.ponte.Ponte`, which is the library's entry point."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -15,9 +17,7 @@ from etl import binding
 from etl.connectors.base import Connector
 from etl.connectors.factory import build_connectors
 from etl.connectors.schema import SystemSchema, schema_for
-from etl.engine import Options, RunReport, run_sync
-from etl.engine.verify import VerifyReport
-from etl.engine.verify import verify as run_verify
+from etl.engine import Options
 from etl.mapping import EntityMapping, load_mappings
 from etl.mapping.loader import unchecked_custom_fields
 from etl.mapping.models import Side
@@ -105,13 +105,14 @@ def session(
     crm_client: httpx.Client | None = None,
     erp_client: httpx.Client | None = None,
     bind: bool = True,
+    now: datetime,
 ) -> Iterator[tuple[Store, dict[Side, Connector], dict[str, EntityMapping]]]:
     """Validated mappings, an open state store and both connectors — config errors first,
     before anything is written. Every native path of the mappings is checked against the
     systems' field schemas (and their custom fields, when a mapping names one). A state built
     with other systems stops here (:class:`~etl.errors.StateBoundElsewhere`), before any request
     is sent; ``bind`` (a command that writes) binds a state that is not bound yet to the
-    configured systems."""
+    configured systems (``now``: when that binding is recorded)."""
     mappings = check_mappings(settings).mappings
     connectors = build_connectors(settings, crm_client=crm_client, erp_client=erp_client)
     try:
@@ -121,7 +122,7 @@ def session(
             c.close()
         raise
     try:
-        binding.ensure(store, settings, bind=bind, now=datetime.now(UTC))
+        binding.ensure(store, settings, bind=bind, now=now)
         if unchecked_custom_fields(mappings, declared_schemas(settings)):
             mappings = check_mappings(settings, connectors=connectors).mappings
         yield store, connectors, mappings
@@ -129,54 +130,3 @@ def session(
         store.close()
         for c in connectors.values():
             c.close()
-
-
-def sync(
-    settings: Settings,
-    entities: Sequence[str] | None = None,
-    *,
-    dry_run: bool = False,
-    crm_client: httpx.Client | None = None,
-    erp_client: httpx.Client | None = None,
-    now: Callable[[], datetime] | None = None,
-    progress: Callable[[str, int], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> RunReport:
-    """One incremental run (what cron calls); ``dry_run`` = plan: writes nothing anywhere.
-    ``progress(phase, records)`` is told of every page read and chunk written; ``should_stop``
-    is asked between pages and chunks (a signal): the run then ends as ``stopped`` with whole
-    chunks kept."""
-    with session(settings, crm_client=crm_client, erp_client=erp_client,
-                 bind=not dry_run) as (store, conns, maps):
-        if entities:
-            load_mappings(settings.mappings_dir, list(entities))  # names unknown entities
-        return run_sync(
-            store=store, connectors=conns, mappings=maps, entities=entities or None,
-            kind="plan" if dry_run else "sync",
-            options=options_from(settings, dry_run=dry_run, progress=progress,
-                                 should_stop=should_stop),
-            **({"now": now} if now is not None else {}),
-        )
-
-
-def verify(
-    settings: Settings,
-    entities: Sequence[str] | None = None,
-    *,
-    fix: bool = False,
-    crm_client: httpx.Client | None = None,
-    erp_client: httpx.Client | None = None,
-    now: datetime | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> VerifyReport:
-    """Read both systems in full and report every drift; ``fix`` repairs what the mappings
-    allow (deletes and deactivations only within PONTE_MAX_DELETE_SHARE). ``should_stop``
-    ends it between pages and chunks: :class:`etl.engine.entity.Stopped` is raised."""
-    with session(settings, crm_client=crm_client, erp_client=erp_client,
-                 bind=fix) as (store, conns, maps):
-        if entities:
-            maps = load_mappings(settings.mappings_dir, list(entities))
-        return run_verify(store=store, connectors=conns, mappings=maps,
-                          entities=list(entities) if entities else None, fix=fix,
-                          max_delete_share=settings.max_delete_share, now=now,
-                          should_stop=should_stop)

@@ -10,15 +10,15 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from etl import api
+from etl.clock import OffsetClock
 from etl.engine.report import RunReport
 from etl.errors import EtlError
+from etl.ponte import Ponte
 from etl.render import print_json, print_report
 from etl.sandbox.server import running_sandbox
 from etl.settings import CrmSettings, ErpSettings, Settings
@@ -116,24 +116,21 @@ def _run_steps(*, customers: int, products: int, orders: int, state_path: str,
             ("2. after users edited both sides", _edits),
             ("3. nothing changed since: a sync that writes nothing", None),
         ]
-        offset = timedelta(0)
-
-        def now() -> datetime:
-            return datetime.now(UTC) + offset
-
+        clock = OffsetClock()  # ponte's clock moves with the simulators' clocks
+        ponte = Ponte(settings, clock=clock)
         for title, before in steps:
             # time passes between runs: move both sandbox clocks and ponte's together
-            offset += timedelta(seconds=30)
+            clock.advance(30)
             sb.crm.clock.advance(30)
             sb.erp.clock.advance(30)
             edits = before(sb) if before is not None else []
             if not as_json:
                 for line in edits:
                     console.print(f"  - {line}", highlight=False)
-            offset += timedelta(seconds=30)
+            clock.advance(30)
             sb.crm.clock.advance(30)
             sb.erp.clock.advance(30)
-            report = api.sync(settings, now=now)
+            report = ponte.sync()
             reports.append(report)
             steps_out.append({"title": title, "edits": edits,
                               "report": report.as_dict(with_changes=bool(before))})

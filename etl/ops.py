@@ -1,7 +1,7 @@
-"""Operator library behind ``ponte status | watermark | runs | quarantine | backfill``.
+"""Operations on the state database behind ``ponte status | watermark | runs | quarantine``.
 
-Each function takes what it needs (a :class:`Store`, the mappings, ``now``) and returns a result
-dataclass; :mod:`etl.cli_ops` only parses arguments and renders. Watermark changes take the
+Internal to :class:`etl.ponte.Ponte`: each function takes what it needs (a :class:`Store`, the
+mappings, the instant ``now`` read once from the façade's clock) and returns a result dataclass. Watermark changes take the
 entity's run lock (a change while a sync runs would be overwritten by it) and are recorded in
 the run history as runs of kind ``watermark`` whose report says old -> new.
 """
@@ -9,20 +9,17 @@ the run history as runs of kind ``watermark`` whose report says old -> new.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from loguru import logger
 
 from etl import binding
 from etl import watermark as wm
-from etl.api import options_from, session
-from etl.engine import RunReport, run_sync
 from etl.engine.run import lock_name
-from etl.errors import ConfigError, EtlError, LockHeld
+from etl.errors import ConfigError, LockHeld
 from etl.mapping import EntityMapping
 from etl.mapping.models import SIDES, Side
 from etl.metrics import last_runs
@@ -51,17 +48,17 @@ def parse_time(text: str, *, now: datetime, option: str = "time") -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _entity(mappings: dict[str, EntityMapping], entity: str) -> EntityMapping:
+def entity_mapping(mappings: dict[str, EntityMapping], entity: str) -> EntityMapping:
     if entity not in mappings:
         raise ConfigError(f"unknown entity {entity!r}; mapped entities: "
                           f"{', '.join(sorted(mappings))}")
     return mappings[entity]
 
 
-def _side(value: str) -> Side:
+def parse_side(value: str) -> Side:
     if value not in SIDES:
         raise ConfigError(f"--side: {value!r} is not a side; use crm or erp")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -121,8 +118,10 @@ class StatusReport:
                 return [conv(x) for x in v]
             return v
 
-        return conv({"now": self.now, "entities": [asdict(e) for e in self.entities],
-                     "binding": self.binding})
+        out: dict[str, Any] = conv({"now": self.now,
+                                    "entities": [asdict(e) for e in self.entities],
+                                    "binding": self.binding})
+        return out
 
 
 def status(store: Store, mappings: dict[str, EntityMapping], settings: Settings, *,
@@ -202,7 +201,7 @@ class WatermarkResult:
 def watermarks(store: Store, mappings: dict[str, EntityMapping], entity: str | None = None,
                *, now: datetime) -> list[WatermarkView]:
     """Every source side of every (or one) entity, with its stored watermark or none."""
-    names = [_entity(mappings, entity).entity] if entity else list(mappings)
+    names = [entity_mapping(mappings, entity).entity] if entity else list(mappings)
     stored = {(w.entity, w.system): w for w in store.watermarks()}
     out = []
     for name in names:
@@ -234,9 +233,9 @@ def plan_watermark(store: Store, mappings: dict[str, EntityMapping], entity: str
                    safety_lag: timedelta = timedelta(0)) -> list[WatermarkChange]:
     """What ``set`` (``to`` given, one side) or ``reset`` (``to`` None) would change. A ``to``
     after ``now - safety_lag`` is refused (:func:`check_not_future`)."""
-    m = _entity(mappings, entity)
+    m = entity_mapping(mappings, entity)
     if side is not None:
-        s = _side(side)
+        s = parse_side(side)
         if s not in m.sources():
             raise ConfigError(f"{entity} is not read from {s} (its sources: "
                               f"{', '.join(m.sources())}); it has no {s} watermark")
@@ -352,105 +351,3 @@ def quarantine_dict(row: QuarantineRow, *, payload: bool = False) -> dict[str, A
     if not payload:
         d.pop("payload", None)
     return d
-
-
-# --------------------------------------------------------------------------------- backfill
-
-
-@dataclass
-class BackfillRequest:
-    entity: str
-    since: datetime | None = None
-    until: datetime | None = None  # default: now
-    sides: tuple[Side, ...] | None = None
-    dry_run: bool = False
-
-
-def backfill(
-    settings: Settings,
-    request: BackfillRequest,
-    *,
-    progress: Callable[[str, int], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    crm_client: httpx.Client | None = None,
-    erp_client: httpx.Client | None = None,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> RunReport:
-    """The sync pipeline over ``[since, until)``; never reads or moves the stored watermark.
-
-    Safe to interrupt (``should_stop``) and re-run: whole chunks are committed, and records
-    already synced diff as unchanged the second time."""
-    start = now()
-    until = request.until or start
-    if request.since is not None and request.since >= until:
-        raise ConfigError(f"--since {request.since.isoformat()} is not before --until "
-                          f"{until.isoformat()}")
-    with session(settings, crm_client=crm_client, erp_client=erp_client,
-                 bind=not request.dry_run) as (store, conns, maps):
-        m = _entity(maps, request.entity)
-        sides = request.sides
-        if sides is not None:
-            missing = [s for s in sides if s not in m.sources()]
-            if missing:
-                raise ConfigError(f"{request.entity} is not read from {', '.join(missing)} "
-                                  f"(its sources: {', '.join(m.sources())})")
-        window = wm.Window(request.since, until)
-        opt = options_from(settings, dry_run=request.dry_run, window=window, sides=sides,
-                           progress=progress, should_stop=should_stop)
-        logger.bind(entity=request.entity).info(
-            "backfill {} over [{}, {}) from {}{}", request.entity,
-            _iso(request.since) or "the beginning", until.isoformat(),
-            ", ".join(sides or m.sources()), " (dry run)" if request.dry_run else "")
-        return run_sync(store=store, connectors=conns, mappings=maps, entities=[request.entity],
-                        kind="backfill", options=opt, now=lambda: start)
-
-
-# --------------------------------------------------------------------------------- daemon + metrics
-
-
-def publish_metrics(settings: Settings, *, now: datetime) -> bool:
-    """Rewrite ``PONTE_METRICS_FILE`` from the state store, if set; never fails the run."""
-    if settings.metrics_file is None:
-        return False
-    from etl.mapping import load_mappings
-    from etl.metrics import write_metrics
-
-    try:
-        names = list(load_mappings(settings.mappings_dir))
-        with Store.open(settings.state_url) as store:
-            write_metrics(settings.metrics_file, store, names, now=now,
-                          safety_lag=timedelta(seconds=settings.safety_lag_s))
-    except (OSError, ConfigError) as exc:
-        logger.warning("metrics not written to {}: {}", settings.metrics_file, exc)
-        return False
-    return True
-
-
-def check_binding(settings: Settings) -> None:
-    """Refuse early (``StateBoundElsewhere``, exit 2) when the state belongs to other systems:
-    the daemon checks at start instead of failing every scheduled run."""
-    with Store.open(settings.state_url) as store:
-        binding.ensure(store, settings, bind=False, now=datetime.now(UTC))
-
-
-def scheduled_sync(settings: Settings, entity: str, should_stop: Callable[[], bool]) -> RunReport | None:
-    """One scheduled run of one entity (a ``ponte run`` job). Errors are logged, not raised:
-    the daemon goes on with the next schedule."""
-    report = None
-    try:
-        with session(settings) as (store, conns, maps):
-            report = run_sync(store=store, connectors=conns, mappings=maps, entities=[entity],
-                              kind="sync", options=options_from(settings, should_stop=should_stop))
-    except LockHeld as exc:
-        logger.bind(entity=entity).warning("skipped: {}", exc)
-    except EtlError as exc:
-        logger.bind(entity=entity).error("scheduled run of {} failed: {}", entity, exc)
-    except Exception as exc:  # noqa: BLE001 - a bug: the run row is finished; the daemon goes on
-        import traceback
-
-        logger.bind(entity=entity).error(
-            "scheduled run of {} failed with an internal error (please report it): {}: {}",
-            entity, type(exc).__name__, " ".join(str(exc).split()))
-        logger.debug("traceback:\n{}", "".join(traceback.format_exception(exc)).rstrip())
-    publish_metrics(settings, now=datetime.now(UTC))
-    return report

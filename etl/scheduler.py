@@ -1,5 +1,6 @@
 """``ponte run``: APScheduler wiring only. Each entity is a job on its own schedule; the work
-itself is :func:`etl.api.sync`-style calls made by the caller's ``run_entity`` function.
+itself is the caller's ``run_entity`` function (:meth:`etl.ponte.Ponte.scheduled_sync`, given by
+:meth:`etl.ponte.Ponte.serve`).
 
 Schedules are strings (settings ``schedule_customers`` etc.):
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -70,7 +71,7 @@ def next_run(spec: str, now: datetime, *, setting: str = "schedule",
     ``now``."""
     if spec.strip().startswith(EVERY):
         trig = trigger_for(spec, setting=setting, start=last_run or now, timezone=now.tzinfo)
-        step = trig.interval  # type: ignore[attr-defined]
+        step = cast(IntervalTrigger, trig).interval
         fire: datetime = last_run or now
         while fire <= now:
             fire += step
@@ -82,7 +83,7 @@ def next_run(spec: str, now: datetime, *, setting: str = "schedule",
 
 def serve(
     schedules: dict[str, str],
-    run_entity: Callable[[str, Callable[[], bool]], None],
+    run_entity: Callable[[str, Callable[[], bool]], object],
     *,
     misfire_grace_s: int = MISFIRE_GRACE_S,
     run_now: bool = False,

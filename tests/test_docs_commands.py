@@ -1,6 +1,8 @@
 """What README.md and bench/README.md tell people to type exists as printed: linked and named
 files, ``make`` targets, ``ponte`` commands and their options, the benchmark scripts and their
-options, run with the venv's python (a bare ``python`` is not the one ponte is installed in)."""
+options, run with the venv's python (a bare ``python`` is not the one ponte is installed in).
+And the other way round: every ``ponte`` command and subcommand is shown in README.md and
+listed by its parent's ``--help``."""
 
 from __future__ import annotations
 
@@ -121,3 +123,41 @@ def test_no_doc_names_a_file_that_is_not_in_the_repo() -> None:
     for doc in DOCS:
         for m in re.findall(r"\b([A-Z][A-Z_]+\.md)\b", doc.read_text()):
             assert list(ROOT.rglob(m)), f"{doc.name} refers to {m}, which is not in the repo"
+
+
+def command_paths(command: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and subcommand of the ``ponte`` tree, as the words that call it."""
+    paths = []
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        paths.append((*prefix, name))
+        paths += command_paths(sub, (*prefix, name))
+    return paths
+
+
+COMMANDS = command_paths(typer.main.get_command(app))
+
+
+def test_the_command_tree_is_walked() -> None:
+    assert {("sync",), ("watermark", "set"), ("runs", "show"), ("db", "rebind"),
+            ("quarantine", "drop"), ("mappings", "check")} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
+def test_every_command_is_in_the_readme(path: tuple[str, ...]) -> None:
+    documented = {tuple(words[:len(path)]) for words in ponte_commands(ROOT / "README.md")}
+    assert path in documented, f"`ponte {' '.join(path)}` is a command but README.md never " \
+                               "shows it (as `ponte " + " ".join(path) + " ...`)"
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=[" ".join(p) for p in COMMANDS])
+def test_every_command_is_listed_by_help(path: tuple[str, ...]) -> None:
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    parent = runner.invoke(app, [*path[:-1], "--help"], terminal_width=200)
+    assert parent.exit_code == 0, parent.output
+    listed = parent.output.split("Commands:", 1)[-1] if "Commands:" in parent.output else ""
+    assert re.search(rf"^\s+{re.escape(path[-1])}\b", listed, re.MULTILINE), \
+        f"`ponte {' '.join(path[:-1])} --help` does not list {path[-1]!r}:\n{parent.output}"
+    own = runner.invoke(app, [*path, "--help"], terminal_width=200)
+    assert own.exit_code == 0 and "Usage:" in own.output, own.output

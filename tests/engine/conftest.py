@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from etl import api
 from etl.engine.report import RunReport
+from etl.ponte import Ponte
 from etl.sandbox.omie import OmieSim
 from etl.sandbox.omie import create_app as omie_app
 from etl.sandbox.ploomes import PloomesSim
@@ -50,11 +50,15 @@ class World:
                        raise_server_exceptions=False),
         )
 
+    def ponte(self) -> Ponte:
+        """The library façade on this world: its clients, and the world as its clock (the
+        World is a :class:`etl.clock.Clock`)."""
+        crm_client, erp_client = self.clients()
+        return Ponte(self.settings, clock=self, crm_client=crm_client, erp_client=erp_client)
+
     def sync(self, *entities: str, dry_run: bool = False) -> RunReport:
         self.tick()
-        crm_client, erp_client = self.clients()
-        report = api.sync(self.settings, list(entities) or None, dry_run=dry_run,
-                          crm_client=crm_client, erp_client=erp_client, now=self.now)
+        report = self.ponte().sync(list(entities) or None, dry_run=dry_run)
         self.tick()
         return report
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from etl import api, ops
 from etl.errors import ConfigError, UnsentField
 from tests.engine.conftest import MAPPINGS, World, make_world
 
@@ -38,14 +37,11 @@ def _sync(w: World) -> Any:
 
 
 def _verify(w: World) -> Any:
-    crm, erp = w.clients()
-    return api.verify(w.settings, fix=True, crm_client=crm, erp_client=erp)
+    return w.ponte().verify(fix=True)
 
 
 def _backfill(w: World) -> Any:
-    crm, erp = w.clients()
-    return ops.backfill(w.settings, ops.BackfillRequest("customers"), crm_client=crm,
-                        erp_client=erp)
+    return w.ponte().backfill("customers")
 
 
 @pytest.mark.parametrize("command", [_plan, _sync, _verify, _backfill],

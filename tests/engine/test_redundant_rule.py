@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from etl import ops
 from etl.engine.report import RunReport
 from tests.engine.conftest import World, make_world
 
@@ -33,9 +32,7 @@ def waits() -> Iterator[list[str]]:
 
 
 def backfill(w: World) -> RunReport:
-    crm_client, erp_client = w.clients()
-    return ops.backfill(w.settings, ops.BackfillRequest("customers"), crm_client=crm_client,
-                        erp_client=erp_client, now=w.now)
+    return w.ponte().backfill("customers")
 
 
 RUNS: dict[str, Callable[[World], RunReport]] = {

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from etl import api
 from etl.settings import SANDBOX_USER_KEY
 from etl.state.store import Store
 from tests.engine.conftest import World
@@ -48,9 +47,7 @@ def erp_documents(w: World) -> set[str]:
 
 
 def no_drift(w: World) -> None:
-    crm_client, erp_client = w.clients()
-    report = api.verify(w.settings, ["customers"], crm_client=crm_client, erp_client=erp_client,
-                        now=w.now())
+    report = w.ponte().verify(["customers"])
     assert report.drift == 0, report.as_dict(items=True)
 
 
@@ -184,17 +181,13 @@ def test_verify_finds_contacts_without_cnpj_or_cpf_and_fix_fills_them(world: Wor
     for row in written:  # as the earlier version left them: no UI document
         world.crm.db["Contacts"].update(row.id, {"CNPJ": None, "CPF": None}, at)
     assert len(empty_ui_document(third_party_contacts(world))) == len(written)
-    crm_client, erp_client = world.clients()
-    report = api.verify(world.settings, ["customers"], crm_client=crm_client,
-                        erp_client=erp_client, now=world.now())
+    report = world.ponte().verify(["customers"])
     c = report.entities["customers"]
     assert (c.drift, c.mismatched) == (len(written), len(written)), c.as_dict(items=True)
     item = next(i for i in c.items if i.kind == "incomplete")
     assert re.fullmatch(r"crm tax_id \d{11,14} is not in (CNPJ|CPF)", item.detail)
     world.tick()
-    crm_client, erp_client = world.clients()
-    fixed = api.verify(world.settings, ["customers"], fix=True, crm_client=crm_client,
-                       erp_client=erp_client, now=world.now())
+    fixed = world.ponte().verify(["customers"], fix=True)
     assert fixed.entities["customers"].fixed == len(written)
     assert empty_ui_document(third_party_contacts(world)) == []
     assert world.sync("customers").writes == 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from etl import api
 from etl.state.store import Store
 from tests.engine.conftest import World, make_world
 from tests.engine.test_sync_e2e import _mappings_with
@@ -18,9 +17,7 @@ def digits(value: str) -> str:
 
 def run_verify(w: World, *entities: str, fix: bool = False):
     w.tick()
-    crm, erp = w.clients()
-    return api.verify(w.settings, list(entities) or None, fix=fix, crm_client=crm,
-                      erp_client=erp)
+    return w.ponte().verify(list(entities) or None, fix=fix)
 
 
 def test_no_drift_after_a_sync(world: World) -> None:

@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 
-from etl import ops
 from etl.mapping.models import Side
 from tests.engine.conftest import World
 
@@ -52,9 +51,7 @@ def test_a_run_with_a_watermark_ahead_fails_and_touches_nothing(
 
 
 def test_a_backfill_neither_reads_nor_needs_the_watermark(world: World) -> None:
-    crm, erp = world.clients()
     assert world.sync("customers").status == "ok"
     set_mark(world, "crm", timedelta(days=30))
-    report = ops.backfill(world.settings, ops.BackfillRequest("customers"), crm_client=crm,
-                          erp_client=erp, now=world.now)
+    report = world.ponte().backfill("customers")
     assert report.status == "ok" and report.entities["customers"].crm.read > 0

@@ -238,13 +238,13 @@ def test_a_scheduled_run_that_crashes_is_recorded_failed_and_the_daemon_goes_on(
         cli_env: Env) -> None:
     import httpx
 
-    from etl import ops
+    from etl.ponte import Ponte
     from etl.settings import Settings
 
     httpx.post(f"{cli_env.sandbox.crm_url}/_sandbox/Contacts", json={
         "Name": "ACME LTDA", "TypeId": 1, "Register": "11222333000181",
         "_raw": {"Id": None}}).raise_for_status()
-    assert ops.scheduled_sync(Settings(), "customers", lambda: False) is None  # no raise
+    assert Ponte(Settings()).scheduled_sync("customers", lambda: False) is None  # no raise
     with store(cli_env) as s:
         run = s.runs(limit=1)[0]
         assert run.status == "failed" and run.report["error"].startswith("internal error: TypeError")

@@ -1,5 +1,6 @@
-"""etl.ops against both simulators (in-process World) and a real state database: backfill,
-watermark show/set/reset, status, runs, quarantine, and stopping a run between chunks."""
+"""The library façade (:class:`etl.ponte.Ponte`) against both simulators (in-process World)
+and a real state database: backfill, watermark show/set/reset, status, runs, quarantine,
+stopping a run between chunks, and the one clock every entry point reads."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ import copy
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from etl import api, ops
-from etl.engine import run_sync
+from etl import ops
+from etl.clock import ManualClock
 from etl.engine.entity import CHUNK
 from etl.errors import ConfigError, LockHeld
 from etl.mapping import load_mappings
+from etl.ponte import Ponte
 from tests.engine.conftest import MAPPINGS, World, make_world
 
 
@@ -29,10 +32,9 @@ def tax_ids(w: World) -> tuple[list[str], list[str]]:
     return crm, erp
 
 
-def backfill(w: World, request: ops.BackfillRequest, **kw: object):
+def backfill(w: World, entity: str, **kw: Any):
     w.tick()
-    crm, erp = w.clients()
-    report = ops.backfill(w.settings, request, crm_client=crm, erp_client=erp, now=w.now, **kw)
+    report = w.ponte().backfill(entity, **kw)
     w.tick()
     return report
 
@@ -46,8 +48,7 @@ def test_backfill_over_a_window_leaves_the_stored_watermark_untouched(world: Wor
     assert before and all(before.values())
     cliente = next(iter(world.erp.db["clientes"]))
     world.erp.ui_update("clientes", cliente.id, {"nome_fantasia": "Padaria Backfill"})
-    report = backfill(world, ops.BackfillRequest("customers",
-                                                 since=world.now() - timedelta(hours=1)))
+    report = backfill(world, "customers", since=world.now() - timedelta(hours=1))
     assert report.kind == "backfill" and report.status == "ok", report.as_dict()
     c = report.entities["customers"]
     assert c.crm.updated == 1 and c.erp.created == c.crm.created == 0
@@ -56,8 +57,7 @@ def test_backfill_over_a_window_leaves_the_stored_watermark_untouched(world: Wor
     with world.store() as store:
         assert store.runs(limit=1)[0].kind == "backfill"
     # the re-run of the same window finds everything unchanged
-    again = backfill(world, ops.BackfillRequest("customers",
-                                                since=world.now() - timedelta(hours=1)))
+    again = backfill(world, "customers", since="1h")  # text, read against the clock
     assert again.writes == 0 and marks(world) == before
 
 
@@ -66,21 +66,24 @@ def test_backfill_reads_only_the_window_and_the_side_asked(world: World) -> None
     cliente = next(iter(world.erp.db["clientes"]))
     world.erp.ui_update("clientes", cliente.id, {"nome_fantasia": "Fora da Janela"})
     old = world.now() - timedelta(days=30)
-    past = backfill(world, ops.BackfillRequest("customers", since=old,
-                                               until=old + timedelta(days=1)))
+    past = backfill(world, "customers", since=old, until=old + timedelta(days=1))
     assert past.entities["customers"].erp.read == 0 and past.writes == 0
-    only_crm = backfill(world, ops.BackfillRequest("customers", sides=("crm",)))
+    only_crm = backfill(world, "customers", sides=("crm",))
     assert only_crm.entities["customers"].erp.read == 0
     assert only_crm.entities["customers"].crm.read == len(world.crm.db["Contacts"])
     assert only_crm.writes == 0  # the ERP edit is outside what was asked
     with pytest.raises(ConfigError, match="not before"):
-        backfill(world, ops.BackfillRequest("customers", since=world.now() + timedelta(days=1)))
+        backfill(world, "customers", since=world.now() + timedelta(days=1))
     with pytest.raises(ConfigError, match="unknown entity"):
-        backfill(world, ops.BackfillRequest("invoices"))
+        backfill(world, "invoices")
+    with pytest.raises(ConfigError, match="--side: 'sap' is not a side"):
+        backfill(world, "customers", sides=("sap",))
+    with pytest.raises(ConfigError, match="--until: 'soon' is not a time"):
+        backfill(world, "customers", until="soon")
 
 
 def test_backfill_dry_run_writes_nothing(world: World) -> None:
-    report = backfill(world, ops.BackfillRequest("customers", dry_run=True))
+    report = backfill(world, "customers", dry_run=True)
     assert report.dry_run and report.writes > 0
     assert world.write_requests() == 0 and marks(world) == {}
 
@@ -89,11 +92,11 @@ def test_watermark_reset_rereads_everything_and_duplicates_nothing(world: World)
     assert world.sync().status == "ok"
     crm_n, erp_n = len(world.crm.db["Contacts"]), len(world.erp.db["clientes"])
     products_mark = marks(world)[("products", "erp")]
+    asked: list[ops.WatermarkChange] = []
+    result = world.ponte().reset_watermark("customers", confirm=asked.extend)
+    assert {c.side for c in asked} == {"crm", "erp"} and all(c.old for c in asked)
+    assert result.changes == asked
     with world.store() as store:
-        changes = ops.plan_watermark(store, MAPS, "customers", side=None, to=None,
-                                     now=world.now())
-        assert {c.side for c in changes} == {"crm", "erp"} and all(c.old for c in changes)
-        result = ops.apply_watermark(store, changes, now=world.now())
         assert store.watermark("customers", "crm") is None
         assert store.watermark("customers", "erp") is None
         run = store.run(result.run_id[:10])
@@ -116,29 +119,31 @@ def test_watermark_reset_rereads_everything_and_duplicates_nothing(world: World)
 def test_watermark_set_one_side_and_refusals(world: World) -> None:
     world.sync("customers")
     to = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    ponte = world.ponte()
     with world.store() as store:
         old_erp = store.watermark("customers", "erp")
-        changes = ops.plan_watermark(store, MAPS, "customers", side="crm", to=to,
-                                     now=world.now())
-        assert len(changes) == 1 and changes[0].new == to
-        ops.apply_watermark(store, changes, now=world.now())
+    result = ponte.set_watermark("customers", side="crm", to=to)
+    assert len(result.changes) == 1 and result.changes[0].new == to
+    with world.store() as store:
         assert store.watermark("customers", "crm") == to
         assert store.watermark("customers", "erp") == old_erp
-        views = ops.watermarks(store, MAPS, "customers", now=world.now())
-        assert {(v.side, v.value) for v in views} == {("crm", to), ("erp", old_erp)}
-        with pytest.raises(ConfigError, match="crm or erp"):
-            ops.plan_watermark(store, MAPS, "customers", side="sap", to=to, now=world.now())
+    views = ponte.watermarks("customers")
+    assert {(v.side, v.value) for v in views} == {("crm", to), ("erp", old_erp)}
+    with pytest.raises(ConfigError, match="crm or erp"):
+        ponte.set_watermark("customers", side="sap", to=to)
+    with pytest.raises(ConfigError, match="not read from crm"):
+        ponte.set_watermark("products", side="crm", to=to)
+    with pytest.raises(ConfigError, match="--to: 'tomorrow' is not a time"):
+        ponte.set_watermark("customers", side="crm", to="tomorrow")
+    with world.store() as store:  # the façade always names the side to set; the library asks
         with pytest.raises(ConfigError, match="needs --side"):
             ops.plan_watermark(store, MAPS, "customers", side=None, to=to, now=world.now())
-        with pytest.raises(ConfigError, match="not read from crm"):
-            ops.plan_watermark(store, MAPS, "products", side="crm", to=to, now=world.now())
         # a run in progress holds the lock: nothing changes, the attempt is recorded as failed
         assert store.acquire_lock("entity:customers", "someone-else", lease_s=600,
                                   now=world.now())
-        later = ops.plan_watermark(store, MAPS, "customers", side="crm", to=None,
-                                   now=world.now())
-        with pytest.raises(LockHeld):
-            ops.apply_watermark(store, later, now=world.now())
+    with pytest.raises(LockHeld):
+        ponte.reset_watermark("customers", side="crm")
+    with world.store() as store:
         assert store.watermark("customers", "crm") == to
         assert store.runs(limit=1)[0].status == "failed"
 
@@ -153,9 +158,8 @@ def test_status_reports_watermarks_lag_last_run_quarantine_and_next_run(tmp_path
     crm_customers = len(w.crm.db["Contacts"])
     report = w.sync()
     assert report.status == "partial"
-    now = w.now()
-    with w.store() as store:
-        st = ops.status(store, MAPS, w.settings, now=now)
+    st = w.ponte().status()
+    now = st.now
     by = {e.entity: e for e in st.entities}
     assert set(by) == {"customers", "products", "orders"}
     cust = by["customers"]
@@ -175,15 +179,15 @@ def test_status_reports_watermarks_lag_last_run_quarantine_and_next_run(tmp_path
 def test_runs_and_run_by_prefix(world: World) -> None:
     first = world.sync("customers")
     world.sync("products")
-    with world.store() as store:
-        rows = ops.runs(store, 10)
-        assert [r.kind for r in rows] == ["sync", "sync"] and rows[1].id == first.run_id
-        assert ops.run(store, first.run_id[:6]).id == first.run_id
-        assert ops.run_dict(rows[1])["report"]["entities"]["customers"]["crm"]["read"] > 0
-        with pytest.raises(ConfigError, match="no run"):
-            ops.run(store, "ffffffffff")
-        with pytest.raises(ConfigError):
-            ops.runs(store, 0)
+    ponte = world.ponte()
+    rows = ponte.runs(10)
+    assert [r.kind for r in rows] == ["sync", "sync"] and rows[1].id == first.run_id
+    assert ponte.run(first.run_id[:6]).id == first.run_id
+    assert ops.run_dict(rows[1])["report"]["entities"]["customers"]["crm"]["read"] > 0
+    with pytest.raises(ConfigError, match="no run"):
+        ponte.run("ffffffffff")
+    with pytest.raises(ConfigError, match="--limit must be at least 1"):
+        ponte.runs(0)
 
 
 def test_quarantine_list_show_retry_drop(world: World) -> None:
@@ -193,28 +197,36 @@ def test_quarantine_list_show_retry_drop(world: World) -> None:
     lines[0]["Quantity"] = 0
     world.crm.ui_update("Orders", bad.id, {"Products": lines})
     world.sync()
+    ponte = world.ponte()
+    rows = ponte.quarantine_list("orders")
+    assert len(rows) == 1 and rows[0].key == str(bad.id)
+    entry = ponte.quarantine_entry(rows[0].id)
+    assert ops.quarantine_dict(entry, payload=True)["payload"]
+    assert "payload" not in ops.quarantine_dict(entry)
+    assert entry.next_retry_at > world.now()  # backing off
+    assert ponte.quarantine_retry(entry.id) == 1
     with world.store() as store:
-        rows = ops.quarantine(store, "orders")
-        assert len(rows) == 1 and rows[0].key == str(bad.id)
-        entry = ops.quarantine_entry(store, rows[0].id)
-        assert ops.quarantine_dict(entry, payload=True)["payload"]
-        assert "payload" not in ops.quarantine_dict(entry)
-        assert entry.next_retry_at > world.now()  # backing off
-        assert ops.quarantine_retry(store, entry.id, now=world.now()) == 1
         assert store.quarantine_due("orders", "crm", world.now())
-        with pytest.raises(ConfigError, match="no quarantine entry"):
-            ops.quarantine_retry(store, 999999, now=world.now())
+    with pytest.raises(ConfigError, match="no quarantine entry"):
+        ponte.quarantine_retry(999999)
     # fixed at the source, though its timestamp is older than the watermark: retry re-reads it
     lines[0]["Quantity"] = 2
     world.crm.db["Orders"].get(bad.id).data["Products"] = lines  # edit without a new timestamp
     report = world.sync("orders")
     assert report.entities["orders"].erp.created == 1
+    assert ponte.quarantine_list() == []
     with world.store() as store:
-        assert ops.quarantine(store) == []
         store.checkpoint(_entry("orders"), now=world.now())
-        qid = ops.quarantine(store)[0].id
-        assert ops.quarantine_drop(store, qid).key == "x1"
-        assert ops.quarantine(store) == []
+    qid = ponte.quarantine_list()[0].id
+
+    def refuse(row: Any) -> None:
+        raise ConfigError(f"not confirmed: {row.key}")
+
+    with pytest.raises(ConfigError, match="not confirmed: x1"):
+        ponte.quarantine_drop(qid, confirm=refuse)
+    assert [r.id for r in ponte.quarantine_list()] == [qid]  # refused: still there
+    assert ponte.quarantine_drop(qid).key == "x1"
+    assert ponte.quarantine_list() == []
 
 
 def _entry(entity: str):
@@ -232,13 +244,10 @@ def test_a_stopped_run_keeps_whole_chunks_moves_no_watermark_and_the_next_conver
         if phase == "customers: write":
             chunks.append(n)
 
-    crm, erp = w.clients()
     w.tick()
-    with api.session(w.settings, crm_client=crm, erp_client=erp) as (store, conns, maps):
-        report = run_sync(store=store, connectors=conns, mappings=maps, entities=["customers"],
-                          options=api.options_from(w.settings, progress=progress,
-                                                   should_stop=lambda: len(chunks) >= 1),
-                          now=w.now)
+    report = w.ponte().sync(["customers"], progress=progress,
+                            should_stop=lambda: len(chunks) >= 1)
+    with w.store() as store:
         assert report.status == "stopped" and "stopped" in (report.error or "")
         assert chunks == [CHUNK]  # one whole chunk, then it stopped
         assert store.watermark("customers", "crm") is None
@@ -267,3 +276,27 @@ def test_parse_time_forms() -> None:
         ops.parse_time("yesterday", now=now, option="--since")
 
 
+
+
+def test_every_entry_point_reads_the_one_clock_it_is_given(world: World) -> None:
+    """status, watermark changes (spans like ``2h`` and the future check), the run records they
+    leave and syncs all take their time from the façade's clock, not from the machine's."""
+    assert world.sync("customers").status == "ok"
+    at = world.now() + timedelta(days=3)
+    clock = ManualClock(at)
+    crm, erp = world.clients()
+    ponte = Ponte(world.settings, clock=clock, crm_client=crm, erp_client=erp)
+    assert ponte.status().now == at
+    stored = marks(world)
+    for view in ponte.watermarks("customers"):
+        mark = stored[("customers", view.side)]
+        assert mark is not None and view.lag_s == (at - mark).total_seconds()
+    result = ponte.set_watermark("customers", side="crm", to="2h")
+    assert result.changes[0].new == at - timedelta(hours=2)
+    assert ponte.run(result.run_id).started_at == at
+    with pytest.raises(ConfigError, match="is in the future"):  # later than the clock's now
+        ponte.set_watermark("customers", side="crm", to=(at + timedelta(minutes=5)).isoformat())
+    clock.advance(60)
+    report = ponte.sync(["customers"])
+    assert report.status == "ok", report.as_dict()
+    assert ponte.run(report.run_id).started_at == at + timedelta(seconds=60)

@@ -1,0 +1,66 @@
+"""The ``ponte`` command (console script ``ponte = "etl.cli:main"``).
+
+Thin: each command parses its arguments, makes one call into the library façade
+(:class:`etl.ponte.Ponte`), renders the result and exits with the documented code. Errors
+become exit codes in one place (:mod:`etl.cli.errors`). The command modules import only
+:mod:`etl.cli.common` and :mod:`etl.cli.errors`, never this package's ``__init__``: all the
+wiring is below, one line per command or command group, in the order ``--help`` lists them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from etl import __version__
+from etl.cli import state, sync, tools
+from etl.exitcodes import HELP as EXIT_HELP
+
+app = typer.Typer(
+    name="ponte",
+    help=f"Keeps a CRM and an ERP in agreement (Ploomes <-> Omie first).\n\n{EXIT_HELP}",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ponte {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = None,
+) -> None:
+    """ponte: CRM <-> ERP sync middleware."""
+
+
+# Commands, in the order `ponte --help` lists them (groups after single commands); a new
+# command module adds its lines here.
+app.command("sync")(sync.sync)  # etl/cli/sync.py: runs against both systems
+app.command("plan")(sync.plan)
+app.command("demo")(tools.demo)  # etl/cli/tools.py: set-up and trying it out
+app.command("verify")(sync.verify)
+app.command("sandbox")(tools.sandbox)
+app.command("run")(sync.run)
+app.command("backfill")(sync.backfill)
+app.command("status")(state.status)  # etl/cli/state.py: the state database
+app.add_typer(tools.mappings_app, name="mappings")
+app.add_typer(state.db_app, name="db")
+app.add_typer(state.watermark_app, name="watermark")
+app.add_typer(state.runs_app, name="runs")
+app.add_typer(state.quarantine_app, name="quarantine")
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,330 @@
+"""The library's one entry point: ``Ponte(settings, clock=...)``.
+
+The CLI, the daemon (:mod:`etl.scheduler`) and the tests call these methods; each builds what
+it needs from the settings (mappings, state store, connectors), does one thing and returns a
+result object. The time comes from one :class:`~etl.clock.Clock`: pure functions get the
+instant read from it, the engine gets ``clock.now`` itself.
+
+Commands that change something an operator should approve first (watermark changes, dropping a
+quarantine entry, rebinding the state) take a ``confirm`` callback, called with what would
+change before anything is written; it raises to refuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from loguru import logger
+
+from etl import api, binding, ops, scheduler
+from etl import watermark as wm
+from etl.clock import Clock, SystemClock
+from etl.engine import RunReport, run_sync
+from etl.engine.verify import VerifyReport
+from etl.engine.verify import verify as run_verify
+from etl.errors import ConfigError, EtlError, LockHeld
+from etl.mapping import EntityMapping, load_mappings
+from etl.mapping.models import Side
+from etl.ops import StatusReport, WatermarkChange, WatermarkResult, WatermarkView
+from etl.settings import Settings
+from etl.state.store import QuarantineRow, RunRow, Store
+
+__all__ = ["Ponte", "Rebind"]
+
+Progress = Callable[[str, int], None]
+ShouldStop = Callable[[], bool]
+
+
+@dataclass
+class Rebind:
+    """What ``rebind`` changed (``run_id`` None and no changes: it was bound as configured)."""
+
+    run_id: str | None
+    changes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "changes": self.changes}
+
+
+class Ponte:
+    """One configured ponte: ``settings`` say which systems and state; ``clock`` what time it
+    is; ``crm_client``/``erp_client`` (optional) are the HTTP clients the connectors use
+    (tests pass clients bound to the simulators)."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 crm_client: httpx.Client | None = None,
+                 erp_client: httpx.Client | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.crm_client = crm_client
+        self.erp_client = erp_client
+
+    # ------------------------------------------------------------------- runs against the systems
+
+    @contextmanager
+    def _session(self, *, bind: bool) -> Iterator[
+            tuple[Store, dict[Side, Any], dict[str, EntityMapping]]]:
+        with api.session(self.settings, crm_client=self.crm_client, erp_client=self.erp_client,
+                         bind=bind, now=self.clock.now()) as opened:
+            yield opened
+
+    def sync(self, entities: Sequence[str] | None = None, *, dry_run: bool = False,
+             progress: Progress | None = None, should_stop: ShouldStop | None = None
+             ) -> RunReport:
+        """One incremental run (what cron calls); ``dry_run`` = :meth:`plan`.
+        ``progress(phase, records)`` is told of every page read and chunk written;
+        ``should_stop`` is asked between pages and chunks (a signal): the run then ends as
+        ``stopped`` with whole chunks kept. A real run rewrites PONTE_METRICS_FILE (when set)
+        afterwards, whatever its outcome."""
+        try:
+            with self._session(bind=not dry_run) as (store, conns, maps):
+                if entities:
+                    load_mappings(self.settings.mappings_dir, list(entities))  # names unknown ones
+                return run_sync(
+                    store=store, connectors=conns, mappings=maps, entities=entities or None,
+                    kind="plan" if dry_run else "sync",
+                    options=api.options_from(self.settings, dry_run=dry_run, progress=progress,
+                                             should_stop=should_stop),
+                    now=self.clock.now)
+        finally:
+            if not dry_run:
+                self.publish_metrics()
+
+    def plan(self, entities: Sequence[str] | None = None, *, progress: Progress | None = None,
+             should_stop: ShouldStop | None = None) -> RunReport:
+        """What a sync would write, field by field; writes nothing anywhere."""
+        return self.sync(entities, dry_run=True, progress=progress, should_stop=should_stop)
+
+    def backfill(self, entity: str, *, since: datetime | str | None = None,
+                 until: datetime | str | None = None, sides: Sequence[str] | None = None,
+                 dry_run: bool = False, progress: Progress | None = None,
+                 should_stop: ShouldStop | None = None) -> RunReport:
+        """The sync pipeline over ``[since, until)`` (default: from the beginning to now);
+        never reads or moves the stored watermark. ``since``/``until`` may be text as
+        :func:`etl.ops.parse_time` reads it. Safe to interrupt (``should_stop``) and re-run:
+        whole chunks are committed, and records already synced diff as unchanged."""
+        start = self.clock.now()
+        chosen = tuple(ops.parse_side(s) for s in sides) if sides is not None else None
+        since_at = self._time(since, start, "--since")
+        until_at = self._time(until, start, "--until") or start
+        if since_at is not None and since_at >= until_at:
+            raise ConfigError(f"--since {since_at.isoformat()} is not before --until "
+                              f"{until_at.isoformat()}")
+        with self._session(bind=not dry_run) as (store, conns, maps):
+            m = ops.entity_mapping(maps, entity)
+            if chosen is not None:
+                missing = [s for s in chosen if s not in m.sources()]
+                if missing:
+                    raise ConfigError(f"{entity} is not read from {', '.join(missing)} "
+                                      f"(its sources: {', '.join(m.sources())})")
+            opt = api.options_from(self.settings, dry_run=dry_run,
+                                   window=wm.Window(since_at, until_at), sides=chosen,
+                                   progress=progress, should_stop=should_stop)
+            logger.bind(entity=entity).info(
+                "backfill {} over [{}, {}) from {}{}", entity,
+                since_at.isoformat() if since_at else "the beginning", until_at.isoformat(),
+                ", ".join(chosen or m.sources()), " (dry run)" if dry_run else "")
+            report = run_sync(store=store, connectors=conns, mappings=maps, entities=[entity],
+                              kind="backfill", options=opt, now=lambda: start)
+        if not dry_run:
+            self.publish_metrics()
+        return report
+
+    def verify(self, entities: Sequence[str] | None = None, *, fix: bool = False,
+               should_stop: ShouldStop | None = None) -> VerifyReport:
+        """Read both systems in full and report every drift; ``fix`` repairs what the
+        mappings allow (deletes and deactivations only within PONTE_MAX_DELETE_SHARE).
+        ``should_stop`` ends it between pages and chunks (``Stopped`` is raised)."""
+        with self._session(bind=fix) as (store, conns, maps):
+            if entities:
+                maps = load_mappings(self.settings.mappings_dir, list(entities))
+            return run_verify(store=store, connectors=conns, mappings=maps,
+                              entities=list(entities) if entities else None, fix=fix,
+                              max_delete_share=self.settings.max_delete_share,
+                              now=self.clock.now(), should_stop=should_stop)
+
+    def check_mappings(self, directory: Path | None = None, *, online: bool = False,
+                       entities: Sequence[str] | None = None) -> api.MappingCheck:
+        """Load and check the mappings (every native path; ``online``: custom fields too)."""
+        return api.check_mappings(self.settings, directory, online=online, entities=entities,
+                                  crm_client=self.crm_client, erp_client=self.erp_client)
+
+    # ------------------------------------------------------------------- the daemon
+
+    def scheduled_sync(self, entity: str, should_stop: ShouldStop) -> RunReport | None:
+        """One scheduled run of one entity (a ``ponte run`` job). Errors are logged, not
+        raised: the daemon goes on with the next schedule. Rewrites the metrics file."""
+        try:
+            with self._session(bind=True) as (store, conns, maps):
+                return run_sync(store=store, connectors=conns, mappings=maps,
+                                entities=[entity], kind="sync", now=self.clock.now,
+                                options=api.options_from(self.settings, should_stop=should_stop))
+        except LockHeld as exc:
+            logger.bind(entity=entity).warning("skipped: {}", exc)
+        except EtlError as exc:
+            logger.bind(entity=entity).error("scheduled run of {} failed: {}", entity, exc)
+        except Exception as exc:  # noqa: BLE001 - a bug: the run row is finished; go on
+            import traceback
+
+            logger.bind(entity=entity).error(
+                "scheduled run of {} failed with an internal error (please report it): {}: {}",
+                entity, type(exc).__name__, " ".join(str(exc).split()))
+            logger.debug("traceback:\n{}", "".join(traceback.format_exception(exc)).rstrip())
+        finally:
+            self.publish_metrics()
+        return None
+
+    def serve(self, entities: Sequence[str] | None = None, *, run_now: bool = False,
+              misfire_grace_s: int = scheduler.MISFIRE_GRACE_S) -> None:
+        """Run as a daemon until SIGTERM/SIGINT: each entity synced on its own schedule
+        (``PONTE_SCHEDULE_<ENTITY>``). Mappings, schedules and the state's binding are checked
+        before it starts (:class:`ConfigError`), not at the first scheduled run."""
+        mappings = self.check_mappings(entities=entities).mappings
+        names = list(entities or mappings)
+        schedules = {n: getattr(self.settings, f"schedule_{n}", None) or "" for n in names}
+        missing = [n for n, s in schedules.items() if not s]
+        if missing:
+            raise ConfigError(f"no schedule for {', '.join(missing)} (set PONTE_SCHEDULE_"
+                              f"{missing[0].upper()})")
+        self.check_binding()
+        scheduler.serve(schedules, self.scheduled_sync, misfire_grace_s=misfire_grace_s,
+                        run_now=run_now)
+
+    def check_binding(self) -> None:
+        """Refuse early (``StateBoundElsewhere``, exit 2) when the state belongs to other
+        systems: the daemon checks at start instead of failing every scheduled run."""
+        with Store.open(self.settings.state_url) as store:
+            binding.ensure(store, self.settings, bind=False, now=self.clock.now())
+
+    def publish_metrics(self) -> bool:
+        """Rewrite PONTE_METRICS_FILE from the state, if set; never fails (False: not written)."""
+        if self.settings.metrics_file is None:
+            return False
+        from etl.metrics import write_metrics
+
+        try:
+            names = list(load_mappings(self.settings.mappings_dir))
+            with Store.open(self.settings.state_url) as store:
+                write_metrics(self.settings.metrics_file, store, names, now=self.clock.now(),
+                              safety_lag=timedelta(seconds=self.settings.safety_lag_s))
+        except (OSError, ConfigError) as exc:
+            logger.warning("metrics not written to {}: {}", self.settings.metrics_file, exc)
+            return False
+        return True
+
+    # ------------------------------------------------------------------- the state database
+
+    @contextmanager
+    def _state(self, *, writes: bool = False) -> Iterator[tuple[Store, dict[str, EntityMapping]]]:
+        """The store and mappings for commands that need no connector. ``writes``: the
+        command changes the state, so a state built with other systems stops it (exit 2) and
+        a state not bound yet is bound to the configured systems (see :mod:`etl.binding`)."""
+        mappings = load_mappings(self.settings.mappings_dir)
+        with Store.open(self.settings.state_url) as store:
+            if writes:
+                binding.ensure(store, self.settings, bind=True, now=self.clock.now())
+            yield store, mappings
+
+    def status(self) -> StatusReport:
+        """Per entity and side: watermark and lag, last run, quarantine, next scheduled run."""
+        with self._state() as (store, mappings):
+            return ops.status(store, mappings, self.settings, now=self.clock.now())
+
+    def watermarks(self, entity: str | None = None) -> list[WatermarkView]:
+        """The stored watermarks of every (or one) entity's source sides."""
+        with self._state() as (store, mappings):
+            return ops.watermarks(store, mappings, entity, now=self.clock.now())
+
+    def set_watermark(self, entity: str, *, side: str, to: datetime | str,
+                      confirm: Callable[[list[WatermarkChange]], None] | None = None
+                      ) -> WatermarkResult:
+        """Move one side's watermark to ``to`` (text as :func:`etl.ops.parse_time` reads it);
+        a ``to`` after now minus the safety lag is refused. Under the entity's lock, recorded
+        as a ``watermark`` run."""
+        return self._change_watermark(entity, side, to, confirm)
+
+    def reset_watermark(self, entity: str, *, side: str | None = None,
+                        confirm: Callable[[list[WatermarkChange]], None] | None = None
+                        ) -> WatermarkResult:
+        """Forget the watermark(s) of ``entity`` (one side or all): the next sync re-reads
+        from the beginning."""
+        return self._change_watermark(entity, side, None, confirm)
+
+    def _change_watermark(self, entity: str, side: str | None, to: datetime | str | None,
+                          confirm: Callable[[list[WatermarkChange]], None] | None
+                          ) -> WatermarkResult:
+        with self._state(writes=True) as (store, mappings):
+            now = self.clock.now()
+            value = self._time(to, now, "--to")
+            lag = timedelta(seconds=self.settings.safety_lag_s)
+            changes = ops.plan_watermark(store, mappings, entity, side=side, to=value, now=now,
+                                         safety_lag=lag)
+            if confirm is not None:
+                confirm(changes)
+            return ops.apply_watermark(store, changes, now=now, safety_lag=lag,
+                                       lease_s=float(self.settings.lock_lease_s))
+
+    def runs(self, limit: int = 20) -> list[RunRow]:
+        """The latest runs, newest first."""
+        with self._state() as (store, _maps):
+            return ops.runs(store, limit)
+
+    def run(self, run_id: str) -> RunRow:
+        """One run by id or unique prefix."""
+        with self._state() as (store, _maps):
+            return ops.run(store, run_id)
+
+    def quarantine_list(self, entity: str | None = None) -> list[QuarantineRow]:
+        with self._state() as (store, _maps):
+            return ops.quarantine(store, entity)
+
+    def quarantine_entry(self, qid: int) -> QuarantineRow:
+        with self._state() as (store, _maps):
+            return ops.quarantine_entry(store, qid)
+
+    def quarantine_retry(self, qid: int | None) -> int:
+        """Make one entry (``qid``) or all (None) due now; how many."""
+        with self._state(writes=True) as (store, _maps):
+            return ops.quarantine_retry(store, qid, now=self.clock.now())
+
+    def quarantine_drop(self, qid: int, *,
+                        confirm: Callable[[QuarantineRow], None] | None = None) -> QuarantineRow:
+        """Drop an entry: its record is ignored until it changes."""
+        with self._state(writes=True) as (store, _maps):
+            row = ops.quarantine_entry(store, qid)
+            if confirm is not None:
+                confirm(row)
+            return ops.quarantine_drop(store, qid)
+
+    def rebind(self, *, confirm: Callable[[list[str], str], None] | None = None) -> Rebind:
+        """Bind the state to the configured systems; ``confirm(changes, state_url)`` is asked
+        first (not when it is already bound as configured: nothing is done then)."""
+        with Store.open(self.settings.state_url) as store:
+            changes = binding.rebind_plan(store, self.settings)
+            if not changes:
+                return Rebind(None, [])
+            if confirm is not None:
+                confirm(changes, store.safe_url)
+            done = binding.rebind(store, self.settings, now=self.clock.now())
+        return Rebind(done.run_id, done.changes)
+
+    def upgrade_db(self) -> None:
+        """Apply the state database migrations."""
+        with Store.open(self.settings.state_url, migrate=False) as store:
+            store.upgrade()
+
+    def parse_time(self, text: str, *, option: str = "time") -> datetime:
+        """``text`` as :func:`etl.ops.parse_time` reads it, relative to the clock."""
+        return ops.parse_time(text, now=self.clock.now(), option=option)
+
+    @staticmethod
+    def _time(value: datetime | str | None, now: datetime, option: str) -> datetime | None:
+        if isinstance(value, str):
+            return ops.parse_time(value, now=now, option=option)
+        return value
