@@ -106,15 +106,17 @@ def write_secret(path: Path, text: str) -> None:
 
 
 def run_logged(step: str, argv: Sequence[str], log: Path, *, env: Mapping[str, str] | None = None,
-               cwd: Path | None = None) -> str:
-    """Run one step, its output appended to ``log``; on failure raise naming the step."""
+               cwd: Path | None = None, secret_output: bool = False) -> str:
+    """Run one step, its output appended to ``log``; on failure raise naming the step.
+
+    With ``secret_output`` the standard output (a key, a token) is returned but not logged."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a", encoding="utf-8") as out:
         out.write(f"\n$ {' '.join(argv)}\n")
         out.flush()
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=out, env=dict(env or os.environ),
                               cwd=cwd, text=True, check=False)
-        out.write(proc.stdout)
+        out.write("(output not logged: it holds a secret)\n" if secret_output else proc.stdout)
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
         raise SetupError(f"{step} failed (exit {proc.returncode}); log: {log}\n{tail}")
@@ -232,6 +234,7 @@ class System:
 
     name = ""
     port_env = ""
+    stop_signal = signal.SIGTERM
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
@@ -317,28 +320,49 @@ class System:
             time.sleep(0.1)
         raise SetupError(f"{self.name}: not ready after {READY_TIMEOUT_S:.0f} s; log: {self.log}")
 
-    def stop(self) -> bool:
-        """Stop the server by its PID (TERM, then KILL); True if one was running."""
+    def stop(self, *, at_once: bool = False) -> bool:
+        """Stop the server by its PID; True if one was running.
+
+        Politely (its stop signal, then KILL after a while), or ``at_once``: KILL to the
+        server's process group (its own session, so its workers and nothing else), for a reset
+        that throws the database away anyway."""
         pid = self.pid()
         self.pid_file.unlink(missing_ok=True)
         if pid is None:
             return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            if _reaped_or_zombie(pid):
-                break
-            time.sleep(0.05)
-        else:
-            if Path(f"/proc/{pid}").exists():
+        if not at_once:
+            os.kill(pid, self.stop_signal)
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while time.monotonic() < deadline and not _gone(pid):
+                time.sleep(0.05)
+        if not _gone(pid):
+            if os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGKILL)
+            else:
                 os.kill(pid, signal.SIGKILL)
+            while not _gone(pid):
+                time.sleep(0.02)
         return True
 
+    # True when the server keeps no database state between requests, so the pristine copy can
+    # be written into the live database (SQLite's backup API, under its locks) with no restart
+    restores_live = False
+
     def restore(self) -> None:
+        """Put the pristine database back: live when the server allows it, else stop, copy
+        the file (no stale -wal/-shm left to replay onto it) and start again."""
+        if self.restores_live and self.pid() is not None:
+            with sqlite3.connect(self.pristine) as src, \
+                    sqlite3.connect(self.database, timeout=30) as dst:
+                src.backup(dst)
+            return
+        self.stop(at_once=True)
         sqlite_copy(self.pristine, self.database)
+        self.start()
 
 
-def _reaped_or_zombie(pid: int) -> bool:
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie left for its parent to reap counts as exited)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
     except OSError:
@@ -387,7 +411,8 @@ class Tryton(System):
                     "product", "sale", "--activate-dependencies"], log, env=env)
         out = run_logged("seeding the company and the REST key",
                          [str(self.venv / "bin" / "python"), str(HERE / "tryton_seed.py"),
-                          str(self.config), TRYTON_DATABASE], log, env=env)
+                          str(self.config), TRYTON_DATABASE], log, env=env,
+                         secret_output=True)
         seeded = json.loads(out.strip().splitlines()[-1])
         write_secret(self.key_file, json.dumps(seeded) + "\n")
         self.pristine.parent.mkdir(parents=True, exist_ok=True)
@@ -415,6 +440,8 @@ class Tryton(System):
 class BottleCrm(System):
     name = "bottlecrm"
     port_env = "PONTE_TEST_REALSYS_BOTTLECRM_PORT"
+    stop_signal = signal.SIGINT  # gunicorn's quick shutdown (TERM waits for requests to end)
+    restores_live = True  # Django opens a connection per request (CONN_MAX_AGE 0), no DB cache
 
     def __init__(self, layout: Layout) -> None:
         super().__init__(layout)
@@ -449,7 +476,7 @@ class BottleCrm(System):
                     "--noinput"], log, env=env, cwd=self.home)
         out = run_logged("seeding the org, user and token",
                          [str(self.venv / "bin" / "python"), str(HERE / "bottlecrm_seed.py")],
-                         log, env=env, cwd=self.home)
+                         log, env=env, cwd=self.home, secret_output=True)
         seeded = json.loads(out.strip().splitlines()[-1])
         write_secret(self.token_file, json.dumps(seeded) + "\n")
         self.pristine.parent.mkdir(parents=True, exist_ok=True)
@@ -457,7 +484,11 @@ class BottleCrm(System):
 
     def server_argv(self) -> list[str]:
         return [str(self.venv / "bin" / "gunicorn"), "crm.wsgi:application",
-                "-b", f"127.0.0.1:{self.port}", "-w", "2", "--access-logfile", "-"]
+                "-b", f"127.0.0.1:{self.port}", "-w", "2", "--access-logfile", "-",
+                "--preload",  # import Django once, then fork: ready in half the time
+                # gunicorn >= 26 opens a control socket in $HOME by default: one per machine,
+                # so a second server (another checkout, CI) would collide on it
+                "--no-control-socket"]
 
     def server_env(self) -> dict[str, str]:
         return self.django_env()
@@ -521,10 +552,7 @@ def cmd_reset(layout: Layout) -> int:
     if not systems:
         raise SetupError(f"nothing is set up in {layout.root}; run `make realsys` first")
     for system in systems:
-        system.stop()
-    for system in systems:
         system.restore()
-        system.start()
     for system in systems:
         system.wait_ready()
     say(f"reset {', '.join(s.name for s in systems)} to their pristine databases in "

@@ -26,7 +26,7 @@ COMPANY_NAME = "My Company"
 
 
 def seed(config_path: str, database: str) -> dict[str, Any]:
-    from trytond.config import config  # type: ignore[import-not-found]
+    from trytond import config  # type: ignore[import-not-found]
 
     config.update_etc(config_path)
     from trytond.pool import Pool  # type: ignore[import-not-found]
