@@ -135,3 +135,13 @@ def test_reset_empties_what_was_created_and_keeps_the_seed(tryton: Tryton,
         accounts = crm.get("/accounts/", params={"limit": 10, "offset": 0})
         assert accounts.status_code == 200
         assert accounts.json()["active_accounts"]["open_accounts"] == []
+
+
+def test_no_setup_or_server_log_holds_the_key_or_the_token(realsys_env: dict[str, str]) -> None:
+    secrets = [realsys_env[name] for name in ("TRYTON_KEY", "BOTTLECRM_TOKEN")
+               if name in realsys_env]
+    logs = sorted(realsys_dir().rglob("*.log"))
+    assert secrets and logs
+    for log in logs:
+        text = log.read_text(encoding="utf-8", errors="replace")
+        assert not [s for s in secrets if s in text], f"a secret is written in {log}"
