@@ -268,7 +268,7 @@ class System:
     def ready(self) -> bool:
         raise NotImplementedError
 
-    def secrets(self) -> dict[str, str]:
+    def credentials(self) -> dict[str, str]:
         raise NotImplementedError
 
     # --- common lifecycle
@@ -292,10 +292,15 @@ class System:
             pid = int(self.pid_file.read_text(encoding="ascii").strip())
         except (OSError, ValueError):
             return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            return None
+        for _ in range(100):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                return None
+            # empty for a zombie, and for a moment in the middle of exec (just started)
+            if cmdline or _gone(pid):
+                break
+            time.sleep(0.01)
         return pid if str(self.venv) in cmdline else None
 
     def start(self) -> None:
@@ -432,7 +437,7 @@ class Tryton(System):
         status, answer = http("POST", f"{self.url()}/rpc/", body, timeout=2.0)
         return status == 200 and b'"result"' in answer
 
-    def secrets(self) -> dict[str, str]:
+    def credentials(self) -> dict[str, str]:
         seeded = json.loads(self.key_file.read_text(encoding="utf-8"))
         return {"TRYTON_URL": self.url(), "TRYTON_DATABASE": TRYTON_DATABASE,
                 "TRYTON_KEY": seeded["key"], "TRYTON_COMPANY": str(seeded["company"])}
@@ -498,7 +503,7 @@ class BottleCrm(System):
         status, _ = http("GET", f"{self.url()}/healthz/", timeout=2.0)
         return status == 200
 
-    def secrets(self) -> dict[str, str]:
+    def credentials(self) -> dict[str, str]:
         seeded = json.loads(self.token_file.read_text(encoding="utf-8"))
         return {"BOTTLECRM_URL": self.url(), "BOTTLECRM_TOKEN": seeded["token"],
                 "BOTTLECRM_ORG": seeded["org"]}
@@ -511,7 +516,7 @@ def write_env_file(layout: Layout, systems: Sequence[System]) -> None:
              "# Secrets: keep this file private (mode 600)."]
     for system in systems:
         if system.is_set_up():
-            lines += [f"{key}={value}" for key, value in system.secrets().items()]
+            lines += [f"{key}={value}" for key, value in system.credentials().items()]
     write_secret(layout.env_file, "\n".join(lines) + "\n")
 
 
