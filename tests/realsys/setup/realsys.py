@@ -186,7 +186,8 @@ def ensure_venv(home: Path, python: str, requirements: Sequence[str]) -> Path:
         return venv
     log = home / "install.log"
     started = time.monotonic()
-    say(f"{home.name}: installing {', '.join(requirements)} into {venv} (log: {log})")
+    say(f"{home.name}: installing {', '.join(requirements)} with {python} into {venv} "
+        f"(log: {log})")
     if venv.exists():
         shutil.rmtree(venv)
     run_logged("creating the virtualenv", [python, "-m", "venv", str(venv)], log)
@@ -506,7 +507,7 @@ class BottleCrm(System):
     def credentials(self) -> dict[str, str]:
         seeded = json.loads(self.token_file.read_text(encoding="utf-8"))
         return {"BOTTLECRM_URL": self.url(), "BOTTLECRM_TOKEN": seeded["token"],
-                "BOTTLECRM_ORG": seeded["org"]}
+                "BOTTLECRM_ORG": seeded["org"], "BOTTLECRM_TAX_ID_FIELD": seeded["tax_id_field"]}
 
 
 # --------------------------------------------------------------------------- commands
