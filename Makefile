@@ -25,3 +25,23 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) ponte.db ponte.db-wal ponte.db-shm
+
+# Real Tryton and BottleCRM servers on loopback for tests/realsys/ (cache folder .cache/realsys/,
+# or PONTE_TEST_REALSYS_DIR). Standard library only: no .venv needed.
+REALSYS := $(PYTHON) tests/realsys/setup/realsys.py
+.PHONY: realsys realsys-stop realsys-reset realsys-status realsys-clean
+
+realsys:
+	$(REALSYS) up
+
+realsys-stop:
+	$(REALSYS) stop
+
+realsys-reset:
+	$(REALSYS) reset
+
+realsys-status:
+	$(REALSYS) status
+
+realsys-clean:
+	$(REALSYS) clean
