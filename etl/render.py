@@ -121,7 +121,9 @@ def print_report(report: RunReport, console: Console, *, show_changes: bool = Fa
     if t is not None:
         console.print(t)
     if report.error:
-        console.print(f"[bold red]error:[/] {report.error}", highlight=False)
+        # a stop the operator asked for is not an error: say what it is
+        label = report.status if report.status in ("stopped", "aborted") else "error"
+        console.print(f"[bold red]{label}:[/] {report.error}", highlight=False)
 
 
 # ----------------------------------------------------------------------------- one stored run
