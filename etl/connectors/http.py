@@ -16,7 +16,7 @@ from typing import Any, Literal
 import httpx
 from loguru import logger
 
-from etl.connectors.base import ApiCalls
+from etl.connectors.base import ApiCalls, RetryStats
 from etl.errors import RetriableError, SystemUnavailable
 
 Verdict = Literal["ok", "retry", "fail"]
@@ -69,15 +69,6 @@ class RetryPolicy:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.cap_s)
         return min(self.cap_s, self.base_s * (2 ** (attempt - 1))) * random.uniform(0.5, 1.0)
-
-
-@dataclass
-class RetryStats:
-    retries: int = 0
-    got_429: int = 0
-    got_5xx: int = 0
-    timeouts: int = 0
-    dropped: int = 0
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -209,6 +200,7 @@ __all__ = [
     "RateLimiter",
     "RetriableError",
     "RetryPolicy",
+    "RetryStats",
     "default_classify",
     "retry_after_seconds",
 ]

@@ -43,6 +43,7 @@ from etl.connectors.base import (
     ApiCalls,
     Capabilities,
     Record,
+    RetryStats,
     WriteOp,
     WriteResult,
 )
@@ -182,6 +183,8 @@ class OmieConnector:
             max_concurrency=max_concurrency, clock_zone="America/Sao_Paulo",
             clock_precision=timedelta(seconds=1), has_external_id_upsert=True,
             has_changed_since=True,
+            updated_at_paths={"customers": "info.dAlt", "products": "info.dAlt",
+                              "orders": "infoCadastro.dAlt"},
         )
 
     @property
@@ -201,15 +204,18 @@ class OmieConnector:
         holder = record.get("cabecalho", {}) if entity == "orders" else record
         return str(holder[spec.id_field])
 
-    def updated_at(self, entity: str, record: Record) -> datetime:
+    @property
+    def stats(self) -> RetryStats:
+        return self.session.stats
+
+    def updated_at(self, entity: str, record: Record) -> datetime | None:
         block = "infoCadastro" if entity == "orders" else "info"
         info = record.get(block) or {}
         day, hour = info.get("dAlt") or info.get("dInc"), info.get("hAlt") or info.get("hInc")
         try:
             return from_brt(str(day), str(hour))
         except ValueError:
-            raise RecordError(f"Omie record has no usable change time ({block}.dAlt={day!r}, "
-                              f"{block}.hAlt={hour!r})", field=f"{block}.dAlt") from None
+            return None
 
     # --- the wire --------------------------------------------------------------------------
 
@@ -379,9 +385,8 @@ class OmieConnector:
         undated: list[Record] = []
         for record in self._list(spec, base):
             key = self.key_of(entity, record)
-            try:
-                at = self.updated_at(entity, record)
-            except RecordError:
+            at = self.updated_at(entity, record)
+            if at is None:
                 undated.append(record)  # the engine quarantines it when it asks updated_at
                 continue
             if window.since is not None and at < window.since:

@@ -30,6 +30,7 @@ from etl.connectors.base import (
     ApiCalls,
     Capabilities,
     Record,
+    RetryStats,
     Window,
     WriteOp,
     WriteResult,
@@ -175,6 +176,7 @@ class PloomesConnector:
             max_concurrency=max_concurrency, clock_zone="America/Sao_Paulo",
             clock_precision=timedelta(milliseconds=1), has_external_id_upsert=False,
             has_changed_since=True,
+            updated_at_paths=dict.fromkeys(COLLECTIONS, "LastUpdateDate"),
         )
         self._cities: dict[str, int] = {}  # IBGE code -> CityId
         self._states: dict[str, int] | None = None  # UF -> StateId
@@ -191,13 +193,15 @@ class PloomesConnector:
     def key_of(self, entity: str, record: Record) -> str:
         return str(record["Id"])
 
-    def updated_at(self, entity: str, record: Record) -> datetime:
-        value = record.get("LastUpdateDate")
+    @property
+    def stats(self) -> RetryStats:
+        return self.session.stats
+
+    def updated_at(self, entity: str, record: Record) -> datetime | None:
         try:
-            return parse_instant(value)
+            return parse_instant(record.get("LastUpdateDate"))  # type: ignore[arg-type]
         except (TypeError, ValueError, AttributeError):
-            raise RecordError(f"Ploomes record has no usable change time (LastUpdateDate="
-                              f"{value!r})", field="LastUpdateDate") from None
+            return None
 
     def close(self) -> None:
         """The client belongs to the caller; nothing to release here."""

@@ -243,12 +243,12 @@ def test_429_burst_and_transient_5xx_are_retried(ploomes_sim: PloomesSim,
     conn = ploomes_connector(retry=RetryPolicy(attempts=12, base_s=0, cap_s=0))
     ploomes_sim.faults.burst_429 = 3
     assert all_ids(list(conn.list_changed("customers", Window(None)))) == [1, 2, 3]
-    assert conn.session.stats.got_429 == 3
+    assert conn.stats.got_429 == 3
     ploomes_sim.faults.error_rate = 0.5
     results = conn.write_batch("customers", [WriteOp("update", {"Note": str(i)}, key=str(i))
                                              for i in (1, 2, 3)])
     assert all(r.ok for r in results)
-    assert conn.session.stats.got_5xx > 0
+    assert conn.stats.got_5xx > 0
     assert conn.calls.read >= 4 and conn.calls.write >= 3
 
 
@@ -264,7 +264,7 @@ def test_keyed_creates_are_not_duplicated_when_answers_are_lost(ploomes_sim: Plo
     assert keys == Counter({f"omie:{i}": 1 for i in range(12)})
     lost = [c for c in ploomes_sim.requests.as_list()
             if c["endpoint"] == "POST /Contacts" and c["status"] == 0]
-    assert lost and conn.session.stats.dropped > 0  # some creates landed but their answer didn't
+    assert lost and conn.stats.dropped > 0  # some creates landed but their answer didn't
 
 
 def test_persistent_500_means_the_system_is_down(ploomes_sim: PloomesSim,
@@ -302,3 +302,10 @@ def test_custom_field_keys_come_from_fields(ploomes_connector: Make) -> None:
     assert len(keys) == 2 and all(k.startswith("contact_") for k in keys)
     assert "contact_name" not in keys  # a standard field, not a custom one
     assert c.custom_field_keys(10) == set()  # no custom product fields in the sandbox
+
+
+@pytest.mark.parametrize("value", [None, "ontem", "2026-03-10T10:00:00", 17])
+def test_an_undated_record_has_no_updated_at(ploomes_connector: Make, value: object) -> None:
+    conn = ploomes_connector()
+    assert conn.updated_at("customers", {"Id": 1, "LastUpdateDate": value}) is None
+    assert conn.capabilities.updated_at_paths["customers"] == "LastUpdateDate"
