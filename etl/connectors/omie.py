@@ -49,6 +49,7 @@ from etl.connectors.base import (
 )
 from etl.connectors.http import HttpSession, RetryPolicy, Verdict, retry_after_seconds
 from etl.errors import ConfigError, RecordError, SystemUnavailable
+from etl.settings import SideSettings
 from etl.watermark import Window
 
 BRT = ZoneInfo("America/Sao_Paulo")
@@ -186,6 +187,13 @@ class OmieConnector:
             updated_at_paths={"customers": "info.dAlt", "products": "info.dAlt",
                               "orders": "infoCadastro.dAlt"},
         )
+
+    @classmethod
+    def from_settings(cls, side: str, conf: SideSettings, client: httpx.Client) -> OmieConnector:
+        return cls(client, app_key=conf.credential("app_key"),
+                   app_secret=conf.credential("app_secret"),
+                   requests_per_minute=conf.requests_per_minute,
+                   max_concurrency=conf.max_concurrency, page_size=conf.page_size)
 
     @property
     def calls(self) -> ApiCalls:
@@ -335,7 +343,7 @@ class OmieConnector:
                                             f"{fault.text}); wait the stated time, then run again")
         if "chave de acesso" in text or "app_key" in text or "app_secret" in text:
             raise SystemUnavailable(SYSTEM, f"Omie refused the credentials ({fault.code}); check "
-                                            "PONTE_ERP__APP_KEY / PONTE_ERP__APP_SECRET")
+                                            "PONTE_ERP__CREDENTIALS__APP_KEY / PONTE_ERP__CREDENTIALS__APP_SECRET")
 
     def _spec(self, entity: str) -> Spec:
         try:

@@ -37,6 +37,7 @@ from etl.connectors.base import (
 )
 from etl.connectors.http import HttpSession, RetryPolicy, Verdict, retry_after_seconds
 from etl.errors import ConfigError, RecordError, SystemUnavailable
+from etl.settings import SideSettings
 
 COLLECTIONS = {"customers": "Contacts", "products": "Products", "orders": "Orders"}
 EXPAND = {
@@ -183,6 +184,13 @@ class PloomesConnector:
         self._lookup_lock = threading.Lock()
         self._states_lock = threading.Lock()
 
+    @classmethod
+    def from_settings(cls, side: str, conf: SideSettings, client: httpx.Client
+                      ) -> PloomesConnector:
+        return cls(client, user_key=conf.credential("user_key"),
+                   requests_per_minute=conf.requests_per_minute,
+                   max_concurrency=conf.max_concurrency, page_size=conf.page_size)
+
     @property
     def calls(self) -> ApiCalls:
         return self.session.calls
@@ -226,7 +234,7 @@ class PloomesConnector:
     def _check_auth(self, response: httpx.Response) -> None:
         if response.status_code == 401:
             raise SystemUnavailable(self.system, "Ploomes refused the User-Key (HTTP 401); "
-                                    "check PONTE_CRM__USER_KEY")
+                                    "check PONTE_CRM__CREDENTIALS__USER_KEY")
 
     def _get(self, path: str, params: dict[str, str], *, what: str) -> list[Record]:
         response = self._send("GET", path, kind="read", params=params)

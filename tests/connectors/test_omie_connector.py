@@ -423,7 +423,7 @@ def test_bad_credentials_never_leak(omie_http: TestClient, omie_sleep: FakeSleep
     with pytest.raises(SystemUnavailable) as err:
         list(conn.list_changed("customers", Window(None)))
     text = str(err.value)
-    assert "PONTE_ERP__APP_KEY" in text and "PONTE_ERP__APP_SECRET" in text
+    assert "PONTE_ERP__CREDENTIALS__APP_KEY" in text and "PONTE_ERP__CREDENTIALS__APP_SECRET" in text
     assert wrong_secret not in text and KEY not in text
     with pytest.raises(SystemUnavailable) as err:
         conn.write_batch("customers", [WriteOp("create", cliente(0), external_id="a")])

@@ -292,7 +292,7 @@ def test_bad_key_is_system_unavailable_without_the_secret(ploomes_connector: Mak
     ):
         with pytest.raises(SystemUnavailable) as info:
             call()
-        assert "PONTE_CRM__USER_KEY" in str(info.value)
+        assert "PONTE_CRM__CREDENTIALS__USER_KEY" in str(info.value)
         assert secret not in str(info.value)
 
 

@@ -216,7 +216,7 @@ def test_an_internal_error_exits_5_and_its_text_is_stored_and_printed_without_se
 
     from etl.settings import Settings
 
-    secret = Settings().crm.user_key.get_secret_value()
+    secret = Settings().crm.credential("user_key")
     # a vendor record whose Id is not a number (and happens to carry a secret): ponte trips
     # over it while paging — not one of its own errors
     httpx.post(f"{cli_env.sandbox.crm_url}/_sandbox/Contacts", json={

@@ -1,0 +1,404 @@
+"""The generic connector: any REST or JSON-RPC system its spec describes
+(:mod:`etl.connectors.spec`), behind the same :class:`~etl.connectors.base.Connector` contract
+as a hand-written one.
+
+* Listing: the window ``[since, until)`` goes to the system at its precision (floored /
+  ceiled), the answer is trimmed to the exact window client-side, and unless the spec says the
+  system already orders by (updated-at, key) the window is collected, the latest version per
+  key kept, and yielded in that order (undated records last; the engine quarantines them).
+  ``changed_since: none``: everything is read and yielded; the snapshot diff finds the changes.
+* Waits a system states in its message (an error rule with ``wait_group`` or a ``hook``) are
+  honoured here, beyond the HTTP session's backoff cap; 429/5xx/timeouts are the session's.
+* Creates with ``idempotency: lookup`` are sent once; after an ambiguous failure (5xx, timeout,
+  dropped connection) the record is looked up by its external id before trying again; an
+  ``already_exists`` answer to a create is resolved the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import httpx
+
+from etl.connectors.auth import Authenticator, Call
+from etl.connectors.base import ApiCalls, Capabilities, Record, RetryStats, WriteOp, WriteResult
+from etl.connectors.errors import Outcome, classify, verdict
+from etl.connectors.hooks import HOOKS, wait_hooks
+from etl.connectors.http import HttpSession, RetryPolicy
+from etl.connectors.paginators import PAGINATORS, fingerprint
+from etl.connectors.spec import ByValues, ConnectorSpec, EntitySpec, Paginator, WriteSpec
+from etl.connectors.templates import ceil_to, dig, floor_to, format_instant, parse_instant, put
+from etl.connectors.templates import render as fill
+from etl.errors import ConfigError, RecordError, SystemUnavailable
+from etl.settings import SideSettings
+from etl.watermark import Window
+
+MAX_STATED_WAITS = 4
+
+
+class Refused(SystemUnavailable):
+    """The system refused us for good (credentials, blocked): never retried."""
+
+
+def _sort_key(at: datetime, key: str) -> tuple[datetime, int, str]:
+    return (at, int(key), "") if key.isdigit() else (at, 0, key)
+
+
+class GenericConnector:
+    """A connector run from its spec."""
+
+    def __init__(self, spec: ConnectorSpec, client: httpx.Client, *, system: str,
+                 credentials: dict[str, str], requests_per_minute: int | None = None,
+                 max_concurrency: int | None = None, page_size: int | None = None,
+                 retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        d = spec.defaults
+        self.spec, self.system, self.kind = spec, system, spec.name
+        self.client = client
+        rpm = requests_per_minute or d.requests_per_minute
+        concurrency = max_concurrency or d.max_concurrency
+        self.page_size = page_size or d.page_size
+        self.session = HttpSession(client, system=system, requests_per_minute=rpm,
+                                   max_concurrency=concurrency, retry=retry, sleep=sleep)
+        self.auth = Authenticator(spec.auth, credentials, system=system, client=client,
+                                  clock=clock)
+        self._sleep = sleep
+        self._hooks = wait_hooks(spec)
+        self._write_lock = threading.Lock()
+        precisions = [e.updated_at.precision_ms for e in spec.entities.values() if e.updated_at]
+        self.capabilities = Capabilities(
+            page_size=self.page_size, batch_size=1, requests_per_minute=rpm,
+            max_concurrency=concurrency, clock_zone=spec.clock_zone,
+            clock_precision=timedelta(milliseconds=min(precisions, default=1000)),
+            has_external_id_upsert=any(e.idempotency.strategy == "upsert"
+                                       for e in spec.entities.values()),
+            has_changed_since=all(e.listing is not None and e.listing.changed_since == "filter"
+                                  for e in spec.entities.values()),
+            updated_at_paths={n: e.updated_at.paths[0] for n, e in spec.entities.items()
+                              if e.updated_at})
+
+    @classmethod
+    def from_settings(cls, side: str, conf: SideSettings, client: httpx.Client
+                      ) -> GenericConnector:
+        return cls(conf.spec, client, system=side,
+                   credentials={n: conf.credential(n) for n in conf.credentials},
+                   requests_per_minute=conf.requests_per_minute,
+                   max_concurrency=conf.max_concurrency, page_size=conf.page_size)
+
+    @property
+    def calls(self) -> ApiCalls:
+        return self.session.calls
+
+    @property
+    def stats(self) -> RetryStats:
+        return self.session.stats
+
+    def entities(self) -> set[str]:
+        return set(self.spec.entities)
+
+    def close(self) -> None:
+        """The client belongs to whoever made it; nothing to release here."""
+
+    def _entity(self, entity: str) -> EntitySpec:
+        try:
+            return self.spec.entities[entity]
+        except KeyError:
+            raise ConfigError(f"{self.spec.title} has no entity {entity!r}; valid: "
+                              f"{', '.join(sorted(self.spec.entities))}") from None
+
+    # --- record facts ------------------------------------------------------------------------
+
+    def key_of(self, entity: str, record: Record) -> str:
+        return str(dig(record, self._entity(entity).key or ""))
+
+    def updated_at(self, entity: str, record: Record) -> datetime | None:
+        spec = self._entity(entity).updated_at
+        if spec is None:
+            return None
+        for path in spec.paths:
+            try:
+                text = fill(path, record) if "{" in path else dig(record, path)
+            except (KeyError, ValueError):
+                continue
+            at = parse_instant(text, spec)
+            if at is not None:
+                return at
+        return None
+
+    # --- the wire ----------------------------------------------------------------------------
+
+    def _send(self, call: Call, kind: Literal["read", "write"], *, attempts: int | None = None
+              ) -> tuple[Outcome, Any, httpx.Response]:
+        def judge(response: httpx.Response) -> Any:
+            return verdict(classify(response, self.spec.errors, self._hooks))
+
+        for _ in range(MAX_STATED_WAITS + 1):
+            sent = copy.deepcopy(call)
+            self.auth.apply(sent)
+            response = self.session.request(
+                sent.method, sent.path.lstrip("/"), kind=kind, classify=judge,
+                describe=f"{self.spec.title} {sent.method} {sent.path}", attempts=attempts,
+                params=sent.params or None, headers=sent.headers or None,
+                json=sent.body if sent.body is not None else None)
+            outcome = classify(response, self.spec.errors, self._hooks)
+            if outcome.action == "retry" and outcome.stated and outcome.wait is not None:
+                self._sleep(outcome.wait)  # a wait the system states (the session's are done)
+                continue
+            if outcome.action == "bad_credentials":
+                self.auth.forget_token()
+                names = ", ".join(f"PONTE_{self.system.upper()}__CREDENTIALS__{n.upper()}"
+                                  for n in self.spec.credentials)
+                raise Refused(self.system, f"{self.spec.title} refused the credentials (HTTP "
+                              f"{outcome.status}); check {names or 'the credentials'}")
+            if outcome.action == "unavailable":
+                raise Refused(self.system, f"{self.spec.title} {call.method} {call.path}: "
+                              f"{outcome.message}")
+            try:
+                answer = response.json() if response.content else None
+            except ValueError:
+                answer = None
+            return outcome, answer, response
+        raise SystemUnavailable(self.system, f"{self.spec.title} {call.method} {call.path} kept "
+                                f"asking to wait ({MAX_STATED_WAITS} waits)")
+
+    def _pages(self, call: Call, paginator: Paginator, records: str, entity: str,
+               size: int | None = None) -> Iterator[list[Record]]:
+        """Pages of one listing, with the repeated-request guard."""
+        size = size or self.page_size
+        pager = PAGINATORS[paginator.type](paginator, position=self._position(entity))
+        pager.first(call, size)
+        seen: set[str] = set()
+        while True:
+            mark = fingerprint(call)
+            if mark in seen:
+                raise SystemUnavailable(self.system, f"{self.spec.title} {call.path}: the "
+                                        f"{paginator.type} paginator asked for the same page "
+                                        "twice (its cursor did not move); stopped")
+            seen.add(mark)
+            outcome, answer, response = self._send(call, "read")
+            if outcome.action in ("end_of_list", "not_found"):
+                return
+            if outcome.action != "ok":
+                what = f"{self.spec.title} {call.method} {call.path} answered HTTP " \
+                       f"{outcome.status}: {outcome.message}"
+                if outcome.action in ("bad_request", "rejected"):
+                    raise ConfigError(what)
+                raise SystemUnavailable(self.system, what)
+            page = dig(answer, records)
+            page = [page] if isinstance(page, dict) else page
+            if not isinstance(page, list):
+                raise SystemUnavailable(self.system, f"{self.spec.title} {call.path}: no list "
+                                        f"of records at {records or 'the top'} of the answer")
+            if page:
+                yield page
+            if not pager.next(call, size, answer, response, page):
+                return
+
+    def _position(self, entity: str) -> Callable[[Record], tuple[str, str] | None]:
+        listing = self.spec.entities[entity].listing if entity in self.spec.entities else None
+
+        def position(record: Record) -> tuple[str, str] | None:
+            at = self.updated_at(entity, record)
+            if at is None or listing is None:
+                return None
+            return format_instant(at, listing.time), self.key_of(entity, record)
+        return position
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def list_changed(self, entity: str, window: Window) -> Iterator[list[Record]]:
+        e = self._entity(entity)
+        ls = e.listing
+        assert ls is not None  # checked when the spec was loaded
+        values: dict[str, Any] = {}
+        if ls.changed_since == "filter":
+            if window.since is not None:
+                values["since"] = floor_to(window.since, ls.time.precision_ms)
+            if window.until is not None:
+                values["until"] = ceil_to(window.until, ls.time.precision_ms)
+        call = Call(ls.method, fill(ls.path, values), fill(ls.params, values, ls.time),
+                    fill(ls.body, values, ls.time), dict(ls.headers))
+        pages = self._pages(call, ls.paginator, ls.records, entity, ls.page_size)
+        if ls.changed_since == "none":
+            yield from pages
+            return
+
+        def inside(record: Record) -> tuple[bool, datetime | None]:
+            at = self.updated_at(entity, record)
+            if at is None:
+                return True, None
+            return ((window.since is None or at >= window.since)
+                    and (window.until is None or at < window.until)), at
+        if ls.sorted:
+            for page in pages:
+                kept = [r for r in page if inside(r)[0]]
+                if kept:
+                    yield kept
+            return
+        latest: dict[str, tuple[datetime, Record]] = {}
+        undated: list[Record] = []
+        for page in pages:
+            for record in page:
+                ok, at = inside(record)
+                if at is None:
+                    undated.append(record)
+                elif ok:
+                    key = self.key_of(entity, record)
+                    if key not in latest or latest[key][0] <= at:
+                        latest[key] = (at, record)
+        ordered = [r for k, (at, r) in sorted(latest.items(),
+                                              key=lambda kv: _sort_key(kv[1][0], kv[0]))]
+        ordered += undated
+        for start in range(0, len(ordered), self.page_size):
+            yield ordered[start:start + self.page_size]
+
+    def _by_values(self, entity: str, spec: ByValues, values: Sequence[str]) -> list[Record]:
+        wanted = list(dict.fromkeys(str(v) for v in values if v is not None and str(v) != ""))
+        one_each = "{value}" in spec.path
+        chunk = 1 if one_each else spec.chunk
+        out: list[Record] = []
+        for i in range(0, len(wanted), chunk):
+            part = wanted[i:i + chunk]
+            first = {"value": part[0]}
+            call = Call(spec.method, fill(spec.path, first), fill(spec.params, first),
+                        fill(spec.body, first), dict(spec.headers))
+            if spec.param is not None:
+                items = [fill(spec.item, {"value": v}) for v in part]
+                call.params[spec.param] = items if spec.repeat else \
+                    spec.join.join(str(x) for x in items)
+            for page in self._pages(call, spec.paginator, spec.records, entity):
+                out.extend(page)
+        return out
+
+    def read_by_keys(self, entity: str, keys: Sequence[str]) -> list[Record]:
+        e = self._entity(entity)
+        if e.read_by_keys is None:
+            raise ConfigError(f"{self.spec.title} {entity}: the spec has no read_by_keys")
+        wanted = {str(k) for k in keys}
+        return self._unique(entity, [r for r in self._by_values(entity, e.read_by_keys, keys)
+                                     if self.key_of(entity, r) in wanted])
+
+    def find_by(self, entity: str, native_field: str, values: Sequence[str]) -> list[Record]:
+        e = self._entity(entity)
+        if native_field not in e.find_by:
+            raise ConfigError(f"{self.spec.title} {entity} cannot be matched by "
+                              f"{native_field!r}; valid: {', '.join(e.find_by) or 'none'}")
+        wanted = {str(v) for v in values}
+        # a system that ignores a filter it does not know must not match every record
+        found = [r for r in self._by_values(entity, e.find_by[native_field], values)
+                 if str(dig(r, native_field)) in wanted]
+        return self._unique(entity, found)
+
+    def _unique(self, entity: str, records: list[Record]) -> list[Record]:
+        return list({self.key_of(entity, r): r for r in records}.values())
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def write_batch(self, entity: str, ops: Sequence[WriteOp]) -> list[WriteResult]:
+        e = self._entity(entity)
+        if e.write_concurrency > 1 and len(ops) > 1:
+            pool = ThreadPoolExecutor(max_workers=e.write_concurrency,
+                                      thread_name_prefix=f"{self.kind}-write")
+            try:
+                results = [f.result() for f in [pool.submit(self._write_one, entity, op)
+                                                for op in ops]]
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            with self._write_lock:
+                results = [self._write_one(entity, op) for op in ops]
+        todo = [r for r in results if r.ok and r.record is None and r.key]
+        if todo:  # written, answer without the record: read them back in one go
+            found = {self.key_of(entity, r): r
+                     for r in self.read_by_keys(entity, [str(t.key) for t in todo])}
+            for r in todo:
+                r.record = found.get(str(r.key))
+        return results
+
+    def _write_one(self, entity: str, op: WriteOp) -> WriteResult:
+        e = self._entity(entity)
+        spec = e.create if op.action == "create" else e.update
+        if spec is None:
+            return WriteResult(op, key=op.key, error=RecordError(
+                f"{self.spec.title} {entity}: the spec has no {op.action}", kind="rejected"))
+        payload = copy.deepcopy(op.payload)
+        for name in (e.hooks.get("before_write"),):
+            if name:
+                try:
+                    payload = HOOKS[name](self, entity, payload)
+                except RecordError as exc:
+                    return WriteResult(op, key=op.key, error=exc)
+        idem = e.idempotency
+        field = idem.external_id_field
+        if op.action == "create" and op.external_id and field and idem.strategy != "none":
+            put(payload, field, op.external_id)
+        call = self._write_call(spec, payload, {"key": op.key, "external_id": op.external_id})
+        lookup = (op.action == "create" and idem.strategy == "lookup" and field is not None
+                  and bool(op.external_id))
+        for attempt in range(1, self.session.retry.attempts + 1):
+            try:
+                outcome, answer, _ = self._send(call, "write", attempts=1 if lookup else None)
+            except Refused:
+                raise
+            except SystemUnavailable:
+                if not lookup or attempt == self.session.retry.attempts:
+                    raise
+                outcome, answer = Outcome("already_exists", 0, "answer lost"), None
+            if outcome.action == "already_exists" and field and op.external_id:
+                found = self.find_by(entity, field, [op.external_id])
+                if found:  # created by an earlier attempt whose answer never came
+                    return WriteResult(op, key=self.key_of(entity, found[0]), record=found[0])
+                if outcome.status == 0:
+                    self._sleep(self.session.retry.backoff(attempt, None))
+                    continue
+            return self._result(entity, op, spec, outcome, answer)
+        raise SystemUnavailable(self.system, f"{self.spec.title} create in {entity} kept failing")
+
+    def _write_call(self, spec: WriteSpec, payload: Record, values: dict[str, Any]) -> Call:
+        body: Any = payload
+        if spec.wrap:
+            body = fill(spec.body, values) if isinstance(spec.body, dict) else {}
+            put(body, spec.wrap, payload)
+        return Call(spec.method, fill(spec.path, values), fill(spec.params, values), body,
+                    dict(spec.headers))
+
+    def _result(self, entity: str, op: WriteOp, spec: WriteSpec, outcome: Outcome,
+                answer: Any) -> WriteResult:
+        if outcome.action != "ok":
+            what = "no longer exists" if outcome.action == "not_found" else "was rejected"
+            return WriteResult(op, key=op.key, error=RecordError(
+                f"{self.spec.title}: the {op.action} of {entity} {op.key or ''} {what}: HTTP "
+                f"{outcome.status}: {outcome.message}".replace("  ", " "), field=outcome.field,
+                kind="rejected"))
+        if spec.answer == "record":
+            record = dig(answer, spec.record_path)
+            record = record[0] if isinstance(record, list) and record else record
+            if isinstance(record, dict) and dig(record, self._entity(entity).key or ""):
+                return WriteResult(op, key=self.key_of(entity, record), record=record)
+        key = dig(answer, spec.key_path) if spec.key_path else None
+        key = key if key is not None else op.key
+        if key is None:
+            raise SystemUnavailable(self.system, f"{self.spec.title} {entity}: the {op.action} "
+                                    "answer names no record")
+        return WriteResult(op, key=str(key))  # read back by write_batch
+
+    def delete(self, entity: str, key: str) -> RecordError | None:
+        e = self._entity(entity)
+        if e.delete is None:
+            return RecordError(f"{self.spec.title} {entity}: the spec has no delete",
+                               kind="rejected")
+        values = {"key": key}
+        call = (self._write_call(e.delete, {}, values) if e.delete.wrap else
+                Call(e.delete.method, fill(e.delete.path, values), fill(e.delete.params, values),
+                     fill(e.delete.body, values), dict(e.delete.headers)))
+        outcome, _, _ = self._send(call, "write")
+        if outcome.action in ("ok", "not_found"):
+            return None
+        return RecordError(f"{self.spec.title} refused to delete {entity} {key}: HTTP "
+                           f"{outcome.status}: {outcome.message}", kind="rejected")
