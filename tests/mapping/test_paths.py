@@ -25,7 +25,8 @@ def test_shipped_mappings_name_only_declared_fields() -> None:
     maps = load_mappings(MAPPINGS, schemas=SYSTEMS)
     assert list(maps) == ["customers", "products", "orders"]
     assert unchecked_custom_fields(maps, SYSTEMS) == []
-    assert set(SCHEMAS) == {"ploomes", "omie"}
+    # the built-in specs' (connectors built from other specs add theirs when they are built)
+    assert {"ploomes", "omie"} <= set(SCHEMAS)
 
 
 def _edited(tmp_path: Path, file: str, old: str, new: str) -> Path:
