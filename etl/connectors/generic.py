@@ -3,7 +3,8 @@
 as a hand-written one.
 
 * Listing: the window ``[since, until)`` goes to the system at its precision (floored /
-  ceiled), the answer is trimmed to the exact window client-side, and unless the spec says the
+  ceiled: its timestamps are truncated to it), the answer is trimmed to that window
+  client-side, and unless the spec says the
   system already orders by (updated-at, key) the window is collected, the latest version per
   key kept, and yielded in that order (undated records last; the engine quarantines them).
   ``changed_since: none``: everything is read and yielded; the snapshot diff finds the changes.
@@ -229,12 +230,13 @@ class GenericConnector:
             yield from pages
             return
 
+        since, until = values.get("since"), values.get("until")  # at the source's precision
+
         def inside(record: Record) -> tuple[bool, datetime | None]:
             at = self.updated_at(entity, record)
             if at is None:
                 return True, None
-            return ((window.since is None or at >= window.since)
-                    and (window.until is None or at < window.until)), at
+            return (since is None or at >= since) and (until is None or at < until), at
         if ls.sorted:
             for page in pages:
                 kept = [r for r in page if inside(r)[0]]

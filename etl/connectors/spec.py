@@ -18,6 +18,7 @@ value's type (a page number stays a number).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -200,8 +201,9 @@ class ConnectorSpec(Strict):
         return self
 
 
-def entity_order(entities: dict[str, EntitySpec]) -> list[str]:
-    """Entities with each after the ones it depends on (ties in declaration order)."""
+def entity_order(entities: Mapping[str, Any]) -> list[str]:
+    """Entities (anything with ``depends_on``) with each after the ones it depends on (ties in
+    the given order); a ``ValueError`` names a cycle."""
     done: list[str] = []
     visiting: list[str] = []
 

@@ -63,7 +63,7 @@ def test_is_a_connector_with_the_specs_capabilities(make: Make) -> None:
     (None, None, [1, 2, 3, 4, 5]),
     (2, None, [3, 4, 5]),  # since is inclusive
     (None, 2, [1, 2]),  # until is exclusive
-    (1.5, 3.5, [3, 4]),  # edges between whole seconds: the server is asked floor/ceil, trimmed
+    (1.5, 3.5, [2, 3, 4]),  # edges inside a second: widened to the source's precision
     (3, 3, []),
 ], ids=["all", "since", "until", "sub-second-edges", "empty"])
 def test_list_changed_window(sim: MiniCrm, make: Make, since_s: float | None,
