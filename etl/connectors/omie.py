@@ -47,6 +47,7 @@ from etl.connectors.base import (
     WriteOp,
     WriteResult,
 )
+from etl.connectors.hooks.omie import redundant_wait
 from etl.connectors.http import HttpSession, RetryPolicy, Verdict, retry_after_seconds
 from etl.errors import ConfigError, RecordError, SystemUnavailable
 from etl.settings import SideSettings
@@ -311,7 +312,7 @@ class OmieConnector:
             fault = OmieFault(str(data.get("faultcode", "")), str(data.get("faultstring", "")),
                               response.status_code)
             if fault.code in REDUNDANT_CODES:
-                wait = self._redundant_wait(fault.text)
+                wait = redundant_wait(fault.text, self._now())
                 logger.info("Omie asks to wait {:.0f} s before repeating {} (redundant-call "
                             "rule); waiting", wait, call)
                 self._sleep(wait)
@@ -320,20 +321,6 @@ class OmieConnector:
             raise fault
         raise SystemUnavailable(SYSTEM, f"{service}/{call} kept being refused as a redundant "
                                         f"call after {MAX_REDUNDANT_WAITS} waits")
-
-    def _redundant_wait(self, text: str) -> float:
-        m = re.search(r"Aguarde (\d+) segundo", text)
-        if m:
-            return float(m.group(1)) + 1.0
-        m = re.search(r"(\d{2}):(\d{2}):(\d{2})", text)  # "... tentar novamente às 19:04:08"
-        if m:
-            now = self._now().astimezone(BRT)
-            at = now.replace(hour=int(m.group(1)), minute=int(m.group(2)),
-                             second=int(m.group(3)), microsecond=0)
-            wait = (at - now).total_seconds() % 86400
-            if wait <= 120:
-                return wait + 1.0
-        return 61.0
 
     @staticmethod
     def _raise_if_system(fault: OmieFault, what: str) -> None:
