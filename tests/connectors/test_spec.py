@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,26 @@ def test_oauth2_token_is_cached_refreshed_before_expiry_and_refusal_is_unavailab
         a.token()
     assert "refused the credentials (HTTP 401)" in str(info.value)
     assert "cs-very-secret" not in str(info.value)
+
+
+def test_a_package_adds_specs_through_the_entry_point_group(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed distribution (a dist-info on the path) whose entry point in group
+    ``ponte.connectors`` names a folder of specs."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "minicrm.yaml").write_text(EXAMPLE.read_text())
+    (tmp_path / "ponte_minicrm.py").write_text(f"SPECS = {str(specs)!r}\n")
+    info = tmp_path / "ponte_minicrm-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ponte-minicrm\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[ponte.connectors]\nminicrm = ponte_minicrm:SPECS\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = registry.available()
+    assert found["minicrm"].source == "package"
+    assert found["minicrm"].origin == f"ponte_minicrm:SPECS ({specs})"
+    (tmp_path / "ponte_minicrm.py").write_text("SPECS = '/nowhere/specs'\n")
+    monkeypatch.delitem(sys.modules, "ponte_minicrm", raising=False)
+    with pytest.raises(ConfigError, match="entry point 'minicrm' .* /nowhere/specs does not "
+                                          "exist"):
+        registry.available()
