@@ -40,7 +40,7 @@ from etl.errors import ConfigError, RecordError, SystemUnavailable
 from etl.settings import SideSettings
 from etl.watermark import Window
 
-MAX_STATED_WAITS = 4
+MAX_STATED_WAITS = 4  # waits a system states in its message, per request
 
 
 class Refused(SystemUnavailable):
@@ -87,10 +87,10 @@ class GenericConnector:
     @classmethod
     def from_settings(cls, side: str, conf: SideSettings, client: httpx.Client
                       ) -> GenericConnector:
-        return cls(conf.spec, client, system=side,
-                   credentials={n: conf.credential(n) for n in conf.credentials},
-                   requests_per_minute=conf.requests_per_minute,
-                   max_concurrency=conf.max_concurrency, page_size=conf.page_size)
+        return cls(conf.spec, client, system=side, credentials={
+            n: conf.credential(n) for n in conf.credentials},
+            requests_per_minute=conf.requests_per_minute, max_concurrency=conf.max_concurrency,
+            page_size=conf.page_size)
 
     @property
     def calls(self) -> ApiCalls:
@@ -104,7 +104,7 @@ class GenericConnector:
         return set(self.spec.entities)
 
     def close(self) -> None:
-        """The client belongs to whoever made it; nothing to release here."""
+        """The client belongs to whoever made it."""
 
     def _entity(self, entity: str) -> EntitySpec:
         try:
@@ -120,9 +120,7 @@ class GenericConnector:
 
     def updated_at(self, entity: str, record: Record) -> datetime | None:
         spec = self._entity(entity).updated_at
-        if spec is None:
-            return None
-        for path in spec.paths:
+        for path in spec.paths if spec is not None else ():
             try:
                 text = fill(path, record) if "{" in path else dig(record, path)
             except (KeyError, ValueError):
@@ -194,8 +192,8 @@ class GenericConnector:
             page = dig(answer, records)
             page = [page] if isinstance(page, dict) else page
             if not isinstance(page, list):
-                raise SystemUnavailable(self.system, f"{self.spec.title} {call.path}: no list "
-                                        f"of records at {records or 'the top'} of the answer")
+                raise SystemUnavailable(self.system, f"{self.spec.title} {call.path}: no records "
+                                        f"at {records or 'the top'} of the answer")
             if page:
                 yield page
             if not pager.next(call, size, answer, response, page):
@@ -214,8 +212,7 @@ class GenericConnector:
     # --- reading -----------------------------------------------------------------------------
 
     def list_changed(self, entity: str, window: Window) -> Iterator[list[Record]]:
-        e = self._entity(entity)
-        ls = e.listing
+        ls = self._entity(entity).listing
         assert ls is not None  # checked when the spec was loaded
         values: dict[str, Any] = {}
         if ls.changed_since == "filter":
@@ -279,10 +276,9 @@ class GenericConnector:
         return out
 
     def read_by_keys(self, entity: str, keys: Sequence[str]) -> list[Record]:
-        e = self._entity(entity)
+        e, wanted = self._entity(entity), {str(k) for k in keys}
         if e.read_by_keys is None:
             raise ConfigError(f"{self.spec.title} {entity}: the spec has no read_by_keys")
-        wanted = {str(k) for k in keys}
         return self._unique(entity, [r for r in self._by_values(entity, e.read_by_keys, keys)
                                      if self.key_of(entity, r) in wanted])
 
@@ -330,12 +326,11 @@ class GenericConnector:
             return WriteResult(op, key=op.key, error=RecordError(
                 f"{self.spec.title} {entity}: the spec has no {op.action}", kind="rejected"))
         payload = copy.deepcopy(op.payload)
-        for name in (e.hooks.get("before_write"),):
-            if name:
-                try:
-                    payload = HOOKS[name](self, entity, payload)
-                except RecordError as exc:
-                    return WriteResult(op, key=op.key, error=exc)
+        try:  # a vendor's payload fix-up (a hook the spec names)
+            if "before_write" in e.hooks:
+                payload = HOOKS[e.hooks["before_write"]](self, entity, payload)
+        except RecordError as exc:
+            return WriteResult(op, key=op.key, error=exc)
         idem = e.idempotency
         field = idem.external_id_field
         if op.action == "create" and op.external_id and field and idem.strategy != "none":
@@ -346,10 +341,8 @@ class GenericConnector:
         for attempt in range(1, self.session.retry.attempts + 1):
             try:
                 outcome, answer, _ = self._send(call, "write", attempts=1 if lookup else None)
-            except Refused:
-                raise
-            except SystemUnavailable:
-                if not lookup or attempt == self.session.retry.attempts:
+            except SystemUnavailable as exc:
+                if isinstance(exc, Refused) or not lookup or attempt == self.session.retry.attempts:
                     raise
                 outcome, answer = Outcome("already_exists", 0, "answer lost"), None
             if outcome.action == "already_exists" and field and op.external_id:

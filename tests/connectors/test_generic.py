@@ -167,3 +167,22 @@ def test_a_cursor_that_does_not_move_is_stopped(sim: MiniCrm, make: Make) -> Non
     conn = make(parse_spec(raw, "looping.yaml"))
     with pytest.raises(SystemUnavailable, match="same page twice"):
         list(conn.list_changed("customers", Window(None)))
+
+
+def test_a_before_write_hook_changes_or_refuses_the_payload(sim: MiniCrm, make: Make,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from etl.connectors.hooks import HOOKS
+    from etl.errors import RecordError
+
+    def shout(conn: GenericConnector, entity: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if payload.get("name") == "bad":
+            raise RecordError("no such name", field="name")
+        return {**payload, "name": str(payload["name"]).upper()}
+    monkeypatch.setitem(HOOKS, "test_shout", shout)
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw["entities"]["customers"]["hooks"] = {"before_write": "test_shout"}
+    conn = make(parse_spec(raw, "hooked.yaml"))
+    ok, bad = conn.write_batch("customers", [WriteOp("create", {"name": "acme"}),
+                                             WriteOp("create", {"name": "bad"})])
+    assert ok.record is not None and ok.record["name"] == "ACME"
+    assert bad.error is not None and bad.error.field == "name" and len(sim.records) == 1
