@@ -186,3 +186,21 @@ def test_a_before_write_hook_changes_or_refuses_the_payload(sim: MiniCrm, make: 
                                              WriteOp("create", {"name": "bad"})])
     assert ok.record is not None and ok.record["name"] == "ACME"
     assert bad.error is not None and bad.error.field == "name" and len(sim.records) == 1
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_answers_without_the_record_are_read_back_in_one_go(sim: MiniCrm, make: Make,
+                                                            concurrency: int) -> None:
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    customers = raw["entities"]["customers"]
+    customers["create"].update(answer="reread", key_path="id")
+    customers["write_concurrency"] = concurrency
+    customers["idempotency"] = {"strategy": "upsert", "external_id_field": "external_ref"}
+    conn = make(parse_spec(raw, "reread.yaml"))
+    sim.requests.clear()
+    results = conn.write_batch("customers", [
+        WriteOp("create", {"name": f"N{i}", "email": f"n{i}@example.com"}, external_id=f"e{i}")
+        for i in range(5)])
+    assert [r.record["name"] for r in results if r.record] == [f"N{i}" for i in range(5)]
+    assert sorted(r["external_ref"] for r in sim.records.values()) == [f"e{i}" for i in range(5)]
+    assert [q.split("?")[0] for q in sim.requests].count("GET /api/customers") == 1
