@@ -35,6 +35,9 @@ class Call:
     params: dict[str, Any] = field(default_factory=dict)
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    # filter clauses of one parameter, joined when sent (see etl.connectors.templates.compose)
+    filters: dict[str, list[str]] = field(default_factory=dict)
+    joins: dict[str, str] = field(default_factory=dict)
 
 
 class Authenticator:

@@ -18,40 +18,51 @@ as a hand-written one.
 from __future__ import annotations
 
 import copy
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import httpx
 
 from etl.connectors.auth import Authenticator, Call
-from etl.connectors.base import ApiCalls, Capabilities, Record, RetryStats, WriteOp, WriteResult
+from etl.connectors.base import ApiCalls, Capabilities, Record, RetryStats
 from etl.connectors.errors import Outcome, classify, verdict
+from etl.connectors.generic_writes import Refused, Writes
 from etl.connectors.hooks import HOOKS, wait_hooks
 from etl.connectors.http import HttpSession, RetryPolicy
 from etl.connectors.paginators import PAGINATORS, fingerprint
-from etl.connectors.spec import ByValues, ConnectorSpec, EntitySpec, Paginator, WriteSpec
-from etl.connectors.templates import ceil_to, dig, floor_to, format_instant, parse_instant, put
-from etl.connectors.templates import render as fill
-from etl.errors import ConfigError, RecordError, SystemUnavailable
+from etl.connectors.spec import (
+    ByValues,
+    ConnectorSpec,
+    EntitySpec,
+    Paginator,
+    Request,
+    TimeFormat,
+)
+from etl.connectors.templates import (
+    ceil_to,
+    compose,
+    dig,
+    fill,
+    floor_to,
+    format_instant,
+    parse_instant,
+)
+from etl.errors import ConfigError, SystemUnavailable
 from etl.settings import SideSettings
 from etl.watermark import Window
 
 MAX_STATED_WAITS = 4  # waits a system states in its message, per request
 
 
-class Refused(SystemUnavailable):
-    """The system refused us for good (credentials, blocked): never retried."""
-
-
 def _sort_key(at: datetime, key: str) -> tuple[datetime, int, str]:
     return (at, int(key), "") if key.isdigit() else (at, 0, key)
 
 
-class GenericConnector:
+class GenericConnector(Writes):
     """A connector run from its spec."""
 
     def __init__(self, spec: ConnectorSpec, client: httpx.Client, *, system: str,
@@ -72,6 +83,8 @@ class GenericConnector:
         self._sleep = sleep
         self._hooks = wait_hooks(spec)
         self._write_lock = threading.Lock()
+        self.hook_state: dict[str, Any] = {}  # what hooks keep for the run (lookup caches)
+        self._hook_lock = threading.Lock()
         precisions = [e.updated_at.precision_ms for e in spec.entities.values() if e.updated_at]
         self.capabilities = Capabilities(
             page_size=self.page_size, batch_size=1, requests_per_minute=rpm,
@@ -139,6 +152,9 @@ class GenericConnector:
 
         for _ in range(MAX_STATED_WAITS + 1):
             sent = copy.deepcopy(call)
+            for param, clauses in sent.filters.items():
+                if clauses:
+                    sent.params[param] = compose(clauses, sent.joins.get(param, " and "))
             self.auth.apply(sent)
             response = self.session.request(
                 sent.method, sent.path.lstrip("/"), kind=kind, classify=judge,
@@ -166,10 +182,22 @@ class GenericConnector:
         raise SystemUnavailable(self.system, f"{self.spec.title} {call.method} {call.path} kept "
                                 f"asking to wait ({MAX_STATED_WAITS} waits)")
 
+    def _call(self, req: Request, values: dict[str, Any], fmt: TimeFormat | None = None) -> Call:
+        """A request's template filled (filter clauses whose values are unset left out)."""
+        call = Call(req.method, fill(req.path, values), fill(req.params, values, fmt),
+                    fill(req.body, values, fmt), dict(req.headers))
+        if req.filter is not None:
+            clauses = [c for c in fill(req.filter.clauses, values, fmt, drop=True)]
+            call.filters[req.filter.param] = clauses
+            call.joins[req.filter.param] = req.filter.join
+        return call
+
     def _pages(self, call: Call, paginator: Paginator, records: str, entity: str,
-               size: int | None = None) -> Iterator[list[Record]]:
-        """Pages of one listing, with the repeated-request guard."""
+               size: int | None = None, limit: int | None = None) -> Iterator[list[Record]]:
+        """Pages of one listing, with the repeated-request guard; ``limit``: the most records
+        the request can match (a page reaching it is the last)."""
         size = size or self.page_size
+        total = 0
         pager = PAGINATORS[paginator.type](paginator, position=self._position(entity))
         pager.first(call, size)
         seen: set[str] = set()
@@ -196,17 +224,20 @@ class GenericConnector:
                                         f"at {records or 'the top'} of the answer")
             if page:
                 yield page
-            if not pager.next(call, size, answer, response, page):
+            total += len(page)
+            if (limit is not None and total >= limit) or not pager.next(
+                    call, size, answer, response, page):
                 return
 
-    def _position(self, entity: str) -> Callable[[Record], tuple[str, str] | None]:
+    def _position(self, entity: str) -> Callable[[Record], tuple[str | None, str]]:
         listing = self.spec.entities[entity].listing if entity in self.spec.entities else None
 
-        def position(record: Record) -> tuple[str, str] | None:
+        def position(record: Record) -> tuple[str | None, str]:
+            if listing is None:  # not an entity's listing: the paginator names its key
+                return None, ""
             at = self.updated_at(entity, record)
-            if at is None or listing is None:
-                return None
-            return format_instant(at, listing.time), self.key_of(entity, record)
+            return (None if at is None else format_instant(at, listing.time),
+                    self.key_of(entity, record))
         return position
 
     # --- reading -----------------------------------------------------------------------------
@@ -220,8 +251,7 @@ class GenericConnector:
                 values["since"] = floor_to(window.since, ls.time.precision_ms)
             if window.until is not None:
                 values["until"] = ceil_to(window.until, ls.time.precision_ms)
-        call = Call(ls.method, fill(ls.path, values), fill(ls.params, values, ls.time),
-                    fill(ls.body, values, ls.time), dict(ls.headers))
+        call = self._call(ls, values, ls.time)
         pages = self._pages(call, ls.paginator, ls.records, entity, ls.page_size)
         if ls.changed_since == "none":
             yield from pages
@@ -257,21 +287,26 @@ class GenericConnector:
         for start in range(0, len(ordered), self.page_size):
             yield ordered[start:start + self.page_size]
 
-    def _by_values(self, entity: str, spec: ByValues, values: Sequence[str]) -> list[Record]:
+    def _by_values(self, entity: str, spec: ByValues, values: Sequence[str],
+                   field: str = "") -> list[Record]:
         wanted = list(dict.fromkeys(str(v) for v in values if v is not None and str(v) != ""))
-        one_each = "{value}" in spec.path
-        chunk = 1 if one_each else spec.chunk
+        if spec.value_pattern is not None:
+            wanted = [v for v in wanted if re.fullmatch(spec.value_pattern, v)]
+        chunk = 1 if "{value}" in spec.path else spec.chunk
         out: list[Record] = []
         for i in range(0, len(wanted), chunk):
             part = wanted[i:i + chunk]
-            first = {"value": part[0]}
-            call = Call(spec.method, fill(spec.path, first), fill(spec.params, first),
-                        fill(spec.body, first), dict(spec.headers))
-            if spec.param is not None:
-                items = [fill(spec.item, {"value": v}) for v in part]
-                call.params[spec.param] = items if spec.repeat else \
-                    spec.join.join(str(x) for x in items)
-            for page in self._pages(call, spec.paginator, spec.records, entity):
+            call = self._call(spec, {"value": part[0], "field": field})
+            if spec.item_hook is not None:
+                items = [HOOKS[spec.item_hook](field, v) for v in part]
+            else:
+                items = [fill(spec.item, {"value": v, "field": field}) for v in part]
+            if spec.filter is not None:
+                call.filters[spec.filter.param].append(spec.join.join(map(str, items)))
+            elif spec.param is not None:
+                call.params[spec.param] = items if spec.repeat else spec.join.join(map(str, items))
+            for page in self._pages(call, spec.paginator, spec.records, entity,
+                                    limit=len(part) if spec.unique else None):
                 out.extend(page)
         return out
 
@@ -284,116 +319,25 @@ class GenericConnector:
 
     def find_by(self, entity: str, native_field: str, values: Sequence[str]) -> list[Record]:
         e = self._entity(entity)
-        if native_field not in e.find_by:
+        spec = e.find_by.get(native_field) or e.find_by.get("*")
+        if spec is None:
             raise ConfigError(f"{self.spec.title} {entity} cannot be matched by "
                               f"{native_field!r}; valid: {', '.join(e.find_by) or 'none'}")
         wanted = {str(v) for v in values}
         # a system that ignores a filter it does not know must not match every record
-        found = [r for r in self._by_values(entity, e.find_by[native_field], values)
-                 if str(dig(r, native_field)) in wanted]
+        found = [r for r in self._by_values(entity, spec, values, native_field)
+                 if not spec.verify or str(dig(r, native_field)) in wanted]
         return self._unique(entity, found)
+
+    def custom_field_keys(self, entity_id: int) -> set[str]:
+        """The custom fields the account defines for a system entity (``custom_fields``)."""
+        spec = self.spec.custom_fields
+        if spec is None:
+            return set()
+        call = self._call(spec, {"entity_id": int(entity_id)})
+        return {str(dig(f, spec.key)) for page in self._pages(call, spec.paginator, spec.records,
+                                                              "") for f in page
+                if dig(f, spec.key)}
 
     def _unique(self, entity: str, records: list[Record]) -> list[Record]:
         return list({self.key_of(entity, r): r for r in records}.values())
-
-    # --- writing -----------------------------------------------------------------------------
-
-    def write_batch(self, entity: str, ops: Sequence[WriteOp]) -> list[WriteResult]:
-        e = self._entity(entity)
-        if e.write_concurrency > 1 and len(ops) > 1:
-            pool = ThreadPoolExecutor(max_workers=e.write_concurrency,
-                                      thread_name_prefix=f"{self.kind}-write")
-            try:
-                results = [f.result() for f in [pool.submit(self._write_one, entity, op)
-                                                for op in ops]]
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
-        else:
-            with self._write_lock:
-                results = [self._write_one(entity, op) for op in ops]
-        todo = [r for r in results if r.ok and r.record is None and r.key]
-        if todo:  # written, answer without the record: read them back in one go
-            found = {self.key_of(entity, r): r
-                     for r in self.read_by_keys(entity, [str(t.key) for t in todo])}
-            for r in todo:
-                r.record = found.get(str(r.key))
-        return results
-
-    def _write_one(self, entity: str, op: WriteOp) -> WriteResult:
-        e = self._entity(entity)
-        spec = e.create if op.action == "create" else e.update
-        if spec is None:
-            return WriteResult(op, key=op.key, error=RecordError(
-                f"{self.spec.title} {entity}: the spec has no {op.action}", kind="rejected"))
-        payload = copy.deepcopy(op.payload)
-        try:  # a vendor's payload fix-up (a hook the spec names)
-            if "before_write" in e.hooks:
-                payload = HOOKS[e.hooks["before_write"]](self, entity, payload)
-        except RecordError as exc:
-            return WriteResult(op, key=op.key, error=exc)
-        idem = e.idempotency
-        field = idem.external_id_field
-        if op.action == "create" and op.external_id and field and idem.strategy != "none":
-            put(payload, field, op.external_id)
-        call = self._write_call(spec, payload, {"key": op.key, "external_id": op.external_id})
-        lookup = (op.action == "create" and idem.strategy == "lookup" and field is not None
-                  and bool(op.external_id))
-        for attempt in range(1, self.session.retry.attempts + 1):
-            try:
-                outcome, answer, _ = self._send(call, "write", attempts=1 if lookup else None)
-            except SystemUnavailable as exc:
-                if isinstance(exc, Refused) or not lookup or attempt == self.session.retry.attempts:
-                    raise
-                outcome, answer = Outcome("already_exists", 0, "answer lost"), None
-            if outcome.action == "already_exists" and field and op.external_id:
-                found = self.find_by(entity, field, [op.external_id])
-                if found:  # created by an earlier attempt whose answer never came
-                    return WriteResult(op, key=self.key_of(entity, found[0]), record=found[0])
-                if outcome.status == 0:
-                    self._sleep(self.session.retry.backoff(attempt, None))
-                    continue
-            return self._result(entity, op, spec, outcome, answer)
-        raise SystemUnavailable(self.system, f"{self.spec.title} create in {entity} kept failing")
-
-    def _write_call(self, spec: WriteSpec, payload: Record, values: dict[str, Any]) -> Call:
-        body: Any = payload
-        if spec.wrap:
-            body = fill(spec.body, values) if isinstance(spec.body, dict) else {}
-            put(body, spec.wrap, payload)
-        return Call(spec.method, fill(spec.path, values), fill(spec.params, values), body,
-                    dict(spec.headers))
-
-    def _result(self, entity: str, op: WriteOp, spec: WriteSpec, outcome: Outcome,
-                answer: Any) -> WriteResult:
-        if outcome.action != "ok":
-            what = "no longer exists" if outcome.action == "not_found" else "was rejected"
-            return WriteResult(op, key=op.key, error=RecordError(
-                f"{self.spec.title}: the {op.action} of {entity} {op.key or ''} {what}: HTTP "
-                f"{outcome.status}: {outcome.message}".replace("  ", " "), field=outcome.field,
-                kind="rejected"))
-        if spec.answer == "record":
-            record = dig(answer, spec.record_path)
-            record = record[0] if isinstance(record, list) and record else record
-            if isinstance(record, dict) and dig(record, self._entity(entity).key or ""):
-                return WriteResult(op, key=self.key_of(entity, record), record=record)
-        key = dig(answer, spec.key_path) if spec.key_path else None
-        key = key if key is not None else op.key
-        if key is None:
-            raise SystemUnavailable(self.system, f"{self.spec.title} {entity}: the {op.action} "
-                                    "answer names no record")
-        return WriteResult(op, key=str(key))  # read back by write_batch
-
-    def delete(self, entity: str, key: str) -> RecordError | None:
-        e = self._entity(entity)
-        if e.delete is None:
-            return RecordError(f"{self.spec.title} {entity}: the spec has no delete",
-                               kind="rejected")
-        values = {"key": key}
-        call = (self._write_call(e.delete, {}, values) if e.delete.wrap else
-                Call(e.delete.method, fill(e.delete.path, values), fill(e.delete.params, values),
-                     fill(e.delete.body, values), dict(e.delete.headers)))
-        outcome, _, _ = self._send(call, "write")
-        if outcome.action in ("ok", "not_found"):
-            return None
-        return RecordError(f"{self.spec.title} refused to delete {entity} {key}: HTTP "
-                           f"{outcome.status}: {outcome.message}", kind="rejected")

@@ -107,17 +107,19 @@ class PageNumberPager:
 
 
 class KeysetPager:
-    """Ordered by (updated-at, key): the next page starts after the last record's pair, so a
-    record updated while we read moves to the end instead of shifting pages, and any number
-    of records sharing one timestamp page correctly."""
+    """Ordered by (updated-at, key) (or by key alone, when ``clause`` names no
+    ``{last_updated}``): the next page starts after the last record's position, so a record
+    updated while we read moves to the end instead of shifting pages, and any number of records
+    sharing one timestamp page correctly. The clause joins the listing's own filter clauses."""
 
-    def __init__(self, spec: KeysetPaging, *, position: Callable[[Record], tuple[str, str] | None],
-                 **_: Any) -> None:
+    def __init__(self, spec: KeysetPaging, *,
+                 position: Callable[[Record], tuple[str | None, str]], **_: Any) -> None:
         self.spec, self.position, self.short = spec, position, _ShortPage()
-        self.base: Any = None
+        self.base: list[str] = []
 
     def first(self, call: Call, size: int) -> None:
-        self.base = call.params.get(self.spec.param)
+        self.base = list(call.filters.get(self.spec.param, []))
+        call.joins.setdefault(self.spec.param, self.spec.join)
         if self.spec.size_param:
             call.params[self.spec.size_param] = size
 
@@ -125,17 +127,18 @@ class KeysetPager:
              page: list[Record]) -> bool:
         if self.short.last(len(page), size):
             return False
+        by_time = "{last_updated}" in self.spec.clause
         for record in reversed(page):  # undated records after it are read again (quarantined)
-            pos = self.position(record)
-            if pos is not None:
+            updated, key = self.position(record)
+            if self.spec.key:
+                key = str(dig(record, self.spec.key))
+            if updated is not None or not by_time:
                 break
         else:
             raise SystemUnavailable("paging", "no record of a page has a usable updated-at; "
                                     "cannot page past it")
-        clause = self.spec.clause.format(last_updated=pos[0], last_key=pos[1])
-        if self.base:
-            clause = f"({self.base}){self.spec.join}({clause})"
-        call.params[self.spec.param] = clause
+        clause = self.spec.clause.format(last_updated=updated, last_key=key)
+        call.filters[self.spec.param] = [*self.base, clause]
         return True
 
 
@@ -214,5 +217,5 @@ PAGINATORS: dict[str, Callable[..., Pager]] = {
 
 def fingerprint(call: Call) -> str:
     """What makes a request that request (for the repeated-cursor guard)."""
-    return json.dumps([call.method, call.path, call.params, call.body, call.headers.get("Range")],
-                      sort_keys=True, default=str)
+    return json.dumps([call.method, call.path, call.params, call.filters, call.body,
+                       call.headers.get("Range")], sort_keys=True, default=str)

@@ -59,11 +59,21 @@ from etl.errors import ConfigError
 
 
 class Request(Strict):
+    """One request. ``filter``: clauses (templates) of one parameter, those whose values are set
+    joined by ``join`` (each parenthesised when there are several); paging may add its own."""
+
     method: HTTP_METHOD = "GET"
     path: str
     params: dict[str, str] = Field(default_factory=dict)
     body: Any = None
     headers: dict[str, str] = Field(default_factory=dict)
+    filter: Filter | None = None
+
+
+class Filter(Strict):
+    param: str
+    clauses: list[str] = Field(default_factory=list)
+    join: str = " and "
 
 
 class ListSpec(Request):
@@ -80,13 +90,17 @@ class ByValues(Request):
     (``"Id eq {value}"`` joined by ``" or "``, or ``"{value}"`` by ``","``), ``chunk`` values
     per request; with ``repeat`` the parameter is sent once per value instead."""
 
-    param: str | None = None
-    item: str = "{value}"
+    param: str | None = None  # with ``filter``: joined values become one more clause of it
+    item: str = "{value}"  # ``{value}``, ``{field}`` (the field searched)
+    item_hook: str | None = None  # a hook that writes the item instead: (field, value) -> text
     join: str = ","
     repeat: bool = False
     chunk: int = Field(50, ge=1)
     records: str = ""
     paginator: Paginator = NoPaging(type="none")
+    value_pattern: str | None = None  # values not matching it are dropped (never sent)
+    unique: bool = False  # each value matches at most one record: stop once all are found
+    verify: bool = True  # keep only records whose field equals a value (find_by)
 
 
 class WriteSpec(Request):
@@ -97,6 +111,8 @@ class WriteSpec(Request):
     record_path: str = ""
     key_path: str | None = None
     wrap: str | None = None  # send the payload inside this body field
+    complete: list[str] = Field(default_factory=list)  # fields an answer lacks -> read back
+    key_pattern: str | None = None  # a key not matching it is refused before sending
 
 
 class Idempotency(Strict):
@@ -106,6 +122,7 @@ class Idempotency(Strict):
 
     strategy: Literal["upsert", "lookup", "none"] = "none"
     external_id_field: str | None = None
+    natural_key_field: str | None = None  # lookup by this payload field when no external id
 
 
 # --- schema ---------------------------------------------------------------------------------
@@ -132,6 +149,12 @@ class SchemaSpec(Strict):
 # --- entities and the whole spec ------------------------------------------------------------
 
 
+class CustomFieldList(Request):
+    records: str = ""
+    key: str = "Key"  # the field of each item that names a custom field
+    paginator: Paginator = NoPaging(type="none")
+
+
 class EntitySpec(Strict):
     collection: str  # the native collection, as mapping files name it
     depends_on: list[str] = Field(default_factory=list)
@@ -144,7 +167,7 @@ class EntitySpec(Strict):
     update: WriteSpec | None = None
     delete: WriteSpec | None = None
     idempotency: Idempotency = Idempotency()
-    write_concurrency: int = Field(1, ge=1)
+    write_concurrency: int | None = Field(None, ge=1)  # unset: the side's max_concurrency
     hooks: dict[str, str] = Field(default_factory=dict)  # hook point -> hook name
 
 
@@ -170,6 +193,8 @@ class ConnectorSpec(Strict):
     errors: list[ErrorRule] = Field(default_factory=list)
     entities: dict[str, EntitySpec] = Field(min_length=1)
     schemas: dict[str, SchemaSpec] = Field(default_factory=dict)
+    # the system's list of custom fields (``{entity_id}``), read for ``mappings check --online``
+    custom_fields: CustomFieldList | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ConnectorSpec:

@@ -120,6 +120,7 @@ class KeysetPaging(Paging):
     clause: str
     join: str = " and "
     size_param: str | None = None
+    key: str | None = None  # path of ``{last_key}`` in a record; unset: the entity's key
 
 
 class CursorPaging(Paging):
@@ -159,8 +160,9 @@ Paginator = Annotated[OffsetPaging | PagePaging | KeysetPaging | CursorPaging | 
 
 
 class TimeFormat(Strict):
-    """How a system writes instants: ``iso`` (with or without offset), ``epoch_s``,
-    ``epoch_ms``, or a strftime pattern; naive values are in ``zone``."""
+    """How a system writes instants: ``iso`` (with or without offset), ``iso_offset`` (an ISO
+    value without an offset is not an instant), ``epoch_s``, ``epoch_ms``, or a strftime
+    pattern; naive values are in ``zone``."""
 
     format: str = "iso"
     zone: str = "UTC"

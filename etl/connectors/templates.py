@@ -62,7 +62,7 @@ def format_instant(moment: datetime, fmt: TimeFormat, pattern: str = "") -> str:
         return str(int(local.timestamp()))
     if pattern == "epoch_ms":
         return str(int(local.timestamp() * 1000))
-    if pattern == "iso":
+    if pattern in ("iso", "iso_offset"):
         spec = "milliseconds" if fmt.precision_ms < 1000 else "seconds"
         text = local.isoformat(timespec=spec)
         return text.removesuffix("+00:00") + "Z" if text.endswith("+00:00") else text
@@ -79,9 +79,11 @@ def parse_instant(text: object, fmt: TimeFormat) -> datetime | None:
             return datetime.fromtimestamp(seconds, UTC)
         if not isinstance(text, str):
             return None
-        value = (datetime.fromisoformat(text) if fmt.format == "iso"
+        value = (datetime.fromisoformat(text) if fmt.format in ("iso", "iso_offset")
                  else datetime.strptime(text, fmt.format))
     except (TypeError, ValueError, OverflowError):
+        return None
+    if value.tzinfo is None and fmt.format == "iso_offset":
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(fmt.zone))
@@ -111,11 +113,17 @@ class _Formatter(string.Formatter):
         return str(format(value, format_spec))
 
 
-def render(template: Any, values: dict[str, Any], fmt: TimeFormat | None = None) -> Any:
+def compose(clauses: list[str], join: str) -> str:
+    """Filter clauses joined, each parenthesised when there are several."""
+    return join.join(c if len(clauses) == 1 else f"({c})" for c in clauses)
+
+
+def render(template: Any, values: dict[str, Any], fmt: TimeFormat | None = None, *,
+           drop: bool = False) -> Any:
     """``template`` with its placeholders filled; raises :class:`Missing` when one is unset.
 
-    Dicts and lists are rendered item by item, leaving out the items whose value is missing;
-    a string that is one placeholder alone keeps the value's type."""
+    Dicts are rendered item by item, leaving out the items whose value is missing (lists too,
+    with ``drop``); a string that is one placeholder alone keeps the value's type."""
     if isinstance(template, dict):
         out = {}
         for k, v in template.items():
@@ -125,7 +133,14 @@ def render(template: Any, values: dict[str, Any], fmt: TimeFormat | None = None)
                 continue
         return out
     if isinstance(template, list):
-        return [render(v, values, fmt) for v in template]
+        out_list = []
+        for v in template:
+            try:
+                out_list.append(render(v, values, fmt))
+            except Missing:
+                if not drop:
+                    raise
+        return out_list
     if not isinstance(template, str) or "{" not in template:
         return template
     formatter = _Formatter(fmt)
@@ -136,3 +151,6 @@ def render(template: Any, values: dict[str, Any], fmt: TimeFormat | None = None)
         if not isinstance(value, datetime):
             return value
     return formatter.vformat(template, (), values)
+
+
+fill = render

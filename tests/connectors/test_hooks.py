@@ -30,5 +30,16 @@ def test_a_spec_naming_an_unknown_hook_is_refused() -> None:
     raw = get("ploomes").spec.model_dump(by_alias=True, exclude_none=True)
     raw["errors"] = [{"status": [500], "action": "retry", "hook": "omie_redundant_waits"}]
     with pytest.raises(ConfigError, match="unknown hook 'omie_redundant_waits' \\(valid: "
-                                          "omie_redundant_wait\\)"):
+                                          "omie_redundant_wait, ploomes_city_state, "):
         wait_hooks(parse_spec(raw, "x.yaml"))
+
+
+@pytest.mark.parametrize(("value", "clause"), [
+    ("11222333000181", ("Register eq '11222333000181' or CNPJ eq '11222333000181' or CNPJ eq "
+     "'11.222.333/0001-81' or CPF eq '11222333000181' or CPF eq '11.222.333/0001-81'")),
+    ("12345678909", ("Register eq '12345678909' or CNPJ eq '12345678909' or CNPJ eq "
+     "'123.456.789-09' or CPF eq '12345678909' or CPF eq '123.456.789-09'")),
+    ("O'Neil", "Register eq 'O''Neil' or CNPJ eq 'O''Neil' or CPF eq 'O''Neil'"),
+], ids=["cnpj", "cpf", "not-a-document"])
+def test_ploomes_document_clause(value: str, clause: str) -> None:
+    assert HOOKS["ploomes_document_clause"]("Register", value) == clause

@@ -11,12 +11,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from etl.connectors.base import Connector, Window, WriteOp
+from etl.connectors.generic import GenericConnector
 from etl.connectors.http import RetryPolicy
-from etl.connectors.ploomes import PloomesConnector, odata_string
+from etl.connectors.templates import render
 from etl.errors import SystemUnavailable
 from etl.sandbox.ploomes import PloomesSim
 
-Make = Callable[..., PloomesConnector]
+Make = Callable[..., GenericConnector]
 T0 = datetime(2024, 3, 1, 15, 0, 0, 250000, tzinfo=UTC)
 
 
@@ -128,7 +129,7 @@ def test_find_by_quotes_values(ploomes_sim: PloomesSim, ploomes_connector: Make)
                                        "Key": "erp:7"}, T0)
     add_contacts(ploomes_sim, 3)
     conn = ploomes_connector()
-    assert odata_string("O'Neil") == "'O''Neil'"
+    assert render("{value:q}", {"value": "O'Neil"}) == "'O''Neil'"
     assert [r["Id"] for r in conn.find_by("customers", "Name", ["Beta O'Neil", "nobody"])] == [1]
     assert [r["Id"] for r in conn.find_by("customers", "Register", ["22333444000172"])] == [1]
     assert [r["Id"] for r in conn.find_by("customers", "Key", ["erp:7"])] == [1]

@@ -28,7 +28,7 @@ def hook(name: str) -> Callable[[F], F]:
 
 
 def _load() -> None:
-    from etl.connectors.hooks import omie  # noqa: F401  (registers its hooks)
+    from etl.connectors.hooks import omie, ploomes  # noqa: F401  (register their hooks)
 
 
 def wait_hooks(spec: ConnectorSpec) -> dict[str, Callable[[str], float]]:
@@ -37,9 +37,11 @@ def wait_hooks(spec: ConnectorSpec) -> dict[str, Callable[[str], float]]:
     out = {}
     names = [r.hook for r in spec.errors if r.hook]
     names += [n for e in spec.entities.values() for n in e.hooks.values()]
+    names += [b.item_hook for e in spec.entities.values() for b in e.find_by.values()
+              if b.item_hook]
     for name in names:
         if name not in HOOKS:
             raise ConfigError(f"connector {spec.name!r}: unknown hook {name!r} (valid: "
                               f"{', '.join(sorted(HOOKS))})")
         out[name] = HOOKS[name]
-    return out
+    return {r.hook: out[r.hook] for r in spec.errors if r.hook}
