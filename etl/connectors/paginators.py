@@ -137,6 +137,9 @@ class KeysetPager:
         else:
             raise SystemUnavailable("paging", "no record of a page has a usable updated-at; "
                                     "cannot page past it")
+        if self.spec.key_pattern is not None and not re.fullmatch(self.spec.key_pattern, key):
+            # never pasted into a filter: a record the system should not have sent
+            raise ValueError(f"a record's key {key!r} does not match {self.spec.key_pattern!r}")
         clause = self.spec.clause.format(last_updated=updated, last_key=key)
         call.filters[self.spec.param] = [*self.base, clause]
         return True

@@ -121,6 +121,7 @@ class KeysetPaging(Paging):
     join: str = " and "
     size_param: str | None = None
     key: str | None = None  # path of ``{last_key}`` in a record; unset: the entity's key
+    key_pattern: str | None = None  # a key not matching it is a malformed record (ValueError)
 
 
 class CursorPaging(Paging):

@@ -26,7 +26,7 @@ from etl.errors import RecordError
 DOCUMENT_FIELDS = ("CNPJ", "CPF")
 CHUNK = 50
 BY_ID = KeysetPaging(type="keyset", param="$filter", clause="Id gt {last_key}",
-                     size_param="$top", key="Id")
+                     size_param="$top", key="Id", key_pattern=r"\d+")
 
 
 def _quoted(value: str) -> str:
