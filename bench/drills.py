@@ -141,9 +141,9 @@ class SandboxProcess:
             "PONTE_STATE_URL": f"sqlite:///{state}", "PONTE_MAPPINGS_DIR": str(MAPPINGS),
             "PONTE_CRM__REQUESTS_PER_MINUTE": str(FAST_RPM),
             "PONTE_ERP__REQUESTS_PER_MINUTE": str(FAST_RPM),
-            "PONTE_CRM__USER_KEY": self.creds["user_key"],
-            "PONTE_ERP__APP_KEY": self.creds["app_key"],
-            "PONTE_ERP__APP_SECRET": self.creds["app_secret"],
+            "PONTE_CRM__CREDENTIALS__USER_KEY": self.creds["user_key"],
+            "PONTE_ERP__CREDENTIALS__APP_KEY": self.creds["app_key"],
+            "PONTE_ERP__CREDENTIALS__APP_SECRET": self.creds["app_secret"],
             "PONTE_SAFETY_LAG_S": "1", "PONTE_LOG_LEVEL": "INFO",
             # `--json` goes through rich, which wraps at the terminal width (80 when piped)
             # and so can break long strings across lines: a wide "terminal" keeps JSON whole

@@ -5,7 +5,8 @@ watermarks). Used with another CRM or ERP it would pair unrelated companies and 
 tax ids and names, so the state is *bound* to the systems it was built with: per side, the
 connector kind, the normalized base URL and the account behind the credentials.
 
-The account is identified by the credential that names it (Ploomes: the User-Key — neither the
+The account is identified by the credential that names it (the one the connector spec marks
+``account: true``; Ploomes: the User-Key — neither the
 vendor reference nor the simulator offers an account id to ask for, and ``/Self`` names a user,
 not the account; Omie: the app_key). Only a salted scrypt hash of it is stored, with a random
 salt per side; messages show kinds and URLs, never the credential or its hash.
@@ -28,13 +29,12 @@ from typing import Any
 import httpx
 from loguru import logger
 
+from etl.connectors.spec import ConnectorSpec
 from etl.errors import ConfigError, StateBoundElsewhere
 from etl.settings import Settings
 from etl.state.store import BindingRow, Store
 
 SIDES = ("crm", "erp")
-#: The setting whose value names the account, per connector kind.
-ACCOUNT_FIELD = {"ploomes": "user_key", "omie": "app_key"}
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}  # ~16 MiB, tens of ms: no cheap guessing
 
 
@@ -46,7 +46,7 @@ class Identity:
     kind: str
     base_url: str  # normalized
     account: str
-    account_setting: str  # the variable that carries it, e.g. PONTE_CRM__USER_KEY
+    account_setting: str  # the variable that carries it, e.g. PONTE_CRM__CREDENTIALS__USER_KEY
 
     def __repr__(self) -> str:  # keep the credential out of tracebacks and logs
         return f"Identity(side={self.side!r}, kind={self.kind!r}, base_url={self.base_url!r})"
@@ -125,11 +125,20 @@ def identities(settings: Settings) -> dict[str, Identity]:
     out: dict[str, Identity] = {}
     for side in SIDES:
         conf = getattr(settings, side)
-        field = ACCOUNT_FIELD[conf.kind]
+        field = account_credential(conf.spec)
         out[side] = Identity(side, conf.kind, normalize_url(conf.base_url),
-                             getattr(conf, field).get_secret_value(),
-                             f"PONTE_{side.upper()}__{field.upper()}")
+                             conf.credential(field) if field else "",
+                             f"PONTE_{side.upper()}__CREDENTIALS__{(field or '').upper()}")
     return out
+
+
+def account_credential(spec: ConnectorSpec) -> str | None:
+    """The credential that names the account: the one the spec marks ``account``, else its
+    first secret one; ``None`` for a system without credentials (its URL identifies it)."""
+    marked = [n for n, c in spec.credentials.items() if c.account]
+    secret = [n for n, c in spec.credentials.items() if c.secret]
+    names = marked or secret
+    return names[0] if names else None
 
 
 @lru_cache(maxsize=64)

@@ -14,19 +14,31 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 from pydantic_settings.sources import DotenvType
 
+from etl.connectors import registry
+from etl.connectors.spec import ConnectorSpec
 from etl.errors import ConfigError
 from etl.shipped import shipped_mappings_dir
 
-#: Sandbox defaults, so that a fresh checkout talks to ``ponte sandbox`` as it starts.
+#: The sandbox simulators' address and credentials (the built-in specs carry the same values as
+#: their defaults, so that a fresh checkout talks to ``ponte sandbox`` as it starts).
 SANDBOX_CRM_URL = "http://127.0.0.1:8701"
 SANDBOX_ERP_URL = "http://127.0.0.1:8702/api/v1"
 SANDBOX_USER_KEY = "sandbox-ploomes-user-key"
@@ -52,36 +64,86 @@ def _usable_secret(value: SecretStr) -> SecretStr:
     return value
 
 
-class CrmSettings(BaseModel):
-    """The CRM side (``PONTE_CRM__*``)."""
+class SideSettings(BaseModel):
+    """One side (``PONTE_CRM__*`` / ``PONTE_ERP__*``): which connector (``KIND``, a spec in the
+    registry), where, and with which credentials;
+    credential names are the ones the spec declares (``PONTE_CRM__CREDENTIALS__<NAME>``).
+    Empty means unset; :meth:`resolve` fills in the spec's values."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["ploomes"] = "ploomes"
-    base_url: str = SANDBOX_CRM_URL
-    user_key: SecretStr = SecretStr(SANDBOX_USER_KEY)
-    requests_per_minute: int = Field(120, ge=1)
-    max_concurrency: int = Field(4, ge=1)
-    timeout_s: float = Field(30.0, gt=0)
+    kind: str
+    base_url: str = ""  # "": the spec's base URL (the sandbox for built-in connectors)
+    credentials: dict[str, Annotated[SecretStr, AfterValidator(_usable_secret)]] = {}
+    # unset (the default 0, never validated) = the spec's default; a value set must be >= 1
+    requests_per_minute: int = Field(0, ge=1)
+    max_concurrency: int = Field(0, ge=1)
+    timeout_s: float = Field(0.0, gt=0)
+    page_size: int = Field(0, ge=1)
+    _spec: ConnectorSpec | None = PrivateAttr(None)
 
-    _user_key = field_validator("user_key")(_usable_secret)
+    @property
+    def spec(self) -> ConnectorSpec:
+        """The connector spec ``kind`` names (set when :class:`Settings` is built)."""
+        if self._spec is None:
+            raise ConfigError(f"connector {self.kind!r}: settings not resolved")
+        return self._spec
+
+    def credential(self, name: str) -> str:
+        try:
+            return self.credentials[name].get_secret_value()
+        except KeyError:
+            raise ConfigError(f"connector {self.kind!r} has no credential {name!r} (valid: "
+                              f"{', '.join(sorted(self.credentials)) or 'none'})") from None
+
+    def resolve(self, side: str, connectors_dir: Path | None) -> SideSettings:
+        """A copy with the spec's defaults filled in; :class:`ConfigError` naming each
+        variable that is wrong (unknown kind, a credential the spec does not declare, one it
+        needs that is missing)."""
+        var = f"{PREFIX}{side.upper()}{NESTED}"
+        spec = registry.get(self.kind, connectors_dir, setting=f"{var}KIND", side=side).spec
+        problems = []
+        creds = dict(self.credentials)
+        for name in sorted(set(creds) - set(spec.credentials)):
+            problems.append(f"{var}CREDENTIALS{NESTED}{name.upper()}={MASK}: {spec.title} has no "
+                            f"such credential (valid: {_credential_vars(var, spec)})")
+        for name, declared in spec.credentials.items():
+            if name not in creds:
+                if declared.default is None:
+                    problems.append(f"{var}CREDENTIALS{NESTED}{name.upper()}: required by "
+                                    f"{spec.title} ({declared.description or 'a credential'})")
+                else:
+                    creds[name] = SecretStr(declared.default)
+        d = spec.defaults
+        if d.page_size_max is not None and self.page_size > d.page_size_max:
+            problems.append(f"{var}PAGE_SIZE={str(self.page_size)!r}: must be <= {d.page_size_max} "
+                            f"({spec.title}'s largest page)")
+        base_url = self.base_url or spec.base_url or ""
+        if not base_url:
+            problems.append(f"{var}BASE_URL: required ({spec.title} has no default)")
+        if problems:
+            raise ConfigError(_join(problems))
+        out = self.model_copy(update={
+            "base_url": base_url, "credentials": creds,
+            "requests_per_minute": self.requests_per_minute or d.requests_per_minute,
+            "max_concurrency": self.max_concurrency or d.max_concurrency,
+            "timeout_s": self.timeout_s or d.timeout_s,
+            "page_size": self.page_size or d.page_size})
+        out._spec = spec
+        return out
 
 
-class ErpSettings(BaseModel):
-    """The ERP side (``PONTE_ERP__*``)."""
+def _credential_vars(var: str, spec: ConnectorSpec) -> str:
+    names = [f"{var}CREDENTIALS{NESTED}{n.upper()}" for n in sorted(spec.credentials)]
+    return ", ".join(names) or "none"
 
-    model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["omie"] = "omie"
-    base_url: str = SANDBOX_ERP_URL
-    app_key: SecretStr = SecretStr(SANDBOX_APP_KEY)
-    app_secret: SecretStr = SecretStr(SANDBOX_APP_SECRET)
-    requests_per_minute: int = Field(240, ge=1)
-    max_concurrency: int = Field(4, ge=1)
-    timeout_s: float = Field(30.0, gt=0)
-    page_size: int = Field(100, ge=1, le=500)
+class CrmSettings(SideSettings):
+    kind: str = registry.DEFAULT_KINDS["crm"]
 
-    _app_secrets = field_validator("app_key", "app_secret")(_usable_secret)
+
+class ErpSettings(SideSettings):
+    kind: str = registry.DEFAULT_KINDS["erp"]
 
 
 class Settings(BaseSettings):
@@ -102,6 +164,8 @@ class Settings(BaseSettings):
     state_url: str = "sqlite:///ponte.db"
     # unset or empty: the mappings shipped with ponte (found by an installed ponte too)
     mappings_dir: Path = Field(default_factory=shipped_mappings_dir)
+    # unset or empty: only the built-in connector specs (and those of installed packages)
+    connectors_dir: Path | None = None
     crm: CrmSettings = CrmSettings()
     erp: ErpSettings = ErpSettings()
     log_format: Literal["text", "json"] = "text"
@@ -133,6 +197,14 @@ class Settings(BaseSettings):
             message = str(exc)
         if message:  # raised outside the except: the pydantic error (with inputs) is not chained
             raise ConfigError(message)
+        problems = []
+        for side in ("crm", "erp"):
+            try:
+                setattr(self, side, getattr(self, side).resolve(side, self.connectors_dir))
+            except ConfigError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ConfigError("\n".join(problems))
 
     @field_validator("log_level")
     @classmethod
@@ -147,6 +219,11 @@ class Settings(BaseSettings):
     def _empty_is_shipped(cls, value: object) -> object:
         return shipped_mappings_dir() if value in ("", None) else value
 
+    @field_validator("connectors_dir", mode="before")
+    @classmethod
+    def _empty_dir_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
     @field_validator("metrics_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -154,12 +231,18 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Every secret value, for redaction."""
-        values = [
-            self.crm.user_key.get_secret_value(),
-            self.erp.app_key.get_secret_value(),
-            self.erp.app_secret.get_secret_value(),
-        ]
+        values = [v.get_secret_value() for side in (self.crm, self.erp)
+                  for v in side.credentials.values()]
         return [v for v in values if v]
+
+
+def connectors_dir_setting(env_file: Any = ".env") -> Path | None:
+    """``PONTE_CONNECTORS_DIR`` alone (environment, then ``.env``): what ``ponte connectors
+    list`` needs, without the rest of the settings having to be right."""
+    value = os.environ.get(f"{PREFIX}CONNECTORS_DIR")
+    if value is None:
+        value = read_env_files(env_file).get(f"{PREFIX}CONNECTORS_DIR")
+    return Path(value) if value else None
 
 
 # ----------------------------------------------------------------------------- names
@@ -182,9 +265,32 @@ def setting_names() -> dict[str, bool]:
     for name, field in Settings.model_fields.items():
         if name in groups:
             for sub, subfield in groups[name].model_fields.items():
+                if sub == "credentials":  # named by the connector spec: credential_names()
+                    continue
                 names[f"{PREFIX}{name.upper()}{NESTED}{sub.upper()}"] = _is_secret(subfield.annotation)
         else:
             names[f"{PREFIX}{name.upper()}"] = _is_secret(field.annotation)
+    return names
+
+
+def credential_names(sources: Iterable[Mapping[str, str | None]]) -> dict[str, bool]:
+    """``PONTE_<SIDE>__CREDENTIALS__<NAME>`` for each credential the spec of each side's kind
+    (as set in ``sources``, or the default) declares -> whether it is a secret. A kind that is
+    not found adds none (building the settings names it)."""
+    merged: dict[str, str | None] = {}
+    for source in sources:
+        merged.update({k.upper(): v for k, v in source.items()})
+    folder = merged.get(f"{PREFIX}CONNECTORS_DIR") or None
+    names: dict[str, bool] = {}
+    for side in ("crm", "erp"):
+        var = f"{PREFIX}{side.upper()}{NESTED}"
+        kind = merged.get(f"{var}KIND") or registry.DEFAULT_KINDS[side]
+        try:
+            spec = registry.get(kind, Path(folder) if folder else None, side=side).spec
+        except ConfigError:
+            continue
+        for name, declared in spec.credentials.items():
+            names[f"{var}CREDENTIALS{NESTED}{name.upper()}"] = declared.secret
     return names
 
 
@@ -221,8 +327,9 @@ def check_names(environ: Mapping[str, str],
     Names are compared case-insensitively (as pydantic-settings reads them); names starting with
     :data:`RESERVED_PREFIX` are skipped.
     """
-    valid = setting_names()
+    valid = setting_names() | credential_names([environ, env_file or {}])
     groups = {f"{PREFIX}{g.upper()}" for g in _groups()}
+    groups |= {f"{PREFIX}{g.upper()}{NESTED}CREDENTIALS" for g in _groups()}
     seen: dict[str, tuple[str, str | None, str]] = {}
     for where, source in (("the environment", environ), (".env", env_file or {})):
         for name, value in source.items():

@@ -69,7 +69,7 @@ def test_bad_setting_exits_2_naming_the_variable(monkeypatch: pytest.MonkeyPatch
 def test_unreachable_system_fails_with_exit_3_and_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PONTE_CRM__BASE_URL", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("PONTE_ERP__BASE_URL", "http://127.0.0.1:9/api/v1")
-    monkeypatch.setenv("PONTE_CRM__USER_KEY", "very-secret-user-key-123")
+    monkeypatch.setenv("PONTE_CRM__CREDENTIALS__USER_KEY", "very-secret-user-key-123")
     monkeypatch.setenv("PONTE_CRM__TIMEOUT_S", "0.5")
     result = runner.invoke(app, ["sync", "customers", "--json"])
     assert result.exit_code == Exit.FAILED, result.output
@@ -188,9 +188,9 @@ def test_daemon_backfill_and_verify_refuse_a_path_typo_before_starting(
                                      ["backfill", "customers"]])
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("PONTE_LOOKBACK", "600", "PONTE_LOOKBACK=600: unknown setting; did you mean PONTE_LOOKBACK_S?"),
-    ("PONTE_CRM__USER_KEYY", "k-123456", ("PONTE_CRM__USER_KEYY=***: unknown setting; did you mean "
-                                         "PONTE_CRM__USER_KEY?")),
-    ("PONTE_ERP__APP_SECRET", "has space-654321", "PONTE_ERP__APP_SECRET=***: contains spaces"),
+    ("PONTE_CRM__CREDENTIALS__USER_KEYY", "k-123456", ("PONTE_CRM__CREDENTIALS__USER_KEYY=***: unknown setting; did you mean "
+                                         "PONTE_CRM__CREDENTIALS__USER_KEY?")),
+    ("PONTE_ERP__CREDENTIALS__APP_SECRET", "has space-654321", "PONTE_ERP__CREDENTIALS__APP_SECRET=***: contains spaces"),
 ])
 def test_an_unknown_or_bad_setting_exits_2_before_anything_is_written(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list[str], name: str,

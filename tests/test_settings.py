@@ -14,6 +14,7 @@ from etl.settings import (
     ErpSettings,
     Settings,
     check_names,
+    credential_names,
     read_env_files,
     setting_names,
 )
@@ -28,8 +29,11 @@ def example_values() -> dict[str, str]:
 
 def expected_names() -> set[str]:
     names = {f"PONTE_{k.upper()}" for k in Settings.model_fields if k not in ("crm", "erp")}
-    names |= {f"PONTE_CRM__{k.upper()}" for k in CrmSettings.model_fields}
-    names |= {f"PONTE_ERP__{k.upper()}" for k in ErpSettings.model_fields}
+    names |= {f"PONTE_CRM__{k.upper()}" for k in CrmSettings.model_fields if k != "credentials"}
+    names |= {f"PONTE_ERP__{k.upper()}" for k in ErpSettings.model_fields if k != "credentials"}
+    # the credentials the default connectors' specs declare
+    names |= {"PONTE_CRM__CREDENTIALS__USER_KEY", "PONTE_ERP__CREDENTIALS__APP_KEY",
+              "PONTE_ERP__CREDENTIALS__APP_SECRET"}
     return names
 
 
@@ -57,10 +61,10 @@ def test_the_example_values_are_the_defaults(monkeypatch: pytest.MonkeyPatch,
 UNKNOWN_NAMES = [
     # (variable, value, the message)
     ("PONTE_LOOKBACK", "600", "PONTE_LOOKBACK=600: unknown setting; did you mean PONTE_LOOKBACK_S?"),
-    ("PONTE_CRM__USER_KEYY", "live-key-1", ("PONTE_CRM__USER_KEYY=***: unknown setting; did you "
-                                           "mean PONTE_CRM__USER_KEY?")),
+    ("PONTE_CRM__CREDENTIALS__USER_KEYY", "live-key-1", ("PONTE_CRM__CREDENTIALS__USER_KEYY=***: unknown setting; did you "
+                                           "mean PONTE_CRM__CREDENTIALS__USER_KEY?")),
     ("PONTE_ERP__APPKEY", "4242", ("PONTE_ERP__APPKEY=***: unknown setting; did you mean "
-                                  "PONTE_ERP__APP_KEY?")),
+                                  "PONTE_ERP__CREDENTIALS__APP_KEY?")),
     ("PONTE_ERP__PAGESIZE", "50", ("PONTE_ERP__PAGESIZE=50: unknown setting; did you mean "
                                   "PONTE_ERP__PAGE_SIZE?")),
     ("ponte_log_levl", "DEBUG", ("ponte_log_levl=DEBUG: unknown setting; did you mean "
@@ -94,15 +98,19 @@ BAD_VALUES = [
     ("PONTE_ERP__PAGE_SIZE", "900", "PONTE_ERP__PAGE_SIZE='900': must be <= 500"),
     ("PONTE_ERP__TIMEOUT_S", "soon", "PONTE_ERP__TIMEOUT_S='soon': not a valid number"),
     ("PONTE_LOG_FORMAT", "xml", "PONTE_LOG_FORMAT='xml': must be 'text' or 'json'"),
-    ("PONTE_CRM__KIND", "hubspot", "PONTE_CRM__KIND='hubspot': must be 'ploomes'"),
+    ("PONTE_CRM__KIND", "hubspot", "PONTE_CRM__KIND='hubspot': unknown connector (valid: ploomes)"),
+    ("PONTE_ERP__KIND", "ploomes", ("PONTE_ERP__KIND='ploomes': Ploomes is a connector for the crm "
+                                    "side, not the erp (valid: omie)")),
     ("PONTE_MAX_DELETE_SHARE", "2", "PONTE_MAX_DELETE_SHARE='2': must be <= 1"),
     ("PONTE_LOG_LEVEL", "VERBOSE", ("PONTE_LOG_LEVEL='VERBOSE': must be one of TRACE, DEBUG, "
                                    "INFO, SUCCESS, WARNING, ERROR, CRITICAL")),
     # secrets: the value never appears, only ***
-    ("PONTE_CRM__USER_KEY", "live key 9f8e", "PONTE_CRM__USER_KEY=***: contains spaces"),
-    ("PONTE_ERP__APP_SECRET", '"s3cr3t-omie"', ("PONTE_ERP__APP_SECRET=***: contains spaces, "
-                                               "line breaks or quotes")),
-    ("PONTE_ERP__APP_KEY", "", "PONTE_ERP__APP_KEY=***: must not be empty"),
+    ("PONTE_CRM__CREDENTIALS__USER_KEY", "live key 9f8e",
+     "PONTE_CRM__CREDENTIALS__USER_KEY=***: contains spaces"),
+    ("PONTE_ERP__CREDENTIALS__APP_SECRET", '"s3cr3t-omie"',
+     "PONTE_ERP__CREDENTIALS__APP_SECRET=***: contains spaces, line breaks or quotes"),
+    ("PONTE_ERP__CREDENTIALS__APP_KEY", "",
+     "PONTE_ERP__CREDENTIALS__APP_KEY=***: must not be empty"),
 ]
 
 
@@ -177,9 +185,11 @@ def test_an_unknown_keyword_in_code_is_an_error(tmp_path: Path,
 
 
 def test_every_valid_name_is_known(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert set(setting_names()) == expected_names()
-    assert {n for n, secret in setting_names().items() if secret} == {
-        "PONTE_CRM__USER_KEY", "PONTE_ERP__APP_KEY", "PONTE_ERP__APP_SECRET"}
+    names = setting_names() | credential_names([{}])
+    assert set(names) == expected_names()
+    assert {n for n, secret in names.items() if secret} == {
+        "PONTE_CRM__CREDENTIALS__USER_KEY", "PONTE_ERP__CREDENTIALS__APP_KEY",
+        "PONTE_ERP__CREDENTIALS__APP_SECRET"}
 
 
 def test_the_shipped_env_files_use_only_known_names() -> None:

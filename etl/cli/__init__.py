@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from etl import __version__
-from etl.cli import state, sync, tools
+from etl.cli import connectors, state, sync, tools
 from etl.exitcodes import HELP as EXIT_HELP
 
 app = typer.Typer(
@@ -57,6 +57,7 @@ app.add_typer(state.db_app, name="db")
 app.add_typer(state.watermark_app, name="watermark")
 app.add_typer(state.runs_app, name="runs")
 app.add_typer(state.quarantine_app, name="quarantine")
+app.add_typer(connectors.connectors_app, name="connectors")  # etl/cli/connectors.py
 
 
 def main() -> None:

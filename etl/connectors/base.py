@@ -10,7 +10,7 @@ which native collection serves each.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -33,6 +33,8 @@ class Capabilities:
     clock_precision: timedelta  # resolution of the changed-since filter and of updated-at
     has_external_id_upsert: bool  # a create can be retried safely by external id
     has_changed_since: bool  # list endpoint filters by updated-at
+    # entity -> the native path of the updated-at field, named when a record has none
+    updated_at_paths: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,23 +72,53 @@ class ApiCalls:
         return {"read": self.read, "write": self.write}
 
 
+@dataclass
+class RetryStats:
+    """What the HTTP layer went through: public, read by the run report."""
+
+    retries: int = 0
+    got_429: int = 0
+    got_5xx: int = 0
+    timeouts: int = 0
+    dropped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: int(v) for k, v in vars(self).items()}
+
+
 @runtime_checkable
 class Connector(Protocol):
+    """What the engine may call, and what each call may raise.
+
+    Errors are the tree of :mod:`etl.errors`, nothing else escapes a connector:
+
+    * :class:`~etl.errors.SystemUnavailable`: the system is down, refuses the credentials, or
+      kept failing after the retries (any method that talks to it). The run fails (exit 3).
+    * :class:`~etl.errors.ConfigError`: an entity or field this connector does not have, or a
+      request the system rejects as malformed (a bad filter): the configuration is wrong.
+    * :class:`~etl.errors.RecordError`: one record is bad; never raised, only *returned* (in
+      :class:`WriteResult` or from :meth:`delete`), so one record never fails the others.
+    """
+
     system: str  # "crm" or "erp"
     kind: str  # "ploomes", "omie", ...
     capabilities: Capabilities
     calls: ApiCalls
+    stats: RetryStats  # retries, 429s, 5xx, timeouts, dropped connections so far
 
     def entities(self) -> set[str]:
         """Entities this connector can read or write."""
         ...
 
     def key_of(self, entity: str, record: Record) -> str:
-        """The record's key in this system, as a string."""
+        """The record's key in this system, as a string. Raises nothing for a record this
+        connector returned; ``ConfigError`` for an unknown entity."""
         ...
 
-    def updated_at(self, entity: str, record: Record) -> datetime:
-        """The record's last-change instant, aware UTC, at the source's precision."""
+    def updated_at(self, entity: str, record: Record) -> datetime | None:
+        """The record's last-change instant, aware UTC, at the source's precision; ``None``
+        when the record carries no usable one (the engine quarantines it, naming
+        ``capabilities.updated_at_paths[entity]``). Never raises for a bad value."""
         ...
 
     def list_changed(self, entity: str, window: Window) -> Iterator[list[Record]]:
@@ -98,12 +130,14 @@ class Connector(Protocol):
         ...
 
     def read_by_keys(self, entity: str, keys: Sequence[str]) -> list[Record]:
-        """Current records for these keys; missing keys are simply absent."""
+        """Current records for these keys; missing keys (and keys that cannot be this
+        system's) are simply absent. Raises ``SystemUnavailable``."""
         ...
 
     def find_by(self, entity: str, native_field: str, values: Sequence[str]) -> list[Record]:
         """Records whose ``native_field`` (digits-only tax id, product code, external id) is in
-        ``values``; used to match before creating."""
+        ``values``; used to match before creating. ``ConfigError`` when the entity cannot be
+        searched by ``native_field``; ``SystemUnavailable``."""
         ...
 
     def write_batch(self, entity: str, ops: Sequence[WriteOp]) -> list[WriteResult]:
@@ -113,10 +147,13 @@ class Connector(Protocol):
         ...
 
     def delete(self, entity: str, key: str) -> RecordError | None:
-        """Delete one record; ``None`` when done or already gone, else the reason."""
+        """Delete one record; ``None`` when done or already gone, else the reason (returned,
+        not raised). Raises ``SystemUnavailable``."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what the connector owns; never raises."""
+        ...
 
 
 @dataclass

@@ -1,19 +1,51 @@
-"""Build the connectors a pair of settings asks for. The one place that maps a connector kind
-(``ploomes``, ``omie``) to its class."""
+"""Build the connectors a pair of settings asks for: each side's ``KIND`` names a spec in the
+registry (:mod:`etl.connectors.registry`); the spec names a hand-written implementation or is
+run by the generic connector."""
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 import httpx
 
 from etl.connectors.base import Connector
+from etl.connectors.schema import SCHEMAS
+from etl.connectors.spec import ConnectorSpec
 from etl.errors import ConfigError
 from etl.mapping.models import Side
-from etl.settings import Settings
+from etl.settings import Settings, SideSettings
 
 
 def _check_url(name: str, url: str) -> None:
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"{name} must be an http(s) URL, got {url!r}")
+
+
+def implementation(spec: ConnectorSpec) -> Any:
+    """The class that runs ``spec``: its ``implementation`` or the generic connector."""
+    if spec.implementation is None:
+        from etl.connectors.generic import GenericConnector
+
+        return GenericConnector
+    module, _, name = spec.implementation.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"connector {spec.name!r}: implementation {spec.implementation!r} "
+                          f"cannot be loaded ({exc})") from None
+
+
+def build_connector(side: Side, conf: SideSettings,
+                    client: httpx.Client | None = None) -> Connector:
+    """One side's connector; ``client`` may be injected (tests use in-process simulators)."""
+    spec = conf.spec
+    if client is None:
+        _check_url(f"PONTE_{side.upper()}__BASE_URL", conf.base_url)
+        client = httpx.Client(base_url=conf.base_url.rstrip("/") + "/", timeout=conf.timeout_s)
+    SCHEMAS.register(spec)  # a spec from another source may override a built-in one
+    connector: Connector = implementation(spec).from_settings(side, conf, client)
+    return connector
 
 
 def build_connectors(
@@ -23,34 +55,5 @@ def build_connectors(
     erp_client: httpx.Client | None = None,
 ) -> dict[Side, Connector]:
     """Connectors for both sides. Clients may be injected (tests use the in-process sandbox)."""
-    from etl.connectors.omie import OmieConnector
-    from etl.connectors.ploomes import PloomesConnector
-
-    crm, erp = settings.crm, settings.erp
-    if crm.kind != "ploomes":
-        raise ConfigError(f"PONTE_CRM__KIND: unknown connector {crm.kind!r} (valid: ploomes)")
-    if erp.kind != "omie":
-        raise ConfigError(f"PONTE_ERP__KIND: unknown connector {erp.kind!r} (valid: omie)")
-    if crm_client is None:
-        _check_url("PONTE_CRM__BASE_URL", crm.base_url)
-        crm_client = httpx.Client(base_url=crm.base_url, timeout=crm.timeout_s)
-    if erp_client is None:
-        _check_url("PONTE_ERP__BASE_URL", erp.base_url)
-        base = erp.base_url.rstrip("/") + "/"
-        erp_client = httpx.Client(base_url=base, timeout=erp.timeout_s)
-    return {
-        "crm": PloomesConnector(
-            crm_client,
-            user_key=crm.user_key.get_secret_value(),
-            requests_per_minute=crm.requests_per_minute,
-            max_concurrency=crm.max_concurrency,
-        ),
-        "erp": OmieConnector(
-            erp_client,
-            app_key=erp.app_key.get_secret_value(),
-            app_secret=erp.app_secret.get_secret_value(),
-            requests_per_minute=erp.requests_per_minute,
-            max_concurrency=erp.max_concurrency,
-            page_size=erp.page_size,
-        ),
-    }
+    return {"crm": build_connector("crm", settings.crm, crm_client),
+            "erp": build_connector("erp", settings.erp, erp_client)}

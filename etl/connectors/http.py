@@ -16,7 +16,7 @@ from typing import Any, Literal
 import httpx
 from loguru import logger
 
-from etl.connectors.base import ApiCalls
+from etl.connectors.base import ApiCalls, RetryStats
 from etl.errors import RetriableError, SystemUnavailable
 
 Verdict = Literal["ok", "retry", "fail"]
@@ -71,15 +71,6 @@ class RetryPolicy:
         return min(self.cap_s, self.base_s * (2 ** (attempt - 1))) * random.uniform(0.5, 1.0)
 
 
-@dataclass
-class RetryStats:
-    retries: int = 0
-    got_429: int = 0
-    got_5xx: int = 0
-    timeouts: int = 0
-    dropped: int = 0
-
-
 def retry_after_seconds(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if value is None:
@@ -121,15 +112,18 @@ class HttpSession:
         kind: Literal["read", "write"],
         classify: Callable[[httpx.Response], tuple[Verdict, float | None]],
         describe: str = "",
+        attempts: int | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
         """Send with retries. Returns the response judged ``ok`` or ``fail`` by ``classify``
         (the caller turns ``fail`` into a record error or a config error); raises
-        :class:`SystemUnavailable` when retries run out."""
+        :class:`SystemUnavailable` when retries run out. ``attempts`` overrides the policy's
+        (1: a create that must not be repeated blindly; 429s are still waited out)."""
         last: str = ""
         attempt = 0
+        limit = attempts or self.retry.attempts
         throttled, throttles = 0.0, 0  # time waited and number of 429s for this request
-        while attempt < self.retry.attempts:
+        while attempt < limit:
             attempt += 1
             self.limiter.acquire()
             with self._count_lock:
@@ -171,7 +165,7 @@ class HttpSession:
                 elif response.status_code >= 500:
                     self.stats.got_5xx += 1
                 last = f"HTTP {response.status_code}"
-            if attempt == self.retry.attempts:
+            if attempt == limit:
                 break
             delay = self.retry.backoff(attempt, wait)
             self.stats.retries += 1
@@ -182,7 +176,7 @@ class HttpSession:
             self._sleep(delay)
         raise SystemUnavailable(
             self.system,
-            f"{describe or method + ' ' + url} failed {self.retry.attempts} times "
+            f"{describe or method + ' ' + url} failed {limit} times "
             f"(last: {last}); the system looks down — check its status and the base URL, "
             "then run again (nothing past the last checkpoint was recorded)",
         )
@@ -209,6 +203,7 @@ __all__ = [
     "RateLimiter",
     "RetriableError",
     "RetryPolicy",
+    "RetryStats",
     "default_classify",
     "retry_after_seconds",
 ]

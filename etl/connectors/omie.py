@@ -43,11 +43,14 @@ from etl.connectors.base import (
     ApiCalls,
     Capabilities,
     Record,
+    RetryStats,
     WriteOp,
     WriteResult,
 )
+from etl.connectors.hooks.omie import redundant_wait
 from etl.connectors.http import HttpSession, RetryPolicy, Verdict, retry_after_seconds
 from etl.errors import ConfigError, RecordError, SystemUnavailable
+from etl.settings import SideSettings
 from etl.watermark import Window
 
 BRT = ZoneInfo("America/Sao_Paulo")
@@ -182,7 +185,16 @@ class OmieConnector:
             max_concurrency=max_concurrency, clock_zone="America/Sao_Paulo",
             clock_precision=timedelta(seconds=1), has_external_id_upsert=True,
             has_changed_since=True,
+            updated_at_paths={"customers": "info.dAlt", "products": "info.dAlt",
+                              "orders": "infoCadastro.dAlt"},
         )
+
+    @classmethod
+    def from_settings(cls, side: str, conf: SideSettings, client: httpx.Client) -> OmieConnector:
+        return cls(client, app_key=conf.credential("app_key"),
+                   app_secret=conf.credential("app_secret"),
+                   requests_per_minute=conf.requests_per_minute,
+                   max_concurrency=conf.max_concurrency, page_size=conf.page_size)
 
     @property
     def calls(self) -> ApiCalls:
@@ -201,15 +213,18 @@ class OmieConnector:
         holder = record.get("cabecalho", {}) if entity == "orders" else record
         return str(holder[spec.id_field])
 
-    def updated_at(self, entity: str, record: Record) -> datetime:
+    @property
+    def stats(self) -> RetryStats:
+        return self.session.stats
+
+    def updated_at(self, entity: str, record: Record) -> datetime | None:
         block = "infoCadastro" if entity == "orders" else "info"
         info = record.get(block) or {}
         day, hour = info.get("dAlt") or info.get("dInc"), info.get("hAlt") or info.get("hInc")
         try:
             return from_brt(str(day), str(hour))
         except ValueError:
-            raise RecordError(f"Omie record has no usable change time ({block}.dAlt={day!r}, "
-                              f"{block}.hAlt={hour!r})", field=f"{block}.dAlt") from None
+            return None
 
     # --- the wire --------------------------------------------------------------------------
 
@@ -297,7 +312,7 @@ class OmieConnector:
             fault = OmieFault(str(data.get("faultcode", "")), str(data.get("faultstring", "")),
                               response.status_code)
             if fault.code in REDUNDANT_CODES:
-                wait = self._redundant_wait(fault.text)
+                wait = redundant_wait(fault.text, self._now())
                 logger.info("Omie asks to wait {:.0f} s before repeating {} (redundant-call "
                             "rule); waiting", wait, call)
                 self._sleep(wait)
@@ -307,20 +322,6 @@ class OmieConnector:
         raise SystemUnavailable(SYSTEM, f"{service}/{call} kept being refused as a redundant "
                                         f"call after {MAX_REDUNDANT_WAITS} waits")
 
-    def _redundant_wait(self, text: str) -> float:
-        m = re.search(r"Aguarde (\d+) segundo", text)
-        if m:
-            return float(m.group(1)) + 1.0
-        m = re.search(r"(\d{2}):(\d{2}):(\d{2})", text)  # "... tentar novamente às 19:04:08"
-        if m:
-            now = self._now().astimezone(BRT)
-            at = now.replace(hour=int(m.group(1)), minute=int(m.group(2)),
-                             second=int(m.group(3)), microsecond=0)
-            wait = (at - now).total_seconds() % 86400
-            if wait <= 120:
-                return wait + 1.0
-        return 61.0
-
     @staticmethod
     def _raise_if_system(fault: OmieFault, what: str) -> None:
         text = fault.text.lower()
@@ -329,7 +330,7 @@ class OmieConnector:
                                             f"{fault.text}); wait the stated time, then run again")
         if "chave de acesso" in text or "app_key" in text or "app_secret" in text:
             raise SystemUnavailable(SYSTEM, f"Omie refused the credentials ({fault.code}); check "
-                                            "PONTE_ERP__APP_KEY / PONTE_ERP__APP_SECRET")
+                                            "PONTE_ERP__CREDENTIALS__APP_KEY / PONTE_ERP__CREDENTIALS__APP_SECRET")
 
     def _spec(self, entity: str) -> Spec:
         try:
@@ -379,9 +380,8 @@ class OmieConnector:
         undated: list[Record] = []
         for record in self._list(spec, base):
             key = self.key_of(entity, record)
-            try:
-                at = self.updated_at(entity, record)
-            except RecordError:
+            at = self.updated_at(entity, record)
+            if at is None:
                 undated.append(record)  # the engine quarantines it when it asks updated_at
                 continue
             if window.since is not None and at < window.since:

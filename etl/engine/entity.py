@@ -820,13 +820,13 @@ class EntitySync:
 
 
 def _updated_at(c: Connector, side: Side, entity: str, record: Record) -> datetime:
-    """The record's updated-at; a missing or garbled one makes the record invalid (quarantined
-    with the reason), never the run fail."""
-    try:
-        return c.updated_at(entity, record)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise RecordError(f"{side} record has no usable updated-at ({type(exc).__name__}: "
-                          f"{exc})", field="updated_at") from None
+    """The record's updated-at; a missing or garbled one (``None``) makes the record invalid
+    (quarantined naming the field), never the run fail."""
+    updated = c.updated_at(entity, record)
+    if updated is None:
+        path = c.capabilities.updated_at_paths.get(entity, "updated_at")
+        raise RecordError(f"{side} record has no usable change time ({path})", field=path)
+    return updated
 
 
 def _jsonable(record: Record) -> dict[str, Any]:

@@ -188,9 +188,8 @@ def _calls(report: RunReport, connectors: dict[Side, Connector], started: float)
 
 
 def _retry_stats(connector: Connector) -> dict[str, int]:
-    """The HTTP layer's retry counts of a connector that has one (``session.stats``)."""
-    stats = getattr(getattr(connector, "session", None), "stats", None)
-    return {k: int(v) for k, v in vars(stats).items()} if stats is not None else {}
+    """The HTTP layer's retry counts (``Connector.stats``)."""
+    return connector.stats.as_dict()
 
 
 def _finish(store: Store, report: RunReport, connectors: dict[Side, Connector],

@@ -10,12 +10,11 @@ import yaml
 from pydantic import ValidationError
 
 from etl.connectors.schema import CollectionSchema, SystemSchema
+from etl.connectors.spec import entity_order
 from etl.errors import ConfigError
 from etl.mapping.models import SIDES, EntityMapping, Side
 from etl.mapping.paths import check_paths
 from etl.mapping.transforms import REGISTRY
-
-ENTITY_ORDER = ("customers", "products", "orders")
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
@@ -141,5 +140,8 @@ def load_mappings(directory: Path, entities: list[str] | None = None, *,
             raise ConfigError(
                 f"unknown entity {', '.join(unknown)} (valid: {', '.join(found)})"
             )
-    order = sorted(found, key=lambda e: (ENTITY_ORDER.index(e) if e in ENTITY_ORDER else 99, e))
+    try:  # each entity after the ones it depends on (orders after customers and products)
+        order = entity_order(found)
+    except ValueError as exc:
+        raise ConfigError(f"{directory}: {exc}") from None
     return {e: found[e] for e in order if not entities or e in entities}

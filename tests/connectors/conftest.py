@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from etl.connectors.generic import GenericConnector
 from etl.connectors.http import RetryPolicy
-from etl.connectors.ploomes import PloomesConnector
+from etl.connectors.registry import get
 from etl.sandbox.ploomes import PloomesSim, create_app
 
 PLOOMES_TEST_KEY = "connector-test-user-key"
@@ -29,17 +30,17 @@ def ploomes_http(ploomes_sim: PloomesSim) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def ploomes_connector(ploomes_http: TestClient) -> Callable[..., PloomesConnector]:
-    """Build a connector on the simulator; retries never sleep."""
+def ploomes_connector(ploomes_http: TestClient) -> Callable[..., GenericConnector]:
+    """Build the Ploomes connector (the built-in spec) on the simulator; retries never sleep."""
 
-    def make(**kwargs: Any) -> PloomesConnector:
+    def make(*, user_key: str = PLOOMES_TEST_KEY, **kwargs: Any) -> GenericConnector:
         options: dict[str, Any] = {
-            "user_key": PLOOMES_TEST_KEY,
             "requests_per_minute": 100_000,
             "retry": RetryPolicy(attempts=4, base_s=0.0, cap_s=0.0),
             "sleep": lambda _s: None,
         }
         options.update(kwargs)
-        return PloomesConnector(ploomes_http, **options)
+        return GenericConnector(get("ploomes").spec, ploomes_http, system="crm",
+                                credentials={"user_key": user_key}, **options)
 
     return make

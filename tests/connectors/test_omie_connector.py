@@ -396,16 +396,16 @@ def test_429_and_5xx_and_drops_are_retried(omie_conn: OmieConnector, omie_sim: O
     put(omie_sim, "clientes", T0)
     omie_sim.faults.burst_429 = 2
     assert keys(omie_conn, "customers", Window(None)) == ["1"]
-    assert omie_conn.session.stats.got_429 == 2
+    assert omie_conn.stats.got_429 == 2
     omie_sim.faults.error_rate = 0.4
     res = omie_conn.write_batch("customers", [WriteOp("create", cliente(i, cnpj_cpf=""),
                                                       external_id=f"e{i}") for i in range(6)])
     assert all(r.ok for r in res) and len(omie_sim.db["clientes"]) == 7
-    assert omie_conn.session.stats.got_5xx > 0
+    assert omie_conn.stats.got_5xx > 0
     omie_sim.faults.error_rate, omie_sim.faults.drop_rate = 0.0, 0.4
     res = omie_conn.write_batch("customers", [WriteOp("create", cliente(i, cnpj_cpf=""),
                                                       external_id=f"d{i}") for i in range(6)])
-    assert all(r.ok for r in res) and omie_conn.session.stats.dropped > 0
+    assert all(r.ok for r in res) and omie_conn.stats.dropped > 0
 
 
 def test_persistent_failure_is_system_unavailable(omie_conn: OmieConnector,
@@ -423,7 +423,7 @@ def test_bad_credentials_never_leak(omie_http: TestClient, omie_sleep: FakeSleep
     with pytest.raises(SystemUnavailable) as err:
         list(conn.list_changed("customers", Window(None)))
     text = str(err.value)
-    assert "PONTE_ERP__APP_KEY" in text and "PONTE_ERP__APP_SECRET" in text
+    assert "PONTE_ERP__CREDENTIALS__APP_KEY" in text and "PONTE_ERP__CREDENTIALS__APP_SECRET" in text
     assert wrong_secret not in text and KEY not in text
     with pytest.raises(SystemUnavailable) as err:
         conn.write_batch("customers", [WriteOp("create", cliente(0), external_id="a")])
@@ -442,3 +442,16 @@ def test_wrong_base_url_is_system_unavailable(omie_sim: OmieSim, omie_sleep: Fak
         conn = make(http, omie_sleep)
         with pytest.raises(SystemUnavailable, match="BASE_URL"):
             list(conn.list_changed("customers", Window(None)))
+
+
+@pytest.mark.parametrize(("entity", "record", "path"), [
+    ("customers", {"codigo_cliente_omie": 1}, "info.dAlt"),
+    ("products", {"codigo_produto": 1, "info": {"dAlt": "31/02/2026", "hAlt": "25:00:00"}},
+     "info.dAlt"),
+    ("orders", {"cabecalho": {"codigo_pedido": 1}, "infoCadastro": {"dAlt": None}},
+     "infoCadastro.dAlt"),
+])
+def test_an_undated_record_has_no_updated_at(omie_conn: OmieConnector, entity: str,
+                                             record: dict[str, Any], path: str) -> None:
+    assert omie_conn.updated_at(entity, record) is None
+    assert omie_conn.capabilities.updated_at_paths[entity] == path

@@ -11,12 +11,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from etl.connectors.base import Connector, Window, WriteOp
+from etl.connectors.generic import GenericConnector
 from etl.connectors.http import RetryPolicy
-from etl.connectors.ploomes import PloomesConnector, odata_string
+from etl.connectors.templates import render
 from etl.errors import SystemUnavailable
 from etl.sandbox.ploomes import PloomesSim
 
-Make = Callable[..., PloomesConnector]
+Make = Callable[..., GenericConnector]
 T0 = datetime(2024, 3, 1, 15, 0, 0, 250000, tzinfo=UTC)
 
 
@@ -128,7 +129,7 @@ def test_find_by_quotes_values(ploomes_sim: PloomesSim, ploomes_connector: Make)
                                        "Key": "erp:7"}, T0)
     add_contacts(ploomes_sim, 3)
     conn = ploomes_connector()
-    assert odata_string("O'Neil") == "'O''Neil'"
+    assert render("{value:q}", {"value": "O'Neil"}) == "'O''Neil'"
     assert [r["Id"] for r in conn.find_by("customers", "Name", ["Beta O'Neil", "nobody"])] == [1]
     assert [r["Id"] for r in conn.find_by("customers", "Register", ["22333444000172"])] == [1]
     assert [r["Id"] for r in conn.find_by("customers", "Key", ["erp:7"])] == [1]
@@ -243,12 +244,12 @@ def test_429_burst_and_transient_5xx_are_retried(ploomes_sim: PloomesSim,
     conn = ploomes_connector(retry=RetryPolicy(attempts=12, base_s=0, cap_s=0))
     ploomes_sim.faults.burst_429 = 3
     assert all_ids(list(conn.list_changed("customers", Window(None)))) == [1, 2, 3]
-    assert conn.session.stats.got_429 == 3
+    assert conn.stats.got_429 == 3
     ploomes_sim.faults.error_rate = 0.5
     results = conn.write_batch("customers", [WriteOp("update", {"Note": str(i)}, key=str(i))
                                              for i in (1, 2, 3)])
     assert all(r.ok for r in results)
-    assert conn.session.stats.got_5xx > 0
+    assert conn.stats.got_5xx > 0
     assert conn.calls.read >= 4 and conn.calls.write >= 3
 
 
@@ -264,7 +265,7 @@ def test_keyed_creates_are_not_duplicated_when_answers_are_lost(ploomes_sim: Plo
     assert keys == Counter({f"omie:{i}": 1 for i in range(12)})
     lost = [c for c in ploomes_sim.requests.as_list()
             if c["endpoint"] == "POST /Contacts" and c["status"] == 0]
-    assert lost and conn.session.stats.dropped > 0  # some creates landed but their answer didn't
+    assert lost and conn.stats.dropped > 0  # some creates landed but their answer didn't
 
 
 def test_persistent_500_means_the_system_is_down(ploomes_sim: PloomesSim,
@@ -292,7 +293,7 @@ def test_bad_key_is_system_unavailable_without_the_secret(ploomes_connector: Mak
     ):
         with pytest.raises(SystemUnavailable) as info:
             call()
-        assert "PONTE_CRM__USER_KEY" in str(info.value)
+        assert "PONTE_CRM__CREDENTIALS__USER_KEY" in str(info.value)
         assert secret not in str(info.value)
 
 
@@ -302,3 +303,10 @@ def test_custom_field_keys_come_from_fields(ploomes_connector: Make) -> None:
     assert len(keys) == 2 and all(k.startswith("contact_") for k in keys)
     assert "contact_name" not in keys  # a standard field, not a custom one
     assert c.custom_field_keys(10) == set()  # no custom product fields in the sandbox
+
+
+@pytest.mark.parametrize("value", [None, "ontem", "2026-03-10T10:00:00", 17])
+def test_an_undated_record_has_no_updated_at(ploomes_connector: Make, value: object) -> None:
+    conn = ploomes_connector()
+    assert conn.updated_at("customers", {"Id": 1, "LastUpdateDate": value}) is None
+    assert conn.capabilities.updated_at_paths["customers"] == "LastUpdateDate"

@@ -60,8 +60,8 @@ def test_no_secret_in_logs_state_runs_metrics_or_errors(drills: ModuleType,
         assert "INSERT INTO" in db and not leaks(db, secrets)
 
         # wrong credentials: the error names the problem, never a value
-        for var, wrong in (("PONTE_ERP__APP_SECRET", WRONG_SECRET),
-                           ("PONTE_CRM__USER_KEY", WRONG_USER_KEY)):
+        for var, wrong in (("PONTE_ERP__CREDENTIALS__APP_SECRET", WRONG_SECRET),
+                           ("PONTE_CRM__CREDENTIALS__USER_KEY", WRONG_USER_KEY)):
             env = sb.env(tmp_path / "other.db", PONTE_LOG_LEVEL="DEBUG", **{var: wrong})
             r = drills.ponte(["sync"], env, tmp_path)
             assert r.rc != 0

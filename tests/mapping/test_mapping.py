@@ -23,6 +23,33 @@ def test_shipped_mappings_load_in_dependency_order(maps) -> None:
     assert maps["orders"].sources() == ["crm", "erp"]
 
 
+@pytest.mark.parametrize(("renamed", "expected"), [
+    ({}, ["customers", "products", "orders"]),
+    # a name outside the three known ones still comes before what depends on it
+    ({"customers": "zz_clients"}, ["zz_clients", "products", "orders"]),
+    ({"products": "aa_items"}, ["customers", "aa_items", "orders"]),
+])
+def test_entities_load_after_what_they_depend_on(tmp_path: Path, renamed: dict[str, str],
+                                                 expected: list[str]) -> None:
+    for file in MAPPINGS.glob("*.yaml"):
+        text = file.read_text()
+        for old, new in renamed.items():
+            text = re.sub(rf"\b{old}\b", new, text)
+        (tmp_path / file.name).write_text(text)
+    assert list(load_mappings(tmp_path)) == expected
+
+
+def test_a_dependency_cycle_is_named(tmp_path: Path) -> None:
+    for file in MAPPINGS.glob("*.yaml"):
+        text = file.read_text()
+        if file.stem == "customers":
+            text = text.replace("entity: customers", "entity: customers\ndepends_on: [orders]")
+        (tmp_path / file.name).write_text(text)
+    with pytest.raises(ConfigError, match="depends_on forms a cycle: customers -> orders -> "
+                                          "customers"):
+        load_mappings(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

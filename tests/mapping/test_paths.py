@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from etl.connectors.schema import OMIE, PLOOMES, SCHEMAS
+from etl.connectors.schema import SCHEMAS, schema_for
 from etl.errors import ConfigError
 from etl.mapping import load_mapping, load_mappings
 from etl.mapping.loader import collection_schemas, unchecked_custom_fields
@@ -16,6 +16,7 @@ from etl.mapping.models import EntityMapping, SideField
 from etl.mapping.paths import check_paths, mapping_refs, resolve, unsent_paths
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings" / "ploomes_omie"
+PLOOMES, OMIE = schema_for("ploomes"), schema_for("omie")
 SYSTEMS = {"crm": PLOOMES, "erp": OMIE}
 CUSTOM = "contact_5E1A0C7B-3D2F-4A8B-9C61-2F7D0B9E4A13"
 
@@ -24,7 +25,8 @@ def test_shipped_mappings_name_only_declared_fields() -> None:
     maps = load_mappings(MAPPINGS, schemas=SYSTEMS)
     assert list(maps) == ["customers", "products", "orders"]
     assert unchecked_custom_fields(maps, SYSTEMS) == []
-    assert set(SCHEMAS) == {"ploomes", "omie"}
+    # the built-in specs' (connectors built from other specs add theirs when they are built)
+    assert {"ploomes", "omie"} <= set(SCHEMAS)
 
 
 def _edited(tmp_path: Path, file: str, old: str, new: str) -> Path:

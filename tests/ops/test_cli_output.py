@@ -141,7 +141,7 @@ def test_runs_show_is_a_readable_summary_and_json_stays_raw(cli_env: Env) -> Non
 
 def test_runs_show_names_the_error_of_a_failed_run(cli_env: Env,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PONTE_CRM__USER_KEY", "wrong-key-4711")  # the CRM refuses it
+    monkeypatch.setenv("PONTE_CRM__CREDENTIALS__USER_KEY", "wrong-key-4711")  # the CRM refuses it
     assert ponte("sync", "customers").exit_code == Exit.FAILED
     run = json.loads(ponte("runs", "--json").stdout)[0]
     text = ponte("runs", "show", run["id"]).stdout

@@ -89,10 +89,10 @@ def test_rebind_confirms_records_and_lets_the_same_systems_sync_again(
     # the same Ploomes account got a new User-Key
     rotated = "rotated-ploomes-user-key-51c2"
     cli_env.sandbox.crm.user_key = rotated
-    monkeypatch.setenv("PONTE_CRM__USER_KEY", rotated)
+    monkeypatch.setenv("PONTE_CRM__CREDENTIALS__USER_KEY", rotated)
     refused = ponte("sync", "customers")
     assert refused.exit_code == Exit.CONFIG
-    assert "crm: account differs — PONTE_CRM__USER_KEY" in refused.stderr
+    assert "crm: account differs — PONTE_CRM__CREDENTIALS__USER_KEY" in refused.stderr
     assert rotated not in refused.output
     no_terminal = ponte("db", "rebind")
     assert no_terminal.exit_code == Exit.CONFIG and "refused" in no_terminal.stderr

@@ -216,7 +216,7 @@ def test_an_internal_error_exits_5_and_its_text_is_stored_and_printed_without_se
 
     from etl.settings import Settings
 
-    secret = Settings().crm.user_key.get_secret_value()
+    secret = Settings().crm.credential("user_key")
     # a vendor record whose Id is not a number (and happens to carry a secret): ponte trips
     # over it while paging — not one of its own errors
     httpx.post(f"{cli_env.sandbox.crm_url}/_sandbox/Contacts", json={
@@ -247,6 +247,8 @@ def test_a_scheduled_run_that_crashes_is_recorded_failed_and_the_daemon_goes_on(
     assert Ponte(Settings()).scheduled_sync("customers", lambda: False) is None  # no raise
     with store(cli_env) as s:
         run = s.runs(limit=1)[0]
-        assert run.status == "failed" and run.report["error"].startswith("internal error: TypeError")
+        # the record's key None is a malformed record the spec's key pattern refuses
+        assert run.status == "failed" and run.report["error"].startswith(
+            "internal error: ValueError: a record's key 'None'")
     text = cli_env.metrics.read_text()  # the metrics still follow the failed run
     assert 'ponte_last_run_status{entity="customers",status="failed"} 1' in text

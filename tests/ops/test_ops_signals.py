@@ -182,13 +182,14 @@ def test_a_crash_that_is_not_ponte_s_own_fails_the_run_and_exits_5(tmp_path: Pat
         code, p = s.run("sync", "customers", "--json")
         assert code == Exit.INTERNAL, p.stderr()
         lines = [ln for ln in p.stderr().splitlines() if ln.startswith("internal error:")]
-        assert len(lines) == 1 and "TypeError" in lines[0] and "please report it" in lines[0]
+        # the spec's key pattern refuses the record's key None (a ValueError, never sent)
+        assert len(lines) == 1 and "ValueError" in lines[0] and "please report it" in lines[0]
         assert "Traceback" not in p.stderr()
         out = json.loads(p.stdout())
-        assert out["status"] == "failed" and out["exit_code"] == 5 and "TypeError" in out["error"]
+        assert out["status"] == "failed" and out["exit_code"] == 5 and "ValueError" in out["error"]
         run = s.store.runs(limit=1)[0]
         assert run.status == "failed" and run.finished_at is not None
-        assert run.report["error"].startswith("internal error: TypeError")
+        assert run.report["error"].startswith("internal error: ValueError")
         assert s.store.lock_holder(LOCK) is None
 
         code, debug = s.run("sync", "customers", name="debug", PONTE_LOG_LEVEL="DEBUG")

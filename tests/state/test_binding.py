@@ -24,14 +24,18 @@ APP_SECRET = "omie-app-secret-d41e"
 
 
 def settings(store_url: str, **change: str) -> Settings:
-    crm = {"base_url": "http://127.0.0.1:8701", "user_key": SecretStr(USER_KEY)}
-    erp = {"base_url": "http://127.0.0.1:8702/api/v1", "app_key": SecretStr(APP_KEY),
-           "app_secret": SecretStr(APP_SECRET)}
+    crm: dict[str, Any] = {"base_url": "http://127.0.0.1:8701",
+                           "credentials": {"user_key": SecretStr(USER_KEY)}}
+    erp: dict[str, Any] = {"base_url": "http://127.0.0.1:8702/api/v1",
+                           "credentials": {"app_key": SecretStr(APP_KEY),
+                                           "app_secret": SecretStr(APP_SECRET)}}
     for name, value in change.items():
         side, field = name.split("__")
         target = crm if side == "crm" else erp
-        target[field] = SecretStr(value) if field in ("user_key", "app_key", "app_secret") \
-            else value
+        if field in ("user_key", "app_key", "app_secret"):
+            target["credentials"][field] = SecretStr(value)
+        else:
+            target[field] = value
     return Settings(state_url=store_url, crm=CrmSettings(**crm), erp=ErpSettings(**erp))
 
 
@@ -76,9 +80,9 @@ MISMATCHES: list[tuple[dict[str, str], list[str], list[str]]] = [
      ["erp: base URL differs", "stored http://127.0.0.1:8702/api/v1",
       "configured https://app.omie.com.br/api/v1 "], ["crm:"]),
     ({"crm__user_key": "another-accounts-user-key"},
-     ["crm: account differs", "PONTE_CRM__USER_KEY"], ["erp:", "another-accounts-user-key"]),
+     ["crm: account differs", "PONTE_CRM__CREDENTIALS__USER_KEY"], ["erp:", "another-accounts-user-key"]),
     ({"erp__app_key": "5500000000001"},
-     ["erp: account differs", "PONTE_ERP__APP_KEY"], ["crm:", "5500000000001"]),
+     ["erp: account differs", "PONTE_ERP__CREDENTIALS__APP_KEY"], ["crm:", "5500000000001"]),
     ({"crm__base_url": "http://crm.other", "erp__app_key": "5500000000001"},
      ["crm: base URL differs", "erp: account differs"], ["5500000000001"]),
 ]
@@ -153,6 +157,6 @@ def test_status_view_shows_kinds_and_urls_only(store: Store, store_url: str) -> 
     view = binding.compare(store, settings(store_url, crm__user_key="x-other")).as_dict()
     assert view["matches"] is False and view["bound"]["crm"]["base_url"] == "http://127.0.0.1:8701"
     assert view["differences"] == [
-        ("crm: account differs — PONTE_CRM__USER_KEY is not the credential this state was built "
+        ("crm: account differs — PONTE_CRM__CREDENTIALS__USER_KEY is not the credential this state was built "
         "with (another account, or a new key)")]
     assert "account_hash" not in repr(view) and "salt" not in repr(view)

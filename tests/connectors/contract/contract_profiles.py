@@ -95,7 +95,7 @@ PLOOMES_KEY = "contract-ploomes-user-key"
 
 def _ploomes_settings(creds: Credentials) -> Settings:
     return Settings(crm=CrmSettings(base_url="http://ploomes.test",
-                                    user_key=creds.values["user_key"],
+                                    credentials={"user_key": creds.values["user_key"]},
                                     requests_per_minute=FAST))
 
 
@@ -120,7 +120,7 @@ PLOOMES = Profile(
     natural_field="Register",
     external_field="Key",
     rejected_field="Name",
-    credential_settings=("PONTE_CRM__USER_KEY",),
+    credential_settings=("PONTE_CRM__CREDENTIALS__USER_KEY",),
     make_sim=_ploomes_sim,
     make_app=lambda sim: ploomes_app(sim),  # type: ignore[arg-type]
     make_settings=_ploomes_settings,
@@ -144,8 +144,8 @@ OMIE_KEY, OMIE_SECRET = "3000000000003", "contract-omie-app-secret"
 
 def _omie_settings(creds: Credentials) -> Settings:
     return Settings(erp=ErpSettings(base_url="http://omie.test/api/v1",
-                                    app_key=creds.values["app_key"],
-                                    app_secret=creds.values["app_secret"],
+                                    credentials={"app_key": creds.values["app_key"],
+                                                 "app_secret": creds.values["app_secret"]},
                                     requests_per_minute=FAST))
 
 
@@ -182,7 +182,7 @@ OMIE = Profile(
     natural_field="cnpj_cpf",
     external_field="codigo_cliente_integracao",
     rejected_field="estado",
-    credential_settings=("PONTE_ERP__APP_KEY", "PONTE_ERP__APP_SECRET"),
+    credential_settings=("PONTE_ERP__CREDENTIALS__APP_KEY", "PONTE_ERP__CREDENTIALS__APP_SECRET"),
     make_sim=_omie_sim,
     make_app=lambda sim: omie_app(sim),  # type: ignore[arg-type]
     make_settings=_omie_settings,

@@ -1,0 +1,343 @@
+"""The generic connector: any REST or JSON-RPC system its spec describes
+(:mod:`etl.connectors.spec`), behind the same :class:`~etl.connectors.base.Connector` contract
+as a hand-written one.
+
+* Listing: the window ``[since, until)`` goes to the system at its precision (floored /
+  ceiled: its timestamps are truncated to it), the answer is trimmed to that window
+  client-side, and unless the spec says the
+  system already orders by (updated-at, key) the window is collected, the latest version per
+  key kept, and yielded in that order (undated records last; the engine quarantines them).
+  ``changed_since: none``: everything is read and yielded; the snapshot diff finds the changes.
+* Waits a system states in its message (an error rule with ``wait_group`` or a ``hook``) are
+  honoured here, beyond the HTTP session's backoff cap; 429/5xx/timeouts are the session's.
+* Creates with ``idempotency: lookup`` are sent once; after an ambiguous failure (5xx, timeout,
+  dropped connection) the record is looked up by its external id before trying again; an
+  ``already_exists`` answer to a create is resolved the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import httpx
+
+from etl.connectors.auth import Authenticator, Call
+from etl.connectors.base import ApiCalls, Capabilities, Record, RetryStats
+from etl.connectors.errors import Outcome, classify, verdict
+from etl.connectors.generic_writes import Refused, Writes
+from etl.connectors.hooks import HOOKS, wait_hooks
+from etl.connectors.http import HttpSession, RetryPolicy
+from etl.connectors.paginators import PAGINATORS, fingerprint
+from etl.connectors.spec import (
+    ByValues,
+    ConnectorSpec,
+    EntitySpec,
+    Paginator,
+    Request,
+    TimeFormat,
+)
+from etl.connectors.templates import (
+    ceil_to,
+    compose,
+    dig,
+    fill,
+    floor_to,
+    format_instant,
+    parse_instant,
+)
+from etl.errors import ConfigError, SystemUnavailable
+from etl.settings import SideSettings
+from etl.watermark import Window
+
+MAX_STATED_WAITS = 4  # waits a system states in its message, per request
+
+
+def _sort_key(at: datetime, key: str) -> tuple[datetime, int, str]:
+    return (at, int(key), "") if key.isdigit() else (at, 0, key)
+
+
+class GenericConnector(Writes):
+    """A connector run from its spec."""
+
+    def __init__(self, spec: ConnectorSpec, client: httpx.Client, *, system: str,
+                 credentials: dict[str, str], requests_per_minute: int | None = None,
+                 max_concurrency: int | None = None, page_size: int | None = None,
+                 retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        d = spec.defaults
+        self.spec, self.system, self.kind = spec, system, spec.name
+        self.client = client
+        rpm = requests_per_minute or d.requests_per_minute
+        concurrency = max_concurrency or d.max_concurrency
+        self.page_size = page_size or d.page_size
+        self.session = HttpSession(client, system=system, requests_per_minute=rpm,
+                                   max_concurrency=concurrency, retry=retry, sleep=sleep)
+        self.auth = Authenticator(spec.auth, credentials, system=system, client=client,
+                                  clock=clock)
+        self._sleep = sleep
+        self._hooks = wait_hooks(spec)
+        self._write_lock = threading.Lock()
+        self.hook_state: dict[str, Any] = {}  # what hooks keep for the run (lookup caches)
+        self._hook_lock = threading.Lock()
+        precisions = [e.updated_at.precision_ms for e in spec.entities.values() if e.updated_at]
+        self.capabilities = Capabilities(
+            page_size=self.page_size, batch_size=1, requests_per_minute=rpm,
+            max_concurrency=concurrency, clock_zone=spec.clock_zone,
+            clock_precision=timedelta(milliseconds=min(precisions, default=1000)),
+            has_external_id_upsert=any(e.idempotency.strategy == "upsert"
+                                       for e in spec.entities.values()),
+            has_changed_since=all(e.listing is not None and e.listing.changed_since == "filter"
+                                  for e in spec.entities.values()),
+            updated_at_paths={n: e.updated_at.paths[0] for n, e in spec.entities.items()
+                              if e.updated_at})
+
+    @classmethod
+    def from_settings(cls, side: str, conf: SideSettings, client: httpx.Client
+                      ) -> GenericConnector:
+        return cls(conf.spec, client, system=side, credentials={
+            n: conf.credential(n) for n in conf.credentials},
+            requests_per_minute=conf.requests_per_minute, max_concurrency=conf.max_concurrency,
+            page_size=conf.page_size)
+
+    @property
+    def calls(self) -> ApiCalls:
+        return self.session.calls
+
+    @property
+    def stats(self) -> RetryStats:
+        return self.session.stats
+
+    def entities(self) -> set[str]:
+        return set(self.spec.entities)
+
+    def close(self) -> None:
+        """The client belongs to whoever made it."""
+
+    def _entity(self, entity: str) -> EntitySpec:
+        try:
+            return self.spec.entities[entity]
+        except KeyError:
+            raise ConfigError(f"{self.spec.title} has no entity {entity!r}; valid: "
+                              f"{', '.join(sorted(self.spec.entities))}") from None
+
+    # --- record facts ------------------------------------------------------------------------
+
+    def key_of(self, entity: str, record: Record) -> str:
+        return str(dig(record, self._entity(entity).key or ""))
+
+    def updated_at(self, entity: str, record: Record) -> datetime | None:
+        spec = self._entity(entity).updated_at
+        for path in spec.paths if spec is not None else ():
+            try:
+                text = fill(path, record) if "{" in path else dig(record, path)
+            except (KeyError, ValueError):
+                continue
+            at = parse_instant(text, spec)
+            if at is not None:
+                return at
+        return None
+
+    # --- the wire ----------------------------------------------------------------------------
+
+    def _send(self, call: Call, kind: Literal["read", "write"], *, attempts: int | None = None
+              ) -> tuple[Outcome, Any, httpx.Response]:
+        def judge(response: httpx.Response) -> Any:
+            return verdict(classify(response, self.spec.errors, self._hooks))
+
+        for _ in range(MAX_STATED_WAITS + 1):
+            sent = copy.deepcopy(call)
+            for param, clauses in sent.filters.items():
+                if clauses:
+                    sent.params[param] = compose(clauses, sent.joins.get(param, " and "))
+            self.auth.apply(sent)
+            response = self.session.request(
+                sent.method, sent.path.lstrip("/"), kind=kind, classify=judge,
+                describe=f"{self.spec.title} {sent.method} {sent.path}", attempts=attempts,
+                params=sent.params or None, headers=sent.headers or None,
+                json=sent.body if sent.body is not None else None)
+            outcome = classify(response, self.spec.errors, self._hooks)
+            if outcome.action == "retry" and outcome.stated and outcome.wait is not None:
+                self._sleep(outcome.wait)  # a wait the system states (the session's are done)
+                continue
+            if outcome.action == "bad_credentials":
+                self.auth.forget_token()
+                names = ", ".join(f"PONTE_{self.system.upper()}__CREDENTIALS__{n.upper()}"
+                                  for n in self.spec.credentials)
+                raise Refused(self.system, f"{self.spec.title} refused the credentials (HTTP "
+                              f"{outcome.status}); check {names or 'the credentials'}")
+            if outcome.action == "unavailable":
+                raise Refused(self.system, f"{self.spec.title} {call.method} {call.path}: "
+                              f"{outcome.message}")
+            try:
+                answer = response.json() if response.content else None
+            except ValueError:
+                answer = None
+            return outcome, answer, response
+        raise SystemUnavailable(self.system, f"{self.spec.title} {call.method} {call.path} kept "
+                                f"asking to wait ({MAX_STATED_WAITS} waits)")
+
+    def _call(self, req: Request, values: dict[str, Any], fmt: TimeFormat | None = None) -> Call:
+        """A request's template filled (filter clauses whose values are unset left out)."""
+        call = Call(req.method, fill(req.path, values), fill(req.params, values, fmt),
+                    fill(req.body, values, fmt), dict(req.headers))
+        if req.filter is not None:
+            clauses = [c for c in fill(req.filter.clauses, values, fmt, drop=True)]
+            call.filters[req.filter.param] = clauses
+            call.joins[req.filter.param] = req.filter.join
+        return call
+
+    def _pages(self, call: Call, paginator: Paginator, records: str, entity: str,
+               size: int | None = None, limit: int | None = None) -> Iterator[list[Record]]:
+        """Pages of one listing, with the repeated-request guard; ``limit``: the most records
+        the request can match (a page reaching it is the last)."""
+        size = size or self.page_size
+        total = 0
+        pager = PAGINATORS[paginator.type](paginator, position=self._position(entity))
+        pager.first(call, size)
+        seen: set[str] = set()
+        while True:
+            mark = fingerprint(call)
+            if mark in seen:
+                raise SystemUnavailable(self.system, f"{self.spec.title} {call.path}: the "
+                                        f"{paginator.type} paginator asked for the same page "
+                                        "twice (its cursor did not move); stopped")
+            seen.add(mark)
+            outcome, answer, response = self._send(call, "read")
+            if outcome.action in ("end_of_list", "not_found"):
+                return
+            if outcome.action != "ok":
+                what = f"{self.spec.title} {call.method} {call.path} answered HTTP " \
+                       f"{outcome.status}: {outcome.message}"
+                if outcome.action in ("bad_request", "rejected"):
+                    raise ConfigError(what)
+                raise SystemUnavailable(self.system, what)
+            page = dig(answer, records)
+            page = [page] if isinstance(page, dict) else page
+            if not isinstance(page, list):
+                raise SystemUnavailable(self.system, f"{self.spec.title} {call.path}: no records "
+                                        f"at {records or 'the top'} of the answer")
+            if page:
+                yield page
+            total += len(page)
+            if (limit is not None and total >= limit) or not pager.next(
+                    call, size, answer, response, page):
+                return
+
+    def _position(self, entity: str) -> Callable[[Record], tuple[str | None, str]]:
+        listing = self.spec.entities[entity].listing if entity in self.spec.entities else None
+
+        def position(record: Record) -> tuple[str | None, str]:
+            if listing is None:  # not an entity's listing: the paginator names its key
+                return None, ""
+            at = self.updated_at(entity, record)
+            return (None if at is None else format_instant(at, listing.time),
+                    self.key_of(entity, record))
+        return position
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def list_changed(self, entity: str, window: Window) -> Iterator[list[Record]]:
+        ls = self._entity(entity).listing
+        assert ls is not None  # checked when the spec was loaded
+        values: dict[str, Any] = {}
+        if ls.changed_since == "filter":
+            if window.since is not None:
+                values["since"] = floor_to(window.since, ls.time.precision_ms)
+            if window.until is not None:
+                values["until"] = ceil_to(window.until, ls.time.precision_ms)
+        call = self._call(ls, values, ls.time)
+        pages = self._pages(call, ls.paginator, ls.records, entity, ls.page_size)
+        if ls.changed_since == "none":
+            yield from pages
+            return
+
+        since, until = values.get("since"), values.get("until")  # at the source's precision
+
+        def inside(record: Record) -> tuple[bool, datetime | None]:
+            at = self.updated_at(entity, record)
+            if at is None:
+                return True, None
+            return (since is None or at >= since) and (until is None or at < until), at
+        if ls.sorted:
+            for page in pages:
+                kept = [r for r in page if inside(r)[0]]
+                if kept:
+                    yield kept
+            return
+        latest: dict[str, tuple[datetime, Record]] = {}
+        undated: list[Record] = []
+        for page in pages:
+            for record in page:
+                ok, at = inside(record)
+                if at is None:
+                    undated.append(record)
+                elif ok:
+                    key = self.key_of(entity, record)
+                    if key not in latest or latest[key][0] <= at:
+                        latest[key] = (at, record)
+        ordered = [r for k, (at, r) in sorted(latest.items(),
+                                              key=lambda kv: _sort_key(kv[1][0], kv[0]))]
+        ordered += undated
+        for start in range(0, len(ordered), self.page_size):
+            yield ordered[start:start + self.page_size]
+
+    def _by_values(self, entity: str, spec: ByValues, values: Sequence[str],
+                   field: str = "") -> list[Record]:
+        wanted = list(dict.fromkeys(str(v) for v in values if v is not None and str(v) != ""))
+        if spec.value_pattern is not None:
+            wanted = [v for v in wanted if re.fullmatch(spec.value_pattern, v)]
+        chunk = 1 if "{value}" in spec.path else spec.chunk
+        out: list[Record] = []
+        for i in range(0, len(wanted), chunk):
+            part = wanted[i:i + chunk]
+            call = self._call(spec, {"value": part[0], "field": field})
+            if spec.item_hook is not None:
+                items = [HOOKS[spec.item_hook](field, v) for v in part]
+            else:
+                items = [fill(spec.item, {"value": v, "field": field}) for v in part]
+            if spec.filter is not None:
+                call.filters[spec.filter.param].append(spec.join.join(map(str, items)))
+            elif spec.param is not None:
+                call.params[spec.param] = items if spec.repeat else spec.join.join(map(str, items))
+            for page in self._pages(call, spec.paginator, spec.records, entity,
+                                    limit=len(part) if spec.unique else None):
+                out.extend(page)
+        return out
+
+    def read_by_keys(self, entity: str, keys: Sequence[str]) -> list[Record]:
+        e, wanted = self._entity(entity), {str(k) for k in keys}
+        if e.read_by_keys is None:
+            raise ConfigError(f"{self.spec.title} {entity}: the spec has no read_by_keys")
+        return self._unique(entity, [r for r in self._by_values(entity, e.read_by_keys, keys)
+                                     if self.key_of(entity, r) in wanted])
+
+    def find_by(self, entity: str, native_field: str, values: Sequence[str]) -> list[Record]:
+        e = self._entity(entity)
+        spec = e.find_by.get(native_field) or e.find_by.get("*")
+        if spec is None:
+            raise ConfigError(f"{self.spec.title} {entity} cannot be matched by "
+                              f"{native_field!r}; valid: {', '.join(e.find_by) or 'none'}")
+        wanted = {str(v) for v in values}
+        # a system that ignores a filter it does not know must not match every record
+        found = [r for r in self._by_values(entity, spec, values, native_field)
+                 if not spec.verify or str(dig(r, native_field)) in wanted]
+        return self._unique(entity, found)
+
+    def custom_field_keys(self, entity_id: int) -> set[str]:
+        """The custom fields the account defines for a system entity (``custom_fields``)."""
+        spec = self.spec.custom_fields
+        if spec is None:
+            return set()
+        call = self._call(spec, {"entity_id": int(entity_id)})
+        return {str(dig(f, spec.key)) for page in self._pages(call, spec.paginator, spec.records,
+                                                              "") for f in page
+                if dig(f, spec.key)}
+
+    def _unique(self, entity: str, records: list[Record]) -> list[Record]:
+        return list({self.key_of(entity, r): r for r in records}.values())

@@ -1,0 +1,176 @@
+"""Writing through a spec: creates, updates and deletes of the generic connector
+(:mod:`etl.connectors.generic`).
+
+Creates with ``idempotency: lookup`` are sent once; after an ambiguous failure (5xx, timeout,
+dropped connection) the record is looked up by its external id (or natural key) before trying
+again, and an ``already_exists`` answer is resolved the same way. Answers without the stored
+record (or without the fields ``complete`` names) are read back, all of a batch in one go.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+from etl.connectors.auth import Call
+from etl.connectors.base import Capabilities, Record, WriteOp, WriteResult
+from etl.connectors.errors import Outcome
+from etl.connectors.hooks import HOOKS
+from etl.connectors.http import HttpSession
+from etl.connectors.spec import ConnectorSpec, EntitySpec, WriteSpec
+from etl.connectors.templates import dig, put
+from etl.errors import RecordError, SystemUnavailable
+
+
+class Refused(SystemUnavailable):
+    """The system refused us for good (credentials, blocked): never retried."""
+
+
+class Writes:
+    """The write half of :class:`etl.connectors.generic.GenericConnector`."""
+
+    spec: ConnectorSpec
+    system: str
+    kind: str
+    session: HttpSession
+    capabilities: Capabilities
+    hook_state: dict[str, Any]
+    _sleep: Callable[[float], None]
+    _write_lock: threading.Lock
+
+    def _entity(self, entity: str) -> EntitySpec: ...
+    def key_of(self, entity: str, record: Record) -> str: ...
+    def read_by_keys(self, entity: str, keys: Sequence[str]) -> list[Record]: ...
+    def find_by(self, entity: str, native_field: str, values: Sequence[str]) -> list[Record]: ...
+    def _send(self, call: Call, kind: Literal["read", "write"], *, attempts: int | None = None
+              ) -> tuple[Outcome, Any, Any]: ...
+    def _call(self, req: Any, values: dict[str, Any], fmt: Any = None) -> Call: ...
+
+    def write_batch(self, entity: str, ops: Sequence[WriteOp]) -> list[WriteResult]:
+        e = self._entity(entity)
+        if "before_batch" in e.hooks:  # e.g. reference lookups primed once for the batch
+            HOOKS[e.hooks["before_batch"]](self, entity, ops)
+        workers = e.write_concurrency or self.capabilities.max_concurrency
+        if workers > 1 and len(ops) > 1:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{self.kind}-write")
+            try:
+                results = [f.result() for f in [pool.submit(self._write_one, entity, op)
+                                                for op in ops]]
+            finally:  # aborted: writes not yet sent are never sent
+                pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            with self._write_lock:
+                results = [self._write_one(entity, op) for op in ops]
+        todo = [r for r in results if r.ok and r.record is None and r.key]
+        if todo:  # written, answer without the (whole) record: read them back in one go
+            found = {self.key_of(entity, r): r
+                     for r in self.read_by_keys(entity, [str(t.key) for t in todo])}
+            for r in todo:
+                r.record = found.get(str(r.key))
+        return results
+
+    def _write_one(self, entity: str, op: WriteOp) -> WriteResult:
+        e = self._entity(entity)
+        spec = e.create if op.action == "create" else e.update
+        if spec is None:
+            return WriteResult(op, key=op.key, error=RecordError(
+                f"{self.spec.title} {entity}: the spec has no {op.action}", kind="rejected"))
+        if op.action == "update" and not _key_ok(spec, op.key):
+            return WriteResult(op, key=op.key, error=RecordError(
+                f"cannot update {self.spec.title} {entity}: invalid key {op.key!r}",
+                kind="rejected"))
+        payload = copy.deepcopy(op.payload)
+        try:  # a vendor's payload fix-up (a hook the spec names)
+            if "before_write" in e.hooks:
+                payload = HOOKS[e.hooks["before_write"]](self, entity, payload)
+        except RecordError as exc:
+            return WriteResult(op, key=op.key, error=exc)
+        idem = e.idempotency
+        field, ident = idem.external_id_field, op.external_id
+        if op.action == "create" and ident and field and idem.strategy != "none":
+            put(payload, field, ident)
+        elif op.action == "create" and idem.natural_key_field:
+            field = idem.natural_key_field
+            ident = str(dig(payload, field) or "").strip() or None
+        call = self._write_call(spec, payload, {"key": op.key, "external_id": op.external_id})
+        lookup = op.action == "create" and idem.strategy == "lookup" and bool(field and ident)
+        for attempt in range(1, self.session.retry.attempts + 1):
+            try:
+                outcome, answer, _ = self._send(call, "write", attempts=1 if lookup else None)
+            except SystemUnavailable as exc:
+                if isinstance(exc, Refused) or not lookup or attempt == self.session.retry.attempts:
+                    raise
+                outcome, answer = Outcome("already_exists", 0, "answer lost"), None
+            if outcome.action == "already_exists" and field and ident:
+                found = self.find_by(entity, field, [ident])
+                if found:  # created by an earlier attempt whose answer never came
+                    return self._complete(entity, op, spec, found[0])
+                if outcome.status == 0:
+                    self._sleep(self.session.retry.backoff(attempt, None))
+                    continue
+            return self._result(entity, op, spec, outcome, answer)
+        raise SystemUnavailable(self.system, f"{self.spec.title} create in {entity} kept failing")
+
+    def _write_call(self, spec: WriteSpec, payload: Record, values: dict[str, Any]) -> Call:
+        call = self._call(spec, values)
+        if spec.wrap:
+            call.body = call.body if isinstance(call.body, dict) else {}
+            put(call.body, spec.wrap, payload)
+        elif payload or spec.method != "DELETE":
+            call.body = payload
+        return call
+
+    def _complete(self, entity: str, op: WriteOp, spec: WriteSpec, record: Record
+                  ) -> WriteResult:
+        """The record as written; read back (by ``write_batch``) when it lacks a field
+        ``complete`` names."""
+        key = self.key_of(entity, record)
+        if any(f not in record for f in spec.complete):
+            return WriteResult(op, key=key)
+        return WriteResult(op, key=key, record=record)
+
+    def _result(self, entity: str, op: WriteOp, spec: WriteSpec, outcome: Outcome,
+                answer: Any) -> WriteResult:
+        if outcome.action != "ok":
+            what = "no longer exists" if outcome.action == "not_found" else "was rejected"
+            return WriteResult(op, key=op.key, error=RecordError(
+                f"{self.spec.title}: the {op.action} of {entity} {op.key or ''} {what}: HTTP "
+                f"{outcome.status}: {outcome.message}".replace("  ", " "), field=outcome.field,
+                kind="rejected"))
+        if spec.answer == "record":
+            record = dig(answer, spec.record_path)
+            record = record[0] if isinstance(record, list) and record else record
+            if isinstance(record, dict) and dig(record, self._entity(entity).key or ""):
+                return self._complete(entity, op, spec, record)
+        key = dig(answer, spec.key_path) if spec.key_path else None
+        key = key if key is not None else op.key
+        if key is None:
+            raise SystemUnavailable(self.system, f"{self.spec.title} {entity}: the {op.action} "
+                                    "answer names no record")
+        return WriteResult(op, key=str(key))  # read back by write_batch
+
+    def delete(self, entity: str, key: str) -> RecordError | None:
+        e = self._entity(entity)
+        if e.delete is None:
+            return RecordError(f"{self.spec.title} {entity}: the spec has no delete",
+                               kind="rejected")
+        if not _key_ok(e.delete, key):
+            return RecordError(f"cannot delete {self.spec.title} {entity}: invalid key {key!r}",
+                               kind="rejected")
+        outcome, _, _ = self._send(self._write_call(e.delete, {}, {"key": key}), "write")
+        if outcome.action in ("ok", "not_found"):
+            return None
+        return RecordError(f"{self.spec.title} refused to delete {entity} {key}: HTTP "
+                           f"{outcome.status}: {outcome.message}", kind="rejected")
+
+
+def _key_ok(spec: WriteSpec, key: str | None) -> bool:
+    return spec.key_pattern is None or (key is not None
+                                        and re.fullmatch(spec.key_pattern, str(key)) is not None)
+
+
+__all__ = ["Refused", "Writes"]

@@ -1,0 +1,351 @@
+"""A connector described as data: the typed models of a connector spec file (YAML).
+
+A spec says how to reach a system (base URL, credentials, auth), what each of its entities is
+(collection, key, updated-at, dependencies), how to list changes, read by keys, find by a natural
+key, create, update and delete, how pages follow each other, what each error answer means, and
+the field schema of each collection (what ``ponte mappings check`` checks mapping paths
+against). :func:`load_spec` validates a file; every error names the file, the path inside it,
+the bad value and the valid choices.
+
+Templates: strings in ``params``, ``body`` and ``path`` may name values in braces: ``{since}``,
+``{until}`` (the window edges, in the list's time format, or ``{since:%d/%m/%Y}`` for any
+strftime pattern, in the list's zone), ``{key}``, ``{value}``, ``{page}``, ``{page_size}``,
+``{offset}``, ``{cursor}``. A parameter whose template names a value that is not set (no
+``since`` on a first run) is left out; a body string that is one placeholder alone keeps the
+value's type (a page number stays a number).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from etl.connectors.spec_parts import (
+    ACTIONS,
+    HTTP_METHOD,
+    NAME,
+    Action,
+    Auth,
+    BasicAuth,
+    BearerAuth,
+    BodyAuth,
+    Credential,
+    CursorPaging,
+    ErrorRule,
+    HeaderAuth,
+    KeysetPaging,
+    NextLinkPaging,
+    NoAuth,
+    NoPaging,
+    OAuth2Auth,
+    OffsetPaging,
+    PagePaging,
+    Paginator,
+    Paging,
+    QueryAuth,
+    RangePaging,
+    Strict,
+    TimeFormat,
+    UpdatedAt,
+)
+from etl.errors import ConfigError
+
+# --- requests -------------------------------------------------------------------------------
+
+
+class Request(Strict):
+    """One request. ``filter``: clauses (templates) of one parameter, those whose values are set
+    joined by ``join`` (each parenthesised when there are several); paging may add its own."""
+
+    method: HTTP_METHOD = "GET"
+    path: str
+    params: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    filter: Filter | None = None
+
+
+class Filter(Strict):
+    param: str
+    clauses: list[str] = Field(default_factory=list)
+    join: str = " and "
+
+
+class ListSpec(Request):
+    records: str = ""  # dotted path of the records' list in the answer; "" = the answer itself
+    changed_since: Literal["filter", "none"] = "filter"
+    sorted: bool = False  # the answer is ordered by (updated-at, key) already
+    time: TimeFormat = TimeFormat()
+    paginator: Paginator = NoPaging(type="none")
+    page_size: int | None = Field(None, ge=1)
+
+
+class ByValues(Request):
+    """Read records by several values at once: ``param`` = ``join`` of ``item`` per value
+    (``"Id eq {value}"`` joined by ``" or "``, or ``"{value}"`` by ``","``), ``chunk`` values
+    per request; with ``repeat`` the parameter is sent once per value instead."""
+
+    param: str | None = None  # with ``filter``: joined values become one more clause of it
+    item: str = "{value}"  # ``{value}``, ``{field}`` (the field searched)
+    item_hook: str | None = None  # a hook that writes the item instead: (field, value) -> text
+    join: str = ","
+    repeat: bool = False
+    chunk: int = Field(50, ge=1)
+    records: str = ""
+    paginator: Paginator = NoPaging(type="none")
+    value_pattern: str | None = None  # values not matching it are dropped (never sent)
+    unique: bool = False  # each value matches at most one record: stop once all are found
+    verify: bool = True  # keep only records whose field equals a value (find_by)
+
+
+class WriteSpec(Request):
+    """A create/update/delete. ``answer: record`` = the answer (at ``record_path``) is the stored
+    record; ``reread`` = read it back by the key at ``key_path``; ``none`` = nothing to read."""
+
+    answer: Literal["record", "reread", "none"] = "record"
+    record_path: str = ""
+    key_path: str | None = None
+    wrap: str | None = None  # send the payload inside this body field
+    complete: list[str] = Field(default_factory=list)  # fields an answer lacks -> read back
+    key_pattern: str | None = None  # a key not matching it is refused before sending
+
+
+class Idempotency(Strict):
+    """How a create whose answer was lost is never made twice: ``upsert`` (the create is keyed
+    by ``external_id_field``, resending it updates) or ``lookup`` (after an ambiguous failure,
+    find by ``external_id_field`` before sending again); ``none``: resent as is."""
+
+    strategy: Literal["upsert", "lookup", "none"] = "none"
+    external_id_field: str | None = None
+    natural_key_field: str | None = None  # lookup by this payload field when no external id
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+
+class CustomFields(Strict):
+    """Custom fields live in list ``list``, one item per field named by ``key``; the system's
+    field list (``discovery``) says which exist."""
+
+    list_field: str = Field(alias="list")
+    key: str = "FieldKey"
+    entity_id: int | None = None
+
+
+class SchemaSpec(Strict):
+    """Fields as a tree: ``_`` = leaf names (space separated), other keys = nested objects
+    (``Phones[]`` = a list of objects); a string value = an object with only those leaves."""
+
+    fields: dict[str, Any]
+    always_sent: str | None = None  # paths every record carries; unset = every field
+    custom: CustomFields | None = None
+
+
+# --- entities and the whole spec ------------------------------------------------------------
+
+
+class CustomFieldList(Request):
+    records: str = ""
+    key: str = "Key"  # the field of each item that names a custom field
+    paginator: Paginator = NoPaging(type="none")
+
+
+class EntitySpec(Strict):
+    collection: str  # the native collection, as mapping files name it
+    depends_on: list[str] = Field(default_factory=list)
+    key: str | None = None  # dotted path of the record's key
+    updated_at: UpdatedAt | None = None
+    listing: ListSpec | None = Field(None, alias="list")
+    read_by_keys: ByValues | None = None
+    find_by: dict[str, ByValues] = Field(default_factory=dict)
+    create: WriteSpec | None = None
+    update: WriteSpec | None = None
+    delete: WriteSpec | None = None
+    idempotency: Idempotency = Idempotency()
+    write_concurrency: int | None = Field(None, ge=1)  # unset: the side's max_concurrency
+    hooks: dict[str, str] = Field(default_factory=dict)  # hook point -> hook name
+
+
+class Defaults(Strict):
+    requests_per_minute: int = Field(60, ge=1)
+    max_concurrency: int = Field(4, ge=1)
+    page_size: int = Field(100, ge=1)
+    page_size_max: int | None = Field(None, ge=1)  # the largest page the system serves
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class ConnectorSpec(Strict):
+    name: str = Field(pattern=NAME)
+    kind: Literal["crm", "erp", "any"]
+    title: str
+    base_url: str | None = None  # default (the sandbox for built-ins)
+    credentials: dict[str, Credential] = Field(default_factory=dict)
+    auth: Auth = NoAuth(type="none")
+    defaults: Defaults = Defaults()
+    clock_zone: str = "UTC"
+    # a hand-written connector ("module:Class"); unset = the generic connector runs this spec
+    implementation: str | None = None
+    errors: list[ErrorRule] = Field(default_factory=list)
+    entities: dict[str, EntitySpec] = Field(min_length=1)
+    schemas: dict[str, SchemaSpec] = Field(default_factory=dict)
+    # the system's list of custom fields (``{entity_id}``), read for ``mappings check --online``
+    custom_fields: CustomFieldList | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ConnectorSpec:
+        problems = [f"credentials.{n}: a credential name is lower case letters, digits and _"
+                    for n in self.credentials if not re.fullmatch(NAME, n)]
+        named = {f"auth.{k}": v for k, v in self.auth.model_dump().items()
+                 if k in ("credential", "username", "password", "client_id", "client_secret",
+                          "refresh_token") and v}
+        if isinstance(self.auth, BodyAuth):
+            named.update({f"auth.fields.{k}": v for k, v in self.auth.fields.items()})
+        for where, cred in named.items():
+            if cred not in self.credentials:
+                problems.append(f"{where}: {cred!r} is not a declared credential (valid: "
+                                f"{', '.join(sorted(self.credentials)) or 'none declared'})")
+        for name, entity in self.entities.items():
+            for dep in entity.depends_on:
+                if dep not in self.entities:
+                    problems.append(f"entities.{name}.depends_on: {dep!r} is not an entity "
+                                    f"(valid: {', '.join(sorted(self.entities))})")
+            if self.implementation is None:
+                for need, attr in (("key", "key"), ("updated_at", "updated_at"),
+                                   ("list", "listing")):
+                    if getattr(entity, attr) is None:
+                        problems.append(f"entities.{name}.{need}: required (the generic "
+                                        "connector runs this spec)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        entity_order(self.entities)  # a cycle is an error
+        return self
+
+
+def entity_order(entities: Mapping[str, Any]) -> list[str]:
+    """Entities (anything with ``depends_on``) with each after the ones it depends on (ties in
+    the given order); a ``ValueError`` names a cycle."""
+    done: list[str] = []
+    visiting: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        if name in visiting:
+            cycle = " -> ".join([*visiting[visiting.index(name):], name])
+            raise ValueError(f"entities: depends_on forms a cycle: {cycle}")
+        visiting.append(name)
+        for dep in entities[name].depends_on:
+            if dep in entities:
+                visit(dep)
+        visiting.pop()
+        done.append(name)
+
+    for name in entities:
+        visit(name)
+    return done
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def describe(exc: ValidationError, source: str) -> str:
+    """One line per problem: ``file: path: what (valid: ...); got value``."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        ctx = err.get("ctx") or {}
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "union_tag_invalid":
+            msg = (f"unknown {ctx.get('discriminator', 'type')} {ctx.get('tag')!r} "
+                   f"(valid: {ctx.get('expected_tags')})")
+            loc = loc + ("type",)
+        elif "expected" in ctx and str(ctx["expected"]) not in msg:
+            msg += f" (valid: {ctx['expected']})"
+        # the tag of a discriminated union is part of pydantic's path: drop it
+        loc = tuple(p for p in loc if not (isinstance(p, str) and p in _TAGS))
+        bad = err.get("input")
+        shown = f"; got {bad!r}" if not isinstance(bad, dict | list) and bad is not None else ""
+        lines.append(f"{source}: {_where(loc)}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+_TAGS = {"none", "header", "query", "body", "bearer", "basic", "oauth2", "offset", "page_number",
+         "keyset", "cursor", "next_link", "range"}
+
+
+def parse_spec(raw: object, source: str) -> ConnectorSpec:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a connector spec must be a YAML object with 'name', "
+                          "'kind', 'title' and 'entities'")
+    try:
+        return ConnectorSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, source)) from None
+
+
+def load_spec(path: Path) -> ConnectorSpec:
+    """One spec file, validated (:class:`ConfigError` naming file, path, value and choices)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: connector spec not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the connector spec ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_spec(raw, str(path))
+
+
+__all__ = [
+    "ACTIONS",
+    "HTTP_METHOD",
+    "NAME",
+    "Action",
+    "Auth",
+    "BasicAuth",
+    "BearerAuth",
+    "BodyAuth",
+    "ByValues",
+    "ConnectorSpec",
+    "Credential",
+    "CursorPaging",
+    "CustomFields",
+    "Defaults",
+    "EntitySpec",
+    "ErrorRule",
+    "HeaderAuth",
+    "Idempotency",
+    "KeysetPaging",
+    "ListSpec",
+    "NextLinkPaging",
+    "NoAuth",
+    "NoPaging",
+    "OAuth2Auth",
+    "OffsetPaging",
+    "PagePaging",
+    "Paginator",
+    "Paging",
+    "QueryAuth",
+    "RangePaging",
+    "Request",
+    "SchemaSpec",
+    "Strict",
+    "TimeFormat",
+    "UpdatedAt",
+    "WriteSpec",
+    "describe",
+    "entity_order",
+    "load_spec",
+    "parse_spec",
+]

@@ -1,0 +1,218 @@
+"""The building blocks of a connector spec (:mod:`etl.connectors.spec`): credentials, auth,
+paging, time formats and error rules."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+NAME = r"^[a-z][a-z0-9_]*$"
+HTTP_METHOD = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --- credentials and auth -------------------------------------------------------------------
+
+
+class Credential(Strict):
+    """One named secret or value the operator sets (``PONTE_CRM__CREDENTIALS__<NAME>``)."""
+
+    secret: bool = True
+    description: str = ""
+    default: str | None = None  # a sandbox value, so a fresh checkout talks to the simulator
+    account: bool = False  # identifies the account (hashed into the state binding)
+
+
+class NoAuth(Strict):
+    type: Literal["none"]
+
+
+class HeaderAuth(Strict):
+    type: Literal["header"]
+    name: str  # header name, e.g. X-Api-Key
+    credential: str
+    prefix: str = ""
+
+
+class QueryAuth(Strict):
+    type: Literal["query"]
+    name: str
+    credential: str
+
+
+class BodyAuth(Strict):
+    """Credentials as JSON body fields (JSON-RPC style APIs): body field -> credential."""
+
+    type: Literal["body"]
+    fields: dict[str, str]
+
+
+class BearerAuth(Strict):
+    type: Literal["bearer"]
+    credential: str
+
+
+class BasicAuth(Strict):
+    type: Literal["basic"]
+    username: str  # credential names
+    password: str
+
+
+class OAuth2Auth(Strict):
+    """OAuth2 token endpoint; the token is cached and refreshed ``refresh_before_s`` before it
+    expires."""
+
+    type: Literal["oauth2"]
+    token_url: str
+    grant: Literal["client_credentials", "refresh_token"] = "client_credentials"
+    client_id: str  # credential names
+    client_secret: str
+    refresh_token: str | None = None
+    scope: str | None = None
+    refresh_before_s: float = Field(60.0, ge=0)
+
+
+Auth = Annotated[NoAuth | HeaderAuth | QueryAuth | BodyAuth | BearerAuth | BasicAuth | OAuth2Auth,
+                 Field(discriminator="type")]
+
+
+# --- paging ---------------------------------------------------------------------------------
+
+
+class Paging(Strict):
+    """Where paging values go: query parameters, or fields of the JSON body at ``body_path``
+    (``params.0`` for a JSON-RPC call whose parameters are the first item of ``params``)."""
+
+    where: Literal["query", "body"] = "query"
+    body_path: str = ""
+
+
+class OffsetPaging(Paging):
+    """``offset``/``limit`` (or skip/top): the offset moves by the records received, so a
+    server that silently serves fewer than asked is paged correctly."""
+
+    type: Literal["offset"]
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+
+
+class PagePaging(Paging):
+    """Page number (from ``first_page``), ending at ``total_pages_path`` when the answer has it."""
+
+    type: Literal["page_number"]
+    page_param: str = "page"
+    size_param: str | None = "per_page"
+    first_page: int = 1
+    total_pages_path: str | None = None
+
+
+class KeysetPaging(Paging):
+    """Keyset on (updated-at, key): the next page adds ``clause`` (placeholders
+    ``{last_updated}``, ``{last_key}``) to parameter ``param``, joined by ``join``."""
+
+    type: Literal["keyset"]
+    param: str
+    clause: str
+    join: str = " and "
+    size_param: str | None = None
+    key: str | None = None  # path of ``{last_key}`` in a record; unset: the entity's key
+    key_pattern: str | None = None  # a key not matching it is a malformed record (ValueError)
+
+
+class CursorPaging(Paging):
+    """A cursor in the answer (``cursor_path``) sent back as ``cursor_param``."""
+
+    type: Literal["cursor"]
+    cursor_path: str
+    cursor_param: str
+    size_param: str | None = None
+
+
+class NextLinkPaging(Paging):
+    """The answer names the next page's URL (``next_path``)."""
+
+    type: Literal["next_link"]
+    next_path: str
+    size_param: str | None = None
+
+
+class RangePaging(Strict):
+    """``Range: <unit>=first-last`` request header; the answer's ``Content-Range`` names the
+    total."""
+
+    type: Literal["range"]
+    unit: str = "items"
+
+
+class NoPaging(Strict):
+    type: Literal["none"]
+
+
+Paginator = Annotated[OffsetPaging | PagePaging | KeysetPaging | CursorPaging | NextLinkPaging
+                      | RangePaging | NoPaging, Field(discriminator="type")]
+
+
+# --- time -----------------------------------------------------------------------------------
+
+
+class TimeFormat(Strict):
+    """How a system writes instants: ``iso`` (with or without offset), ``iso_offset`` (an ISO
+    value without an offset is not an instant), ``epoch_s``, ``epoch_ms``, or a strftime
+    pattern; naive values are in ``zone``."""
+
+    format: str = "iso"
+    zone: str = "UTC"
+    precision_ms: int = Field(1000, ge=1)
+
+
+class UpdatedAt(TimeFormat):
+    """Where a record's updated-at is: the first of ``paths`` that parses. A path may join
+    several fields: ``"{info.dAlt} {info.hAlt}"``."""
+
+    paths: list[str] = Field(min_length=1)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+ACTIONS = ("ok", "retry", "end_of_list", "not_found", "already_exists", "rejected",
+           "bad_credentials", "unavailable", "bad_request")
+Action = Literal["ok", "retry", "end_of_list", "not_found", "already_exists", "rejected",
+                 "bad_credentials", "unavailable", "bad_request"]
+
+
+class ErrorRule(Strict):
+    """What an answer means. Every condition given must hold: ``status`` (codes, or ``4xx`` /
+    ``5xx``), the body's ``code`` at ``code_path`` (``*`` ending = prefix), ``message`` (regex
+    on the text at ``message_path``, or the whole body). ``wait_header`` / ``wait_group`` (a
+    regex group, seconds) set the wait of a ``retry``; ``field_group`` names the rejected
+    field; ``hook`` names a hook that computes the wait instead."""
+
+    status: list[int | str] = []
+    code_path: str | None = None
+    code: list[str] = []
+    message_path: str | None = None
+    message: str | None = None
+    action: Action
+    wait_header: str | None = None
+    wait_group: int | None = None
+    field_group: int | None = None
+    hook: str | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> ErrorRule:
+        for s in self.status:
+            if isinstance(s, str) and not re.fullmatch(r"[1-5]xx", s):
+                raise ValueError(f"status {s!r}: a code or 1xx..5xx")
+        if self.message is not None:
+            try:
+                re.compile(self.message)
+            except re.error as exc:
+                raise ValueError(f"message {self.message!r}: not a valid regex ({exc})") from None
+        return self
+
+
