@@ -174,7 +174,7 @@ class PloomesConnector:
             page_size=300, batch_size=1, requests_per_minute=requests_per_minute,
             max_concurrency=max_concurrency, clock_zone="America/Sao_Paulo",
             clock_precision=timedelta(milliseconds=1), has_external_id_upsert=False,
-            has_changed_since=True,
+            has_changed_since=True, ordered_by_updated_at=True,
         )
         self._cities: dict[str, int] = {}  # IBGE code -> CityId
         self._states: dict[str, int] | None = None  # UF -> StateId
