@@ -10,7 +10,13 @@
     ├── RecordError           one record is bad or was rejected; quarantine it and go on
     ├── RetriableError        429 / 5xx / timeout / dropped connection; back off and retry
     ├── WatermarkAhead        a stored watermark is past the run's signpost; the run fails (exit 3)
-    └── LockHeld              another run holds the entity's lock (exit 4)
+    ├── LockHeld              another run holds the entity's lock (exit 4)
+    ├── Stopped               a stop was asked (SIGTERM/SIGINT): the run ends between chunks,
+    │                         whole chunks kept, watermark not moved (exit 3)
+    ├── LockLost              another run took the entity's lock (our lease expired): stop
+    │                         before writing more (exit 3)
+    └── StateConflict         a checkpoint would break the state's invariants (a key linked to
+                              two partners): rolled back whole; the run fails (exit 3)
 
     Aborted (a KeyboardInterrupt, outside the tree on purpose: no ``except Exception`` may
     swallow it) — a second SIGINT/SIGTERM: stop at once; the run is recorded as aborted (exit 3)
@@ -32,6 +38,8 @@ class ConfigError(EtlError):
 
 class StateBoundElsewhere(ConfigError):
     """The state database belongs to other systems (kind, base URL or account differ)."""
+
+
 class UnsentField(ConfigError):
     """A mapped native path that the system does not send (absent from every record read).
 
@@ -79,6 +87,20 @@ class LockHeld(EtlError):
 class WatermarkAhead(EtlError):
     """A stored watermark is ahead of the run's signpost (the state was edited, or the clock
     went back): nothing after it could be read, so the entity's run fails instead of "ok"."""
+
+
+class Stopped(EtlError):
+    """The run was asked to stop (SIGTERM/SIGINT) and did so between chunks."""
+
+
+class LockLost(EtlError):
+    """Another run took this entity's lock (our lease expired): stop before writing more."""
+
+
+class StateConflict(EtlError):
+    """A checkpoint would break the store's invariants (e.g. link a key to two partners).
+
+    Raised before commit; the whole checkpoint is rolled back."""
 
 
 class Aborted(KeyboardInterrupt):

@@ -92,8 +92,9 @@ def changes_lines(report: RunReport, *, limit: int = 500) -> list[str]:
         for field_name, (old, new) in c.fields.items():
             before = "—" if old is None else _short(old, 40)
             lines.append(f"      {field_name}: {before} → {'—' if new is None else _short(new, 60)}")
-    if len(rows) > limit:
-        lines.append(f"  ... and {len(rows) - limit} more records")
+    more = max(0, len(rows) - limit) + sum(e.changes_omitted for e in report.entities.values())
+    if more:
+        lines.append(f"  ... and {more} more records")
     return lines
 
 

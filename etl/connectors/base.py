@@ -35,6 +35,9 @@ class Capabilities:
     has_changed_since: bool  # list endpoint filters by updated-at
     # entity -> the native path of the updated-at field, named when a record has none
     updated_at_paths: Mapping[str, str] = field(default_factory=dict)
+    # list_changed yields a window in updated-at order (keyset paging), so every record up to
+    # the last one yielded so far was read: the watermark may move per chunk
+    ordered_by_updated_at: bool = False
 
 
 @dataclass
@@ -122,7 +125,9 @@ class Connector(Protocol):
         ...
 
     def list_changed(self, entity: str, window: Window) -> Iterator[list[Record]]:
-        """Pages of records changed in ``window``, ordered by updated-at ascending.
+        """Pages of records changed in ``window``: in updated-at order when
+        ``capabilities.ordered_by_updated_at``, else in the system's own order (a record may
+        then appear twice, the later version last).
 
         Systems without a changed-since filter yield everything. The end of the list is not an
         error. A system that is down raises :class:`etl.errors.SystemUnavailable`.

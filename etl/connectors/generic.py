@@ -95,7 +95,9 @@ class GenericConnector(Writes):
             has_changed_since=all(e.listing is not None and e.listing.changed_since == "filter"
                                   for e in spec.entities.values()),
             updated_at_paths={n: e.updated_at.paths[0] for n, e in spec.entities.items()
-                              if e.updated_at})
+                              if e.updated_at},
+            ordered_by_updated_at=all(e.listing is not None and e.listing.changed_since == "filter"
+                                      and e.listing.sorted for e in spec.entities.values()))
 
     @classmethod
     def from_settings(cls, side: str, conf: SideSettings, client: httpx.Client

@@ -30,6 +30,7 @@ import json
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -177,7 +178,7 @@ class OmieConnector:
         # answers of read calls, by (service, call, param), kept for Omie's redundant-call
         # window: the same call repeated within it is answered from here instead of being
         # refused by Omie (and costing a 61-s wait); a write to a service forgets its answers
-        self._answers: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
+        self._answers: dict[tuple[str, str, str], tuple[float, bytes]] = {}
         self._answers_lock = threading.Lock()
         self._monotonic = monotonic
         self.capabilities = Capabilities(
@@ -265,18 +266,19 @@ class OmieConnector:
             if kind != "read":
                 self._forget(service)  # also what a concurrent read cached meanwhile
         if kind == "read":
-            # kept by reference (records are read, never changed, by the engine), so a big
-            # listing costs no second copy; a repeat gets its own copy
+            # kept compressed: a listing read whole within the window (a first sync's pages)
+            # costs a fraction of its size, not a second copy; a repeat gets its own copy
+            blob = zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 1)
             with self._answers_lock:
                 self._prune()
-                self._answers[ident] = (self._monotonic(), data)
+                self._answers[ident] = (self._monotonic(), blob)
         return data
 
     def _recall(self, ident: tuple[str, str, str]) -> dict[str, Any] | None:
         with self._answers_lock:
             self._prune()
             hit = self._answers.get(ident)
-        return copy.deepcopy(hit[1]) if hit is not None else None
+        return json.loads(zlib.decompress(hit[1])) if hit is not None else None  # type: ignore[no-any-return]
 
     def _prune(self) -> None:
         """Forget answers older than the window: Omie would answer them again (caller holds
@@ -342,6 +344,11 @@ class OmieConnector:
 
     def _list(self, spec: Spec, base: dict[str, Any]) -> Iterator[Record]:
         """Every record of a list call, page by page, trusting the server's page counts."""
+        for items in self._pages(spec, base):
+            yield from items
+
+    def _pages(self, spec: Spec, base: dict[str, Any]) -> Iterator[list[Record]]:
+        """The pages of a list call as the server sends them."""
         page = 1
         while True:
             param = {**base, "pagina": page, "registros_por_pagina": self.page_size}
@@ -353,7 +360,7 @@ class OmieConnector:
                 raise SystemUnavailable(SYSTEM, f"{spec.service}/{spec.list_call} refused the "
                                                 f"listing: {fault}") from None
             items = data.get(spec.list_key) or []
-            yield from items
+            yield list(items)
             if not items or page >= int(data.get("total_de_paginas") or 1):
                 return
             page += 1
@@ -376,25 +383,29 @@ class OmieConnector:
                         filtrar_por_hora_ate=hi.strftime("%H:%M:%S"))
         if base:
             base["filtrar_apenas_alteracao"] = "S"
-        latest: dict[str, tuple[datetime, Record]] = {}
-        undated: list[Record] = []
-        for record in self._list(spec, base):
-            key = self.key_of(entity, record)
-            at = self.updated_at(entity, record)
-            if at is None:
-                undated.append(record)  # the engine quarantines it when it asks updated_at
-                continue
-            if window.since is not None and at < window.since:
-                continue
-            if window.until is not None and at >= window.until:
-                continue
-            if key not in latest or latest[key][0] <= at:
-                latest[key] = (at, record)
-        ordered = [rec for _, rec in sorted(
-            latest.values(), key=lambda t: (t[0], _key_order(self.key_of(entity, t[1]))))]
-        ordered += undated
-        for start in range(0, len(ordered), self.page_size):
-            yield ordered[start:start + self.page_size]
+        # Each page as it comes, trimmed to the exact window: Omie's listing is not ordered by
+        # change time (Capabilities.ordered_by_updated_at is False), so collecting and sorting
+        # it would hold the whole window in memory for nothing the engine needs.
+        for items in self._pages(spec, base):
+            latest: dict[str, tuple[datetime, Record]] = {}
+            undated: list[Record] = []
+            for record in items:
+                key = self.key_of(entity, record)
+                at = self.updated_at(entity, record)
+                if at is None:
+                    undated.append(record)  # the engine quarantines it when it asks updated_at
+                    continue
+                if window.since is not None and at < window.since:
+                    continue
+                if window.until is not None and at >= window.until:
+                    continue
+                if key not in latest or latest[key][0] <= at:
+                    latest[key] = (at, record)
+            page = [rec for _, rec in sorted(
+                latest.values(), key=lambda t: (t[0], _key_order(self.key_of(entity, t[1]))))]
+            page += undated
+            if page:
+                yield page
 
     def read_by_keys(self, entity: str, keys: Sequence[str]) -> list[Record]:
         spec = self._spec(entity)

@@ -1,6 +1,6 @@
 """Run orchestration: extract -> map -> diff -> resolve -> load -> checkpoint."""
 
-from etl.engine.entity import Options
+from etl.engine.model import Options
 from etl.engine.report import EntityReport, RunReport, SideCounts
 from etl.engine.run import run_sync
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Status = Literal["ok", "partial", "failed", "stopped", "aborted"]
+KEEP_CHANGES = 500  # field-by-field changes a writing run keeps for its report, per entity
 
 
 @dataclass
@@ -50,8 +51,17 @@ class EntityReport:
     matched: int = 0
     conflicts: int = 0
     changes: list[Change] = field(default_factory=list)
+    changes_omitted: int = 0  # changes written but not kept (see :meth:`add_changes`)
     problems: list[Problem] = field(default_factory=list)
     watermarks: dict[str, str | None] = field(default_factory=dict)
+
+    def add_changes(self, changes: list[Change], *, keep_all: bool) -> None:
+        """Keep the changes for the report; past :data:`KEEP_CHANGES` of a run that writes
+        only count them, so a backfill's memory does not grow with what it writes (a plan
+        keeps every change: showing them is its purpose)."""
+        room = len(changes) if keep_all else max(0, KEEP_CHANGES - len(self.changes))
+        self.changes.extend(changes[:room])
+        self.changes_omitted += len(changes) - min(room, len(changes))
 
     def side(self, side: str) -> SideCounts:
         return self.crm if side == "crm" else self.erp

@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from loguru import logger
 
 from etl.connectors.base import Connector
-from etl.engine.entity import EntitySync, Options, Planned, Stopped
+from etl.engine.entity import EntitySync
+from etl.engine.model import Options, Planned
 from etl.engine.report import EntityReport, RunReport
-from etl.errors import EtlError, LockHeld, UnsentField
+from etl.errors import EtlError, LockHeld, Stopped, UnsentField
 from etl.logging import redact
 from etl.mapping import EntityMapping, MapContext
 from etl.mapping.models import Side
@@ -71,7 +72,7 @@ def run_sync(
     log = logger.bind(run_id=run_id[:8])
     held: list[str] = []
     stopped: list[str] = []  # entities stopped before writing (a mapped path not sent)
-    heartbeat: _Heartbeat | None = None
+    heartbeat: Heartbeat | None = None
     planned = Planned()  # a dry run's plan so far, for the entities that depend on earlier ones
     try:
         if record:
@@ -86,7 +87,7 @@ def run_sync(
                         "nothing was written — try again when it finishes"
                     )
                 held.append(name)
-            heartbeat = _Heartbeat(store, held, run_id, lease_s=opt.lease_s, now=now)
+            heartbeat = Heartbeat(store, held, run_id, lease_s=opt.lease_s, now=now)
             heartbeat.start()
         for name in names:
             if opt.stop_requested():
@@ -156,7 +157,7 @@ def run_sync(
     return report
 
 
-class _Heartbeat(threading.Thread):
+class Heartbeat(threading.Thread):
     """Renews the run's entity locks every third of the lease while the run goes on, so a run
     that outlives its lease (a slow system, a big first sync) never lets a second writer in."""
 

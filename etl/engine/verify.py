@@ -18,25 +18,30 @@ Drift kinds, per entity:
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from loguru import logger
 
 from etl.connectors.base import Connector, WriteOp
-from etl.engine.entity import EntitySync, Options, Seen, Stopped, Unit
+from etl.engine.entity import EntitySync
+from etl.engine.model import CHUNK, Options, Seen, Unit
+from etl.engine.pairing import fetch_matches, match
 from etl.engine.report import EntityReport
-from etl.engine.run import build_context, lock_name
-from etl.errors import EtlError, LockHeld, RecordError
+from etl.engine.run import Heartbeat, build_context, lock_name
+from etl.errors import EtlError, LockHeld, RecordError, Stopped
 from etl.logging import redact
 from etl.mapping import EntityMapping, also_write_gaps, build_payload
 from etl.mapping.models import SIDES, Side, other
 from etl.state.store import Checkpoint, Store
 from etl.watermark import Window
+
+LEASE_S = 900.0  # verify --fix's lease on each entity's lock, renewed while it runs
 
 
 @dataclass
@@ -106,29 +111,38 @@ def verify(
     max_delete_share: float = 0.1,
     now: datetime | None = None,
     should_stop: Callable[[], bool] | None = None,
+    lease_s: float = LEASE_S,
 ) -> VerifyReport:
     """Every drift of ``entities``; with ``fix``, repaired as a recorded run under the entities'
-    locks. ``should_stop`` is asked between pages and chunks: :class:`Stopped` is raised (the
-    run recorded as ``stopped``, whole chunks kept). The run row is always finished: aborted
-    on a second signal, failed on any other exception (re-raised)."""
+    locks, whose lease (``lease_s``) is renewed while it runs. ``should_stop`` is asked between
+    pages and chunks: :class:`Stopped` is raised (the run recorded as ``stopped``, whole chunks
+    kept). The run row is always finished: aborted on a second signal, failed on any other
+    exception (re-raised)."""
     now = now or datetime.now(UTC)
+    started = time.monotonic()
     names = list(entities or mappings)
     run_id = store.start_run("verify-fix" if fix else "verify", names, now=now) if fix else \
         uuid.uuid4().hex
     report = VerifyReport(run_id, fix)
     held: list[str] = []
+    heartbeat: Heartbeat | None = None
     status: str | None = None
     error: str | None = None
     try:
-        for name in names:
-            if fix:
-                if not store.acquire_lock(lock_name(name), run_id, lease_s=900, now=now):
+        if fix:
+            for name in names:
+                if not store.acquire_lock(lock_name(name), run_id, lease_s=lease_s, now=now):
                     raise LockHeld(f"another ponte run holds the lock of {name!r}; "
                                    "nothing was written — try again when it finishes")
                 held.append(name)
+            # a full read of big systems can outlast the lease: renew it while verify runs
+            heartbeat = Heartbeat(store, held, run_id, lease_s=lease_s, now=lambda: now + (
+                timedelta(seconds=time.monotonic() - started)))
+            heartbeat.start()
+        for name in names:
             report.entities[name] = _verify_entity(
                 mappings[name], connectors, store, run_id=run_id, now=now, fix=fix,
-                max_delete_share=max_delete_share, should_stop=should_stop)
+                max_delete_share=max_delete_share, should_stop=should_stop, lease_s=lease_s)
     except Stopped as exc:
         status, error = "stopped", str(exc)
         raise
@@ -142,6 +156,8 @@ def verify(
         status, error = "failed", redact(f"internal error: {type(exc).__name__}: {exc}")
         raise
     finally:
+        if heartbeat is not None:
+            heartbeat.stop()
         for name in held:
             store.release_lock(lock_name(name), run_id)
         if fix:
@@ -158,21 +174,22 @@ def verify(
 
 def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: Store, *,
                    run_id: str, now: datetime, fix: bool, max_delete_share: float,
-                   should_stop: Callable[[], bool] | None = None) -> EntityVerify:
+                   should_stop: Callable[[], bool] | None = None,
+                   lease_s: float = LEASE_S) -> EntityVerify:
     out = EntityVerify()
     sync_report = EntityReport()
     sync = EntitySync(m, connectors, store, build_context(store), run_id=run_id, now=now,
                       options=Options(dry_run=not fix, window=Window(None, None),
-                                      should_stop=should_stop),
+                                      should_stop=should_stop, lease_s=lease_s),
                       report=sync_report, lock_name=lock_name(m.entity))
     if fix:
-        sync.recover_intents()
+        sync.load.recover_intents()
     seen: dict[Side, dict[str, Seen]] = {}
     present: dict[Side, set[str]] = {}
     for side in SIDES:
-        records = sync.read(side, Window(None, None))
+        records = sync.extract.read(side, Window(None, None))
         present[side] = set(records)
-        seen[side] = {s.key: s for s in sync.normalize(side, records, quarantine=False)}
+        seen[side] = {s.key: s for s in sync.extract.normalize(side, records, quarantine=False)}
         out.invalid += len(records) - len(seen[side])
     links = store.links(m.entity)
     linked = {"crm": {c for c, _ in links}, "erp": {e for _, e in links}}
@@ -219,7 +236,7 @@ def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: S
         for s in (a, b):
             # a field both sides agree on, whose copy (also_write) is missing on this side
             gaps = {f: p for f, p in also_write_gaps(m, s.side, s.record, s.values,
-                                                     sync.ctx).items() if f not in diff}
+                                                     sync.job.ctx).items() if f not in diff}
             if gaps:
                 out.mismatched += 0 if diff else 1
                 out.items.append(DriftItem("incomplete", crm_key, erp_key, detail="; ".join(
@@ -263,9 +280,14 @@ def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: S
         before = sync_report.crm.created + sync_report.crm.updated + sync_report.erp.created \
             + sync_report.erp.updated
         if units:
-            sync._match([u for u in units if not u.linked and (u.crm_key is None
-                                                                or u.erp_key is None)])
-            sync.process(units)
+            lonely = [u for u in units if not u.linked and (u.crm_key is None
+                                                            or u.erp_key is None)]
+            candidates = fetch_matches(sync.job, lonely)
+            before_match = list(lonely)
+            sync_report.matched += match(m, lonely, candidates)
+            merged = {id(u) for u in before_match} - {id(u) for u in lonely}
+            # a unit matched into another is that one's partner now: never processed alone
+            sync.process([u for u in units if id(u) not in merged])
         out.fixed += (sync_report.crm.created + sync_report.crm.updated
                       + sync_report.erp.created + sync_report.erp.updated - before)
         out.fixed += _fill_gaps(m, connectors, sync, incomplete, out)
@@ -288,7 +310,7 @@ def _fill_gaps(m: EntityMapping, connectors: dict[Side, Connector], sync: Entity
         for s, gaps in todo:
             try:
                 ops.append(WriteOp("update", build_payload(
-                    m, side, {f: s.values[f] for f in gaps}, sync.ctx, create=False,
+                    m, side, {f: s.values[f] for f in gaps}, sync.job.ctx, create=False,
                     record=s.values), key=s.key))
             except RecordError as exc:
                 _fix_failed(out, side, s.key, exc)
@@ -325,13 +347,16 @@ def _apply_deletes(m: EntityMapping, connectors: dict[Side, Connector], store: S
     done = 0
     cp = Checkpoint(m.entity)
     for crm_key, erp_key, gone in vanished:
+        if len(cp.drop_snapshots) >= CHUNK:  # each chunk of deletes with its checkpoint
+            store.checkpoint(cp, now=now, run_id=run_id)
+            cp = Checkpoint(m.entity)
         target: Side = other(gone)
         target_key = erp_key if target == "erp" else crm_key
         if m.deletes == "delete":
             error = connectors[target].delete(m.entity, target_key)
         else:
             try:
-                payload = build_payload(m, target, dict(m.deactivate), sync.ctx, create=False)
+                payload = build_payload(m, target, dict(m.deactivate), sync.job.ctx, create=False)
             except RecordError as exc:
                 error = exc
             else:
@@ -342,11 +367,11 @@ def _apply_deletes(m: EntityMapping, connectors: dict[Side, Connector], store: S
             out.items.append(DriftItem("delete_failed", crm_key, erp_key, detail=str(error)))
             continue
         done += 1
-        store.delete_snapshots(gone, m.entity, [crm_key if gone == "crm" else erp_key])
+        cp.drop_snapshots.append((gone, crm_key if gone == "crm" else erp_key))
         if m.deletes == "delete":
-            store.delete_links(m.entity, [(crm_key, erp_key)])
-            store.delete_snapshots(target, m.entity, [target_key])
+            cp.drop_links.append((crm_key, erp_key))
+            cp.drop_snapshots.append((target, target_key))
         else:
-            store.tombstone_link(m.entity, crm_key, erp_key, gone)
+            cp.tombstones.append((crm_key, erp_key, gone))
     store.checkpoint(cp, now=now, run_id=run_id)
     return done

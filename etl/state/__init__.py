@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from etl.errors import StateConflict
 from etl.state.store import (
     BindingRow,
     Checkpoint,
@@ -10,7 +11,6 @@ from etl.state.store import (
     QuarantineRow,
     RunRow,
     SnapshotRow,
-    StateConflict,
     Store,
     WatermarkRow,
     quarantine_backoff,

@@ -38,7 +38,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from etl.errors import ConfigError, EtlError
+from etl.errors import ConfigError, StateConflict
 from etl.state import models as m
 from etl.state.models import to_utc
 
@@ -52,12 +52,6 @@ NEVER = datetime(9999, 12, 31, tzinfo=UTC)  # the next retry of a dropped entry
 _CHUNK = {"sqlite": 900, "postgresql": 5000}
 _SNAPSHOT_COLUMNS = ["key", "h1", "h2", "data", "natural_key", "source_updated"]
 _ADVISORY_LOCK_ID = 0x706F6E7465  # "ponte": serializes concurrent upgrades on PostgreSQL
-
-
-class StateConflict(EtlError):
-    """A checkpoint would break the store's invariants (e.g. link a key to two partners).
-
-    Raised before commit; the whole checkpoint is rolled back."""
 
 
 @dataclass
@@ -154,6 +148,10 @@ class Checkpoint:
     clear_quarantine: list[tuple[str, str]] = field(default_factory=list)  # (system, key)
     clear_intents: list[tuple[str, str]] = field(default_factory=list)  # (target_system, key)
     watermarks: dict[str, datetime] = field(default_factory=dict)  # system -> new value
+    # deletes carried out (``ponte verify --fix``), committed with the rest of the page:
+    drop_snapshots: list[tuple[str, str]] = field(default_factory=list)  # (system, key)
+    drop_links: list[tuple[str, str]] = field(default_factory=list)  # (crm_key, erp_key)
+    tombstones: list[tuple[str, str, str]] = field(default_factory=list)  # (crm, erp, side)
 
 
 def quarantine_backoff(attempts: int) -> timedelta:
@@ -501,7 +499,8 @@ class Store:
     # ---------------------------------------------------------------- checkpoint
 
     def checkpoint(self, cp: Checkpoint, *, now: datetime, run_id: str | None = None) -> None:
-        """Commit one page: snapshots, quarantine, clears, links and watermarks, all or none."""
+        """Commit one page: snapshots, quarantine, clears, deletes, links and watermarks, all
+        or none."""
         try:
             with self._writer.begin() as conn:
                 if cp.snapshots:
@@ -522,6 +521,8 @@ class Store:
                                            t.c.target_system == sa.bindparam("s"),
                                            t.c.source_key == sa.bindparam("k")),
                         [{"s": s, "k": k} for s, k in dict.fromkeys(cp.clear_intents)])
+                if cp.drop_snapshots or cp.drop_links or cp.tombstones:
+                    self._apply_deletes(conn, cp)
                 if cp.links:
                     self._insert_links(conn, cp.entity, cp.links, now)
                 if cp.watermarks:
@@ -529,6 +530,20 @@ class Store:
         except exc.IntegrityError as e:
             raise StateConflict(f"checkpoint of {cp.entity!r} rolled back: it breaks a "
                                 f"uniqueness rule of the state store ({e.orig})") from e
+
+    def _apply_deletes(self, conn: sa.Connection, cp: Checkpoint) -> None:
+        t = m.snapshots
+        for system, key in dict.fromkeys(cp.drop_snapshots):
+            conn.execute(sa.delete(t).where(t.c.system == system, t.c.entity == cp.entity,
+                                            t.c.key == key))
+        links = m.links
+        for crm, erp in dict.fromkeys(cp.drop_links):
+            conn.execute(sa.delete(links).where(links.c.entity == cp.entity,
+                                                links.c.crm_key == crm, links.c.erp_key == erp))
+        for crm, erp, side in cp.tombstones:
+            conn.execute(sa.update(links).where(links.c.entity == cp.entity,
+                                                links.c.crm_key == crm, links.c.erp_key == erp)
+                         .values(deleted_in=side))
 
     def _upsert_snapshots(self, conn: sa.Connection, snaps: Sequence[SnapshotRow],
                           now: datetime) -> None:

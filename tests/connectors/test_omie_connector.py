@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -159,18 +161,23 @@ def test_many_records_sharing_one_second_with_page_cap(omie_conn: OmieConnector,
         {"endpoint": "geral/clientes/ListarClientes", "status": 200, "count": 4}]
 
 
-def test_full_read_sorted_by_change_time(omie_conn: OmieConnector, omie_sim: OmieSim) -> None:
+def test_full_read_streams_page_by_page_in_omies_order(omie_conn: OmieConnector,
+                                                        omie_sim: OmieSim) -> None:
+    """Omie's listing is not ordered by change time: each page is yielded as it arrives (never
+    the whole listing collected first), sorted by change time within the page only."""
     # ids grow with creation, but changes happen in another order
     stamps = [T0 + 5 * S, T0 + S, T0 + 3 * S, T0 + S, T0 - timedelta(days=400)]
     for t in stamps:
         put(omie_sim, "clientes", t, created=T0 - timedelta(days=500))
     conn = make(omie_conn.client, FakeSleep(omie_sim), page_size=2)
-    pages = list(conn.list_changed("customers", Window(None)))
-    assert [len(p) for p in pages] == [2, 2, 1]
-    flat = [r for p in pages for r in p]
-    assert [conn.key_of("customers", r) for r in flat] == ["5", "2", "4", "3", "1"]
-    times = [conn.updated_at("customers", r) for r in flat]
-    assert times == sorted(times)
+    assert not conn.capabilities.ordered_by_updated_at
+    pages = conn.list_changed("customers", Window(None))
+    first = next(pages)
+    assert sum(omie_sim.requests.counts.values()) == 1  # one page asked so far
+    rest = list(pages)
+    flat = [conn.key_of("customers", r) for p in [first, *rest] for r in p]
+    assert [len(p) for p in [first, *rest]] == [2, 2, 1]
+    assert flat == ["2", "1", "4", "3", "5"]
 
 
 def test_products_and_orders_windows(omie_conn: OmieConnector, omie_sim: OmieSim) -> None:
@@ -455,3 +462,29 @@ def test_an_undated_record_has_no_updated_at(omie_conn: OmieConnector, entity: s
                                              record: dict[str, Any], path: str) -> None:
     assert omie_conn.updated_at(entity, record) is None
     assert omie_conn.capabilities.updated_at_paths[entity] == path
+
+
+def test_answers_kept_for_the_window_cost_a_fraction_of_the_listing(omie_conn: OmieConnector,
+                                                                    omie_sim: OmieSim) -> None:
+    """The answers kept for Omie's redundant-call window do not hold a second copy of a
+    listing read whole within it (a first sync's pages): memory follows the pages in use."""
+    for i in range(2_000):
+        put(omie_sim, "clientes", T0, **cliente(i, endereco=f"RUA {i}", bairro="CENTRO",
+                                                 observacao="x" * 80))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        pages = list(omie_conn.list_changed("customers", Window(None)))
+        holding = tracemalloc.get_traced_memory()[0] - start
+        assert sum(len(p) for p in pages) == 2_000
+        del pages
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert kept < holding * 0.35, (kept, holding)
+    sent = sum(omie_sim.requests.counts.values())
+    again = list(omie_conn.list_changed("customers", Window(None)))  # answered from them
+    assert sum(len(p) for p in again) == 2_000
+    assert sum(omie_sim.requests.counts.values()) == sent  # not one call sent again

@@ -41,6 +41,7 @@ def test_is_a_connector_with_ploomes_capabilities(ploomes_connector: Make) -> No
     assert caps.clock_zone == "America/Sao_Paulo"
     assert caps.clock_precision == timedelta(milliseconds=1)
     assert caps.has_changed_since and not caps.has_external_id_upsert
+    assert caps.ordered_by_updated_at  # keyset on (LastUpdateDate, Id)
     assert conn.entities() == {"customers", "products", "orders"}
 
 

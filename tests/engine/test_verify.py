@@ -4,8 +4,12 @@ the mapping's policy and its guard."""
 from __future__ import annotations
 
 import re
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from etl import api
+from etl.engine.verify import verify
 from etl.state.store import Store
 from tests.engine.conftest import World, make_world
 from tests.engine.test_sync_e2e import _mappings_with
@@ -114,3 +118,38 @@ def test_a_deactivated_record_is_not_recreated_where_it_was_deleted(tmp_path: Pa
     report = w.sync("customers")  # the ERP record changed (inactive): it must not come back
     assert report.entities["customers"].crm.created == 0
     assert len(w.crm.db["Contacts"]) == crm_count
+
+
+def test_fix_links_records_on_both_sides_without_copying_them(world: World) -> None:
+    """Records with the same tax id on both sides, never synced: `verify --fix` links them
+    (one unit per pair), and copies across only the records that are on one side."""
+    before = run_verify(world, "customers")
+    assert before.entities["customers"].unlinked > 0
+    run_verify(world, "customers", fix=True)
+    crm = [digits(r.data.get("Register", "")) for r in world.crm.db["Contacts"]]
+    erp = [digits(r.data.get("cnpj_cpf", "")) for r in world.erp.db["clientes"]]
+    assert len(crm) == len(set(crm)) and len(erp) == len(set(erp))  # nothing copied twice
+    after = run_verify(world, "customers")
+    assert after.drift == 0, after.as_dict(items=True)
+
+
+def test_fix_renews_its_lease_while_it_runs(world: World) -> None:
+    """A full read of big systems can outlast the lease: `verify --fix` renews it (the run's
+    heartbeat), so no second writer is let in while it still writes."""
+    world.sync("customers")
+    now = world.now()
+    leases: list[datetime] = []
+
+    def slow_page() -> bool:  # asked between pages: the read takes a while
+        time.sleep(1.3)
+        holder = store.lock_holder("entity:customers")
+        assert holder is not None
+        leases.append(holder[1])
+        return False
+
+    crm, erp = world.clients()
+    with api.session(world.settings, crm_client=crm, erp_client=erp, now=now) as (
+            store, connectors, mappings):
+        verify(store=store, connectors=connectors, mappings=mappings, entities=["customers"],
+               fix=True, now=now, should_stop=slow_page, lease_s=3)
+    assert leases and max(leases) > now + timedelta(seconds=3)  # renewed past the first lease

@@ -243,6 +243,25 @@ def test_checkpoint_is_all_or_nothing(store: Store) -> None:
     assert len(store.pending_intents("company", "erp")) == 1
 
 
+def test_checkpoint_carries_deletes_all_or_nothing(store: Store) -> None:
+    """The deletes ``verify --fix`` carried out (snapshots and links forgotten, links
+    tombstoned) commit with their checkpoint, or not at all."""
+    store.checkpoint(Checkpoint("company", snapshots=[snap("a", 1), snap("b", 2)],
+                                links=[("c1", "e1"), ("c2", "e2")]), now=T0)
+    deletes = {"drop_snapshots": [("crm", "a")], "drop_links": [("c1", "e1")],
+               "tombstones": [("c2", "e2", "crm")]}
+    with pytest.raises(StateConflict, match="rolled back"):
+        store.checkpoint(Checkpoint("company", links=[("c2", "e9")], **deletes), now=T0)
+    assert store.snapshot_keys("crm", "company") == ["a", "b"]
+    assert sorted(store.links("company")) == [("c1", "e1"), ("c2", "e2")]
+    assert store.tombstones("company") == {}
+
+    store.checkpoint(Checkpoint("company", **deletes), now=T0)
+    assert store.snapshot_keys("crm", "company") == ["b"]
+    assert store.links("company") == [("c2", "e2")]
+    assert store.tombstones("company") == {("c2", "e2"): "crm"}
+
+
 def test_checkpoint_surfaces_a_database_integrity_error_as_state_conflict(
         store: Store) -> None:
     """A violation only the database sees (here: an extra unique index) still rolls back the
