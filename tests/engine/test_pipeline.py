@@ -126,7 +126,8 @@ def run(world: World, **options: object) -> tuple[object, list[str]]:
     opt = api.options_from(world.settings, **options)
     given = opt.progress
     opt.progress = lambda phase, n: (phases.append(phase), given and given(phase, n))
-    with api.session(world.settings, crm_client=crm_client, erp_client=erp_client) as (
+    with api.session(world.settings, crm_client=crm_client, erp_client=erp_client,
+                     now=world.now()) as (
             store, connectors, mappings):
         report = run_sync(store=store, connectors=connectors, mappings=mappings,
                           entities=["customers"], options=opt, now=world.now)
