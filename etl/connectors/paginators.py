@@ -145,13 +145,20 @@ class KeysetPager:
         return True
 
 
-class CursorPager:
-    def __init__(self, spec: CursorPaging, **_: Any) -> None:
+class _TokenPager:
+    """A pager whose first request only asks for a page size; the answer says what comes next
+    (a cursor, a link)."""
+
+    def __init__(self, spec: CursorPaging | NextLinkPaging, **_: Any) -> None:
         self.spec = spec
 
     def first(self, call: Call, size: int) -> None:
         if self.spec.size_param:
             _set(self.spec, call, self.spec.size_param, size)
+
+
+class CursorPager(_TokenPager):
+    spec: CursorPaging
 
     def next(self, call: Call, size: int, answer: Any, response: httpx.Response,
              page: list[Record]) -> bool:
@@ -162,13 +169,8 @@ class CursorPager:
         return True
 
 
-class NextLinkPager:
-    def __init__(self, spec: NextLinkPaging, **_: Any) -> None:
-        self.spec = spec
-
-    def first(self, call: Call, size: int) -> None:
-        if self.spec.size_param:
-            _set(self.spec, call, self.spec.size_param, size)
+class NextLinkPager(_TokenPager):
+    spec: NextLinkPaging
 
     def next(self, call: Call, size: int, answer: Any, response: httpx.Response,
              page: list[Record]) -> bool:
