@@ -74,8 +74,8 @@ class Load:
             for field_name, intents in by_field.items():
                 found: dict[str, Record] = {}
                 if field_name:
-                    for rec in c.find_by(job.entity, field_name, [i.external_id for i in intents]):
-                        found[str(get_path(rec, field_name))] = rec
+                    for got in c.find_by(job.entity, field_name, [i.external_id for i in intents]):
+                        found[str(get_path(got, field_name))] = got
                 for intent in intents:
                     rec = found.get(intent.external_id)
                     if rec is None and field_name == job.m.systems[target].natural_key_field:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
 from etl.connectors.base import Record
 from etl.engine.model import Job, Seen, Unit
@@ -57,12 +58,13 @@ def fetch_links(job: Job, changes: Mapping[Side, Sequence[Seen]]) -> Links:
                 out.partner[("erp", ek)] = ck
     crm_linked = sorted({k if side == "crm" else p for (side, k), p in out.partner.items()})
     if crm_linked:
-        out.tombstones = dict(job.store.tombstones(job.entity, crm_keys=crm_linked))
+        out.tombstones = {pair: cast(Side, side) for pair, side in
+                          job.store.tombstones(job.entity, crm_keys=crm_linked).items()}
     for side in SIDES:
-        keys = {s.key for s in changes.get(side, [])}
-        keys |= {p for (s, _k), p in out.partner.items() if s == other(side)}
-        if keys:
-            frame = job.store.snapshots(side, job.entity, sorted(keys))
+        involved = {s.key for s in changes.get(side, [])}
+        involved |= {p for (s, _k), p in out.partner.items() if s == other(side)}
+        if involved:
+            frame = job.store.snapshots(side, job.entity, sorted(involved))
             out.snapshots[side] = dict(zip(frame["key"], frame["data"], strict=True))
     return out
 

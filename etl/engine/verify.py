@@ -205,8 +205,10 @@ def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: S
                 if n > 1:
                     out.duplicates += n - 1
                     keys = [k for k, s in seen[side].items() if s.values.get(nk) == value]
-                    out.items.append(DriftItem("duplicate", *(
-                        (",".join(keys), None) if side == "crm" else (None, ",".join(keys))),
+                    joined = ",".join(keys)
+                    out.items.append(DriftItem(
+                        "duplicate", joined if side == "crm" else None,
+                        joined if side == "erp" else None,
                         detail=f"{nk} {value} appears {n} times in the {side}"))
 
     units: list[Unit] = []
@@ -247,7 +249,8 @@ def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: S
     lonely: dict[Side, list[Seen]] = {
         side: [s for k, s in seen[side].items() if k not in linked[side]] for side in SIDES}
     other_nk: dict[Side, set[str]] = {
-        side: {s.values[nk] for s in lonely[side] if nk and s.values.get(nk)} for side in SIDES}
+        side: {str(s.values[nk]) for s in lonely[side] if nk and s.values.get(nk)}
+        for side in SIDES}
     for side in SIDES:
         target = other(side)
         for s in lonely[side]:
@@ -269,7 +272,8 @@ def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: S
                 out.items.append(DriftItem(f"missing_in_{target}",
                                            s.key if side == "crm" else None,
                                            s.key if side == "erp" else None))
-                units.append(Unit(**{f"{side}_key": s.key}, seen={side: s}))
+                units.append(Unit(crm_key=s.key, seen={"crm": s}) if side == "crm"
+                             else Unit(erp_key=s.key, seen={"erp": s}))
 
     out.vanished = len(vanished)
     for crm_key, erp_key, gone in vanished:
@@ -280,12 +284,12 @@ def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: S
         before = sync_report.crm.created + sync_report.crm.updated + sync_report.erp.created \
             + sync_report.erp.updated
         if units:
-            lonely = [u for u in units if not u.linked and (u.crm_key is None
-                                                            or u.erp_key is None)]
-            candidates = fetch_matches(sync.job, lonely)
-            before_match = list(lonely)
-            sync_report.matched += match(m, lonely, candidates)
-            merged = {id(u) for u in before_match} - {id(u) for u in lonely}
+            unpaired = [u for u in units if not u.linked and (u.crm_key is None
+                                                              or u.erp_key is None)]
+            candidates = fetch_matches(sync.job, unpaired)
+            before_match = list(unpaired)
+            sync_report.matched += match(m, unpaired, candidates)
+            merged = {id(u) for u in before_match} - {id(u) for u in unpaired}
             # a unit matched into another is that one's partner now: never processed alone
             sync.process([u for u in units if id(u) not in merged])
         out.fixed += (sync_report.crm.created + sync_report.crm.updated
@@ -324,8 +328,8 @@ def _fill_gaps(m: EntityMapping, connectors: dict[Side, Connector], sync: Entity
 
 
 def _fix_failed(out: EntityVerify, side: Side, key: str, error: Exception) -> None:
-    keys = (key, None) if side == "crm" else (None, key)
-    out.items.append(DriftItem("fix_failed", *keys, detail=str(error)))
+    out.items.append(DriftItem("fix_failed", key if side == "crm" else None,
+                               key if side == "erp" else None, detail=str(error)))
 
 
 def _apply_deletes(m: EntityMapping, connectors: dict[Side, Connector], store: Store,
