@@ -135,7 +135,9 @@ class GenericConnector(Writes):
 
     def updated_at(self, entity: str, record: Record) -> datetime | None:
         spec = self._entity(entity).updated_at
-        for path in spec.paths if spec is not None else ():
+        if spec is None:
+            return None
+        for path in spec.paths:
             try:
                 text = fill(path, record) if "{" in path else dig(record, path)
             except (KeyError, ValueError):

@@ -68,7 +68,7 @@ class RetryPolicy:
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.cap_s)
-        return min(self.cap_s, self.base_s * (2 ** (attempt - 1))) * random.uniform(0.5, 1.0)
+        return float(min(self.cap_s, self.base_s * (2 ** (attempt - 1)))) * random.uniform(0.5, 1.0)
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:

@@ -278,7 +278,7 @@ class OmieConnector:
         with self._answers_lock:
             self._prune()
             hit = self._answers.get(ident)
-        return json.loads(zlib.decompress(hit[1])) if hit is not None else None  # type: ignore[no-any-return]
+        return json.loads(zlib.decompress(hit[1])) if hit is not None else None
 
     def _prune(self) -> None:
         """Forget answers older than the window: Omie would answer them again (caller holds
