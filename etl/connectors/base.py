@@ -160,9 +160,3 @@ class Connector(Protocol):
         """Release what the connector owns; never raises."""
         ...
 
-
-@dataclass
-class Lookups:
-    """Reference data a connector may cache for one run (cities, users, ...)."""
-
-    values: dict[str, dict[str, Any]] = field(default_factory=dict)

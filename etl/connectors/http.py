@@ -191,19 +191,11 @@ class HttpSession:
                      (time.perf_counter() - started) * 1000)
 
 
-def default_classify(response: httpx.Response) -> tuple[Verdict, float | None]:
-    """429 and 5xx are worth retrying; anything else is final."""
-    if response.status_code == 429 or response.status_code >= 500:
-        return "retry", retry_after_seconds(response)
-    return "ok" if response.status_code < 400 else "fail", None
-
-
 __all__ = [
     "HttpSession",
     "RateLimiter",
     "RetriableError",
     "RetryPolicy",
     "RetryStats",
-    "default_classify",
     "retry_after_seconds",
 ]
