@@ -5,6 +5,8 @@ run by the generic connector."""
 from __future__ import annotations
 
 import importlib
+import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -36,15 +38,16 @@ def implementation(spec: ConnectorSpec) -> Any:
                           f"cannot be loaded ({exc})") from None
 
 
-def build_connector(side: Side, conf: SideSettings,
-                    client: httpx.Client | None = None) -> Connector:
-    """One side's connector; ``client`` may be injected (tests use in-process simulators)."""
+def build_connector(side: Side, conf: SideSettings, client: httpx.Client | None = None, *,
+                    sleep: Callable[[float], None] = time.sleep) -> Connector:
+    """One side's connector; ``client`` may be injected (tests use in-process simulators), and
+    ``sleep`` (every wait: backoff, rate limits, a wait the system asks for)."""
     spec = conf.spec
     if client is None:
         _check_url(f"PONTE_{side.upper()}__BASE_URL", conf.base_url)
         client = httpx.Client(base_url=conf.base_url.rstrip("/") + "/", timeout=conf.timeout_s)
     SCHEMAS.register(spec)  # a spec from another source may override a built-in one
-    connector: Connector = implementation(spec).from_settings(side, conf, client)
+    connector: Connector = implementation(spec).from_settings(side, conf, client, sleep=sleep)
     return connector
 
 
@@ -53,7 +56,9 @@ def build_connectors(
     *,
     crm_client: httpx.Client | None = None,
     erp_client: httpx.Client | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[Side, Connector]:
-    """Connectors for both sides. Clients may be injected (tests use the in-process sandbox)."""
-    return {"crm": build_connector("crm", settings.crm, crm_client),
-            "erp": build_connector("erp", settings.erp, erp_client)}
+    """Connectors for both sides. Clients may be injected (tests use the in-process sandbox),
+    and so may ``sleep``, so that retries and waits cost a test no time."""
+    return {"crm": build_connector("crm", settings.crm, crm_client, sleep=sleep),
+            "erp": build_connector("erp", settings.erp, erp_client, sleep=sleep)}

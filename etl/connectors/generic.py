@@ -100,12 +100,12 @@ class GenericConnector(Writes):
                                       and e.listing.sorted for e in spec.entities.values()))
 
     @classmethod
-    def from_settings(cls, side: str, conf: SideSettings, client: httpx.Client
-                      ) -> GenericConnector:
+    def from_settings(cls, side: str, conf: SideSettings, client: httpx.Client, *,
+                      sleep: Callable[[float], None] = time.sleep) -> GenericConnector:
         return cls(conf.spec, client, system=side, credentials={
             n: conf.credential(n) for n in conf.credentials},
             requests_per_minute=conf.requests_per_minute, max_concurrency=conf.max_concurrency,
-            page_size=conf.page_size)
+            page_size=conf.page_size, sleep=sleep)
 
     @property
     def calls(self) -> ApiCalls:

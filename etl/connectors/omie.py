@@ -191,11 +191,12 @@ class OmieConnector:
         )
 
     @classmethod
-    def from_settings(cls, side: str, conf: SideSettings, client: httpx.Client) -> OmieConnector:
+    def from_settings(cls, side: str, conf: SideSettings, client: httpx.Client, *,
+                      sleep: Callable[[float], None] = time.sleep) -> OmieConnector:
         return cls(client, app_key=conf.credential("app_key"),
                    app_secret=conf.credential("app_secret"),
                    requests_per_minute=conf.requests_per_minute,
-                   max_concurrency=conf.max_concurrency, page_size=conf.page_size)
+                   max_concurrency=conf.max_concurrency, page_size=conf.page_size, sleep=sleep)
 
     @property
     def calls(self) -> ApiCalls:
