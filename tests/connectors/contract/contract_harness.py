@@ -27,12 +27,7 @@ FACTORY_TAKES_SLEEP = "sleep" in inspect.signature(build_connectors).parameters
 
 #: (test function, profile name) -> why the current connector breaks that contract point.
 #: Strict: once the connector is fixed the case XPASSes and fails, so the entry must go.
-_PLOOMES_NO_FIELD = ("Ploomes: a 400 on a write becomes RecordError(field=None); the field is "
-                     "only in the message")
-FINDINGS: dict[tuple[str, str], str] = {
-    ("test_rejected_record_sets_error_field", "ploomes-sim"): _PLOOMES_NO_FIELD,
-    ("test_rejected_record_sets_error_field", "ploomes-sim-products"): _PLOOMES_NO_FIELD,
-}
+FINDINGS: dict[tuple[str, str], str] = {}
 
 #: Cases that wait out every retry, or a vendor's long wait; without an injectable sleep each
 #: really sleeps one to two and a half minutes.
