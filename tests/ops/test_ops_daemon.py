@@ -35,6 +35,9 @@ def test_sigterm_during_ponte_run_exits_0_and_the_next_run_converges(tmp_path: P
     with running_sandbox(customers=800, products=0, orders=0, ploomes_rpm=FAST,
                          omie_rpm=FAST) as sb:
         sb.erp.faults.redundant_rule = False
+        # answers take a little while, so the signal always lands while the run still writes
+        # (on a loaded machine an unslowed run could finish before the signal is sent)
+        sb.crm.faults.latency_ms = sb.erp.faults.latency_ms = 10
         env = {**os.environ, **env_for(sb, tmp_path), "PONTE_SCHEDULE_CUSTOMERS": "every:1"}
         log = tmp_path / "run.log"
         with log.open("w") as fh:
@@ -84,6 +87,9 @@ def test_ctrl_c_during_backfill_stops_between_chunks_and_a_rerun_finishes(tmp_pa
     with running_sandbox(customers=800, products=0, orders=0, ploomes_rpm=FAST,
                          omie_rpm=FAST) as sb:
         sb.erp.faults.redundant_rule = False
+        # answers take a little while, so the signal always lands while the run still writes
+        # (on a loaded machine an unslowed run could finish before the signal is sent)
+        sb.crm.faults.latency_ms = sb.erp.faults.latency_ms = 10
         env = {**os.environ, **env_for(sb, tmp_path)}
         log = tmp_path / "backfill.log"
         with log.open("w") as fh:
