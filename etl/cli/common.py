@@ -3,7 +3,6 @@ façade, confirmation, plain JSON output and the argument types used by several 
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import click
@@ -62,4 +61,6 @@ def confirm(question: str, yes: bool) -> None:
 
 def print_doc(data: Any) -> None:
     """One JSON document on stdout, never wrapped (a rich console wraps at its width)."""
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    from etl.render import print_json
+
+    print_json(data)

@@ -72,10 +72,8 @@ def backfill(
     watermark is neither read nor moved. Safe to interrupt (Ctrl-C stops after the current
     chunk) and to re-run: records already synced are found unchanged. Shows a progress bar
     (records, rate) on a terminal, log lines otherwise."""
-    from etl.cli.common import print_doc
     from etl.cli.progress import RunProgress
     from etl.interrupt import stop_on_signals
-    from etl.render import print_report
 
     p = ponte()
     with stop_on_signals(announce, hint="; re-run the same backfill to finish") as stop, \
@@ -83,11 +81,7 @@ def backfill(
         report = p.backfill(entity, since=since, until=until,
                             sides=(side,) if side is not None else None, dry_run=dry_run,
                             progress=progress, should_stop=stop.is_set)
-    if as_json:
-        print_doc(report.as_dict(with_changes=dry_run))
-    else:
-        print_report(report, out, show_changes=dry_run)
-    raise typer.Exit(for_status(report.status))
+    _finish_run(report, as_json, show_changes=dry_run)
 
 
 @handle_errors

@@ -3,7 +3,8 @@ sandbox servers on loopback with the environment pointing ``ponte`` at them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,3 +52,13 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
             monkeypatch.setenv(k, v)
         monkeypatch.chdir(tmp_path)  # no stray .env
         yield Env(sb, env["PONTE_STATE_URL"], Path(env["PONTE_METRICS_FILE"]), env)
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll ``pred`` until it holds or ``timeout`` seconds pass (real processes in tests)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -16,18 +15,9 @@ from typer.testing import CliRunner
 from etl.cli import app
 from etl.sandbox.server import running_sandbox
 from etl.state.store import Store
-from tests.ops.conftest import FAST, env_for
+from tests.ops.conftest import FAST, env_for, wait_for
 
 PONTE = Path(sys.executable).parent / "ponte"  # the installed console script
-
-
-def wait_for(pred, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_sigterm_during_ponte_run_exits_0_and_the_next_run_converges(tmp_path: Path,

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,19 +24,10 @@ import pytest
 from etl.exitcodes import Exit
 from etl.sandbox.server import Sandbox, running_sandbox
 from etl.state.store import Store
-from tests.ops.conftest import FAST, env_for
+from tests.ops.conftest import FAST, env_for, wait_for
 
 PONTE = Path(sys.executable).parent / "ponte"  # the installed console script
 LOCK = "entity:customers"
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @dataclass
