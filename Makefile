@@ -35,10 +35,10 @@ realsys:
 	$(REALSYS) up
 
 realsys-stop:
-	$(REALSYS) stop
+	$(REALSYS) stop $(SYSTEMS)
 
 realsys-reset:
-	$(REALSYS) reset
+	$(REALSYS) reset $(SYSTEMS)
 
 realsys-status:
 	$(REALSYS) status

@@ -8,6 +8,7 @@ folder (mode 600), which the tests read.
 
     python3 tests/realsys/setup/realsys.py up       # install/seed what is missing, start both
     python3 tests/realsys/setup/realsys.py reset    # back to the pristine databases (seconds)
+    python3 tests/realsys/setup/realsys.py reset tryton   # only one of them
     python3 tests/realsys/setup/realsys.py stop     # stop both servers by their PIDs
     python3 tests/realsys/setup/realsys.py status
     python3 tests/realsys/setup/realsys.py clean    # stop and delete the cache folder
@@ -76,15 +77,17 @@ def cmd_up(layout: Layout) -> int:
     return 1 if problems else 0
 
 
-def cmd_stop(layout: Layout) -> int:
+def cmd_stop(layout: Layout, only: Sequence[str] = ()) -> int:
     for system in (Tryton(layout), BottleCrm(layout)):
-        say(f"{system.name}: {'stopped' if system.stop() else 'was not running'}")
+        if not only or system.name in only:
+            say(f"{system.name}: {'stopped' if system.stop() else 'was not running'}")
     return 0
 
 
-def cmd_reset(layout: Layout) -> int:
+def cmd_reset(layout: Layout, only: Sequence[str] = ()) -> int:
     started = time.monotonic()
-    systems = [s for s in (Tryton(layout), BottleCrm(layout)) if s.is_set_up()]
+    systems = [s for s in (Tryton(layout), BottleCrm(layout))
+               if s.is_set_up() and (not only or s.name in only)]
     if not systems:
         raise SetupError(f"nothing is set up in {layout.root}; run `make realsys` first")
     for system in systems:
@@ -121,14 +124,25 @@ def cmd_python(layout: Layout) -> int:
 
 COMMANDS = {"up": cmd_up, "stop": cmd_stop, "reset": cmd_reset, "status": cmd_status,
             "clean": cmd_clean, "python": cmd_python}
+SYSTEM_NAMES = ("tryton", "bottlecrm")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=sorted(COMMANDS), nargs="?", default="up")
+    parser.add_argument("systems", nargs="*", metavar="SYSTEM",
+                        help=f"reset or stop only these ({', '.join(SYSTEM_NAMES)})")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.systems) - set(SYSTEM_NAMES))
+    if unknown:
+        parser.error(f"unknown system {', '.join(unknown)}; valid: {', '.join(SYSTEM_NAMES)}")
     try:
-        return COMMANDS[args.command](layout_from_env(os.environ))
+        layout = layout_from_env(os.environ)
+        if args.command in ("reset", "stop"):
+            return COMMANDS[args.command](layout, args.systems)  # type: ignore[call-arg]
+        if args.systems:
+            parser.error(f"{args.command} takes no system names")
+        return COMMANDS[args.command](layout)
     except SetupError as exc:
         print(f"realsys: error: {exc}", file=sys.stderr)
         return 1
