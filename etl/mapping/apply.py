@@ -44,12 +44,18 @@ def get_path(record: Any, path: str) -> Any:
 
 def set_path(record: dict[str, Any], path: str, value: Any) -> None:
     """Set ``a.b.c`` in nested dicts, creating them as needed; ``a[Key=value].c`` sets ``c``
-    in the item of list ``a`` whose ``Key`` is ``value`` (added when missing)."""
+    in the item of list ``a`` whose ``Key`` is ``value`` (added when missing); ``a[0].c`` in
+    the list's item at that position (empty items added up to it)."""
     parts = path.split(".")
     node = record
     for part in parts[:-1]:
         selector = _SELECT.match(part)
-        if selector:
+        index = _INDEX.match(part)
+        if index:
+            items = node.setdefault(index[1], [])
+            items.extend({} for _ in range(int(index[2]) + 1 - len(items)))
+            node = items[int(index[2])]
+        elif selector:
             items = node.setdefault(selector[1], [])
             item = next((x for x in items if isinstance(x, dict)
                          and str(x.get(selector[2])) == selector[3]), None)

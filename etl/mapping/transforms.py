@@ -334,7 +334,8 @@ class _Link:
 
 @register("lines", "order lines: a list of objects -> canonical JSON [[product, quantity, "
           "unit price], ...] sorted; args: product, quantity, price (dotted paths inside a line), "
-          "product_entity, item_defaults, positive (quantities and prices must be > 0)")
+          "product_entity, item_defaults, positive (quantities and prices must be > 0), write "
+          "(paths written instead, when they differ from the ones read: {price: unit_price})")
 class _Lines:
     @staticmethod
     def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
@@ -372,12 +373,13 @@ class _Lines:
         from etl.mapping.apply import set_path
 
         out = []
+        path = {**args, **args.get("write", {})}
         for n, (product, qty, price) in enumerate(json.loads(value) if value else [], start=1):
             item: dict[str, Any] = json.loads(json.dumps(args.get("item_defaults", {})))
             native = ctx.from_canonical(args["product_entity"], product)
-            set_path(item, args["product"], int(native) if args.get("as") == "int" else native)
-            set_path(item, args["quantity"], float(qty))
-            set_path(item, args["price"], float(price))
+            set_path(item, path["product"], int(native) if args.get("as") == "int" else native)
+            set_path(item, path["quantity"], float(qty))
+            set_path(item, path["price"], float(price))
             if args.get("number"):
                 set_path(item, args["number"], n)
             out.append(item)
