@@ -162,10 +162,14 @@ class _TaxId:
         return value
 
 
-@register("decimal", "a number as a fixed-point string (args.places, default 2); written as a number")
+@register("decimal", "a number as a fixed-point string (args.places, default 2); written as a "
+          "number; a class-tagged decimal ({\"__class__\": \"Decimal\", \"decimal\": \"19.90\"}) "
+          "is read as its text")
 class _Decimal:
     @staticmethod
     def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
+        if isinstance(raw, dict) and raw.get("__class__") == "Decimal":
+            raw = raw.get("decimal")
         if _empty(raw):
             return None
         if isinstance(raw, bool):

@@ -37,10 +37,16 @@ def ponte_env(tryton: Tryton, crm: BottleCrm, tmp: Path) -> dict[str, str]:
         "PONTE_CRM__BASE_URL": crm.url,
         "PONTE_CRM__CREDENTIALS__TOKEN": crm.token,
         "PONTE_ERP__KIND": "tryton",
-        "PONTE_ERP__BASE_URL": tryton.rest,
+        "PONTE_ERP__BASE_URL": tryton.url,
         "PONTE_ERP__CREDENTIALS__KEY": tryton.key,
+        "PONTE_ERP__CREDENTIALS__DATABASE": tryton.database,
+        "PONTE_ERP__CREDENTIALS__COMPANY": str(tryton.company),
         "PONTE_STATE_URL": f"sqlite:///{tmp / 'state.db'}",
         "PONTE_MAPPINGS_DIR": str(MAPPINGS),
+        # one single-threaded Tryton on loopback: a write commits before the next listing is
+        # served, so no lookback is needed; the default 600 s would re-read the last ten
+        # minutes each run and hide what the domain filter saves
+        "PONTE_LOOKBACK_S": "0",
         "PONTE_SAFETY_LAG_S": "0",
     })
     return env
