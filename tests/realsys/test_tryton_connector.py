@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from etl.cli import app
 from etl.connectors.base import Connector, Record, WriteOp
 from etl.connectors.factory import build_connector
-from etl.errors import SystemUnavailable
+from etl.errors import ConfigError, SystemUnavailable
 from etl.settings import SideSettings
 from etl.watermark import Window
 
@@ -175,12 +175,17 @@ def test_an_edit_of_a_sale_line_is_seen_through_its_sale(
     code = uuid.uuid4().hex[:8].upper()
     template = create(conn, "products", a_template(code))
     address = party["addresses"][0]["id"]
-    sale = create(conn, "orders", {
+    deal = f"crm:{uuid.uuid4().hex[:12]}"
+    result, = conn.write_batch("orders", [WriteOp("create", external_id=deal, payload={
         "party": party["id"], "invoice_address": address, "shipment_address": address,
         "description": unique("Deal"),
         "lines": [{"type": "line", "product": template["products"][0]["id"], "quantity": 2,
-                   "unit": 1, "unit_price": "19.90", "description": "Widget"}]})
-    assert sale["state"] == "draft"
+                   "unit": 1, "unit_price": "19.90", "description": "Widget"}]})])
+    assert result.ok, result.error
+    sale = result.record
+    assert sale is not None and sale["state"] == "draft"
+    assert sale["reference"] == deal  # ponte's external id: a lost create is found by it
+    assert [r["id"] for r in conn.find_by("orders", "reference", [deal])] == [sale["id"]]
     assert sale["lines"][0]["quantity"] == 2
 
     mark = datetime.now(UTC)
@@ -228,3 +233,27 @@ def test_the_spec_checks_and_is_listed() -> None:
     listing = runner.invoke(app, ["connectors", "list"])
     assert listing.exit_code == 0, listing.output
     assert "tryton" in listing.output
+
+
+def test_a_deactivated_record_is_listed_but_not_found_by_its_code(make: Make) -> None:
+    conn = make()
+    code = uuid.uuid4().hex[:8].upper()
+    template = create(conn, "products", a_template(code))
+    mark = datetime.now(UTC)
+    result, = conn.write_batch("products", [WriteOp("update", key=str(template["id"]),
+                                                    payload={"active": False})])
+    assert result.ok, result.error
+    changed = {r["id"]: r for r in listed(conn, "products", mark)}
+    assert changed[template["id"]]["active"] in (False, 0)  # 0 on SQLite
+    assert conn.read_by_keys("products", [str(template["id"])])  # archived: still read
+    assert conn.find_by("products", "code", [code]) == []  # a new one may take the code
+    again, = conn.write_batch("products", [WriteOp("update", key=str(template["id"]),
+                                                   payload={"active": True})])
+    assert again.ok, again.error  # an archived record can be written (reactivated)
+
+
+def test_an_unknown_field_is_a_configuration_error_not_a_retry(make: Make) -> None:
+    conn = make()
+    with pytest.raises(ConfigError, match="HTTP 500"):
+        conn.find_by("customers", "no_such_field", ["x"])
+    assert conn.calls.read == 1
