@@ -117,6 +117,11 @@ class WriteSpec(Request):
     wrap: str | None = None  # send the payload inside this body field
     complete: list[str] = Field(default_factory=list)  # fields an answer lacks -> read back
     key_pattern: str | None = None  # a key not matching it is refused before sending
+    # workflow steps (a button: Tryton's quote) sent with ``{key}`` before an update / after
+    # a create or update, then the record is read back; a step refused rejects an update (a
+    # create is kept, with a warning: it exists, and a rejected create would be made again)
+    before: list[Request] = Field(default_factory=list)
+    then: list[Request] = Field(default_factory=list)
 
 
 class Idempotency(Strict):

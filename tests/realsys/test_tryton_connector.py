@@ -20,6 +20,8 @@ from typer.testing import CliRunner
 from etl.cli import app
 from etl.connectors.base import Connector, Record, WriteOp
 from etl.connectors.factory import build_connector
+from etl.connectors.spec import TimeFormat
+from etl.connectors.templates import parse_instant
 from etl.errors import ConfigError, SystemUnavailable
 from etl.settings import SideSettings
 from etl.watermark import Window
@@ -183,23 +185,48 @@ def test_an_edit_of_a_sale_line_is_seen_through_its_sale(
                    "unit": 1, "unit_price": "19.90", "description": "Widget"}]})])
     assert result.ok, result.error
     sale = result.record
-    assert sale is not None and sale["state"] == "draft"
+    assert sale is not None and sale["state"] == "quotation" and sale["number"]
     assert sale["reference"] == deal  # ponte's external id: a lost create is found by it
     assert [r["id"] for r in conn.find_by("orders", "reference", [deal])] == [sale["id"]]
     assert sale["lines"][0]["quantity"] == 2
 
-    mark = datetime.now(UTC)
     line = sale["lines"][0]["id"]
+    # a quotation's lines are read-only: back to draft (a write of the sale), then the mark
+    assert tryton_client.post(f"/model/sale.sale/{sale['id']}/draft").status_code == 200
+    mark = datetime.now(UTC)
     edited = tryton_client.put(f"/model/sale.line/{line}", json={"quantity": 3})
     assert edited.status_code == 200
     direct = tryton_client.get(f"/model/sale.sale/{sale['id']}", params={"f": ["write_date"]})
-    assert direct.json()["write_date"] is None  # the sale itself was not written
+    written = parse_instant(direct.json()["write_date"], TimeFormat(format="tagged"))
+    assert written is not None and written < mark  # the line edit did not bump the sale
 
     changed = {r["id"]: r for r in listed(conn, "orders", mark)}
     assert sale["id"] in changed
     assert changed[sale["id"]]["lines"][0]["quantity"] == 3
     at = conn.updated_at("orders", changed[sale["id"]])
     assert at is not None and at >= mark - timedelta(seconds=1)
+
+
+def test_a_quotation_is_put_back_to_draft_for_an_update(make: Make) -> None:
+    conn = make()
+    party = create(conn, "customers", a_party())
+    template = create(conn, "products", a_template(uuid.uuid4().hex[:8].upper()))
+    address = party["addresses"][0]["id"]
+    sale = create(conn, "orders", {
+        "party": party["id"], "invoice_address": address, "shipment_address": address,
+        "lines": [{"type": "line", "product": template["products"][0]["id"], "quantity": 1,
+                   "unit": 1, "unit_price": "19.90"}]})
+    assert sale["state"] == "quotation"
+    line = sale["lines"][0]["id"]
+    result, = conn.write_batch("orders", [WriteOp("update", key=str(sale["id"]), payload={
+        "description": "two now", "lines": [{"id": line, "quantity": 2}]})])
+    assert result.ok, result.error
+    assert result.record is not None
+    assert (result.record["state"], result.record["description"]) == ("quotation", "two now")
+    assert [x["quantity"] for x in result.record["lines"]] == [2]
+
+    no_address = create(conn, "orders", {"party": party["id"]})  # quote refused: kept as draft
+    assert no_address["state"] == "draft"
 
 
 def test_a_bad_key_is_refused_credentials_not_a_retry(make: Make) -> None:
