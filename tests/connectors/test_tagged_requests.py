@@ -1,7 +1,7 @@
 """Spec features for systems that take a JSON domain in a query parameter (Tryton's REST API):
 class-tagged JSON instants, ``{values:json}``, parameters and headers sent base64url-encoded,
 ``{credentials.NAME}`` of a non-secret credential, repeated parameters, and an updated-at that
-is the latest stamp of a record and its lines. Run against a small in-process server that
+is the latest stamp of a record and its lines, workflow steps around a write. Run against a small in-process server that
 answers a search from the domain it decodes."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from etl.connectors.base import WriteOp
 from etl.connectors.generic import GenericConnector
 from etl.connectors.http import RetryPolicy
 from etl.connectors.spec import TimeFormat, parse_spec
@@ -59,7 +60,12 @@ SPEC = {
             "paginator": {"type": "offset", "offset_param": "p", "limit_param": "s"}},
         "read_by_keys": {"path": "/{credentials.database}/model/sale",
                          "params": {"d": '[["id", "in", {values:json}]]'},
-                         "encode": {"d": "base64url"}, "value_pattern": "\\d+"}}},
+                         "encode": {"d": "base64url"}, "value_pattern": "\\d+"},
+        "create": {"method": "POST", "path": "/{credentials.database}/model/sale",
+                   "then": [{"method": "POST", "path": "/db1/model/sale/{key}/quote"}]},
+        "update": {"method": "PUT", "path": "/db1/model/sale/{key}",
+                   "before": [{"method": "POST", "path": "/db1/model/sale/{key}/draft"}],
+                   "then": [{"method": "POST", "path": "/db1/model/sale/{key}/quote"}]}}},
 }
 
 
@@ -72,6 +78,32 @@ def since_of(domain: Any) -> datetime | None:
 class Server:
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
+        self.records = [dict(r) for r in RECORDS]
+        self.steps: list[str] = []
+
+    async def change(self, request: Request) -> JSONResponse:
+        """A create, an update or a step; a quotation is read-only, quote needs a party, a
+        confirmed sale cannot go back to draft."""
+        values = json.loads(await request.body() or b"{}")
+        key = request.path_params.get("key")
+        action = request.path_params.get("action")
+        self.steps.append(f"{request.method} {action or ''}".strip())
+        if key is None:
+            record = {"id": len(self.records) + 1, "state": "draft", "lines": [],
+                      "create_date": stamp(hour=5), "write_date": None, **values}
+            self.records.append(record)
+            return JSONResponse({"id": record["id"]})
+        record = next(r for r in self.records if r["id"] == int(key))
+        if action == "quote" and not record.get("party"):
+            return JSONResponse({"message": "an invoice address is required"}, status_code=400)
+        if action == "draft" and record.get("state") == "confirmed":
+            return JSONResponse({"message": "a confirmed sale stays confirmed"}, status_code=400)
+        if action is None and record.get("state") == "quotation":
+            return JSONResponse({"message": 'You are not allowed to modify the field "X"'},
+                                status_code=400)
+        record.update(values if action is None else
+                      {"state": {"quote": "quotation", "draft": "draft"}[action]})
+        return JSONResponse({"id": record["id"]})
 
     def search(self, request: Request) -> JSONResponse:
         domain = json.loads(base64.urlsafe_b64decode(request.query_params["d"])
@@ -82,18 +114,22 @@ class Server:
                           "auth": request.headers.get("Authorization")})
         since = since_of(domain)
         stamps = ("write_date", "create_date")
-        out = [r for r in RECORDS if since is None or any(
+        out = [r for r in self.records if since is None or any(
             at is not None and at >= since for at in (
                 *(parse_instant(r[f], TAGGED) for f in stamps),
                 *(parse_instant(line["write_date"], TAGGED) for line in r["lines"])))]
         if domain and domain[0] != "OR":  # [["id", "in", [...]]]
-            out = [r for r in RECORDS if str(r["id"]) in domain[0][2]]
+            out = [r for r in self.records if str(r["id"]) in domain[0][2]]
         offset = int(request.query_params.get("p", 0))
         size = int(request.query_params.get("s", 100))
         return JSONResponse(out[offset:offset + size])
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/db1/model/sale", self.search)])
+        return Starlette(routes=[
+            Route("/db1/model/sale", self.search, methods=["GET"]),
+            Route("/db1/model/sale", self.change, methods=["POST"]),
+            Route("/db1/model/sale/{key:int}", self.change, methods=["PUT"]),
+            Route("/db1/model/sale/{key:int}/{action}", self.change, methods=["POST"])])
 
 
 @pytest.fixture
@@ -106,6 +142,7 @@ def conn(server: Server) -> Iterator[GenericConnector]:
     with TestClient(server.app(), base_url="http://tagged.test/") as client:
         yield GenericConnector(parse_spec(SPEC, "tagged.yaml"), client, system="erp",
                                credentials={"key": "k1", "database": "db1"}, page_size=2,
+                               max_concurrency=1,
                                retry=RetryPolicy(attempts=1, base_s=0, cap_s=0),
                                sleep=lambda _: None)
 
@@ -159,3 +196,25 @@ def test_read_by_keys_sends_the_keys_as_a_json_list(conn: GenericConnector,
     found = conn.read_by_keys("orders", ["3", "1", "x"])
     assert sorted(r["id"] for r in found) == [1, 3]
     assert server.seen[-1]["domain"] == [["id", "in", ["3", "1"]]]
+
+
+def test_workflow_steps_around_writes(conn: GenericConnector, server: Server) -> None:
+    quoted, kept = conn.write_batch("orders", [WriteOp("create", {"party": 1}),
+                                               WriteOp("create", {"party": None})])
+    assert quoted.ok and quoted.record is not None and quoted.record["state"] == "quotation"
+    # the quote was refused, but the sale exists: a rejected create would be made again
+    assert kept.ok and kept.record is not None and kept.record["state"] == "draft"
+    assert server.steps == ["POST", "POST quote", "POST", "POST quote"]
+
+    server.steps.clear()
+    updated, = conn.write_batch("orders", [WriteOp("update", {"note": "x"}, key=quoted.key)])
+    assert updated.ok and updated.record is not None
+    assert (updated.record["state"], updated.record["note"]) == ("quotation", "x")
+    assert server.steps == ["POST draft", "PUT", "POST quote"]
+
+    server.records[0]["state"] = "confirmed"
+    server.steps.clear()
+    refused, = conn.write_batch("orders", [WriteOp("update", {"note": "y"}, key="1")])
+    assert refused.error is not None and refused.error.kind == "rejected"
+    assert "draft: HTTP 400: a confirmed sale stays confirmed" in str(refused.error)
+    assert server.steps == ["POST draft"]  # the write itself was never sent
