@@ -1,8 +1,8 @@
 """Spec features for systems that take a JSON domain in a query parameter (Tryton's REST API):
 class-tagged JSON instants, ``{values:json}``, parameters and headers sent base64url-encoded,
 ``{credentials.NAME}`` of a non-secret credential, repeated parameters, and an updated-at that
-is the latest stamp of a record and its lines, workflow steps around a write. Run against a small in-process server that
-answers a search from the domain it decodes."""
+is the latest stamp of a record and its lines; workflow steps around a write. Run against a
+small in-process server that answers a search from the domain it decodes."""
 
 from __future__ import annotations
 
