@@ -243,6 +243,18 @@ def test_a_bad_token_is_refused_credentials(bottlecrm: BottleCrm) -> None:
     assert conn.calls.read == 1  # never retried
 
 
+def test_the_token_carries_its_org_an_org_header_changes_nothing(
+        bottlecrm_client: httpx.Client) -> None:
+    # why the spec sends no org header: BottleCRM takes the org from the token alone
+    product = make_product(bottlecrm_client)
+    params = {"search": product["sku"]}
+    plain = bottlecrm_client.get("/invoices/products/", params=params)
+    foreign = bottlecrm_client.get("/invoices/products/", params=params,
+                                   headers={"org": str(uuid.uuid4())})
+    assert plain.status_code == foreign.status_code == 200
+    assert [p["id"] for p in foreign.json()["results"]] == [product["id"]]
+
+
 def test_the_spec_checks_and_is_listed() -> None:
     runner = CliRunner()
     checked = runner.invoke(app, ["connectors", "check", str(ROOT / SPEC)])
