@@ -53,6 +53,8 @@ SMALL = {"tryton_only": 4, "shared": 3, "crm_only": 4, "products": 6, "crm_produ
 # CRM too), 50 deals (40 won)
 FULL = {"tryton_only": 100, "shared": 100, "crm_only": 100, "products": 100, "crm_products": 30,
         "won_deals": 40, "open_deals": 10}
+# the company's own party in Tryton (no tax id): synced as one more account, never matched
+OWN_PARTY = 1
 
 
 @dataclass
@@ -170,7 +172,8 @@ def test_first_sync_of_a_seeded_company_matches_by_natural_key_then_writes_nothi
     customers, products, orders = (counts(first, e) for e in ("customers", "products", "orders"))
     assert customers["matched"] == FULL["shared"]
     assert customers["erp_created"] == FULL["crm_only"]
-    assert customers["crm_created"] == FULL["tryton_only"]
+    # and the company's own party, which has no tax id: created as an account, never matched
+    assert customers["crm_created"] == FULL["tryton_only"] + OWN_PARTY
     assert products["matched"] == FULL["crm_products"]
     assert products["crm_created"] == FULL["products"] - FULL["crm_products"]
     assert orders["erp_created"] == FULL["won_deals"]
@@ -185,12 +188,12 @@ def test_first_sync_of_a_seeded_company_matches_by_natural_key_then_writes_nothi
     assert_no_writes(second)
     # BottleCRM has no changed-since filter: every account and won deal is read again, and the
     # snapshot diff keeps them from being written; Tryton is read through its domain filter
-    assert second["entities"]["customers"]["crm"]["read"] == s.customers
+    assert second["entities"]["customers"]["crm"]["read"] == s.customers + OWN_PARTY
     assert second["entities"]["orders"]["crm"]["read"] == FULL["won_deals"]
     assert second["entities"]["customers"]["erp"]["read"] < s.customers
     third = co.ponte.sync()  # nothing changed anywhere since the second run
     assert_no_writes(third)
-    assert third["entities"]["customers"]["crm"]["read"] == s.customers
+    assert third["entities"]["customers"]["crm"]["read"] == s.customers + OWN_PARTY
     assert third["entities"]["customers"]["erp"]["read"] == 0
 
     alone = co.ponte.sync("customers")  # the customers alone: their reads and time
@@ -286,7 +289,7 @@ def test_a_change_on_each_side_flows_and_only_it(company_factory: Any) -> None:
     assert co.accounts()[erp_tax]["phone"] == "+32 9 999 99 99"
     assert co.crm_products()[code]["price"] == "123.45"
     # BottleCRM: full read of the accounts, yet only the real change was written
-    assert c["crm_read"] == s.customers
+    assert c["crm_read"] == s.customers + OWN_PARTY
     assert_no_writes(co.ponte.sync())
     assert_converged(co)
 
