@@ -337,11 +337,19 @@ def test_archived_and_deleted_customers_follow_the_mapping_policy(company_factor
     party = co.parties()[archived_tax]
     assert co.tryton.put(f"/model/party.party/{party['id']}",
                          json={"active": False}).status_code == 200
+    # and a product template archived: the CRM product is deactivated (products: ERP -> CRM)
+    code = next(iter(s.tryton_products))
+    template = co.tryton.get("/model/product.template", params={
+        "f": ["code"], "d": b64([["code", "=", code]])}).json()[0]
+    assert co.tryton.put(f"/model/product.template/{template['id']}",
+                         json={"active": False}).status_code == 200
     report = co.ponte.sync()
     assert counts(report, "customers")["crm_updated"] == 1
+    assert counts(report, "products")["crm_updated"] == 1
     account_id = co.accounts()[archived_tax]["id"]
     account = co.crm.get(f"/accounts/{account_id}/").json()["account_obj"]
     assert account["is_active"] is False
+    assert co.crm_products()[code]["is_active"] is False
 
     # deleted in BottleCRM: `deletes: deactivate` archives the party (verify --fix), never
     # deletes it nor re-creates the account
