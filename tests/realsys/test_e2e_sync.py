@@ -359,8 +359,13 @@ def test_archived_and_deleted_customers_follow_the_mapping_policy(company_factor
     # two accounts are gone from BottleCRM's accounts listing: the deleted one, and the one
     # ponte deactivated above (the listing holds active accounts only)
     assert found["entities"]["customers"]["vanished"] == 2, json.dumps(found["entities"])
+    # 2 of 12 linked customers is more than PONTE_MAX_DELETE_SHARE (10 %): ponte stops and asks
+    guarded = co.ponte.verify("--fix")
+    assert guarded["entities"]["customers"]["fixed"] == 0
+    assert guarded["entities"]["customers"].get("blocked"), json.dumps(guarded["entities"])
+    co.ponte.env["PONTE_MAX_DELETE_SHARE"] = "0.5"
     fixed = co.ponte.verify("--fix")
-    assert fixed["entities"]["customers"]["fixed"] >= 1
+    assert fixed["entities"]["customers"]["fixed"] >= 1, json.dumps(fixed["entities"])
     assert co.parties()[gone_tax]["active"] in (0, False)
     assert gone_tax not in co.accounts()
     assert_no_writes(co.ponte.sync())
