@@ -38,7 +38,7 @@ from etl.errors import EtlError, LockHeld, RecordError, Stopped
 from etl.logging import redact
 from etl.mapping import EntityMapping, also_write_gaps, build_payload
 from etl.mapping.models import SIDES, Side, other
-from etl.state.store import Checkpoint, Store
+from etl.state import Checkpoint, Store
 from etl.watermark import Window
 
 LEASE_S = 900.0  # verify --fix's lease on each entity's lock, renewed while it runs

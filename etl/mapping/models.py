@@ -181,6 +181,3 @@ class EntityMapping(Strict):
 
     def columns(self) -> list[str]:
         return list(self.fields)
-
-    def side_columns(self, side: Side) -> list[str]:
-        return [f for f, spec in self.fields.items() if spec.side(side) is not None]

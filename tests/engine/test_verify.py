@@ -10,7 +10,7 @@ from pathlib import Path
 
 from etl import api
 from etl.engine.verify import verify
-from etl.state.store import Store
+from etl.state import Store
 from tests.engine.conftest import World, make_world
 from tests.engine.test_sync_e2e import _mappings_with
 

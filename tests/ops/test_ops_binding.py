@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from etl.cli import app
 from etl.exitcodes import Exit
 from etl.sandbox.server import running_sandbox
-from etl.state.store import Store
+from etl.state import Store
 from tests.ops.conftest import FAST, Env, env_for
 
 runner = CliRunner()

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from etl.cli import app
 from etl.sandbox.server import running_sandbox
-from etl.state.store import Store
+from etl.state import Store
 from tests.ops.conftest import FAST, env_for, wait_for
 
 PONTE = Path(sys.executable).parent / "ponte"  # the installed console script
