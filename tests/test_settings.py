@@ -249,11 +249,11 @@ def test_the_whole_map_may_be_given_as_json(monkeypatch: pytest.MonkeyPatch,
 
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("PONTE_SCHEDULE__CUSTOMER", "every:60",
-     "PONTE_SCHEDULE__CUSTOMER='every:60': Ploomes and Omie have no entity 'customer' (valid: "
-     "customers, orders, products); did you mean PONTE_SCHEDULE__CUSTOMERS?"),
+     ("PONTE_SCHEDULE__CUSTOMER='every:60': Ploomes and Omie have no entity 'customer' (valid: "
+     "customers, orders, products); did you mean PONTE_SCHEDULE__CUSTOMERS?")),
     ("PONTE_SCHEDULE__INVOICES", "every:60",
-     "PONTE_SCHEDULE__INVOICES='every:60': Ploomes and Omie have no entity 'invoices' (valid: "
-     "customers, orders, products)"),
+     ("PONTE_SCHEDULE__INVOICES='every:60': Ploomes and Omie have no entity 'invoices' (valid: "
+     "customers, orders, products)")),
     ("PONTE_SCHEDULE_INVOICES", "every:60",  # the old form is checked alike
      "PONTE_SCHEDULE_INVOICES='every:60': Ploomes and Omie have no entity 'invoices'"),
     ("PONTE_SCHEDULE__ORDERS", "hourly",
