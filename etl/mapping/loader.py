@@ -112,8 +112,6 @@ def _check(m: EntityMapping, path: Path) -> None:
     for i, pre in enumerate(m.preconditions):
         if pre.field not in m.fields:
             problems.append(f"preconditions[{i}].field: {pre.field!r} is not a mapped field")
-    if m.deletes == "deactivate" and not m.deactivate:
-        problems.append("deletes: 'deactivate' needs a 'deactivate' block (field: value)")
     if not m.sources():
         problems.append("no field flows from either side (check 'owner' and the field sides)")
     if problems:
