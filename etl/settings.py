@@ -110,16 +110,18 @@ class Settings(BaseSettings):
         if problems:
             raise ConfigError("\n".join(problems))
         old = old_schedules(os.environ, file_values)
-        self.schedule = {k.lower(): v for k, v in {**old, **self.schedule}.items() if v.strip()}
-        problems = self._check_schedules(old)
+        new = {k.lower(): v for k, v in self.schedule.items()}
+        self.schedule = {k: v for k, v in {**old, **new}.items() if v.strip()}
+        problems = self._check_schedules(set(old) - set(new))
         if problems:
             raise ConfigError(join_problems(problems))
         entities = set(self.crm.spec.entities) | set(self.erp.spec.entities)
         self.schedule = {**{e: s for e, s in DEFAULT_SCHEDULES.items() if e in entities},
                          **self.schedule}
 
-    def _check_schedules(self, old: Mapping[str, str]) -> list[str]:
-        """Each schedule set names an entity of the connector specs and is a valid schedule."""
+    def _check_schedules(self, old: set[str]) -> list[str]:
+        """Each schedule set names an entity of the connector specs and is a valid schedule
+        (``old``: the entities whose schedule came from an old-form variable)."""
         from etl.scheduler import trigger_for
 
         valid = sorted(set(self.crm.spec.entities) | set(self.erp.spec.entities))
