@@ -161,7 +161,6 @@ class Connector(Protocol):
         ...
 
 
-
 @runtime_checkable
 class Deactivates(Protocol):
     """A connector that may know how to deactivate a record of an entity (a spec's
