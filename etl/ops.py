@@ -25,7 +25,7 @@ from etl.mapping import EntityMapping
 from etl.mapping.models import SIDES, Side
 from etl.metrics import last_runs
 from etl.scheduler import next_run
-from etl.settings import Settings
+from etl.settings import Settings, schedule_var
 from etl.state import QuarantineRow, RunRow, Store
 from etl.state.rows import DROPPED
 
@@ -153,10 +153,10 @@ def status(store: Store, mappings: dict[str, EntityMapping], settings: Settings,
             counts = run.report.get("entities", {}).get(name, {})
             last = LastRun(run.id, run.kind, run.status, run.started_at, run.finished_at,
                            {s: dict(counts.get(s, {})) for s in SIDES}, run.report.get("error"))
-        spec = getattr(settings, f"schedule_{name}", None)
+        spec = settings.schedule_of(name)
         upcoming = None
         if spec:
-            upcoming = next_run(spec, now, setting=f"schedule_{name}",
+            upcoming = next_run(spec, now, setting=schedule_var(name).removeprefix("PONTE_"),
                                 last_run=run.started_at if run else None)
         running = store.live_lock_holder(lock_name(name), now=now)
         out.append(EntityStatus(name, spec, upcoming, sides, last, running))

@@ -43,7 +43,7 @@ from etl.results import (
     Served,
     WatermarkList,
 )
-from etl.settings import Settings
+from etl.settings import Settings, schedule_var
 from etl.state import QuarantineRow, RunRow, Store
 
 __all__ = ["Ponte"]
@@ -189,15 +189,15 @@ class Ponte:
     def serve(self, entities: Sequence[str] | None = None, *, run_now: bool = False,
               misfire_grace_s: int = scheduler.MISFIRE_GRACE_S) -> Served:
         """Run as a daemon until SIGTERM/SIGINT: each entity synced on its own schedule
-        (``PONTE_SCHEDULE_<ENTITY>``). Mappings, schedules and the state's binding are checked
+        (``PONTE_SCHEDULE__<ENTITY>``). Mappings, schedules and the state's binding are checked
         before it starts (:class:`ConfigError`), not at the first scheduled run."""
         mappings = self.check_mappings(entities=entities).mappings
         names = list(entities or mappings)
-        schedules = {n: getattr(self.settings, f"schedule_{n}", None) or "" for n in names}
+        schedules = {n: self.settings.schedule_of(n) or "" for n in names}
         missing = [n for n, s in schedules.items() if not s]
         if missing:
-            raise ConfigError(f"no schedule for {', '.join(missing)} (set PONTE_SCHEDULE_"
-                              f"{missing[0].upper()})")
+            raise ConfigError(f"no schedule for {', '.join(missing)} (set "
+                              f"{', '.join(schedule_var(n) for n in missing)})")
         self.check_binding()
         scheduler.serve(schedules, self.scheduled_sync, misfire_grace_s=misfire_grace_s,
                         run_now=run_now)

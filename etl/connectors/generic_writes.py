@@ -1,5 +1,5 @@
-"""Writing through a spec: creates, updates and deletes of the generic connector
-(:mod:`etl.connectors.generic`).
+"""Writing through a spec: creates, updates, deletes and deactivations of the generic
+connector (:mod:`etl.connectors.generic`).
 
 Creates with ``idempotency: lookup`` are sent once; after an ambiguous failure (5xx, timeout,
 dropped connection) the record is looked up by its external id (or natural key) before trying
@@ -157,16 +157,31 @@ class Writes:
 
     def delete(self, entity: str, key: str) -> RecordError | None:
         e = self._entity(entity)
-        if e.delete is None:
-            return RecordError(f"{self.spec.title} {entity}: the spec has no delete",
+        return self._keyed(entity, "delete", e.delete, key)
+
+    def can_deactivate(self, entity: str) -> bool:
+        """The spec declares a ``deactivate`` request for ``entity``."""
+        return self._entity(entity).deactivate is not None
+
+    def deactivate(self, entity: str, key: str) -> RecordError | None:
+        """Deactivate one record with the spec's ``deactivate`` request (its body as the spec
+        gives it, e.g. a status field set): ``None`` when done or the record is gone."""
+        return self._keyed(entity, "deactivate", self._entity(entity).deactivate, key)
+
+    def _keyed(self, entity: str, action: str, spec: WriteSpec | None, key: str
+               ) -> RecordError | None:
+        if spec is None:
+            return RecordError(f"{self.spec.title} {entity}: the spec has no {action}",
                                kind="rejected")
-        if not _key_ok(e.delete, key):
-            return RecordError(f"cannot delete {self.spec.title} {entity}: invalid key {key!r}",
-                               kind="rejected")
-        outcome, _, _ = self._send(self._write_call(e.delete, {}, {"key": key}), "write")
+        if not _key_ok(spec, key):
+            return RecordError(f"cannot {action} {self.spec.title} {entity}: invalid key "
+                               f"{key!r}", kind="rejected")
+        call = (self._write_call(spec, {}, {"key": key}) if action == "delete"
+                else self._call(spec, {"key": key}))
+        outcome, _, _ = self._send(call, "write")
         if outcome.action in ("ok", "not_found"):
             return None
-        return RecordError(f"{self.spec.title} refused to delete {entity} {key}: HTTP "
+        return RecordError(f"{self.spec.title} refused to {action} {entity} {key}: HTTP "
                            f"{outcome.status}: {outcome.message}", kind="rejected")
 
 

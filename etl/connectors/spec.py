@@ -2,8 +2,8 @@
 
 A spec says how to reach a system (base URL, credentials, auth), what each of its entities is
 (collection, key, updated-at, dependencies), how to list changes, read by keys, find by a natural
-key, create, update and delete, how pages follow each other, what each error answer means, and
-the field schema of each collection (what ``ponte mappings check`` checks mapping paths
+key, create, update, delete and deactivate, how pages follow each other, what each error answer
+means, and the field schema of each collection (what ``ponte mappings check`` checks mapping paths
 against). :func:`load_spec` validates a file; every error names the file, the path inside it,
 the bad value and the valid choices.
 
@@ -166,6 +166,9 @@ class EntitySpec(Strict):
     create: WriteSpec | None = None
     update: WriteSpec | None = None
     delete: WriteSpec | None = None
+    # how the system deactivates a record (a PATCH of a status field, an action call): run by
+    # ``ponte verify --fix`` where the mapping says ``deletes: deactivate``
+    deactivate: WriteSpec | None = None
     idempotency: Idempotency = Idempotency()
     write_concurrency: int | None = Field(None, ge=1)  # unset: the side's max_concurrency
     hooks: dict[str, str] = Field(default_factory=dict)  # hook point -> hook name
@@ -214,6 +217,9 @@ class ConnectorSpec(Strict):
                 if dep not in self.entities:
                     problems.append(f"entities.{name}.depends_on: {dep!r} is not an entity "
                                     f"(valid: {', '.join(sorted(self.entities))})")
+            if entity.deactivate is not None and entity.deactivate.method == "GET":
+                problems.append(f"entities.{name}.deactivate.method: 'GET' changes nothing "
+                                "(valid: POST, PUT, PATCH, DELETE)")
             if self.implementation is None:
                 for need, attr in (("key", "key"), ("updated_at", "updated_at"),
                                    ("list", "listing")):

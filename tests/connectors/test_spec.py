@@ -62,8 +62,13 @@ def example(**changes: Any) -> dict[str, Any]:
      "spec.yaml: entities.customers.listing: unknown key"),
     ({"entities__customers__key": None},
      "entities.customers.key: required (the generic connector runs this spec)"),
+    ({"entities__customers__deactivate": {"method": "GET", "path": "/customers/{key}"}},
+     ("spec.yaml: (top level): entities.customers.deactivate.method: 'GET' changes nothing "
+      "(valid: POST, PUT, PATCH, DELETE)")),
+    ({"entities__customers__deactivate": {"path": "/x", "active": False}},
+     "spec.yaml: entities.customers.deactivate.active: unknown key"),
 ], ids=["kind", "auth-type", "paginator", "method", "credential", "depends-on", "action",
-        "status", "unknown-key", "generic-needs-key"])
+        "status", "unknown-key", "generic-needs-key", "deactivate-get", "deactivate-key"])
 def test_a_bad_spec_names_file_path_value_and_choices(changes: dict[str, Any],
                                                       message: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from etl.settings import SANDBOX_USER_KEY
+from etl.sandbox.keys import SANDBOX_USER_KEY
 from etl.state import Store
 from tests.engine.conftest import World
 

@@ -28,7 +28,7 @@ def test_sigterm_during_ponte_run_exits_0_and_the_next_run_converges(tmp_path: P
         # answers take a little while, so the signal always lands while the run still writes
         # (on a loaded machine an unslowed run could finish before the signal is sent)
         sb.crm.faults.latency_ms = sb.erp.faults.latency_ms = 10
-        env = {**os.environ, **env_for(sb, tmp_path), "PONTE_SCHEDULE_CUSTOMERS": "every:1"}
+        env = {**os.environ, **env_for(sb, tmp_path), "PONTE_SCHEDULE__CUSTOMERS": "every:1"}
         log = tmp_path / "run.log"
         with log.open("w") as fh:
             proc = subprocess.Popen([str(PONTE), "run", "customers", "--now"],

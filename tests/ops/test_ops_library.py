@@ -154,7 +154,8 @@ def test_watermark_set_one_side_and_refusals(world: World) -> None:
 
 def test_status_reports_watermarks_lag_last_run_quarantine_and_next_run(tmp_path: Path) -> None:
     w = make_world(f"sqlite:///{tmp_path / 's.db'}", customers=20, products=5, orders=4)
-    w.settings = w.settings.model_copy(update={"schedule_products": "every:300"})
+    w.settings = w.settings.model_copy(
+        update={"schedule": {**w.settings.schedule, "products": "every:300"}})
     orders = sorted(w.crm.db["Orders"], key=lambda r: r.id)
     lines = copy.deepcopy(orders[0].data["Products"])
     lines[0]["Quantity"] = 0

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from etl import settings
+from etl.sandbox import keys
 from etl.sandbox.core import Simulator
 from etl.sandbox.omie.validation import (
     DEFAULT_PAGE_CAP,
@@ -56,8 +56,8 @@ class OmieRecords(Simulator):
     def __init__(
         self,
         *,
-        app_key: str = settings.SANDBOX_APP_KEY,
-        app_secret: str = settings.SANDBOX_APP_SECRET,
+        app_key: str = keys.SANDBOX_APP_KEY,
+        app_secret: str = keys.SANDBOX_APP_SECRET,
         rpm: int = 240,
         db_path: str | None = None,
         seed: int = 0,
