@@ -103,7 +103,7 @@ BAD_VALUES = [
     ("PONTE_LOG_FORMAT", "xml", "PONTE_LOG_FORMAT='xml': must be 'text' or 'json'"),
     ("PONTE_CRM__KIND", "hubspot", "PONTE_CRM__KIND='hubspot': unknown connector (valid: ploomes)"),
     ("PONTE_ERP__KIND", "ploomes", ("PONTE_ERP__KIND='ploomes': Ploomes is a connector for the crm "
-                                    "side, not the erp (valid: omie)")),
+                                    "side, not the erp (valid: omie, tryton)")),
     ("PONTE_MAX_DELETE_SHARE", "2", "PONTE_MAX_DELETE_SHARE='2': must be <= 1"),
     ("PONTE_LOG_LEVEL", "VERBOSE", ("PONTE_LOG_LEVEL='VERBOSE': must be one of TRACE, DEBUG, "
                                    "INFO, SUCCESS, WARNING, ERROR, CRITICAL")),

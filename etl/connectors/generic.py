@@ -46,6 +46,8 @@ from etl.connectors.templates import (
     ceil_to,
     compose,
     dig,
+    dig_all,
+    encode,
     fill,
     floor_to,
     format_instant,
@@ -80,6 +82,8 @@ class GenericConnector(Writes):
                                    max_concurrency=concurrency, retry=retry, sleep=sleep)
         self.auth = Authenticator(spec.auth, credentials, system=system, client=client,
                                   clock=clock)
+        self._public = {n: credentials[n] for n, c in spec.credentials.items()
+                        if not c.secret and n in credentials}  # {credentials.NAME}
         self._sleep = sleep
         self._hooks = wait_hooks(spec)
         self._write_lock = threading.Lock()
@@ -137,15 +141,16 @@ class GenericConnector(Writes):
         spec = self._entity(entity).updated_at
         if spec is None:
             return None
+        found: list[datetime] = []
         for path in spec.paths:
             try:
-                text = fill(path, record) if "{" in path else dig(record, path)
+                texts = [fill(path, record)] if "{" in path else dig_all(record, path)
             except (KeyError, ValueError):
                 continue
-            at = parse_instant(text, spec)
-            if at is not None:
-                return at
-        return None
+            found += [at for text in texts if (at := parse_instant(text, spec)) is not None]
+            if found and not spec.latest:
+                return found[0]
+        return max(found, default=None)
 
     # --- the wire ----------------------------------------------------------------------------
 
@@ -188,8 +193,13 @@ class GenericConnector(Writes):
 
     def _call(self, req: Request, values: dict[str, Any], fmt: TimeFormat | None = None) -> Call:
         """A request's template filled (filter clauses whose values are unset left out)."""
+        values = {"credentials": self._public, **values}
         call = Call(req.method, fill(req.path, values), fill(req.params, values, fmt),
-                    fill(req.body, values, fmt), dict(req.headers))
+                    fill(req.body, values, fmt), fill(req.headers, values, fmt))
+        for name, how in req.encode.items():
+            for where in (call.params, call.headers):
+                if isinstance(where.get(name), str):
+                    where[name] = encode(where[name], how)
         if req.filter is not None:
             clauses = [c for c in fill(req.filter.clauses, values, fmt, drop=True)]
             call.filters[req.filter.param] = clauses
@@ -300,7 +310,7 @@ class GenericConnector(Writes):
         out: list[Record] = []
         for i in range(0, len(wanted), chunk):
             part = wanted[i:i + chunk]
-            call = self._call(spec, {"value": part[0], "field": field})
+            call = self._call(spec, {"value": part[0], "values": part, "field": field})
             if spec.item_hook is not None:
                 items = [HOOKS[spec.item_hook](field, v) for v in part]
             else:

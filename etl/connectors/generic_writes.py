@@ -16,12 +16,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
+from loguru import logger
+
 from etl.connectors.auth import Call
 from etl.connectors.base import Capabilities, Record, WriteOp, WriteResult
 from etl.connectors.errors import Outcome
 from etl.connectors.hooks import HOOKS
 from etl.connectors.http import HttpSession
-from etl.connectors.spec import ConnectorSpec, EntitySpec, WriteSpec
+from etl.connectors.spec import ConnectorSpec, EntitySpec, Request, WriteSpec
 from etl.connectors.templates import dig, put
 from etl.errors import RecordError, SystemUnavailable
 
@@ -98,6 +100,8 @@ class Writes:
         elif op.action == "create" and idem.natural_key_field:
             field = idem.natural_key_field
             ident = str(dig(payload, field) or "").strip() or None
+        if op.action == "update" and (refused := self._steps(entity, op, spec.before, op.key)):
+            return WriteResult(op, key=op.key, error=refused)
         call = self._write_call(spec, payload, {"key": op.key, "external_id": op.external_id})
         lookup = op.action == "create" and idem.strategy == "lookup" and bool(field and ident)
         for attempt in range(1, self.session.retry.attempts + 1):
@@ -114,8 +118,28 @@ class Writes:
                 if outcome.status == 0:
                     self._sleep(self.session.retry.backoff(attempt, None))
                     continue
-            return self._result(entity, op, spec, outcome, answer)
+            result = self._result(entity, op, spec, outcome, answer)
+            if result.ok and spec.then:
+                failed = self._steps(entity, op, spec.then, result.key)
+                result.record = None  # the step changed it: read back
+                if failed is not None and op.action == "create":  # it exists: keep the key
+                    logger.warning("{}; left as created (the next update tries again)", failed)
+                else:
+                    result.error = failed
+            return result
         raise SystemUnavailable(self.system, f"{self.spec.title} create in {entity} kept failing")
+
+    def _steps(self, entity: str, op: WriteOp, steps: Sequence[Request], key: str | None
+               ) -> RecordError | None:
+        """Workflow steps of a write (``before``/``then``); the first refused one, if any."""
+        for step in steps:
+            call = self._call(step, {"key": key})
+            outcome, _, _ = self._send(call, "write")
+            if outcome.action != "ok":
+                return RecordError(f"{self.spec.title}: the {op.action} of {entity} {key}: "
+                                   f"{call.method} {call.path}: HTTP {outcome.status}: "
+                                   f"{outcome.message}", field=outcome.field, kind="rejected")
+        return None
 
     def _write_call(self, spec: WriteSpec, payload: Record, values: dict[str, Any]) -> Call:
         call = self._call(spec, values)

@@ -10,7 +10,9 @@ the bad value and the valid choices.
 Templates: strings in ``params``, ``body`` and ``path`` may name values in braces: ``{since}``,
 ``{until}`` (the window edges, in the list's time format, or ``{since:%d/%m/%Y}`` for any
 strftime pattern, in the list's zone), ``{key}``, ``{value}``, ``{page}``, ``{page_size}``,
-``{offset}``, ``{cursor}``. A parameter whose template names a value that is not set (no
+``{offset}``, ``{cursor}``, ``{values}`` (the values a ``find_by``/``read_by_keys`` request
+looks for; ``{values:json}`` = as a JSON list), ``{credentials.NAME}`` (a credential declared
+``secret: false``, such as a database name). A parameter whose template names a value that is not set (no
 ``since`` on a first run) is left out; a body string that is one placeholder alone keeps the
 value's type (a page number stays a number).
 """
@@ -64,10 +66,12 @@ class Request(Strict):
 
     method: HTTP_METHOD = "GET"
     path: str
-    params: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, str | list[str]] = Field(default_factory=dict)  # a list: repeated
     body: Any = None
     headers: dict[str, str] = Field(default_factory=dict)
     filter: Filter | None = None
+    # parameters or headers sent encoded once filled (a JSON domain as base64url text)
+    encode: dict[str, Literal["base64url"]] = Field(default_factory=dict)
 
 
 class Filter(Strict):
@@ -113,6 +117,11 @@ class WriteSpec(Request):
     wrap: str | None = None  # send the payload inside this body field
     complete: list[str] = Field(default_factory=list)  # fields an answer lacks -> read back
     key_pattern: str | None = None  # a key not matching it is refused before sending
+    # workflow steps (a button: Tryton's quote) sent with ``{key}`` before an update / after
+    # a create or update, then the record is read back; a step refused rejects an update (a
+    # create is kept, with a warning: it exists, and a rejected create would be made again)
+    before: list[Request] = Field(default_factory=list)
+    then: list[Request] = Field(default_factory=list)
 
 
 class Idempotency(Strict):

@@ -162,8 +162,9 @@ Paginator = Annotated[OffsetPaging | PagePaging | KeysetPaging | CursorPaging | 
 
 class TimeFormat(Strict):
     """How a system writes instants: ``iso`` (with or without offset), ``iso_offset`` (an ISO
-    value without an offset is not an instant), ``epoch_s``, ``epoch_ms``, or a strftime
-    pattern; naive values are in ``zone``."""
+    value without an offset is not an instant), ``epoch_s``, ``epoch_ms``, ``tagged``
+    (class-tagged JSON: ``{"__class__": "datetime", "year": ...}``), or a strftime pattern;
+    naive values are in ``zone``."""
 
     format: str = "iso"
     zone: str = "UTC"
@@ -172,9 +173,13 @@ class TimeFormat(Strict):
 
 class UpdatedAt(TimeFormat):
     """Where a record's updated-at is: the first of ``paths`` that parses. A path may join
-    several fields: ``"{info.dAlt} {info.hAlt}"``."""
+    several fields: ``"{info.dAlt} {info.hAlt}"``, or name a field of every item of a list:
+    ``lines[].write_date``."""
 
     paths: list[str] = Field(min_length=1)
+    # the latest of all the paths that parse, not the first (``lines[].write_date``: a
+    # child list's stamps count: a record whose line changed has changed)
+    latest: bool = False
 
 
 # --- errors ---------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import string
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +27,15 @@ def dig(value: Any, path: str) -> Any:
         else:
             return None
     return value
+
+
+def dig_all(value: Any, path: str) -> list[Any]:
+    """Like :func:`dig`, but ``lines[].write_date`` collects the field of every list item."""
+    head, many, rest = path.partition("[]")
+    if not many:
+        return [dig(value, path)]
+    items = dig(value, head)
+    return [v for item in items or () for v in dig_all(item, rest.removeprefix("."))]
 
 
 def put(target: dict[str, Any], path: str, value: Any) -> None:
@@ -62,6 +73,8 @@ def format_instant(moment: datetime, fmt: TimeFormat, pattern: str = "") -> str:
         return str(int(local.timestamp()))
     if pattern == "epoch_ms":
         return str(int(local.timestamp() * 1000))
+    if pattern == "tagged":
+        return json.dumps(tagged(local))
     if pattern in ("iso", "iso_offset"):
         spec = "milliseconds" if fmt.precision_ms < 1000 else "seconds"
         text = local.isoformat(timespec=spec)
@@ -73,6 +86,15 @@ def parse_instant(text: object, fmt: TimeFormat) -> datetime | None:
     """An instant as the system wrote it -> aware UTC; ``None`` when it is not one."""
     if text is None or text == "" or isinstance(text, bool):
         return None
+    if fmt.format == "tagged" and isinstance(text, dict):  # wall-clock fields in ``zone``
+        if text.get("__class__") != "datetime":
+            return None
+        try:
+            y, mo, d, h, mi, sec, us = (int(text.get(f) or 0) for f in _TAGGED_FIELDS)
+            value = datetime(y, mo, d, h, mi, sec, us)
+        except (TypeError, ValueError):
+            return None
+        return value.replace(tzinfo=ZoneInfo(fmt.zone)).astimezone(UTC)
     try:
         if fmt.format in ("epoch_s", "epoch_ms"):
             seconds = float(text) / (1000 if fmt.format == "epoch_ms" else 1)  # type: ignore[arg-type]
@@ -88,6 +110,21 @@ def parse_instant(text: object, fmt: TimeFormat) -> datetime | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(fmt.zone))
     return value.astimezone(UTC)
+
+
+_TAGGED_FIELDS = ("year", "month", "day", "hour", "minute", "second", "microsecond")
+
+
+def tagged(moment: datetime) -> dict[str, Any]:
+    """A wall-clock time in class-tagged JSON (JSON-RPC systems such as Tryton):
+    ``{"__class__": "datetime", "year": ..., "microsecond": ...}``."""
+    return {"__class__": "datetime", **{f: getattr(moment, f) for f in _TAGGED_FIELDS}}
+
+
+def encode(value: str, how: str) -> str:
+    """A filled parameter or header as the system wants it (``base64url``: of its text)."""
+    assert how == "base64url"
+    return base64.urlsafe_b64encode(value.encode()).decode()
 
 
 class _Formatter(string.Formatter):
@@ -108,6 +145,8 @@ class _Formatter(string.Formatter):
     def format_field(self, value: Any, format_spec: str) -> str:
         if isinstance(value, datetime):
             return format_instant(value, self.fmt or TimeFormat(), format_spec)
+        if format_spec == "json":  # JSON text: a list of values, a string quoted
+            return json.dumps(value)
         if format_spec == "q":  # a quoted string literal, quotes doubled (OData, SQL-like)
             return "'" + str(value).replace("'", "''") + "'"
         return str(format(value, format_spec))

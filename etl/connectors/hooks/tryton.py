@@ -1,0 +1,39 @@
+"""Tryton facts a spec cannot say as data.
+
+* A one2many field is written with commands, not a list of records: ``[["create", [{...}]],
+  ["write", [id], {...}]]``. Mappings speak of the list as read back (records, each with its
+  ``id`` once it exists): an item with an ``id`` becomes a ``write`` of that record, the others
+  one ``create``. Items left out are kept (Tryton deletes only on a ``delete`` command).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from etl.connectors.base import Record
+from etl.connectors.hooks import hook
+
+READ_ONLY = ("id", "__name__", "rec_name")  # what a read adds to an item; never written
+
+
+def _values(item: Record) -> Record:
+    return commands({k: v for k, v in item.items() if k not in READ_ONLY})
+
+
+def commands(payload: Record) -> Record:
+    """Every list of records in ``payload`` (nested ones too) as one2many commands."""
+    out: Record = {}
+    for field, value in payload.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            steps: list[Any] = [["write", [int(v["id"])], _values(v)] for v in value
+                                if v.get("id") is not None]
+            new = [_values(v) for v in value if v.get("id") is None]
+            out[field] = steps + ([["create", new]] if new else [])
+        else:
+            out[field] = value
+    return out
+
+
+@hook("tryton_one2many")
+def one2many(conn: Any, entity: str, payload: Record) -> Record:
+    return commands(payload)
