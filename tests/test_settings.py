@@ -101,7 +101,7 @@ BAD_VALUES = [
     ("PONTE_ERP__PAGE_SIZE", "900", "PONTE_ERP__PAGE_SIZE='900': must be <= 500"),
     ("PONTE_ERP__TIMEOUT_S", "soon", "PONTE_ERP__TIMEOUT_S='soon': not a valid number"),
     ("PONTE_LOG_FORMAT", "xml", "PONTE_LOG_FORMAT='xml': must be 'text' or 'json'"),
-    ("PONTE_CRM__KIND", "hubspot", "PONTE_CRM__KIND='hubspot': unknown connector (valid: ploomes)"),
+    ("PONTE_CRM__KIND", "hubspot", "PONTE_CRM__KIND='hubspot': unknown connector (valid: bottlecrm, ploomes)"),
     ("PONTE_ERP__KIND", "ploomes", ("PONTE_ERP__KIND='ploomes': Ploomes is a connector for the crm "
                                     "side, not the erp (valid: omie, tryton)")),
     ("PONTE_MAX_DELETE_SHARE", "2", "PONTE_MAX_DELETE_SHARE='2': must be <= 1"),

@@ -307,6 +307,9 @@ class GenericConnector(Writes):
         if spec.value_pattern is not None:
             wanted = [v for v in wanted if re.fullmatch(spec.value_pattern, v)]
         chunk = 1 if "{value}" in spec.path else spec.chunk
+        if spec.param is None and spec.filter is None and "{value" not in repr(
+                (spec.path, spec.params, spec.body)):
+            chunk = max(1, len(wanted))  # no value is sent: one listing serves them all
         out: list[Record] = []
         for i in range(0, len(wanted), chunk):
             part = wanted[i:i + chunk]

@@ -75,7 +75,11 @@ class OffsetPager:
 
     def next(self, call: Call, size: int, answer: Any, response: httpx.Response,
              page: list[Record]) -> bool:
-        if self.short.last(len(page), size):
+        total = dig(answer, self.spec.total_path) if self.spec.total_path else None
+        if isinstance(total, int) and not isinstance(total, bool):
+            if not page or self.offset + len(page) >= total:
+                return False
+        elif self.short.last(len(page), size):
             return False
         self.offset += len(page)  # by what came, not what was asked: a capped page is fine
         _set(self.spec, call, self.spec.offset_param, self.offset)

@@ -92,7 +92,9 @@ class ListSpec(Request):
 class ByValues(Request):
     """Read records by several values at once: ``param`` = ``join`` of ``item`` per value
     (``"Id eq {value}"`` joined by ``" or "``, or ``"{value}"`` by ``","``), ``chunk`` values
-    per request; with ``repeat`` the parameter is sent once per value instead."""
+    per request; with ``repeat`` the parameter is sent once per value instead. A request that
+    sends no value (no ``param``, ``filter`` or ``{value}``) is one listing matched client-side
+    (``verify``) for all values at once."""
 
     param: str | None = None  # with ``filter``: joined values become one more clause of it
     item: str = "{value}"  # ``{value}``, ``{field}`` (the field searched)

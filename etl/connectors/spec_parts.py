@@ -94,11 +94,13 @@ class Paging(Strict):
 
 class OffsetPaging(Paging):
     """``offset``/``limit`` (or skip/top): the offset moves by the records received, so a
-    server that silently serves fewer than asked is paged correctly."""
+    server that silently serves fewer than asked is paged correctly. ``total_path``: where the
+    answer states how many records the listing holds (it ends there)."""
 
     type: Literal["offset"]
     offset_param: str = "offset"
     limit_param: str = "limit"
+    total_path: str | None = None
 
 
 class PagePaging(Paging):

@@ -52,7 +52,7 @@ class Server:
         page = rows[start:start + size]
         more = start + size < len(rows)
         return httpx.Response(200, headers=headers, json={
-            "items": page, "next_cursor": str(start + size) if more else None,
+            "items": page, "meta": {"total": len(rows)}, "next_cursor": str(start + size) if more else None,
             "next": f"/items?cursor={start + size}" if more else None})
 
 
@@ -102,3 +102,31 @@ def test_changed_since_modes(changed_since: str, since_s: int, expected: list[in
     got = [r["id"] for page in conn.list_changed("items", window) for r in page]
     assert got == expected
     assert conn.capabilities.has_changed_since is (changed_since == "filter")
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 10, 13])
+def test_offset_with_a_stated_total_ends_there(n: int) -> None:
+    server = Server(records(n))
+    client = httpx.Client(transport=httpx.MockTransport(server), base_url="http://lister.test")
+    raw = spec({"type": "offset", "total_path": "meta.total"})
+    conn = GenericConnector(parse_spec(raw, "lister.yaml"), client, system="erp",
+                            credentials={}, page_size=50, retry=RetryPolicy(attempts=1),
+                            sleep=lambda _s: None)
+    got = [r["id"] for page in conn.list_changed("items", Window(None)) for r in page]
+    assert got == list(range(1, n + 1))
+    assert server.requests == max(1, -(-n // CAP))  # no confirming read past the total
+
+
+def test_find_by_over_a_listing_that_sends_no_value_reads_it_once() -> None:
+    server = Server(records(13))
+    client = httpx.Client(transport=httpx.MockTransport(server), base_url="http://lister.test")
+    raw = spec({"type": "offset", "total_path": "meta.total"})
+    raw["entities"]["items"]["find_by"] = {"id": {
+        "path": "/items", "records": "items", "paginator": {"type": "offset"}}}
+    conn = GenericConnector(parse_spec(raw, "lister.yaml"), client, system="erp",
+                            credentials={}, page_size=50, retry=RetryPolicy(attempts=1),
+                            sleep=lambda _s: None)
+    wanted = ["2", "7", "11", *(str(i) for i in range(100, 160))]  # more than one chunk (50)
+    found = conn.find_by("items", "id", wanted)
+    assert sorted(r["id"] for r in found) == [2, 7, 11]  # matched client-side
+    assert server.requests == 5  # one listing: 13 records in pages of 3

@@ -90,7 +90,8 @@ def test_entity_order_follows_depends_on_and_a_cycle_is_an_error() -> None:
 
 def test_registry_sources_and_an_own_folder_overrides(tmp_path: Path) -> None:
     names = {r.spec.name: r.source for r in registry.built_in()}
-    assert names == {"ploomes": "built-in", "omie": "built-in", "tryton": "built-in"}
+    assert names == {"ploomes": "built-in", "omie": "built-in", "tryton": "built-in",
+                     "bottlecrm": "built-in"}
     (tmp_path / "minicrm.yaml").write_text(EXAMPLE.read_text())
     found = registry.available(tmp_path)
     assert found["minicrm"].source == "dir" and found["ploomes"].source == "built-in"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ def b64(value: Any) -> str:
 class Tryton:
     url: str
     database: str
-    key: str
+    key: str = field(repr=False)  # never in test output
     company: int
 
     @property
@@ -61,7 +61,7 @@ class Tryton:
 @dataclass(frozen=True)
 class BottleCrm:
     url: str
-    token: str
+    token: str = field(repr=False)  # never in test output
 
     def client(self, *, token: str | None = None) -> httpx.Client:
         headers = {} if token == "" else {

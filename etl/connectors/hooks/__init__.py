@@ -28,7 +28,12 @@ def hook(name: str) -> Callable[[F], F]:
 
 
 def _load() -> None:
-    from etl.connectors.hooks import omie, ploomes, tryton  # noqa: F401  (register their hooks)
+    from etl.connectors.hooks import (  # noqa: F401  (register their hooks)
+        bottlecrm,
+        omie,
+        ploomes,
+        tryton,
+    )
 
 
 def wait_hooks(spec: ConnectorSpec) -> dict[str, Callable[[str], float]]:
