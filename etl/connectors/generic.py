@@ -4,12 +4,14 @@ as a hand-written one.
 
 * Listing: the window ``[since, until)`` goes to the system at its precision (floored /
   ceiled: its timestamps are truncated to it), the answer is trimmed to that window
-  client-side, and unless the spec says the
-  system already orders by (updated-at, key) the window is collected, the latest version per
-  key kept, and yielded in that order (undated records last; the engine quarantines them).
+  client-side (or to the exact window, :mod:`etl.connectors.windows`), and unless the spec
+  says the system already orders by (updated-at, key) the window (or each page) is collected,
+  the latest version per key kept, and yielded in that order (undated records last).
   ``changed_since: none``: everything is read and yielded; the snapshot diff finds the changes.
 * Waits a system states in its message (an error rule with ``wait_group`` or a ``hook``) are
-  honoured here, beyond the HTTP session's backoff cap; 429/5xx/timeouts are the session's.
+  honoured here (and said at INFO), beyond the HTTP session's backoff cap; 429/5xx/timeouts
+  are the session's. With ``read_cache``, a read repeated within its seconds is answered from
+  the run's own copy (:mod:`etl.connectors.answers`).
 * Creates with ``idempotency: lookup`` are sent once; after an ambiguous failure (5xx, timeout,
   dropped connection) the record is looked up by its external id before trying again; an
   ``already_exists`` answer to a create is resolved the same way.
