@@ -18,6 +18,8 @@ import httpx
 from etl.connectors.auth import Call
 from etl.connectors.errors import Outcome
 
+_BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
+
 
 def identity(call: Call) -> str:
     """What makes two reads the same read (before credentials are added)."""
@@ -31,7 +33,7 @@ class Answers:
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = seconds
         self._clock = clock
-        self._kept: dict[str, tuple[str, float, Outcome, int, bytes]] = {}
+        self._kept: dict[str, tuple[str, float, Outcome, httpx.Response, bytes]] = {}
         self._lock = threading.Lock()
 
     def recall(self, call: Call) -> tuple[Outcome, Any, httpx.Response] | None:
@@ -40,14 +42,16 @@ class Answers:
             hit = self._kept.get(identity(call))
         if hit is None:
             return None
-        _, _, outcome, status, blob = hit
-        return outcome, json.loads(zlib.decompress(blob)), httpx.Response(status)
+        _, _, outcome, head, blob = hit
+        return outcome, json.loads(zlib.decompress(blob)), head
 
-    def keep(self, call: Call, outcome: Outcome, answer: Any, status: int) -> None:
+    def keep(self, call: Call, outcome: Outcome, answer: Any, response: httpx.Response) -> None:
         blob = zlib.compress(json.dumps(answer, separators=(",", ":")).encode(), 1)
+        head = httpx.Response(response.status_code, headers={  # the status and headers only
+            k: v for k, v in response.headers.items() if k.lower() not in _BODY_HEADERS})
         with self._lock:
             self._prune()
-            self._kept[identity(call)] = (call.path, self._clock(), outcome, status, blob)
+            self._kept[identity(call)] = (call.path, self._clock(), outcome, head, blob)
 
     def forget(self, path: str) -> None:
         """After (and before) a write to ``path``: what was read from it is stale."""

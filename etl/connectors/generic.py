@@ -169,7 +169,7 @@ class GenericConnector(Writes):
                 return hit
             sent = self._exchange(call, kind, attempts)
             if sent[0].action == "ok":
-                self._answers.keep(call, sent[0], sent[1], sent[2].status_code)
+                self._answers.keep(call, sent[0], sent[1], sent[2])
             return sent
         self._answers.forget(call.path)
         try:
