@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from etl.cli import app
 from etl.connectors import registry
 from etl.connectors.auth import Authenticator, Call
-from etl.connectors.factory import build_connectors
+from etl.connectors.factory import build_connectors, implementation
 from etl.connectors.generic import GenericConnector
 from etl.connectors.spec import OAuth2Auth, parse_spec
 from etl.errors import ConfigError, SystemUnavailable
@@ -215,3 +215,8 @@ def test_a_package_adds_specs_through_the_entry_point_group(
     with pytest.raises(ConfigError, match="entry point 'minicrm' .* /nowhere/specs does not "
                                           "exist"):
         registry.available()
+
+
+def test_every_built_in_spec_runs_on_the_generic_connector() -> None:
+    assert [r.spec.name for r in registry.built_in() if r.spec.implementation] == []
+    assert implementation(registry.get("omie").spec) is GenericConnector
