@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from etl.sandbox.index import FieldIndex
+
 
 @dataclass
 class Row:
@@ -28,11 +30,26 @@ class Table:
     name: str
     rows: dict[int, Row] = field(default_factory=dict)
     next_id: int = 1
+    indexes: dict[str, FieldIndex] = field(default_factory=dict, repr=False)
+
+    def index(self, name: str) -> FieldIndex:
+        """The equality index of field ``name`` (built on first use, then kept current)."""
+        found = self.indexes.get(name)
+        if found is None:
+            found = self.indexes[name] = FieldIndex(name)
+            for row in self.rows.values():
+                found.add(row.id, row.data)
+        return found
 
     def insert(self, data: dict[str, Any], at: datetime, *, id: int | None = None) -> Row:
         rid = id if id is not None else self.next_id
         self.next_id = max(self.next_id, rid + 1)
+        old = self.rows.get(rid)
         row = Row(rid, data, at, at)
+        for index in self.indexes.values():
+            if old is not None:
+                index.remove(rid, old.data)
+            index.add(rid, data)
         self.rows[rid] = row
         return row
 
@@ -41,12 +58,21 @@ class Table:
 
     def update(self, rid: int, changes: dict[str, Any], at: datetime) -> Row:
         row = self.rows[rid]
+        touched = [i for name, i in self.indexes.items() if name in changes]
+        for index in touched:
+            index.remove(rid, row.data)
         row.data.update(changes)
+        for index in touched:
+            index.add(rid, row.data)
         row.updated = at
         return row
 
     def delete(self, rid: int) -> Row | None:
-        return self.rows.pop(rid, None)
+        row = self.rows.pop(rid, None)
+        if row is not None:
+            for index in self.indexes.values():
+                index.remove(rid, row.data)
+        return row
 
     def __iter__(self) -> Iterator[Row]:
         return iter(list(self.rows.values()))

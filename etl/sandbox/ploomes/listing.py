@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from etl.sandbox.index import FieldIndex
 from etl.sandbox.odata import (
     Filter,
     OrderKey,
@@ -26,6 +28,10 @@ from etl.sandbox.ploomes.schema import DEFAULT_TOP, LOOKUPS, MAX_TOP, NAV, SCHEM
 from etl.sandbox.ploomes.sim import PloomesSim
 from etl.sandbox.ploomes.validation import BadRequest
 from etl.sandbox.tables import Row
+
+#: Fields whose value ``$filter`` sees is rendered, not stored as is.
+_COMPUTED = frozenset({"Phones", "Products", "OrderNumber", "ContactName", "Amount"})
+_DERIVED = _COMPUTED | {"Id", "LastUpdateDate", "CreateDate"}
 
 
 class _View(Mapping[str, Any]):
@@ -46,7 +52,7 @@ class _View(Mapping[str, Any]):
         nav = NAV[self.table].get(name)
         if nav is not None:
             return self.sim.navigate(self.table, name, self.row.data.get(nav[0]))
-        if name in ("Phones", "Products", "OrderNumber", "ContactName", "Amount"):
+        if name in _COMPUTED:
             if self._rendered is None:
                 self._rendered = self.sim.render(self.table, self.row)
             return self._rendered.get(name)
@@ -139,14 +145,23 @@ class Listing:
         if flt is not None and (wanted := flt.key_set("Id")) is not None:
             found = (rows.get(i) for i in sorted(wanted) if isinstance(i, int))
             return [r for r in found if r is not None]
+        if flt is not None and (ids := flt.candidates(partial(self._index, table))) is not None:
+            found = (rows.get(i) for i in sorted(ids))
+            return [r for r in found if r is not None]
         out = sorted(rows, key=_by_id)
         if flt is not None and (since := flt.lower_bound("LastUpdateDate")) is not None:
             out = [r for r in out if r.updated >= since]
         return out
 
+    def _index(self, table: str, name: str) -> FieldIndex | None:
+        """The equality index of ``name`` if ``$filter`` sees that field as stored."""
+        if name in _DERIVED or name in NAV[table] or name not in SCHEMA[table]:
+            return None
+        return self.sim.db[table].index(name)
+
     def _row_key(self, table: str) -> Callable[[Path], Callable[[Row], Any]]:
         """Sort keys straight from the row where possible (the hot path of every listing)."""
-        computed = {"Phones", "Products", "OrderNumber", "ContactName", "Amount"}
+        computed = _COMPUTED
 
         def key_for(path: Path) -> Callable[[Row], Any]:
             name = path[0]
