@@ -1,4 +1,4 @@
-"""The simulators' equality indexes answer exactly what a scan of every record answers.
+"""The simulators' indexes and cached orders answer exactly what a scan of every record answers.
 
 Ploomes: a ``$filter`` served through HTTP (where ``eq``/``in`` on stored fields narrow the
 records through an index) is compared with the filter evaluated on every contact in id order,
@@ -59,11 +59,15 @@ EDITS = st.lists(st.tuples(st.integers(1, 14), st.sampled_from(["update", "delet
 
 
 def _scan(sim: PloomesSim, text: str, top: int) -> tuple[int, list[int]]:
-    """What every record evaluated in id order gives: (400, []) on an error, else the page."""
+    """What the records evaluated in id order give, from the earliest LastUpdateDate the filter
+    allows (as before the indexes): (400, []) on an error, else the page."""
     found: list[int] = []
     try:
         flt = parse_filter(text)
+        since = flt.lower_bound("LastUpdateDate")
         for row in sorted(sim.db["Contacts"], key=lambda r: r.id):
+            if since is not None and row.updated < since:
+                continue
             if flt.matches(_View(sim, "Contacts", row)):
                 found.append(row.id)
                 if len(found) > top:
@@ -171,3 +175,62 @@ def test_omie_consult_by_integration_code_after_changes(code: str) -> None:
     body["param"] = [{"codigo_cliente_integracao": "moved"}]
     status, answer, _, _ = sim.handle("geral/clientes", json.dumps(body).encode())
     assert status == 200 and answer["codigo_cliente_omie"] == moved
+
+
+def _scan_by_change(sim: PloomesSim, text: str | None, top: int) -> list[int]:
+    flt = parse_filter(text) if text else None
+    rows = sorted(sim.db["Contacts"],
+                  key=lambda r: (r.updated.replace(microsecond=r.updated.microsecond // 1000
+                                                   * 1000), r.id))
+    found = [r.id for r in rows if flt is None or flt.matches(_View(sim, "Contacts", r))]
+    return found[:top]
+
+
+STAMPS = st.integers(0, 8).map(lambda n: T0 + timedelta(milliseconds=n // 3,
+                                                          microseconds=n % 3 * 300))
+INSTANTS = st.sampled_from(["2024-03-01T15:00:00Z", "2024-03-01T15:00:00.001Z",
+                            "2024-03-01T15:00:00.002Z", "2024-03-01T12:00:00.001-03:00"])
+CHANGE_FILTERS = st.one_of(
+    st.none(),
+    st.builds(lambda a: f"LastUpdateDate ge {a}", INSTANTS),
+    st.builds(lambda a, b: f"LastUpdateDate ge {a} and LastUpdateDate lt {b}", INSTANTS,
+              INSTANTS),
+    st.builds(lambda a, k: f"LastUpdateDate gt {a} or (LastUpdateDate eq {a} and Id gt {k})",
+              INSTANTS, st.integers(0, 10)),
+    st.builds(lambda a, b, k: f"LastUpdateDate ge {a} and (LastUpdateDate gt {b} or "
+              f"(LastUpdateDate eq {b} and Id gt {k}))", INSTANTS, INSTANTS, st.integers(0, 10)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(stamps=st.lists(STAMPS, max_size=10),
+       edits=st.lists(st.tuples(st.integers(1, 12), st.sampled_from(["update", "delete"]),
+                                STAMPS), max_size=4),
+       text=CHANGE_FILTERS, top=st.sampled_from([1, 3, 300]))
+def test_listing_by_change_answers_what_a_sort_answers(
+        stamps: list[datetime], edits: list[tuple[int, str, datetime]], text: str | None,
+        top: int) -> None:
+    """``$orderby=LastUpdateDate,Id`` reads the table's cached order from a binary search on
+    the filter's lower bound; the answer is the sorted, filtered table's, after writes too."""
+    sim = PloomesSim(user_key=KEY)
+    table = sim.db["Contacts"]
+    for i, at in enumerate(stamps):
+        table.insert({"Name": f"n{i}"}, at)
+    params = {"$orderby": "LastUpdateDate,Id", "$top": str(top), "$select": "Id"}
+    if text:
+        params["$filter"] = text
+    with TestClient(create_app(sim), headers={"User-Key": KEY}) as client:
+        def served() -> list[int]:
+            response = client.get("/Contacts", params=params)
+            assert response.status_code == 200, response.text
+            return [r["Id"] for r in response.json()["value"]]
+
+        assert served() == _scan_by_change(sim, text, top)
+        for rid, action, at in edits:
+            if table.get(rid) is not None:
+                if action == "update":
+                    table.update(rid, {"Name": "changed"}, at)
+                else:
+                    table.delete(rid)
+            table.insert({"Name": "new"}, at)
+        assert served() == _scan_by_change(sim, text, top)

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -130,17 +131,21 @@ class Listing:
         fields = {"Id", *SCHEMA[table], "CreateDate", "LastUpdateDate", *NAV[table]}
         flt, keys = _filter_and_order(request, fields, table)
         with self.sim.db.lock:
-            rows = self._candidates(table, flt)
-            if keys:
-                rows = sort_records(rows, keys, self._row_key(table))
+            rows: Iterable[Row] | None = self._narrowed(table, flt)
+            if rows is None and keys == _BY_CHANGE:
+                rows = self._by_change(table, flt)
+            else:
+                rows = self._candidates(table, flt) if rows is None else rows
+                if keys:
+                    rows = sort_records(list(rows), keys, self._row_key(table))
             views = (_View(self.sim, table, row) for row in rows)
             page, extra = self._page(request, views, flt)
             records = [self.shape(request, table, v.row, projection) for v in page]
         return envelope(request, collection, records, **extra)
 
-    def _candidates(self, table: str, flt: Filter | None) -> list[Row]:
-        """Rows that may match ``$filter``, in id order: narrowed by the ids or the earliest
-        LastUpdateDate the filter allows (an index, in database terms)."""
+    def _narrowed(self, table: str, flt: Filter | None) -> list[Row] | None:
+        """The only rows that can match ``$filter`` (or raise), in id order, when the ids it
+        names or an index of a field it compares say so; None when any row can."""
         rows = self.sim.db[table]
         if flt is not None and (wanted := flt.key_set("Id")) is not None:
             found = (rows.get(i) for i in sorted(wanted) if isinstance(i, int))
@@ -148,10 +153,26 @@ class Listing:
         if flt is not None and (ids := flt.candidates(partial(self._index, table))) is not None:
             found = (rows.get(i) for i in sorted(ids))
             return [r for r in found if r is not None]
-        out = sorted(rows, key=_by_id)
+        return None
+
+    def _candidates(self, table: str, flt: Filter | None) -> list[Row]:
+        """Every row that may match ``$filter``, in id order: from the earliest LastUpdateDate
+        the filter allows."""
+        out = sorted(self.sim.db[table], key=_by_id)
         if flt is not None and (since := flt.lower_bound("LastUpdateDate")) is not None:
             out = [r for r in out if r.updated >= since]
         return out
+
+    def _by_change(self, table: str, flt: Filter | None) -> Iterator[Row]:
+        """Rows in ``LastUpdateDate,Id`` order (the keyset listing of every client), from the
+        earliest LastUpdateDate the filter allows: the table's order is cached between writes,
+        so a page costs a binary search and the rows it reads, not a sort of the table."""
+        ordered = self.sim.db[table].ordered("LastUpdateDate,Id", _change_key)
+        start = 0
+        if flt is not None and (since := flt.lower_bound("LastUpdateDate")) is not None:
+            # ``since`` is whole milliseconds: updated >= since iff its millisecond is
+            start = bisect_left(ordered, since, key=lambda row: _change_key(row)[0])
+        return (ordered[i] for i in range(start, len(ordered)))
 
     def _index(self, table: str, name: str) -> FieldIndex | None:
         """The equality index of ``name`` if ``$filter`` sees that field as stored."""
@@ -171,8 +192,7 @@ class Listing:
                 attr = "updated" if name == "LastUpdateDate" else "created"
 
                 def instant(row: Row) -> datetime:
-                    t: datetime = getattr(row, attr)
-                    return t.replace(microsecond=t.microsecond - t.microsecond % 1000)
+                    return _millisecond(getattr(row, attr))
 
                 return instant
             if len(path) == 1 and name not in NAV[table] and name not in computed:
@@ -216,6 +236,18 @@ class Listing:
 
 def _by_id(row: Row) -> int:
     return row.id
+
+
+def _millisecond(t: datetime) -> datetime:
+    return t.replace(microsecond=t.microsecond - t.microsecond % 1000)
+
+
+def _change_key(row: Row) -> tuple[datetime, int]:
+    """``$orderby=LastUpdateDate,Id`` of one row (the instant as the filter sees it)."""
+    return _millisecond(row.updated), row.id
+
+
+_BY_CHANGE = [OrderKey(("LastUpdateDate",)), OrderKey(("Id",))]
 
 
 def _lookup_key(path: Path) -> Callable[[Mapping[str, Any]], Any]:
