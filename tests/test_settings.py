@@ -81,17 +81,23 @@ UNKNOWN_NAMES = [
 ]
 
 
+def _settings_error(monkeypatch: pytest.MonkeyPatch, folder: Path, name: str, value: str) -> str:
+    """The configuration error Settings() raises in an empty folder with ``name=value`` set."""
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        Settings()
+    return str(info.value)
+
+
 @pytest.mark.parametrize(("name", "value", "message"), UNKNOWN_NAMES)
 def test_an_unknown_setting_is_named_with_the_closest_valid_name(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str,
         message: str) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(name, value)
-    with pytest.raises(ConfigError) as info:
-        Settings()
-    assert str(info.value).startswith(message)
+    error = _settings_error(monkeypatch, tmp_path, name, value)
+    assert error.startswith(message)
     for secret in ("live-key-1", "4242", "pw-77"):
-        assert secret not in str(info.value)
+        assert secret not in error
 
 
 BAD_VALUES = [
@@ -262,11 +268,7 @@ def test_the_whole_map_may_be_given_as_json(monkeypatch: pytest.MonkeyPatch,
 def test_a_bad_schedule_is_named_before_anything_runs(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str,
         message: str) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(name, value)
-    with pytest.raises(ConfigError) as info:
-        Settings()
-    assert str(info.value).startswith(message)
+    assert _settings_error(monkeypatch, tmp_path, name, value).startswith(message)
 
 
 def test_the_old_schedule_names_still_work_with_a_warning(monkeypatch: pytest.MonkeyPatch,
