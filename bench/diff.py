@@ -152,7 +152,7 @@ def _best_of(repeat: int, total: str, once: Callable[[], dict[str, Any]]) -> dic
 
 def child_prepare(data: Path, dtype: str, repeat: int) -> dict[str, Any]:
     """Hash the snapshot for ponte and for the baseline, as the previous run would have."""
-    from etl.diff import hash_frame
+    from etl.rowhash import hash_frame
 
     values = _read(data / "snapshot.parquet", dtype)
     times: dict[str, float] = {}
@@ -169,7 +169,8 @@ def child_prepare(data: Path, dtype: str, repeat: int) -> dict[str, Any]:
 
 
 def child_ponte(data: Path, dtype: str, repeat: int) -> dict[str, Any]:
-    from etl.diff import diff, hash_frame
+    from etl.diff import diff
+    from etl.rowhash import hash_frame
 
     incoming = _read(data / "incoming.parquet", dtype)
     snapshot = _read(data / "snapshot_ponte.parquet", dtype)

@@ -47,14 +47,14 @@ import pandas as pd
 import sqlalchemy as sa
 
 from etl.connectors.factory import build_connectors
-from etl.diff import hash_frame
 from etl.engine.run import build_context
 from etl.mapping import load_mappings, read_record
 from etl.ponte import Ponte
+from etl.rowhash import hash_frame
 from etl.sandbox.seed import seed
 from etl.sandbox.server import running_sandbox
 from etl.settings import CrmSettings, ErpSettings, Settings
-from etl.state.store import Checkpoint, SnapshotRow, Store
+from etl.state import Checkpoint, SnapshotRow, Store
 from etl.watermark import Window
 
 ROOT = Path(__file__).resolve().parents[1]

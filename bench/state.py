@@ -37,8 +37,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from etl.state import Checkpoint, SnapshotRow, Store
 from etl.state import models as m
-from etl.state.store import Checkpoint, SnapshotRow, Store
 
 ENTITY = "customers"
 SYSTEM = "erp"

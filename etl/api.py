@@ -22,7 +22,7 @@ from etl.mapping import EntityMapping, load_mappings
 from etl.mapping.loader import unchecked_custom_fields
 from etl.mapping.models import Side
 from etl.settings import Settings
-from etl.state.store import Store
+from etl.state import Store
 
 
 def options_from(settings: Settings, **overrides: object) -> Options:
@@ -61,7 +61,7 @@ def with_custom_fields(schemas: dict[Side, SystemSchema], mappings: dict[str, En
     return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class MappingCheck:
     """Mappings whose native paths were checked; ``unchecked`` lists the custom fields only the
     system itself can confirm (left when checking offline)."""

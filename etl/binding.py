@@ -32,7 +32,7 @@ from loguru import logger
 from etl.connectors.spec import ConnectorSpec
 from etl.errors import ConfigError, StateBoundElsewhere
 from etl.settings import Settings
-from etl.state.store import BindingRow, Store
+from etl.state import BindingRow, Store
 
 SIDES = ("crm", "erp")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}  # ~16 MiB, tens of ms: no cheap guessing
@@ -68,7 +68,7 @@ class Difference:
                 f"{self.configured} ({self.setting})")
 
 
-@dataclass
+@dataclass(frozen=True)
 class BindingStatus:
     """The stored binding against the configured systems."""
 
@@ -193,7 +193,7 @@ def ensure(store: Store, settings: Settings, *, bind: bool, now: datetime) -> Bi
     return status
 
 
-@dataclass
+@dataclass(frozen=True)
 class RebindResult:
     run_id: str
     changes: list[str]

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from etl.state.store import RunRow, Store
+from etl.state import RunRow, Store
 
 STATUSES = ("ok", "partial", "failed", "stopped", "aborted")
 RECORD_KINDS = ("read", "created", "updated", "unchanged", "quarantined")

@@ -1,9 +1,10 @@
 """Operations on the state database behind ``ponte status | watermark | runs | quarantine``.
 
 Internal to :class:`etl.ponte.Ponte`: each function takes what it needs (a :class:`Store`, the
-mappings, the instant ``now`` read once from the façade's clock) and returns a result dataclass. Watermark changes take the
-entity's run lock (a change while a sync runs would be overwritten by it) and are recorded in
-the run history as runs of kind ``watermark`` whose report says old -> new.
+mappings, the instant ``now`` read once from the façade's clock) and returns a result
+dataclass. Watermark changes take the entity's run lock (a change while a sync runs would be
+overwritten by it) and are recorded in the run history as runs of kind ``watermark`` whose
+report says old -> new.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from etl.mapping import EntityMapping
 from etl.mapping.models import SIDES, Side
 from etl.metrics import last_runs
 from etl.scheduler import next_run
-from etl.settings import Settings
-from etl.state.store import DROPPED, QuarantineRow, RunRow, Store
+from etl.settings import Settings, schedule_var
+from etl.state import QuarantineRow, RunRow, Store
+from etl.state.rows import DROPPED
 
 # --------------------------------------------------------------------------------- time input
 
@@ -68,7 +70,7 @@ def _iso(value: datetime | None) -> str | None:
 # --------------------------------------------------------------------------------- status
 
 
-@dataclass
+@dataclass(frozen=True)
 class SideStatus:
     side: str
     watermark: datetime | None
@@ -79,7 +81,7 @@ class SideStatus:
     ahead_s: float | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class LastRun:
     id: str
     kind: str
@@ -90,7 +92,7 @@ class LastRun:
     error: str | None
 
 
-@dataclass
+@dataclass(frozen=True)
 class EntityStatus:
     entity: str
     schedule: str | None
@@ -100,7 +102,7 @@ class EntityStatus:
     running: str | None  # run id holding the entity's lock, if any
 
 
-@dataclass
+@dataclass(frozen=True)
 class StatusReport:
     now: datetime
     entities: list[EntityStatus]
@@ -151,10 +153,10 @@ def status(store: Store, mappings: dict[str, EntityMapping], settings: Settings,
             counts = run.report.get("entities", {}).get(name, {})
             last = LastRun(run.id, run.kind, run.status, run.started_at, run.finished_at,
                            {s: dict(counts.get(s, {})) for s in SIDES}, run.report.get("error"))
-        spec = getattr(settings, f"schedule_{name}", None)
+        spec = settings.schedule_of(name)
         upcoming = None
         if spec:
-            upcoming = next_run(spec, now, setting=f"schedule_{name}",
+            upcoming = next_run(spec, now, setting=schedule_var(name).removeprefix("PONTE_"),
                                 last_run=run.started_at if run else None)
         running = store.live_lock_holder(lock_name(name), now=now)
         out.append(EntityStatus(name, spec, upcoming, sides, last, running))
@@ -164,7 +166,7 @@ def status(store: Store, mappings: dict[str, EntityMapping], settings: Settings,
 # --------------------------------------------------------------------------------- watermarks
 
 
-@dataclass
+@dataclass(frozen=True)
 class WatermarkView:
     entity: str
     side: str
@@ -172,8 +174,12 @@ class WatermarkView:
     updated_at: datetime | None
     lag_s: float | None
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"entity": self.entity, "side": self.side, "watermark": _iso(self.value),
+                "updated_at": _iso(self.updated_at), "lag_s": self.lag_s}
 
-@dataclass
+
+@dataclass(frozen=True)
 class WatermarkChange:
     entity: str
     side: str
@@ -189,7 +195,7 @@ class WatermarkChange:
                 "new": _iso(self.new)}
 
 
-@dataclass
+@dataclass(frozen=True)
 class WatermarkResult:
     run_id: str
     changes: list[WatermarkChange]

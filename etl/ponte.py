@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from loguru import logger
 
 from etl import api, binding, ops, scheduler
 from etl import watermark as wm
+from etl.binding import BindingStatus
 from etl.clock import Clock, SystemClock
 from etl.engine import RunReport, run_sync
 from etl.engine.verify import VerifyReport
@@ -31,25 +31,25 @@ from etl.engine.verify import verify as run_verify
 from etl.errors import ConfigError, EtlError, LockHeld
 from etl.mapping import EntityMapping, load_mappings
 from etl.mapping.models import Side
-from etl.ops import StatusReport, WatermarkChange, WatermarkResult, WatermarkView
-from etl.settings import Settings
-from etl.state.store import QuarantineRow, RunRow, Store
+from etl.ops import StatusReport, WatermarkChange, WatermarkResult
+from etl.results import (
+    DbUpgrade,
+    MetricsPublished,
+    QuarantineList,
+    QuarantineRetry,
+    Rebind,
+    RunList,
+    ScheduledRun,
+    Served,
+    WatermarkList,
+)
+from etl.settings import Settings, schedule_var
+from etl.state import QuarantineRow, RunRow, Store
 
-__all__ = ["Ponte", "Rebind"]
+__all__ = ["Ponte"]
 
 Progress = Callable[[str, int], None]
 ShouldStop = Callable[[], bool]
-
-
-@dataclass
-class Rebind:
-    """What ``rebind`` changed (``run_id`` None and no changes: it was bound as configured)."""
-
-    run_id: str | None
-    changes: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "changes": self.changes}
 
 
 class Ponte:
@@ -157,66 +157,75 @@ class Ponte:
 
     # ------------------------------------------------------------------- the daemon
 
-    def scheduled_sync(self, entity: str, should_stop: ShouldStop) -> RunReport | None:
-        """One scheduled run of one entity (a ``ponte run`` job). Errors are logged, not
-        raised: the daemon goes on with the next schedule. Rewrites the metrics file."""
+    def scheduled_sync(self, entity: str, should_stop: ShouldStop) -> ScheduledRun:
+        """One scheduled run of one entity (a ``ponte run`` job). Errors are logged and
+        returned, not raised: the daemon goes on with the next schedule. Rewrites the metrics
+        file."""
         try:
             with self._session(bind=True) as (store, conns, maps):
-                return run_sync(store=store, connectors=conns, mappings=maps,
-                                entities=[entity], kind="sync", now=self.clock.now,
-                                options=api.options_from(self.settings, should_stop=should_stop))
+                report = run_sync(store=store, connectors=conns, mappings=maps,
+                                  entities=[entity], kind="sync", now=self.clock.now,
+                                  options=api.options_from(self.settings,
+                                                           should_stop=should_stop))
+            return ScheduledRun(entity, report)
         except LockHeld as exc:
             logger.bind(entity=entity).warning("skipped: {}", exc)
+            return ScheduledRun(entity, error=f"skipped: {exc}")
         except EtlError as exc:
             logger.bind(entity=entity).error("scheduled run of {} failed: {}", entity, exc)
+            return ScheduledRun(entity, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug: the run row is finished; go on
             import traceback
 
-            logger.bind(entity=entity).error(
-                "scheduled run of {} failed with an internal error (please report it): {}: {}",
-                entity, type(exc).__name__, " ".join(str(exc).split()))
+            error = (f"internal error (please report it): {type(exc).__name__}: "
+                     f"{' '.join(str(exc).split())}")
+            logger.bind(entity=entity).error("scheduled run of {} failed with an {}", entity,
+                                             error)
             logger.debug("traceback:\n{}", "".join(traceback.format_exception(exc)).rstrip())
+            return ScheduledRun(entity, error=error)
         finally:
             self.publish_metrics()
-        return None
 
     def serve(self, entities: Sequence[str] | None = None, *, run_now: bool = False,
-              misfire_grace_s: int = scheduler.MISFIRE_GRACE_S) -> None:
+              misfire_grace_s: int = scheduler.MISFIRE_GRACE_S) -> Served:
         """Run as a daemon until SIGTERM/SIGINT: each entity synced on its own schedule
-        (``PONTE_SCHEDULE_<ENTITY>``). Mappings, schedules and the state's binding are checked
+        (``PONTE_SCHEDULE__<ENTITY>``). Mappings, schedules and the state's binding are checked
         before it starts (:class:`ConfigError`), not at the first scheduled run."""
         mappings = self.check_mappings(entities=entities).mappings
         names = list(entities or mappings)
-        schedules = {n: getattr(self.settings, f"schedule_{n}", None) or "" for n in names}
+        schedules = {n: self.settings.schedule_of(n) or "" for n in names}
         missing = [n for n, s in schedules.items() if not s]
         if missing:
-            raise ConfigError(f"no schedule for {', '.join(missing)} (set PONTE_SCHEDULE_"
-                              f"{missing[0].upper()})")
+            raise ConfigError(f"no schedule for {', '.join(missing)} (set "
+                              f"{', '.join(schedule_var(n) for n in missing)})")
         self.check_binding()
         scheduler.serve(schedules, self.scheduled_sync, misfire_grace_s=misfire_grace_s,
                         run_now=run_now)
+        return Served(schedules)
 
-    def check_binding(self) -> None:
+    def check_binding(self) -> BindingStatus:
         """Refuse early (``StateBoundElsewhere``, exit 2) when the state belongs to other
         systems: the daemon checks at start instead of failing every scheduled run."""
         with Store.open(self.settings.state_url) as store:
-            binding.ensure(store, self.settings, bind=False, now=self.clock.now())
+            return binding.ensure(store, self.settings, bind=False, now=self.clock.now())
 
-    def publish_metrics(self) -> bool:
-        """Rewrite PONTE_METRICS_FILE from the state, if set; never fails (False: not written)."""
-        if self.settings.metrics_file is None:
-            return False
+    def publish_metrics(self) -> MetricsPublished:
+        """Rewrite PONTE_METRICS_FILE from the state, if set; never fails (``written`` False:
+        not set, or ``error`` says why not)."""
+        path = self.settings.metrics_file
+        if path is None:
+            return MetricsPublished(None, written=False)
         from etl.metrics import write_metrics
 
         try:
             names = list(load_mappings(self.settings.mappings_dir))
             with Store.open(self.settings.state_url) as store:
-                write_metrics(self.settings.metrics_file, store, names, now=self.clock.now(),
+                write_metrics(path, store, names, now=self.clock.now(),
                               safety_lag=timedelta(seconds=self.settings.safety_lag_s))
         except (OSError, ConfigError) as exc:
-            logger.warning("metrics not written to {}: {}", self.settings.metrics_file, exc)
-            return False
-        return True
+            logger.warning("metrics not written to {}: {}", path, exc)
+            return MetricsPublished(path, written=False, error=str(exc))
+        return MetricsPublished(path, written=True)
 
     # ------------------------------------------------------------------- the state database
 
@@ -236,10 +245,11 @@ class Ponte:
         with self._state() as (store, mappings):
             return ops.status(store, mappings, self.settings, now=self.clock.now())
 
-    def watermarks(self, entity: str | None = None) -> list[WatermarkView]:
+    def watermarks(self, entity: str | None = None) -> WatermarkList:
         """The stored watermarks of every (or one) entity's source sides."""
         with self._state() as (store, mappings):
-            return ops.watermarks(store, mappings, entity, now=self.clock.now())
+            return WatermarkList(tuple(ops.watermarks(store, mappings, entity,
+                                                      now=self.clock.now())))
 
     def set_watermark(self, entity: str, *, side: str, to: datetime | str,
                       confirm: Callable[[list[WatermarkChange]], None] | None = None
@@ -270,28 +280,30 @@ class Ponte:
             return ops.apply_watermark(store, changes, now=now, safety_lag=lag,
                                        lease_s=float(self.settings.lock_lease_s))
 
-    def runs(self, limit: int = 20) -> list[RunRow]:
+    def runs(self, limit: int = 20) -> RunList:
         """The latest runs, newest first."""
         with self._state() as (store, _maps):
-            return ops.runs(store, limit)
+            return RunList(tuple(ops.runs(store, limit)))
 
     def run(self, run_id: str) -> RunRow:
         """One run by id or unique prefix."""
         with self._state() as (store, _maps):
             return ops.run(store, run_id)
 
-    def quarantine_list(self, entity: str | None = None) -> list[QuarantineRow]:
+    def quarantine_list(self, entity: str | None = None) -> QuarantineList:
+        """Entries waiting in quarantine (of every or one entity), oldest first."""
         with self._state() as (store, _maps):
-            return ops.quarantine(store, entity)
+            return QuarantineList(tuple(ops.quarantine(store, entity)))
 
     def quarantine_entry(self, qid: int) -> QuarantineRow:
+        """One entry waiting in quarantine (a dropped or unknown one is a ``ConfigError``)."""
         with self._state() as (store, _maps):
             return ops.quarantine_entry(store, qid)
 
-    def quarantine_retry(self, qid: int | None) -> int:
+    def quarantine_retry(self, qid: int | None) -> QuarantineRetry:
         """Make one entry (``qid``) or all (None) due now; how many."""
         with self._state(writes=True) as (store, _maps):
-            return ops.quarantine_retry(store, qid, now=self.clock.now())
+            return QuarantineRetry(ops.quarantine_retry(store, qid, now=self.clock.now()))
 
     def quarantine_drop(self, qid: int, *,
                         confirm: Callable[[QuarantineRow], None] | None = None) -> QuarantineRow:
@@ -308,20 +320,17 @@ class Ponte:
         with Store.open(self.settings.state_url) as store:
             changes = binding.rebind_plan(store, self.settings)
             if not changes:
-                return Rebind(None, [])
+                return Rebind(None)
             if confirm is not None:
                 confirm(changes, store.safe_url)
             done = binding.rebind(store, self.settings, now=self.clock.now())
-        return Rebind(done.run_id, done.changes)
+        return Rebind(done.run_id, tuple(done.changes))
 
-    def upgrade_db(self) -> None:
+    def upgrade_db(self) -> DbUpgrade:
         """Apply the state database migrations."""
         with Store.open(self.settings.state_url, migrate=False) as store:
             store.upgrade()
-
-    def parse_time(self, text: str, *, option: str = "time") -> datetime:
-        """``text`` as :func:`etl.ops.parse_time` reads it, relative to the clock."""
-        return ops.parse_time(text, now=self.clock.now(), option=option)
+            return DbUpgrade(store.safe_url, store.revision())
 
     @staticmethod
     def _time(value: datetime | str | None, now: datetime, option: str) -> datetime | None:

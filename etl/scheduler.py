@@ -2,7 +2,7 @@
 itself is the caller's ``run_entity`` function (:meth:`etl.ponte.Ponte.scheduled_sync`, given by
 :meth:`etl.ponte.Ponte.serve`).
 
-Schedules are strings (settings ``schedule_customers`` etc.):
+Schedules are strings (``PONTE_SCHEDULE__<ENTITY>``, :meth:`etl.settings.Settings.schedule_of`):
 
 * a 5-field crontab expression, ``*/5 * * * *`` (server local time, as cron reads it), or
 * ``every:SECONDS``, e.g. ``every:300`` — a fixed interval counted from the daemon's start.
@@ -93,7 +93,7 @@ def serve(
     SIGTERM/SIGINT (:mod:`etl.interrupt`, as every long command). The run in progress then
     stops at its next chunk boundary (whole chunks committed, watermark not moved; the run is
     recorded as ``stopped``) and this returns; a second signal does not cut that short."""
-    triggers = {name: trigger_for(spec, setting=f"schedule_{name}")
+    triggers = {name: trigger_for(spec, setting=f"schedule__{name}")
                 for name, spec in schedules.items()}  # config errors before anything starts
     executor = ThreadPoolExecutor(max_workers=1)
     sched = BlockingScheduler(executors={"default": executor},

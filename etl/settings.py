@@ -14,136 +14,39 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    SecretStr,
-    ValidationError,
-    field_validator,
-)
+from loguru import logger
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 from pydantic_settings.sources import DotenvType
 
-from etl.connectors import registry
-from etl.connectors.spec import ConnectorSpec
 from etl.errors import ConfigError
+from etl.settings_sides import (
+    MASK,
+    NESTED,
+    PREFIX,
+    CrmSettings,
+    ErpSettings,
+    SideSettings,
+    credential_names,
+    join_problems,
+)
 from etl.shipped import shipped_mappings_dir
 
-#: The sandbox simulators' address and credentials (the built-in specs carry the same values as
-#: their defaults, so that a fresh checkout talks to ``ponte sandbox`` as it starts).
-SANDBOX_CRM_URL = "http://127.0.0.1:8701"
-SANDBOX_ERP_URL = "http://127.0.0.1:8702/api/v1"
-SANDBOX_USER_KEY = "sandbox-ploomes-user-key"
-SANDBOX_APP_KEY = "1000000000001"
-SANDBOX_APP_SECRET = "sandbox-omie-app-secret"
-
-PREFIX = "PONTE_"
-NESTED = "__"
 #: Reserved for the test suite and its tools (PONTE_TEST_POSTGRES_URL, ...): never a setting.
 RESERVED_PREFIX = "PONTE_TEST_"
-MASK = "***"
 #: loguru's levels, lowest first
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
-
-
-def _usable_secret(value: SecretStr) -> SecretStr:
-    """A credential pasted with quotes, spaces or a line break never authenticates: say so now."""
-    text = value.get_secret_value()
-    if not text:
-        raise ValueError("must not be empty")
-    if any(ch.isspace() or ch in "\"'" for ch in text):
-        raise ValueError("contains spaces, line breaks or quotes; copy the key without them")
-    return value
-
-
-class SideSettings(BaseModel):
-    """One side (``PONTE_CRM__*`` / ``PONTE_ERP__*``): which connector (``KIND``, a spec in the
-    registry), where, and with which credentials;
-    credential names are the ones the spec declares (``PONTE_CRM__CREDENTIALS__<NAME>``).
-    Empty means unset; :meth:`resolve` fills in the spec's values."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: str
-    base_url: str = ""  # "": the spec's base URL (the sandbox for built-in connectors)
-    credentials: dict[str, Annotated[SecretStr, AfterValidator(_usable_secret)]] = {}
-    # unset (the default 0, never validated) = the spec's default; a value set must be >= 1
-    requests_per_minute: int = Field(0, ge=1)
-    max_concurrency: int = Field(0, ge=1)
-    timeout_s: float = Field(0.0, gt=0)
-    page_size: int = Field(0, ge=1)
-    _spec: ConnectorSpec | None = PrivateAttr(None)
-
-    @property
-    def spec(self) -> ConnectorSpec:
-        """The connector spec ``kind`` names (set when :class:`Settings` is built)."""
-        if self._spec is None:
-            raise ConfigError(f"connector {self.kind!r}: settings not resolved")
-        return self._spec
-
-    def credential(self, name: str) -> str:
-        try:
-            return self.credentials[name].get_secret_value()
-        except KeyError:
-            raise ConfigError(f"connector {self.kind!r} has no credential {name!r} (valid: "
-                              f"{', '.join(sorted(self.credentials)) or 'none'})") from None
-
-    def resolve(self, side: str, connectors_dir: Path | None) -> SideSettings:
-        """A copy with the spec's defaults filled in; :class:`ConfigError` naming each
-        variable that is wrong (unknown kind, a credential the spec does not declare, one it
-        needs that is missing)."""
-        var = f"{PREFIX}{side.upper()}{NESTED}"
-        spec = registry.get(self.kind, connectors_dir, setting=f"{var}KIND", side=side).spec
-        problems = []
-        creds = dict(self.credentials)
-        for name in sorted(set(creds) - set(spec.credentials)):
-            problems.append(f"{var}CREDENTIALS{NESTED}{name.upper()}={MASK}: {spec.title} has no "
-                            f"such credential (valid: {_credential_vars(var, spec)})")
-        for name, declared in spec.credentials.items():
-            if name not in creds:
-                if declared.default is None:
-                    problems.append(f"{var}CREDENTIALS{NESTED}{name.upper()}: required by "
-                                    f"{spec.title} ({declared.description or 'a credential'})")
-                else:
-                    creds[name] = SecretStr(declared.default)
-        d = spec.defaults
-        if d.page_size_max is not None and self.page_size > d.page_size_max:
-            problems.append(f"{var}PAGE_SIZE={str(self.page_size)!r}: must be <= {d.page_size_max} "
-                            f"({spec.title}'s largest page)")
-        base_url = self.base_url or spec.base_url or ""
-        if not base_url:
-            problems.append(f"{var}BASE_URL: required ({spec.title} has no default)")
-        if problems:
-            raise ConfigError(_join(problems))
-        out = self.model_copy(update={
-            "base_url": base_url, "credentials": creds,
-            "requests_per_minute": self.requests_per_minute or d.requests_per_minute,
-            "max_concurrency": self.max_concurrency or d.max_concurrency,
-            "timeout_s": self.timeout_s or d.timeout_s,
-            "page_size": self.page_size or d.page_size})
-        out._spec = spec
-        return out
-
-
-def _credential_vars(var: str, spec: ConnectorSpec) -> str:
-    names = [f"{var}CREDENTIALS{NESTED}{n.upper()}" for n in sorted(spec.credentials)]
-    return ", ".join(names) or "none"
-
-
-class CrmSettings(SideSettings):
-    kind: str = registry.DEFAULT_KINDS["crm"]
-
-
-class ErpSettings(SideSettings):
-    kind: str = registry.DEFAULT_KINDS["erp"]
+#: ``ponte run``'s schedule of an entity the operator gives none (``PONTE_SCHEDULE__<ENTITY>``)
+DEFAULT_SCHEDULES = {"customers": "*/5 * * * *", "products": "*/15 * * * *",
+                     "orders": "*/5 * * * *"}
+#: the form before schedules became one map: ``PONTE_SCHEDULE_CUSTOMERS`` (still read, with a
+#: warning naming the new variable)
+_OLD_SCHEDULE = re.compile(rf"{PREFIX}SCHEDULE_([A-Z0-9][A-Z0-9_]*)")
 
 
 class Settings(BaseSettings):
@@ -178,21 +81,22 @@ class Settings(BaseSettings):
     safety_lag_s: int = Field(5, ge=0, description="signpost = run start minus this lag")
     lock_lease_s: int = Field(900, ge=10)
     max_delete_share: float = Field(0.1, ge=0, le=1)
-    schedule_customers: str = "*/5 * * * *"
-    schedule_products: str = "*/15 * * * *"
-    schedule_orders: str = "*/5 * * * *"
+    # PONTE_SCHEDULE__<ENTITY> (or PONTE_SCHEDULE as JSON), entity -> schedule; once built:
+    # those set, plus the DEFAULT_SCHEDULES of the connectors' other entities
+    schedule: dict[str, str] = Field(default_factory=dict)
 
     def __init__(self, **values: Any) -> None:
         env_file = values.get("_env_file", self.model_config.get("env_file"))
-        problems = check_names(os.environ, read_env_files(env_file))
+        file_values = read_env_files(env_file)
+        problems = check_names(os.environ, file_values)
         problems += _unknown_arguments(values)
         if problems:
-            raise ConfigError(_join(problems))
+            raise ConfigError(join_problems(problems))
         message = ""
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            message = _join(describe_errors(exc, sources=_sources(env_file)))
+            message = join_problems(describe_errors(exc, sources=_sources(env_file)))
         except SettingsError as exc:
             message = str(exc)
         if message:  # raised outside the except: the pydantic error (with inputs) is not chained
@@ -205,6 +109,41 @@ class Settings(BaseSettings):
                 problems.append(str(exc))
         if problems:
             raise ConfigError("\n".join(problems))
+        old = old_schedules(os.environ, file_values)
+        new = {k.lower(): v for k, v in self.schedule.items()}
+        self.schedule = {k: v for k, v in {**old, **new}.items() if v.strip()}
+        problems = self._check_schedules(set(old) - set(new))
+        if problems:
+            raise ConfigError(join_problems(problems))
+        entities = set(self.crm.spec.entities) | set(self.erp.spec.entities)
+        self.schedule = {**{e: s for e, s in DEFAULT_SCHEDULES.items() if e in entities},
+                         **self.schedule}
+
+    def _check_schedules(self, old: set[str]) -> list[str]:
+        """Each schedule set names an entity of the connector specs and is a valid schedule
+        (``old``: the entities whose schedule came from an old-form variable)."""
+        from etl.scheduler import trigger_for
+
+        valid = sorted(set(self.crm.spec.entities) | set(self.erp.spec.entities))
+        problems = []
+        for name, value in sorted(self.schedule.items()):
+            var = f"{PREFIX}SCHEDULE_{name.upper()}" if name in old else schedule_var(name)
+            if name not in valid:
+                guess = difflib.get_close_matches(name, valid, n=1)
+                hint = f"; did you mean {schedule_var(guess[0])}?" if guess else ""
+                problems.append(f"{var}={value!r}: {self.crm.spec.title} and "
+                                f"{self.erp.spec.title} have no entity {name!r} (valid: "
+                                f"{', '.join(valid)}){hint}")
+                continue
+            try:
+                trigger_for(value, setting=var.removeprefix(PREFIX))
+            except ConfigError as exc:
+                problems.append(str(exc))
+        return problems
+
+    def schedule_of(self, entity: str) -> str | None:
+        """``ponte run``'s schedule of ``entity``: the one set, else its default, else None."""
+        return self.schedule.get(entity)
 
     @field_validator("log_level")
     @classmethod
@@ -245,6 +184,27 @@ def connectors_dir_setting(env_file: Any = ".env") -> Path | None:
     return Path(value) if value else None
 
 
+def schedule_var(entity: str) -> str:
+    """The variable of ``entity``'s schedule: ``PONTE_SCHEDULE__CUSTOMERS``."""
+    return f"{PREFIX}SCHEDULE{NESTED}{entity.upper()}"
+
+
+def old_schedules(*sources: Mapping[str, str | None]) -> dict[str, str]:
+    """Schedules set in the old form ``PONTE_SCHEDULE_<ENTITY>`` (entity -> schedule; the first
+    source wins, as the environment wins over ``.env``), each with a warning naming the new
+    variable. A schedule set both ways keeps the new one."""
+    found: dict[str, str] = {}
+    for source in reversed(sources):
+        for name, value in source.items():
+            match = _OLD_SCHEDULE.fullmatch(name.upper())
+            if match and value is not None:
+                found[match.group(1).lower()] = value
+    for entity in sorted(found):
+        logger.warning("{}SCHEDULE_{} is deprecated: rename it {}", PREFIX, entity.upper(),
+                       schedule_var(entity))
+    return found
+
+
 # ----------------------------------------------------------------------------- names
 
 
@@ -259,10 +219,13 @@ def _groups() -> dict[str, type[BaseModel]]:
 
 
 def setting_names() -> dict[str, bool]:
-    """Every valid variable name -> whether it holds a secret."""
+    """Every valid variable name -> whether it holds a secret. Of the schedules, those of the
+    entities with a default (any ``PONTE_SCHEDULE__<ENTITY>`` is accepted: see check_names)."""
     groups = _groups()
-    names: dict[str, bool] = {}
+    names = {schedule_var(entity): False for entity in DEFAULT_SCHEDULES}
     for name, field in Settings.model_fields.items():
+        if name == "schedule":
+            continue
         if name in groups:
             for sub, subfield in groups[name].model_fields.items():
                 if sub == "credentials":  # named by the connector spec: credential_names()
@@ -270,27 +233,6 @@ def setting_names() -> dict[str, bool]:
                 names[f"{PREFIX}{name.upper()}{NESTED}{sub.upper()}"] = _is_secret(subfield.annotation)
         else:
             names[f"{PREFIX}{name.upper()}"] = _is_secret(field.annotation)
-    return names
-
-
-def credential_names(sources: Iterable[Mapping[str, str | None]]) -> dict[str, bool]:
-    """``PONTE_<SIDE>__CREDENTIALS__<NAME>`` for each credential the spec of each side's kind
-    (as set in ``sources``, or the default) declares -> whether it is a secret. A kind that is
-    not found adds none (building the settings names it)."""
-    merged: dict[str, str | None] = {}
-    for source in sources:
-        merged.update({k.upper(): v for k, v in source.items()})
-    folder = merged.get(f"{PREFIX}CONNECTORS_DIR") or None
-    names: dict[str, bool] = {}
-    for side in ("crm", "erp"):
-        var = f"{PREFIX}{side.upper()}{NESTED}"
-        kind = merged.get(f"{var}KIND") or registry.DEFAULT_KINDS[side]
-        try:
-            spec = registry.get(kind, Path(folder) if folder else None, side=side).spec
-        except ConfigError:
-            continue
-        for name, declared in spec.credentials.items():
-            names[f"{var}CREDENTIALS{NESTED}{name.upper()}"] = declared.secret
     return names
 
 
@@ -335,7 +277,7 @@ def check_names(environ: Mapping[str, str],
         for name, value in source.items():
             upper = name.upper()
             if (upper.startswith(PREFIX) and not upper.startswith(RESERVED_PREFIX)
-                    and upper not in valid and upper not in seen):
+                    and upper not in valid and upper not in seen and not _schedule_name(upper)):
                 seen[upper] = (name, value, where)
     problems = []
     for upper in sorted(seen):
@@ -353,6 +295,15 @@ def check_names(environ: Mapping[str, str],
         problems.append(f"{name}={shown(value or '', secret=secret, quote=False)}{suffix}: "
                         f"unknown setting; {hint}")
     return problems
+
+
+def _schedule_name(upper: str) -> bool:
+    """``PONTE_SCHEDULE__<ENTITY>``, ``PONTE_SCHEDULE`` (the map as JSON) or the old
+    ``PONTE_SCHEDULE_<ENTITY>``: entities are checked against the connector specs once those
+    are known (:class:`Settings`)."""
+    var = schedule_var("")
+    return ((upper.startswith(var) and len(upper) > len(var)) or upper == var[:-len(NESTED)]
+            or _OLD_SCHEDULE.fullmatch(upper) is not None)
 
 
 def _unknown_arguments(values: Mapping[str, Any]) -> list[str]:
@@ -423,14 +374,15 @@ def describe_errors(exc: ValidationError, *, sources: Mapping[str, str] | None =
     lines = []
     for e in exc.errors():
         var = PREFIX + NESTED.join(str(p).upper() for p in e["loc"])
-        secret = secret_of.get(var, True)  # a name we cannot place is treated as a secret
+        # a name we cannot place is treated as a secret
+        secret = secret_of.get(var, not _schedule_name(var))
         where = (sources or {}).get(var, "")
         value = "" if e["type"] == "missing" else f"={shown(e.get('input'), secret=secret)}"
         lines.append(f"{var}{value}{where}: {_what(e)}")
     return lines
 
 
-def _join(problems: list[str]) -> str:
-    if len(problems) == 1:
-        return problems[0]
-    return f"{len(problems)} settings are wrong:\n  " + "\n  ".join(problems)
+__all__ = ["DEFAULT_SCHEDULES", "LOG_LEVELS", "MASK", "NESTED", "PREFIX", "RESERVED_PREFIX",
+           "CrmSettings", "ErpSettings", "Settings", "SideSettings", "check_names", "closest",
+           "connectors_dir_setting", "credential_names", "describe_errors", "old_schedules",
+           "read_env_files", "schedule_var", "setting_names", "shown"]

@@ -1,4 +1,4 @@
-"""Pure watermark rules: windows, signposts, precision and time zones. No I/O, no clock reads —
+"""Pure watermark rules: windows, signposts and precision. No I/O, no clock reads —
 ``now`` always comes in as an argument.
 
 The rules (DESIGN.md, "Rules that are easy to get wrong"):
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -37,18 +36,6 @@ def floor_to(value: datetime, precision: timedelta) -> datetime:
     step = precision // timedelta(microseconds=1)
     micros = (value - EPOCH) // timedelta(microseconds=1)
     return EPOCH + timedelta(microseconds=micros - micros % step)
-
-
-def local_to_utc(naive: datetime, zone: str) -> datetime:
-    """A source's naive wall-clock time (e.g. Omie's Brasília time) as aware UTC."""
-    if naive.tzinfo is not None:
-        raise ValueError("expected a naive local time")
-    return naive.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
-
-
-def utc_to_local(value: datetime, zone: str, precision: timedelta) -> datetime:
-    """Aware UTC as the naive wall-clock time of ``zone``, floored to ``precision``."""
-    return floor_to(value, precision).astimezone(ZoneInfo(zone)).replace(tzinfo=None)
 
 
 def signpost(run_start: datetime, *, safety_lag: timedelta, precision: timedelta) -> datetime:

@@ -177,7 +177,7 @@ def test_daemon_backfill_and_verify_refuse_a_path_typo_before_starting(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
     monkeypatch.setenv("PONTE_MAPPINGS_DIR",
                        str(_mappings_with(tmp_path, "path: Email,", "path: Emial,")))
-    monkeypatch.setenv("PONTE_SCHEDULE_CUSTOMERS", "every:60")
+    monkeypatch.setenv("PONTE_SCHEDULE__CUSTOMERS", "every:60")
     monkeypatch.setenv("PONTE_CRM__BASE_URL", "http://127.0.0.1:9")  # never reached
     result = runner.invoke(app, command)
     assert result.exit_code == Exit.CONFIG, result.output

@@ -1,4 +1,4 @@
-"""Tests for etl.diff: row hashes, the snapshot diff and field-level changes."""
+"""Tests for etl.rowhash and etl.diff: row hashes, the snapshot diff and field-level changes."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from etl import diff as diff_module
-from etl.diff import DiffResult, _locate_exact, changed_fields, diff, hash_frame
+from etl import rowhash
+from etl.diff import DiffResult, _locate_exact, changed_fields, diff
+from etl.rowhash import hash_frame
 
 COLUMNS = ["name", "city"]
 
@@ -164,7 +165,7 @@ def test_hash_values_are_pinned() -> None:
 
 def test_hash_is_stable_across_processes() -> None:
     code = (
-        "import json, pandas as pd; from etl.diff import hash_frame;"
+        "import json, pandas as pd; from etl.rowhash import hash_frame;"
         f"f = pd.DataFrame({GOLDEN_ROWS!r}, columns=['a','b','c'], dtype=object);"
         "print(json.dumps(hash_frame(f, ['a','b','c']).to_numpy().tolist()))"
     )
@@ -186,7 +187,7 @@ _M64 = (1 << 64) - 1
 
 
 def _mix_ref(x: int, which: int) -> int:
-    s1, m1, s2, m2, s3 = (int(v) for v in diff_module._MIXERS[which])
+    s1, m1, s2, m2, s3 = (int(v) for v in rowhash._MIXERS[which])
     x ^= x >> s1
     x = (x * m1) & _M64
     x ^= x >> s2
@@ -199,23 +200,23 @@ def _string_hash_ref(text: str, which: int) -> int:
     total = 0
     for j in range(0, len(data), 8):
         word = int.from_bytes(data[j : j + 8].ljust(8, b"\0"), "little")
-        key = ((j // 8 + 1) * int(diff_module._WORD_KEY[which])) & _M64
+        key = ((j // 8 + 1) * int(rowhash._WORD_KEY[which])) & _M64
         total = (total + _mix_ref(word ^ key, which)) & _M64
-    total = (total + len(data) * int(diff_module._LEN_KEY[which])) & _M64
+    total = (total + len(data) * int(rowhash._LEN_KEY[which])) & _M64
     return _mix_ref(total, which)
 
 
 def test_string_hash_matches_reference_for_short_long_and_mixed_blocks() -> None:
-    limit = diff_module._SHORT_WORDS * 8
+    limit = rowhash._SHORT_WORDS * 8
     texts = ["", "a", "ção", "🚀" * 3, "x" * 8, "y" * 9, "z" * limit, "w" * (limit + 1)]
     texts += ["é" * 3000, "long " * 500 + "end", "abc"]
-    got = diff_module._hash_strings(pa.array(texts, type=pa.large_string()))
+    got = rowhash.hash_strings(pa.array(texts, type=pa.large_string()))
     for which in (0, 1):
         assert got[which].tolist() == [_string_hash_ref(t, which) for t in texts]
 
 
 def test_block_boundaries_do_not_change_hashes() -> None:
-    block = diff_module._BLOCK
+    block = rowhash._BLOCK
     texts = [("q" * (i % 300)) + str(i) for i in range(block + 700)]
     frame = pd.DataFrame({"t": pd.Series(texts, dtype="str")})
     whole = hash_frame(frame, ["t"])

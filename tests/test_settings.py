@@ -28,7 +28,10 @@ def example_values() -> dict[str, str]:
 
 
 def expected_names() -> set[str]:
-    names = {f"PONTE_{k.upper()}" for k in Settings.model_fields if k not in ("crm", "erp")}
+    names = {f"PONTE_{k.upper()}" for k in Settings.model_fields
+             if k not in ("crm", "erp", "schedule")}
+    # one schedule per entity that has a default
+    names |= {"PONTE_SCHEDULE__CUSTOMERS", "PONTE_SCHEDULE__PRODUCTS", "PONTE_SCHEDULE__ORDERS"}
     names |= {f"PONTE_CRM__{k.upper()}" for k in CrmSettings.model_fields if k != "credentials"}
     names |= {f"PONTE_ERP__{k.upper()}" for k in ErpSettings.model_fields if k != "credentials"}
     # the credentials the default connectors' specs declare
@@ -78,17 +81,23 @@ UNKNOWN_NAMES = [
 ]
 
 
+def _settings_error(monkeypatch: pytest.MonkeyPatch, folder: Path, name: str, value: str) -> str:
+    """The configuration error Settings() raises in an empty folder with ``name=value`` set."""
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        Settings()
+    return str(info.value)
+
+
 @pytest.mark.parametrize(("name", "value", "message"), UNKNOWN_NAMES)
 def test_an_unknown_setting_is_named_with_the_closest_valid_name(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str,
         message: str) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(name, value)
-    with pytest.raises(ConfigError) as info:
-        Settings()
-    assert str(info.value).startswith(message)
+    error = _settings_error(monkeypatch, tmp_path, name, value)
+    assert error.startswith(message)
     for secret in ("live-key-1", "4242", "pw-77"):
-        assert secret not in str(info.value)
+        assert secret not in error
 
 
 BAD_VALUES = [
@@ -216,3 +225,68 @@ def test_a_mappings_dir_that_is_set_is_kept(monkeypatch: pytest.MonkeyPatch,
                                             tmp_path: Path) -> None:
     monkeypatch.setenv("PONTE_MAPPINGS_DIR", str(tmp_path))
     assert Settings().mappings_dir == tmp_path
+
+
+# ------------------------------------------------------------------------------- schedules
+
+
+def test_schedules_are_one_map_with_a_variable_per_entity(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PONTE_SCHEDULE__ORDERS", "every:60")
+    (tmp_path / ".env").write_text("PONTE_SCHEDULE__Products='0 * * * *'\n")
+    s = Settings()
+    assert s.schedule == {"orders": "every:60", "products": "0 * * * *",
+                          "customers": "*/5 * * * *"}
+    assert s.schedule_of("orders") == "every:60"
+    assert s.schedule_of("products") == "0 * * * *"
+    assert s.schedule_of("customers") == "*/5 * * * *"  # not set: its default
+    assert s.schedule_of("invoices") is None  # no default: `ponte run` asks for one
+
+
+def test_the_whole_map_may_be_given_as_json(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PONTE_SCHEDULE", '{"customers": "every:30", "orders": ""}')
+    s = Settings()
+    assert s.schedule_of("customers") == "every:30"
+    assert s.schedule_of("orders") == "*/5 * * * *"  # empty = not set
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("PONTE_SCHEDULE__CUSTOMER", "every:60",
+     ("PONTE_SCHEDULE__CUSTOMER='every:60': Ploomes and Omie have no entity 'customer' (valid: "
+     "customers, orders, products); did you mean PONTE_SCHEDULE__CUSTOMERS?")),
+    ("PONTE_SCHEDULE__INVOICES", "every:60",
+     ("PONTE_SCHEDULE__INVOICES='every:60': Ploomes and Omie have no entity 'invoices' (valid: "
+     "customers, orders, products)")),
+    ("PONTE_SCHEDULE_INVOICES", "every:60",  # the old form is checked alike
+     "PONTE_SCHEDULE_INVOICES='every:60': Ploomes and Omie have no entity 'invoices'"),
+    ("PONTE_SCHEDULE__ORDERS", "hourly",
+     "PONTE_SCHEDULE__ORDERS: 'hourly' is not a schedule; use a 5-field crontab"),
+])
+def test_a_bad_schedule_is_named_before_anything_runs(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str,
+        message: str) -> None:
+    assert _settings_error(monkeypatch, tmp_path, name, value).startswith(message)
+
+
+def test_the_old_schedule_names_still_work_with_a_warning(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    from loguru import logger
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PONTE_SCHEDULE_PRODUCTS", "every:120")
+    monkeypatch.setenv("PONTE_SCHEDULE_ORDERS", "every:7")
+    monkeypatch.setenv("PONTE_SCHEDULE__ORDERS", "every:9")  # set both ways: the new one wins
+    warnings: list[str] = []
+    sink = logger.add(warnings.append, level="WARNING", format="{message}")
+    try:
+        s = Settings()
+    finally:
+        logger.remove(sink)
+    assert s.schedule_of("products") == "every:120"
+    assert s.schedule_of("orders") == "every:9"
+    assert [w.strip() for w in warnings] == [
+        "PONTE_SCHEDULE_ORDERS is deprecated: rename it PONTE_SCHEDULE__ORDERS",
+        "PONTE_SCHEDULE_PRODUCTS is deprecated: rename it PONTE_SCHEDULE__PRODUCTS"]

@@ -34,25 +34,6 @@ def test_floor_rejects_naive() -> None:
 
 
 @pytest.mark.parametrize(
-    ("naive", "zone", "expected"),
-    [
-        (datetime(2026, 11, 28, 9, 0, 0), "America/Sao_Paulo", utc(2026, 11, 28, 12, 0, 0)),
-        (datetime(2026, 1, 1, 0, 0, 0), "America/Sao_Paulo", utc(2026, 1, 1, 3, 0, 0)),
-        # before 2019 Brazil had summer time: -02:00 in January 2018
-        (datetime(2018, 1, 15, 10, 0, 0), "America/Sao_Paulo", utc(2018, 1, 15, 12, 0, 0)),
-        (datetime(2026, 6, 1, 8, 30, 15), "UTC", utc(2026, 6, 1, 8, 30, 15)),
-    ],
-)
-def test_local_to_utc(naive: datetime, zone: str, expected: datetime) -> None:
-    assert wm.local_to_utc(naive, zone) == expected
-
-
-def test_utc_to_local_floors_to_the_source_precision() -> None:
-    got = wm.utc_to_local(utc(2026, 11, 28, 12, 0, 0, 900_000), "America/Sao_Paulo", S)
-    assert got == datetime(2026, 11, 28, 9, 0, 0)
-
-
-@pytest.mark.parametrize(
     ("watermark", "lookback", "lag", "precision", "since", "until"),
     [
         (None, 300, 5, S, None, utc(2026, 1, 1, 11, 59, 55)),

@@ -3,6 +3,7 @@ are printed by :mod:`etl.render`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -75,7 +76,7 @@ def status_table(report: Any) -> Table:
     return table
 
 
-def watermarks_table(rows: list[Any]) -> Table:
+def watermarks_table(rows: Sequence[Any]) -> Table:
     table = Table(title="watermarks")
     for col in ("entity", "side", "watermark (UTC)", "lag", "changed at"):
         table.add_column(col)
@@ -85,7 +86,7 @@ def watermarks_table(rows: list[Any]) -> Table:
     return table
 
 
-def runs_table(rows: list[Any]) -> Table:
+def runs_table(rows: Sequence[Any]) -> Table:
     table = Table(title="runs (newest first)")
     for col in ("id", "kind", "status", "started", "duration", "entities", "writes",
                 "quarantined", "note"):
@@ -107,7 +108,7 @@ def runs_table(rows: list[Any]) -> Table:
     return table
 
 
-def quarantine_table(rows: list[Any]) -> Table:
+def quarantine_table(rows: Sequence[Any]) -> Table:
     table = Table(title=f"quarantine ({len(rows)})")
     for col in ("id", "entity", "side", "key", "kind", "attempts", "next retry", "reason"):
         table.add_column(col)

@@ -61,14 +61,11 @@ def watermark_show(
     """The stored watermarks: up to when each side's changes are fully processed."""
     from etl.cli.render import watermarks_table
 
-    rows = ponte().watermarks(entity)
+    result = ponte().watermarks(entity)
     if as_json:
-        print_doc([{"entity": r.entity, "side": r.side,
-                    "watermark": r.value.isoformat() if r.value else None,
-                    "updated_at": r.updated_at.isoformat() if r.updated_at else None,
-                    "lag_s": r.lag_s} for r in rows])
+        print_doc(result.as_list())
         return
-    out.print(watermarks_table(rows))
+    out.print(watermarks_table(result.watermarks))
 
 
 def _ask_watermarks(yes: bool, *, reset: bool) -> Any:
@@ -140,13 +137,12 @@ def runs_list(
     if ctx.invoked_subcommand is not None:
         return
     from etl.cli.render import runs_table
-    from etl.ops import run_dict
 
-    rows = ponte().runs(limit)
+    result = ponte().runs(limit)
     if as_json:
-        print_doc([run_dict(r) for r in rows])
+        print_doc(result.as_list())
     else:
-        out.print(runs_table(rows))
+        out.print(runs_table(result.runs))
 
 
 @runs_app.command("show")
@@ -178,13 +174,12 @@ def quarantine_list(
 ) -> None:
     """Quarantined records: why, how many attempts, when they are retried next."""
     from etl.cli.render import quarantine_table
-    from etl.ops import quarantine_dict
 
-    rows = ponte().quarantine_list(entity)
+    result = ponte().quarantine_list(entity)
     if as_json:
-        print_doc([quarantine_dict(r) for r in rows])
+        print_doc(result.as_list())
         return
-    out.print(quarantine_table(rows))
+    out.print(quarantine_table(result.entries))
 
 
 @quarantine_app.command("show")
@@ -215,7 +210,7 @@ def quarantine_retry(
 
     if (qid is None) == (not all_):
         raise ConfigError("give an entry id or --all (not both)")
-    n = ponte().quarantine_retry(None if all_ else qid)
+    n = ponte().quarantine_retry(None if all_ else qid).due
     out.print(f"{n} entr{'y' if n == 1 else 'ies'} due now: the next `ponte sync` re-reads "
               f"{'it' if n == 1 else 'them'}", highlight=False)
 

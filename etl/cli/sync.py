@@ -127,9 +127,9 @@ def run(
 ) -> None:
     """Run as a daemon: sync each entity on its own schedule until SIGTERM/SIGINT.
 
-    Schedules come from PONTE_SCHEDULE_CUSTOMERS / _PRODUCTS / _ORDERS: a 5-field crontab
-    expression in server local time ('*/5 * * * *') or an interval 'every:SECONDS'
-    ('every:300'). Runs never overlap (one at a time, max one instance per entity, missed
+    Schedules come from PONTE_SCHEDULE__<ENTITY> (PONTE_SCHEDULE__CUSTOMERS, ...; defaults:
+    customers and orders every 5 minutes, products every 15): a 5-field crontab expression in
+    server local time ('*/5 * * * *') or an interval 'every:SECONDS' ('every:300'). Runs never overlap (one at a time, max one instance per entity, missed
     runs coalesced). On SIGTERM/SIGINT the current run stops after its current chunk (whole
     chunks committed, watermark not moved; the next run picks up from there) and ponte exits
     0. Writes PONTE_METRICS_FILE after each run when set."""

@@ -160,3 +160,18 @@ class Connector(Protocol):
         """Release what the connector owns; never raises."""
         ...
 
+
+@runtime_checkable
+class Deactivates(Protocol):
+    """A connector that may know how to deactivate a record of an entity (a spec's
+    ``deactivate`` request); the engine uses it where a mapping says ``deletes: deactivate``,
+    else writes the mapping's ``deactivate`` fields as an update."""
+
+    def can_deactivate(self, entity: str) -> bool:
+        """The system has a deactivate operation for ``entity``; raises nothing."""
+        ...
+
+    def deactivate(self, entity: str, key: str) -> RecordError | None:
+        """Deactivate one record; ``None`` when done or already gone, else the reason
+        (returned, not raised). Raises ``SystemUnavailable``."""
+        ...

@@ -26,6 +26,7 @@ class Outcome:
     wait: float | None = None  # seconds, for ``retry``
     field: str | None = None  # for ``rejected``
     stated: bool = False  # the wait is the one the system states in its message
+    hint: str | None = None  # the rule's advice (what to do, or what the rule is)
 
 
 def _body(response: httpx.Response) -> object:
@@ -71,7 +72,8 @@ def classify(response: httpx.Response, rules: Sequence[ErrorRule],
     for rule in rules:
         if not _status_matches(rule.status, status):
             continue
-        if rule.code and not _code_matches(rule.code, dig(body, rule.code_path or "code")):
+        code = dig(body, rule.code_path or "code") if rule.code else None
+        if rule.code and not _code_matches(rule.code, code):
             continue
         text = _text(body, response, rule.message_path)
         match = re.search(rule.message, text) if rule.message is not None else None
@@ -87,7 +89,10 @@ def classify(response: httpx.Response, rules: Sequence[ErrorRule],
         if rule.hook is not None and hooks is not None:
             wait, stated = hooks[rule.hook](text), True
         field = match.group(rule.field_group) if match and rule.field_group else None
-        return Outcome(rule.action, status, text, wait, field, stated)
+        if field and rule.field_fold and field.isupper():
+            field = field.lower()
+        said = f"{code}: {text}" if code is not None else text  # a fault code is named too
+        return Outcome(rule.action, status, said, wait, field, stated, rule.hint)
     return default_outcome(response, body)
 
 

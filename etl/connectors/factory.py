@@ -1,6 +1,6 @@
 """Build the connectors a pair of settings asks for: each side's ``KIND`` names a spec in the
-registry (:mod:`etl.connectors.registry`); the spec names a hand-written implementation or is
-run by the generic connector."""
+registry (:mod:`etl.connectors.registry`); the spec is run by the generic connector, or by a
+hand-written implementation it names (no built-in spec does)."""
 
 from __future__ import annotations
 

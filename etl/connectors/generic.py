@@ -4,12 +4,14 @@ as a hand-written one.
 
 * Listing: the window ``[since, until)`` goes to the system at its precision (floored /
   ceiled: its timestamps are truncated to it), the answer is trimmed to that window
-  client-side, and unless the spec says the
-  system already orders by (updated-at, key) the window is collected, the latest version per
-  key kept, and yielded in that order (undated records last; the engine quarantines them).
+  client-side (or to the exact window, :mod:`etl.connectors.windows`), and unless the spec
+  says the system already orders by (updated-at, key) the window (or each page) is collected,
+  the latest version per key kept, and yielded in that order (undated records last).
   ``changed_since: none``: everything is read and yielded; the snapshot diff finds the changes.
 * Waits a system states in its message (an error rule with ``wait_group`` or a ``hook``) are
-  honoured here, beyond the HTTP session's backoff cap; 429/5xx/timeouts are the session's.
+  honoured here (and said at INFO), beyond the HTTP session's backoff cap; 429/5xx/timeouts
+  are the session's. With ``read_cache``, a read repeated within its seconds is answered from
+  the run's own copy (:mod:`etl.connectors.answers`).
 * Creates with ``idempotency: lookup`` are sent once; after an ambiguous failure (5xx, timeout,
   dropped connection) the record is looked up by its external id before trying again; an
   ``already_exists`` answer to a create is resolved the same way.
@@ -18,7 +20,6 @@ as a hand-written one.
 from __future__ import annotations
 
 import copy
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +27,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import httpx
+from loguru import logger
 
+from etl.connectors import lookups
+from etl.connectors.answers import Answers
 from etl.connectors.auth import Authenticator, Call
 from etl.connectors.base import ApiCalls, Capabilities, Record, RetryStats
 from etl.connectors.errors import Outcome, classify, verdict
@@ -43,16 +47,17 @@ from etl.connectors.spec import (
     TimeFormat,
 )
 from etl.connectors.templates import (
-    ceil_to,
+    Missing,
     compose,
     dig,
     dig_all,
     encode,
     fill,
-    floor_to,
     format_instant,
     parse_instant,
+    put,
 )
+from etl.connectors.windows import add_window, edges, latest_in_order
 from etl.errors import ConfigError, SystemUnavailable
 from etl.settings import SideSettings
 from etl.watermark import Window
@@ -60,8 +65,9 @@ from etl.watermark import Window
 MAX_STATED_WAITS = 4  # waits a system states in its message, per request
 
 
-def _sort_key(at: datetime, key: str) -> tuple[datetime, int, str]:
-    return (at, int(key), "") if key.isdigit() else (at, 0, key)
+def _field(path: str) -> str:
+    """The field an updated-at path names first (``{info.dAlt} {info.hAlt}`` -> info.dAlt)."""
+    return path.split("{", 1)[1].split("}", 1)[0] if "{" in path else path
 
 
 class GenericConnector(Writes):
@@ -87,6 +93,7 @@ class GenericConnector(Writes):
         self._sleep = sleep
         self._hooks = wait_hooks(spec)
         self._write_lock = threading.Lock()
+        self._answers = Answers(spec.read_cache.seconds, clock) if spec.read_cache else None
         self.hook_state: dict[str, Any] = {}  # what hooks keep for the run (lookup caches)
         self._hook_lock = threading.Lock()
         precisions = [e.updated_at.precision_ms for e in spec.entities.values() if e.updated_at]
@@ -98,8 +105,8 @@ class GenericConnector(Writes):
                                        for e in spec.entities.values()),
             has_changed_since=all(e.listing is not None and e.listing.changed_since == "filter"
                                   for e in spec.entities.values()),
-            updated_at_paths={n: e.updated_at.paths[0] for n, e in spec.entities.items()
-                              if e.updated_at},
+            updated_at_paths={n: _field(e.updated_at.paths[0])
+                              for n, e in spec.entities.items() if e.updated_at},
             ordered_by_updated_at=all(e.listing is not None and e.listing.changed_since == "filter"
                                       and e.listing.sorted for e in spec.entities.values()))
 
@@ -145,7 +152,7 @@ class GenericConnector(Writes):
         for path in spec.paths:
             try:
                 texts = [fill(path, record)] if "{" in path else dig_all(record, path)
-            except (KeyError, ValueError):
+            except (KeyError, ValueError, Missing):
                 continue
             found += [at for text in texts if (at := parse_instant(text, spec)) is not None]
             if found and not spec.latest:
@@ -154,11 +161,37 @@ class GenericConnector(Writes):
 
     # --- the wire ----------------------------------------------------------------------------
 
+    def _what(self, call: Call) -> str:
+        """``POST geral/clientes/ ListarClientes``: the request, and the procedure it calls."""
+        name = dig(call.body, self.spec.procedure) if self.spec.procedure else None
+        return f"{call.method} {call.path}" + (f" {name}" if name else "")
+
     def _send(self, call: Call, kind: Literal["read", "write"], *, attempts: int | None = None
               ) -> tuple[Outcome, Any, httpx.Response]:
+        """One request (answered from ``read_cache`` when the spec keeps reads); a write
+        forgets what was read from its path, before and after it is sent."""
+        if self._answers is None:
+            return self._exchange(call, kind, attempts)
+        if kind == "read":
+            hit = self._answers.recall(call)
+            if hit is not None:
+                return hit
+            sent = self._exchange(call, kind, attempts)
+            if sent[0].action == "ok":
+                self._answers.keep(call, sent[0], sent[1], sent[2])
+            return sent
+        self._answers.forget(call.path)
+        try:
+            return self._exchange(call, kind, attempts)
+        finally:  # also what a concurrent read kept meanwhile
+            self._answers.forget(call.path)
+
+    def _exchange(self, call: Call, kind: Literal["read", "write"], attempts: int | None
+                  ) -> tuple[Outcome, Any, httpx.Response]:
         def judge(response: httpx.Response) -> Any:
             return verdict(classify(response, self.spec.errors, self._hooks))
 
+        what = self._what(call)
         for _ in range(MAX_STATED_WAITS + 1):
             sent = copy.deepcopy(call)
             for param, clauses in sent.filters.items():
@@ -167,29 +200,33 @@ class GenericConnector(Writes):
             self.auth.apply(sent)
             response = self.session.request(
                 sent.method, sent.path.lstrip("/"), kind=kind, classify=judge,
-                describe=f"{self.spec.title} {sent.method} {sent.path}", attempts=attempts,
+                describe=f"{self.spec.title} {what}", attempts=attempts,
                 params=sent.params or None, headers=sent.headers or None,
                 json=sent.body if sent.body is not None else None)
             outcome = classify(response, self.spec.errors, self._hooks)
             if outcome.action == "retry" and outcome.stated and outcome.wait is not None:
+                why = f" ({outcome.hint})" if outcome.hint else ""
+                logger.info("{} asks to wait {:.0f} s before repeating {}{}; waiting",
+                            self.spec.title, outcome.wait, what.rsplit(" ", 1)[-1], why)
                 self._sleep(outcome.wait)  # a wait the system states (the session's are done)
                 continue
+            hint = "; " + outcome.hint.replace("{prefix}", f"PONTE_{self.system.upper()}") \
+                if outcome.hint else ""
             if outcome.action == "bad_credentials":
                 self.auth.forget_token()
                 names = ", ".join(f"PONTE_{self.system.upper()}__CREDENTIALS__{n.upper()}"
                                   for n in self.spec.credentials)
                 raise Refused(self.system, f"{self.spec.title} refused the credentials (HTTP "
-                              f"{outcome.status}); check {names or 'the credentials'}")
+                              f"{outcome.status}); check {names or 'the credentials'}{hint}")
             if outcome.action == "unavailable":
-                raise Refused(self.system, f"{self.spec.title} {call.method} {call.path}: "
-                              f"{outcome.message}")
+                raise Refused(self.system, f"{self.spec.title} {what}: {outcome.message}{hint}")
             try:
                 answer = response.json() if response.content else None
             except ValueError:
                 answer = None
             return outcome, answer, response
-        raise SystemUnavailable(self.system, f"{self.spec.title} {call.method} {call.path} kept "
-                                f"asking to wait ({MAX_STATED_WAITS} waits)")
+        raise SystemUnavailable(self.system, f"{self.spec.title} {what} kept asking to wait "
+                                f"({MAX_STATED_WAITS} waits)")
 
     def _call(self, req: Request, values: dict[str, Any], fmt: TimeFormat | None = None) -> Call:
         """A request's template filled (filter clauses whose values are unset left out)."""
@@ -259,58 +296,51 @@ class GenericConnector(Writes):
     def list_changed(self, entity: str, window: Window) -> Iterator[list[Record]]:
         ls = self._entity(entity).listing
         assert ls is not None  # checked when the spec was loaded
-        values: dict[str, Any] = {}
-        if ls.changed_since == "filter":
-            if window.since is not None:
-                values["since"] = floor_to(window.since, ls.time.precision_ms)
-            if window.until is not None:
-                values["until"] = ceil_to(window.until, ls.time.precision_ms)
-        call = self._call(ls, values, ls.time)
+        bounds = edges(ls, window)
+        if bounds.empty:
+            return  # no whole step of the source's clock lies inside: nothing changed in it
+        call = self._call(ls, bounds.values, ls.time)
+        add_window(call, ls, bounds.values)
         pages = self._pages(call, ls.paginator, ls.records, entity, ls.page_size)
         if ls.changed_since == "none":
             yield from pages
             return
 
-        since, until = values.get("since"), values.get("until")  # at the source's precision
+        def at(record: Record) -> datetime | None:
+            return self.updated_at(entity, record)
 
-        def inside(record: Record) -> tuple[bool, datetime | None]:
-            at = self.updated_at(entity, record)
-            if at is None:
-                return True, None
-            return (since is None or at >= since) and (until is None or at < until), at
+        def key(record: Record) -> str:
+            return self.key_of(entity, record)
         if ls.sorted:
             for page in pages:
-                kept = [r for r in page if inside(r)[0]]
+                kept = [r for r in page if (t := at(r)) is None or bounds.inside(t)]
                 if kept:
                     yield kept
             return
-        latest: dict[str, tuple[datetime, Record]] = {}
-        undated: list[Record] = []
-        for page in pages:
-            for record in page:
-                ok, at = inside(record)
-                if at is None:
-                    undated.append(record)
-                elif ok:
-                    key = self.key_of(entity, record)
-                    if key not in latest or latest[key][0] <= at:
-                        latest[key] = (at, record)
-        ordered = [r for k, (at, r) in sorted(latest.items(),
-                                              key=lambda kv: _sort_key(kv[1][0], kv[0]))]
-        ordered += undated
+        if ls.collect == "page":  # each page as it comes, ordered within itself
+            for page in pages:
+                if kept := latest_in_order(page, at, key, bounds):
+                    yield kept
+            return
+        ordered = latest_in_order((r for page in pages for r in page), at, key, bounds)
         for start in range(0, len(ordered), self.page_size):
             yield ordered[start:start + self.page_size]
 
     def _by_values(self, entity: str, spec: ByValues, values: Sequence[str],
                    field: str = "") -> list[Record]:
-        wanted = list(dict.fromkeys(str(v) for v in values if v is not None and str(v) != ""))
-        if spec.value_pattern is not None:
-            wanted = [v for v in wanted if re.fullmatch(spec.value_pattern, v)]
-        chunk = 1 if "{value}" in spec.path else spec.chunk
-        if spec.param is None and spec.filter is None and "{value" not in repr(
-                (spec.path, spec.params, spec.body)):
-            chunk = max(1, len(wanted))  # no value is sent: one listing serves them all
+        # kept answers hold only when the same values make the same requests: sorted
+        wanted = lookups.wanted(spec, values, ordered=self._answers is not None)
         out: list[Record] = []
+        if spec.scan_above is not None and len(wanted) > spec.scan_above:
+            ls = self._entity(entity).listing  # fewer requests to read everything once
+            assert ls is not None
+            call = self._call(ls, {}, ls.time)
+            for page in self._pages(call, ls.paginator, ls.records, entity, ls.page_size):
+                out.extend(page)
+            return out
+        chunk = 1 if "{value}" in spec.path else spec.chunk
+        if lookups.sends_no_value(spec):
+            chunk = max(1, len(wanted))
         for i in range(0, len(wanted), chunk):
             part = wanted[i:i + chunk]
             call = self._call(spec, {"value": part[0], "values": part, "field": field})
@@ -322,6 +352,9 @@ class GenericConnector(Writes):
                 call.filters[spec.filter.param].append(spec.join.join(map(str, items)))
             elif spec.param is not None:
                 call.params[spec.param] = items if spec.repeat else spec.join.join(map(str, items))
+            elif spec.body_path is not None:
+                call.body = call.body if isinstance(call.body, dict) else {}
+                put(call.body, spec.body_path, items)
             for page in self._pages(call, spec.paginator, spec.records, entity,
                                     limit=len(part) if spec.unique else None):
                 out.extend(page)
@@ -340,10 +373,10 @@ class GenericConnector(Writes):
         if spec is None:
             raise ConfigError(f"{self.spec.title} {entity} cannot be matched by "
                               f"{native_field!r}; valid: {', '.join(e.find_by) or 'none'}")
-        wanted = {str(v) for v in values}
+        wanted = {lookups.norm(spec, v) for v in values} - {""}
         # a system that ignores a filter it does not know must not match every record
         found = [r for r in self._by_values(entity, spec, values, native_field)
-                 if not spec.verify or str(dig(r, native_field)) in wanted]
+                 if not spec.verify or lookups.norm(spec, dig(r, native_field)) in wanted]
         return self._unique(entity, found)
 
     def custom_field_keys(self, entity_id: int) -> set[str]:

@@ -1,5 +1,5 @@
-"""Writing through a spec: creates, updates and deletes of the generic connector
-(:mod:`etl.connectors.generic`).
+"""Writing through a spec: creates, updates, deletes and deactivations of the generic
+connector (:mod:`etl.connectors.generic`).
 
 Creates with ``idempotency: lookup`` are sent once; after an ambiguous failure (5xx, timeout,
 dropped connection) the record is looked up by its external id (or natural key) before trying
@@ -48,6 +48,7 @@ class Writes:
         def _entity(self, entity: str) -> EntitySpec: ...
         def key_of(self, entity: str, record: Record) -> str: ...
         def read_by_keys(self, entity: str, keys: Sequence[str]) -> list[Record]: ...
+        def _by_values(self, entity: str, spec: Any, values: Sequence[str]) -> list[Record]: ...
         def find_by(self, entity: str, native_field: str, values: Sequence[str]
                     ) -> list[Record]: ...
         def _send(self, call: Call, kind: Literal["read", "write"], *,
@@ -71,8 +72,10 @@ class Writes:
                 results = [self._write_one(entity, op) for op in ops]
         todo = [r for r in results if r.ok and r.record is None and r.key]
         if todo:  # written, answer without the (whole) record: read them back in one go
-            found = {self.key_of(entity, r): r
-                     for r in self.read_by_keys(entity, [str(t.key) for t in todo])}
+            keys = [str(t.key) for t in todo]
+            back = (self._by_values(entity, e.read_one, keys) if e.read_one and len(todo) == 1
+                    else self.read_by_keys(entity, keys))
+            found = {self.key_of(entity, r): r for r in back}
             for r in todo:
                 r.record = found.get(str(r.key))
         return results
@@ -85,9 +88,10 @@ class Writes:
                 f"{self.spec.title} {entity}: the spec has no {op.action}", kind="rejected"))
         if op.action == "update" and not _key_ok(spec, op.key):
             return WriteResult(op, key=op.key, error=RecordError(
-                f"cannot update {self.spec.title} {entity}: invalid key {op.key!r}",
-                kind="rejected"))
+                f"cannot update {self.spec.title} {entity}: invalid key {op.key!r}"))
         payload = copy.deepcopy(op.payload)
+        for name in spec.omit:
+            payload.pop(name, None)
         try:  # a vendor's payload fix-up (a hook the spec names)
             if "before_write" in e.hooks:
                 payload = HOOKS[e.hooks["before_write"]](self, entity, payload)
@@ -145,7 +149,7 @@ class Writes:
         call = self._call(spec, values)
         if spec.wrap:
             call.body = call.body if isinstance(call.body, dict) else {}
-            put(call.body, spec.wrap, payload)
+            put(call.body, spec.wrap, _merged(payload, dig(call.body, spec.wrap)))
         elif payload or spec.method != "DELETE":
             call.body = payload
         return call
@@ -162,7 +166,8 @@ class Writes:
     def _result(self, entity: str, op: WriteOp, spec: WriteSpec, outcome: Outcome,
                 answer: Any) -> WriteResult:
         if outcome.action != "ok":
-            what = "no longer exists" if outcome.action == "not_found" else "was rejected"
+            gone = outcome.action == "not_found" and op.action == "update"
+            what = "no longer exists" if gone else "was rejected"
             return WriteResult(op, key=op.key, error=RecordError(
                 f"{self.spec.title}: the {op.action} of {entity} {op.key or ''} {what}: HTTP "
                 f"{outcome.status}: {outcome.message}".replace("  ", " "), field=outcome.field,
@@ -181,17 +186,43 @@ class Writes:
 
     def delete(self, entity: str, key: str) -> RecordError | None:
         e = self._entity(entity)
-        if e.delete is None:
-            return RecordError(f"{self.spec.title} {entity}: the spec has no delete",
+        return self._keyed(entity, "delete", e.delete, key)
+
+    def can_deactivate(self, entity: str) -> bool:
+        """The spec declares a ``deactivate`` request for ``entity``."""
+        return self._entity(entity).deactivate is not None
+
+    def deactivate(self, entity: str, key: str) -> RecordError | None:
+        """Deactivate one record with the spec's ``deactivate`` request (its body as the spec
+        gives it, e.g. a status field set): ``None`` when done or the record is gone."""
+        return self._keyed(entity, "deactivate", self._entity(entity).deactivate, key)
+
+    def _keyed(self, entity: str, action: str, spec: WriteSpec | None, key: str
+               ) -> RecordError | None:
+        if spec is None:
+            return RecordError(f"{self.spec.title} {entity}: the spec has no {action}",
                                kind="rejected")
-        if not _key_ok(e.delete, key):
-            return RecordError(f"cannot delete {self.spec.title} {entity}: invalid key {key!r}",
-                               kind="rejected")
-        outcome, _, _ = self._send(self._write_call(e.delete, {}, {"key": key}), "write")
+        if not _key_ok(spec, key):
+            return RecordError(f"cannot {action} {self.spec.title} {entity}: invalid key "
+                               f"{key!r}", kind="rejected")
+        call = (self._write_call(spec, {}, {"key": key}) if action == "delete"
+                else self._call(spec, {"key": key}))
+        outcome, _, _ = self._send(call, "write")
         if outcome.action in ("ok", "not_found"):
             return None
-        return RecordError(f"{self.spec.title} refused to delete {entity} {key}: HTTP "
+        return RecordError(f"{self.spec.title} refused to {action} {entity} {key}: HTTP "
                            f"{outcome.status}: {outcome.message}", kind="rejected")
+
+
+def _merged(payload: Any, fixed: Any) -> Any:
+    """``payload`` with what the spec's body already holds at its place laid over it (a key
+    the spec puts there wins over the payload's)."""
+    if not isinstance(payload, dict) or not isinstance(fixed, dict):
+        return payload if fixed in (None, {}) else fixed
+    out = dict(payload)
+    for name, value in fixed.items():
+        out[name] = _merged(out.get(name), value)
+    return out
 
 
 def _key_ok(spec: WriteSpec, key: str | None) -> bool:

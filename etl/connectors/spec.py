@@ -2,8 +2,8 @@
 
 A spec says how to reach a system (base URL, credentials, auth), what each of its entities is
 (collection, key, updated-at, dependencies), how to list changes, read by keys, find by a natural
-key, create, update and delete, how pages follow each other, what each error answer means, and
-the field schema of each collection (what ``ponte mappings check`` checks mapping paths
+key, create, update, delete and deactivate, how pages follow each other, what each error answer
+means, and the field schema of each collection (what ``ponte mappings check`` checks mapping paths
 against). :func:`load_spec` validates a file; every error names the file, the path inside it,
 the bad value and the valid choices.
 
@@ -14,7 +14,7 @@ strftime pattern, in the list's zone), ``{key}``, ``{value}``, ``{page}``, ``{pa
 looks for; ``{values:json}`` = as a JSON list), ``{credentials.NAME}`` (a credential declared
 ``secret: false``, such as a database name). A parameter whose template names a value that is not set (no
 ``since`` on a first run) is left out; a body string that is one placeholder alone keeps the
-value's type (a page number stays a number).
+value's type (a page number stays a number; ``{key!i}`` makes it an integer).
 """
 
 from __future__ import annotations
@@ -51,9 +51,11 @@ from etl.connectors.spec_parts import (
     Paging,
     QueryAuth,
     RangePaging,
+    ReadCache,
     Strict,
     TimeFormat,
     UpdatedAt,
+    WindowFields,
 )
 from etl.errors import ConfigError
 
@@ -81,9 +83,19 @@ class Filter(Strict):
 
 
 class ListSpec(Request):
+    """``edges``: ``widened`` trims the answer to the window at the source's precision,
+    ``exact`` to the window itself (a window holding no whole step asks nothing); ``until:
+    inclusive``: the system's upper bound includes its value (``{until}`` is the last step
+    before the window's end); ``collect``: an unsorted listing is ordered by the whole window,
+    or page by page (memory follows the page; the engine takes the system's order)."""
+
     records: str = ""  # dotted path of the records' list in the answer; "" = the answer itself
     changed_since: Literal["filter", "none"] = "filter"
     sorted: bool = False  # the answer is ordered by (updated-at, key) already
+    window: WindowFields | None = None
+    edges: Literal["widened", "exact"] = "widened"
+    until: Literal["exclusive", "inclusive"] = "exclusive"
+    collect: Literal["window", "page"] = "window"
     time: TimeFormat = TimeFormat()
     paginator: Paginator = NoPaging(type="none")
     page_size: int | None = Field(None, ge=1)
@@ -92,12 +104,18 @@ class ListSpec(Request):
 class ByValues(Request):
     """Read records by several values at once: ``param`` = ``join`` of ``item`` per value
     (``"Id eq {value}"`` joined by ``" or "``, or ``"{value}"`` by ``","``), ``chunk`` values
-    per request; with ``repeat`` the parameter is sent once per value instead. A request that
-    sends no value (no ``param``, ``filter`` or ``{value}``) is one listing matched client-side
-    (``verify``) for all values at once."""
+    per request; with ``repeat`` the parameter is sent once per value instead; with
+    ``body_path`` the items (templates, objects too) go into the JSON body there as a list.
+    ``normalize: digits`` compares values and the records' field as digits only; above
+    ``scan_above`` values the entity's whole listing is read once instead. A request that
+    sends no value (no ``param``, ``filter``, ``body_path`` or ``{value}``) is one listing
+    matched client-side for all values at once."""
 
     param: str | None = None  # with ``filter``: joined values become one more clause of it
-    item: str = "{value}"  # ``{value}``, ``{field}`` (the field searched)
+    body_path: str | None = None
+    item: Any = "{value}"  # ``{value}``, ``{field}`` (the field searched)
+    normalize: Literal["none", "digits"] = "none"
+    scan_above: int | None = Field(None, ge=1)
     item_hook: str | None = None  # a hook that writes the item instead: (field, value) -> text
     join: str = ","
     repeat: bool = False
@@ -116,7 +134,8 @@ class WriteSpec(Request):
     answer: Literal["record", "reread", "none"] = "record"
     record_path: str = ""
     key_path: str | None = None
-    wrap: str | None = None  # send the payload inside this body field
+    wrap: str | None = None  # send the payload inside this body field (the body's own win)
+    omit: list[str] = Field(default_factory=list)  # payload fields never sent
     complete: list[str] = Field(default_factory=list)  # fields an answer lacks -> read back
     key_pattern: str | None = None  # a key not matching it is refused before sending
     # workflow steps (a button: Tryton's quote) sent with ``{key}`` before an update / after
@@ -173,10 +192,16 @@ class EntitySpec(Strict):
     updated_at: UpdatedAt | None = None
     listing: ListSpec | None = Field(None, alias="list")
     read_by_keys: ByValues | None = None
+    # one record by key: reads back a lone written record (where a one-key listing would be
+    # a repeated request some systems refuse)
+    read_one: ByValues | None = None
     find_by: dict[str, ByValues] = Field(default_factory=dict)
     create: WriteSpec | None = None
     update: WriteSpec | None = None
     delete: WriteSpec | None = None
+    # how the system deactivates a record (a PATCH of a status field, an action call): run by
+    # ``ponte verify --fix`` where the mapping says ``deletes: deactivate``
+    deactivate: WriteSpec | None = None
     idempotency: Idempotency = Idempotency()
     write_concurrency: int | None = Field(None, ge=1)  # unset: the side's max_concurrency
     hooks: dict[str, str] = Field(default_factory=dict)  # hook point -> hook name
@@ -202,6 +227,8 @@ class ConnectorSpec(Strict):
     # a hand-written connector ("module:Class"); unset = the generic connector runs this spec
     implementation: str | None = None
     errors: list[ErrorRule] = Field(default_factory=list)
+    procedure: str | None = None  # body path naming the remote procedure (JSON-RPC), for messages
+    read_cache: ReadCache | None = None
     entities: dict[str, EntitySpec] = Field(min_length=1)
     schemas: dict[str, SchemaSpec] = Field(default_factory=dict)
     # the system's list of custom fields (``{entity_id}``), read for ``mappings check --online``
@@ -225,6 +252,9 @@ class ConnectorSpec(Strict):
                 if dep not in self.entities:
                     problems.append(f"entities.{name}.depends_on: {dep!r} is not an entity "
                                     f"(valid: {', '.join(sorted(self.entities))})")
+            if entity.deactivate is not None and entity.deactivate.method == "GET":
+                problems.append(f"entities.{name}.deactivate.method: 'GET' changes nothing "
+                                "(valid: POST, PUT, PATCH, DELETE)")
             if self.implementation is None:
                 for need, attr in (("key", "key"), ("updated_at", "updated_at"),
                                    ("list", "listing")):
@@ -349,11 +379,13 @@ __all__ = [
     "Paging",
     "QueryAuth",
     "RangePaging",
+    "ReadCache",
     "Request",
     "SchemaSpec",
     "Strict",
     "TimeFormat",
     "UpdatedAt",
+    "WindowFields",
     "WriteSpec",
     "describe",
     "entity_order",

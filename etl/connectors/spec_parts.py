@@ -155,8 +155,23 @@ class NoPaging(Strict):
     type: Literal["none"]
 
 
+class WindowFields(Paging):
+    """Changed-since fields (templates naming ``{since}``/``{until}``) sent only when the window
+    has a start: a first, full read goes out unfiltered. Placed like paging values."""
+
+    fields: dict[str, str]
+
+
 Paginator = Annotated[OffsetPaging | PagePaging | KeysetPaging | CursorPaging | NextLinkPaging
                       | RangePaging | NoPaging, Field(discriminator="type")]
+
+
+class ReadCache(Strict):
+    """The system refuses an identical read repeated within ``seconds``: a read is answered
+    from the run's own copy for that long (kept compressed); a write to a path forgets the
+    answers read from it."""
+
+    seconds: float = Field(gt=0)
 
 
 # --- time -----------------------------------------------------------------------------------
@@ -197,7 +212,7 @@ class ErrorRule(Strict):
     ``5xx``), the body's ``code`` at ``code_path`` (``*`` ending = prefix), ``message`` (regex
     on the text at ``message_path``, or the whole body). ``wait_header`` / ``wait_group`` (a
     regex group, seconds) set the wait of a ``retry``; ``field_group`` names the rejected
-    field; ``hook`` names a hook that computes the wait instead."""
+    field; ``hook`` names a hook that computes the wait instead; ``hint`` is said with it."""
 
     status: list[int | str] = []
     code_path: str | None = None
@@ -208,7 +223,9 @@ class ErrorRule(Strict):
     wait_header: str | None = None
     wait_group: int | None = None
     field_group: int | None = None
+    field_fold: bool = False  # a field named in capitals (``Tag [NAME]``) is given in lower case
     hook: str | None = None
+    hint: str | None = None  # what to do, said with the error (``{prefix}``: PONTE_<SIDE>)
 
     @model_validator(mode="after")
     def _valid(self) -> ErrorRule:

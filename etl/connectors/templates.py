@@ -142,6 +142,11 @@ class _Formatter(string.Formatter):
     def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, str]:
         return self.get_value(field_name, args, kwargs), field_name
 
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        if conversion == "i":  # ``{key!i}``: the value as an integer (a numeric id)
+            return int(value)
+        return super().convert_field(value, conversion)
+
     def format_field(self, value: Any, format_spec: str) -> str:
         if isinstance(value, datetime):
             return format_instant(value, self.fmt or TimeFormat(), format_spec)
@@ -162,7 +167,8 @@ def render(template: Any, values: dict[str, Any], fmt: TimeFormat | None = None,
     """``template`` with its placeholders filled; raises :class:`Missing` when one is unset.
 
     Dicts are rendered item by item, leaving out the items whose value is missing (lists too,
-    with ``drop``); a string that is one placeholder alone keeps the value's type."""
+    with ``drop``); a string that is one placeholder alone keeps the value's type (``!i``:
+    made an integer)."""
     if isinstance(template, dict):
         out = {}
         for k, v in template.items():
@@ -185,8 +191,9 @@ def render(template: Any, values: dict[str, Any], fmt: TimeFormat | None = None,
     formatter = _Formatter(fmt)
     parsed = list(formatter.parse(template))
     if (len(parsed) == 1 and parsed[0][0] == "" and parsed[0][1] and not parsed[0][2]
-            and not parsed[0][3]):
-        value = formatter.get_value(parsed[0][1], (), values)
+            and parsed[0][3] in (None, "i")):
+        value = formatter.convert_field(formatter.get_value(parsed[0][1], (), values),
+                                        parsed[0][3])
         if not isinstance(value, datetime):
             return value
     return formatter.vformat(template, (), values)

@@ -36,7 +36,7 @@ from etl.engine.report import EntityReport
 from etl.errors import LockLost, Stopped, WatermarkAhead
 from etl.mapping import EntityMapping, MapContext
 from etl.mapping.models import SIDES, Side
-from etl.state.store import Checkpoint, Store
+from etl.state import Checkpoint, Store
 
 __all__ = ["CHUNK", "READ_CHUNK", "EntitySync", "LockLost", "Options", "Planned", "Seen",
            "Stopped", "Unit"]

@@ -38,7 +38,7 @@ from etl.errors import RecordError, Stopped, UnsentField
 from etl.mapping import read_record
 from etl.mapping.models import Side
 from etl.mapping.paths import unsent_paths
-from etl.state.store import Checkpoint, QuarantineEntry, QuarantineRow
+from etl.state import Checkpoint, QuarantineEntry, QuarantineRow
 
 
 @dataclass

@@ -13,7 +13,6 @@ import pandas as pd
 from loguru import logger
 
 from etl.connectors.base import Record, WriteOp, WriteResult
-from etl.diff import hash_frame
 from etl.engine.model import Job, Unit, jsonable, ordered_by_updated_at
 from etl.engine.plan import Write
 from etl.engine.report import Problem
@@ -22,7 +21,8 @@ from etl.errors import RecordError
 from etl.mapping import read_record
 from etl.mapping.apply import get_path
 from etl.mapping.models import SIDES, Side, other
-from etl.state.store import Checkpoint, QuarantineEntry
+from etl.rowhash import hash_frame
+from etl.state import Checkpoint, QuarantineEntry
 
 
 class Load:

@@ -17,7 +17,7 @@ from etl.engine.resolve import Values
 from etl.errors import RecordError
 from etl.mapping import EntityMapping, MapContext
 from etl.mapping.models import Side
-from etl.state.store import SnapshotRow, Store
+from etl.state import SnapshotRow, Store
 
 CHUNK = 100  # records per write-and-checkpoint step
 READ_CHUNK = 2000  # records read from a side before they go through the pipeline

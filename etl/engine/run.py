@@ -19,7 +19,7 @@ from etl.errors import EtlError, LockHeld, Stopped, UnsentField
 from etl.logging import redact
 from etl.mapping import EntityMapping, MapContext
 from etl.mapping.models import Side
-from etl.state.store import Store
+from etl.state import Store
 
 
 def lock_name(entity: str) -> str:

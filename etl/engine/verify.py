@@ -11,8 +11,9 @@ Drift kinds, per entity:
 * ``unlinked``: the same natural key on both sides, not linked yet (a sync links them);
 * ``duplicates``: records sharing a natural key on one side (never fixed automatically);
 * ``vanished``: a linked record that no longer exists on one side. The mapping's ``deletes``
-  policy applies: ``ignore`` (report), ``deactivate`` (set the ``deactivate`` fields on the other
-  side) or ``delete`` (delete it there). Never inferred from an empty or failed read, and a fix
+  policy applies: ``ignore`` (report), ``deactivate`` (the other side's connector deactivates it
+  when its spec says how, else the mapping's ``deactivate`` fields are written there) or
+  ``delete`` (delete it there). Never inferred from an empty or failed read, and a fix
   that would touch more than ``max_delete_share`` of the linked records stops and explains.
 """
 
@@ -28,17 +29,17 @@ from typing import Any
 
 from loguru import logger
 
-from etl.connectors.base import Connector, WriteOp
+from etl.connectors.base import Connector, Deactivates, WriteOp
 from etl.engine.entity import EntitySync
 from etl.engine.model import CHUNK, Options, Seen, Unit
 from etl.engine.pairing import fetch_matches, match
 from etl.engine.report import EntityReport
 from etl.engine.run import Heartbeat, build_context, lock_name
-from etl.errors import EtlError, LockHeld, RecordError, Stopped
+from etl.errors import ConfigError, EtlError, LockHeld, RecordError, Stopped
 from etl.logging import redact
 from etl.mapping import EntityMapping, also_write_gaps, build_payload
 from etl.mapping.models import SIDES, Side, other
-from etl.state.store import Checkpoint, Store
+from etl.state import Checkpoint, Store
 from etl.watermark import Window
 
 LEASE_S = 900.0  # verify --fix's lease on each entity's lock, renewed while it runs
@@ -348,6 +349,14 @@ def _apply_deletes(m: EntityMapping, connectors: dict[Side, Connector], store: S
         )
         logger.bind(entity=m.entity).warning(out.blocked)
         return 0
+    spec_op = {s: isinstance(c, Deactivates) and c.can_deactivate(m.entity)
+               for s, c in connectors.items()}
+    if m.deletes == "deactivate" and not m.deactivate:
+        lacking = sorted({other(gone) for *_, gone in vanished} - {s for s in spec_op if spec_op[s]})
+        if lacking:
+            raise ConfigError(f"{m.entity}: 'deletes: deactivate' but the mapping has no "
+                              f"'deactivate' block and the {', '.join(lacking)} connector's spec "
+                              "has no deactivate request: add either")
     done = 0
     cp = Checkpoint(m.entity)
     for crm_key, erp_key, gone in vanished:
@@ -356,8 +365,11 @@ def _apply_deletes(m: EntityMapping, connectors: dict[Side, Connector], store: S
             cp = Checkpoint(m.entity)
         target: Side = other(gone)
         target_key = erp_key if target == "erp" else crm_key
+        conn = connectors[target]
         if m.deletes == "delete":
-            error = connectors[target].delete(m.entity, target_key)
+            error = conn.delete(m.entity, target_key)
+        elif spec_op[target] and isinstance(conn, Deactivates):
+            error = conn.deactivate(m.entity, target_key)
         else:
             try:
                 payload = build_payload(m, target, dict(m.deactivate), sync.job.ctx, create=False)

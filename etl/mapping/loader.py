@@ -99,6 +99,10 @@ def _check(m: EntityMapping, path: Path) -> None:
                     f"fields.{name}.{side}.transform: unknown transform {sf.transform!r} "
                     f"(valid: {', '.join(sorted(REGISTRY))})"
                 )
+            elif sf is not None:
+                problems += [f"fields.{name}.{side}.args.{arg}: required by the transform "
+                             f"{sf.transform!r}" for arg in REGISTRY[sf.transform].required
+                             if arg not in sf.args]
     for ref, label in ((m.natural_key, "natural_key"),):
         if ref is not None and ref not in m.fields:
             problems.append(f"{label}: {ref!r} is not a mapped field (fields: {', '.join(m.fields)})")
@@ -108,8 +112,6 @@ def _check(m: EntityMapping, path: Path) -> None:
     for i, pre in enumerate(m.preconditions):
         if pre.field not in m.fields:
             problems.append(f"preconditions[{i}].field: {pre.field!r} is not a mapped field")
-    if m.deletes == "deactivate" and not m.deactivate:
-        problems.append("deletes: 'deactivate' needs a 'deactivate' block (field: value)")
     if not m.sources():
         problems.append("no field flows from either side (check 'owner' and the field sides)")
     if problems:

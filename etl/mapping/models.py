@@ -127,7 +127,8 @@ class EntityMapping(Strict):
     conflict: Policy = "manual"
     on_match: Literal["crm_wins", "erp_wins", "newest_wins"] = "erp_wins"
     deletes: Literal["ignore", "deactivate", "delete"] = "ignore"
-    deactivate: dict[str, str] = Field(default_factory=dict)  # canonical field -> value
+    # canonical field -> value, written where the target's connector spec has no deactivate
+    deactivate: dict[str, str] = Field(default_factory=dict)
     depends_on: list[str] = Field(default_factory=list)
     create_defaults: dict[Side, dict[str, Any]] = Field(default_factory=dict)
     preconditions: list[Precondition] = Field(default_factory=list)
@@ -181,6 +182,3 @@ class EntityMapping(Strict):
 
     def columns(self) -> list[str]:
         return list(self.fields)
-
-    def side_columns(self, side: Side) -> list[str]:
-        return [f for f, spec in self.fields.items() if spec.side(side) is not None]

@@ -61,6 +61,7 @@ class Transform:
     read: Callable[[Raw, dict[str, Any], MapContext], Canon]
     write: Callable[[Canon, dict[str, Any], MapContext], Raw]
     doc: str
+    required: tuple[str, ...] = ()  # args a mapping must give (checked when it is loaded)
 
 
 REGISTRY: dict[str, Transform] = {}
@@ -79,9 +80,10 @@ class _Codec(Protocol):
 _CodecT = TypeVar("_CodecT", bound=_Codec)
 
 
-def register(name: str, doc: str) -> Callable[[type[_CodecT]], type[_CodecT]]:
+def register(name: str, doc: str, *, required: tuple[str, ...] = ()
+             ) -> Callable[[type[_CodecT]], type[_CodecT]]:
     def deco(cls: type[_CodecT]) -> type[_CodecT]:
-        REGISTRY[name] = Transform(name, cls.read, cls.write, doc)
+        REGISTRY[name] = Transform(name, cls.read, cls.write, doc, required)
         return cls
 
     return deco
@@ -230,7 +232,8 @@ class _ValueMap:
 
 
 @register("date", "a calendar date as YYYY-MM-DD; args.format is the native strftime format "
-          "(ISO datetimes with offsets are read in their own local date)")
+          "(ISO datetimes with offsets are read in their own local date; written as local "
+          "midnight with args.offset, default +00:00)")
 class _Date:
     @staticmethod
     def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
@@ -253,24 +256,34 @@ class _Date:
         d = date.fromisoformat(value)
         fmt = args.get("format", "iso")
         if fmt == "iso":
-            return f"{d.isoformat()}T00:00:00{args.get('offset', '-03:00')}"
+            return f"{d.isoformat()}T00:00:00{args.get('offset', '+00:00')}"
         return d.strftime(fmt)
 
 
-def _phone_digits(number: str) -> str:
+def _phone_digits(number: str, args: dict[str, Any]) -> str:
+    """Digits only; a leading ``args.country_code`` is dropped when the digits left are a
+    national number (``args.national_digits``: their possible counts, default 8 or more)."""
     digits = re.sub(r"\D", "", number)
-    if digits.startswith("55") and len(digits) in (12, 13):
-        digits = digits[2:]
+    code = str(args.get("country_code") or "")
+    if code and digits.startswith(code):
+        rest = digits[len(code):]
+        lengths = args.get("national_digits")
+        if (len(rest) in lengths) if isinstance(lengths, list) else len(rest) >= 8:
+            digits = rest
     return digits
 
 
-def _format_phone(digits: str) -> str:
-    ddd, rest = digits[:2], digits[2:]
-    return f"({ddd}) {rest[:-4]}-{rest[-4:]}" if len(rest) >= 8 else digits
+def _format_phone(digits: str, args: dict[str, Any]) -> str:
+    """``(AREA) PREFIX-LINE`` with ``args.area_digits`` area digits; digits as they are when
+    ``area_digits`` is not set or fewer than 7 digits follow the area code."""
+    area = int(args.get("area_digits") or 0)
+    code, rest = digits[:area], digits[area:]
+    return f"({code}) {rest[:-4]}-{rest[-4:]}" if area and len(rest) >= 7 else digits
 
 
 @register("phone_list", "a list of phone objects (args.number_key) -> up to args.limit numbers, "
-          "digits with DDD, comma-separated")
+          "digits with the area code, comma-separated; args.country_code (dropped when read), "
+          "args.national_digits, args.area_digits (written as '(AREA) PREFIX-LINE')")
 class _PhoneList:
     @staticmethod
     def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
@@ -282,25 +295,28 @@ class _PhoneList:
         numbers = []
         for item in raw:
             number = item.get(key) if isinstance(item, dict) else None
-            if isinstance(number, str) and _phone_digits(number):
-                numbers.append(_phone_digits(number))
+            if isinstance(number, str) and _phone_digits(number, args):
+                numbers.append(_phone_digits(number, args))
         return ",".join(numbers[:limit]) or None
 
     @staticmethod
     def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
         key = args.get("number_key", "PhoneNumber")
         extra = args.get("item_defaults", {})
-        return [{key: _format_phone(n), **extra} for n in (value.split(",") if value else [])]
+        return [{key: _format_phone(n, args), **extra}
+                for n in (value.split(",") if value else [])]
 
 
-@register("phone_pairs", "paths alternate DDD and number fields (Omie telefone1_ddd, "
-          "telefone1_numero, ...) -> digits with DDD, comma-separated")
+@register("phone_pairs", "paths alternate area-code and number fields (telefone1_ddd, "
+          "telefone1_numero, ...) -> digits with the area code, comma-separated; "
+          "args.area_digits (required), args.slots, args.country_code, args.national_digits",
+          required=("area_digits",))
 class _PhonePairs:
     @staticmethod
     def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
         numbers = []
-        for ddd, number in zip(raw[0::2], raw[1::2], strict=True):
-            digits = _phone_digits(f"{ddd or ''}{number or ''}")
+        for area, number in zip(raw[0::2], raw[1::2], strict=True):
+            digits = _phone_digits(f"{area or ''}{number or ''}", args)
             if digits:
                 numbers.append(digits)
         return ",".join(numbers) or None
@@ -309,12 +325,12 @@ class _PhonePairs:
     def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
         numbers = value.split(",") if value else []
         out: list[str] = []
-        slots = int(args.get("slots", 2))
-        for i in range(slots):
+        area = int(args["area_digits"])
+        for i in range(int(args.get("slots", 2))):
             if i < len(numbers):
                 digits = numbers[i]
-                rest = digits[2:]
-                out += [digits[:2], f"{rest[:-4]}-{rest[-4:]}" if len(rest) >= 8 else rest]
+                rest = digits[area:]
+                out += [digits[:area], f"{rest[:-4]}-{rest[-4:]}" if len(rest) >= 7 else rest]
             else:
                 out += ["", ""]
         return out

@@ -29,13 +29,13 @@ import uvicorn
 from starlette.applications import Starlette
 
 from etl.errors import ConfigError
+from etl.sandbox.keys import SANDBOX_APP_KEY, SANDBOX_APP_SECRET, SANDBOX_USER_KEY
 from etl.sandbox.omie import OmieSim
 from etl.sandbox.omie import create_app as omie_app
 from etl.sandbox.ploomes import PloomesSim
 from etl.sandbox.ploomes import create_app as ploomes_app
 from etl.sandbox.seed import SeedSummary
 from etl.sandbox.seed import seed as seed_sims
-from etl.settings import SANDBOX_APP_KEY, SANDBOX_APP_SECRET, SANDBOX_USER_KEY
 
 #: Tables whose records come from the seeder (not the simulators' own lookups).
 SEEDED_TABLES = {"crm": ("Contacts", "Products", "Orders"), "erp": ("clientes", "produtos")}

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from etl.sandbox.index import FieldIndex
 
 
 @dataclass
@@ -28,11 +30,37 @@ class Table:
     name: str
     rows: dict[int, Row] = field(default_factory=dict)
     next_id: int = 1
+    indexes: dict[str, FieldIndex] = field(default_factory=dict, repr=False)
+    version: int = 0  # bumped by every insert, update and delete
+    _orders: dict[str, tuple[int, list[Row]]] = field(default_factory=dict, repr=False)
+
+    def ordered(self, name: str, key: Callable[[Row], Any]) -> list[Row]:
+        """The rows sorted by ``key``, cached under ``name`` until the next write through this
+        table. The list returned is never changed afterwards; do not change it."""
+        cached = self._orders.get(name)
+        if cached is None or cached[0] != self.version:
+            cached = self._orders[name] = (self.version, sorted(self.rows.values(), key=key))
+        return cached[1]
+
+    def index(self, name: str) -> FieldIndex:
+        """The equality index of field ``name`` (built on first use, then kept current)."""
+        found = self.indexes.get(name)
+        if found is None:
+            found = self.indexes[name] = FieldIndex(name)
+            for row in self.rows.values():
+                found.add(row.id, row.data)
+        return found
 
     def insert(self, data: dict[str, Any], at: datetime, *, id: int | None = None) -> Row:
         rid = id if id is not None else self.next_id
         self.next_id = max(self.next_id, rid + 1)
+        old = self.rows.get(rid)
+        self.version += 1
         row = Row(rid, data, at, at)
+        for index in self.indexes.values():
+            if old is not None:
+                index.remove(rid, old.data)
+            index.add(rid, data)
         self.rows[rid] = row
         return row
 
@@ -41,12 +69,23 @@ class Table:
 
     def update(self, rid: int, changes: dict[str, Any], at: datetime) -> Row:
         row = self.rows[rid]
+        self.version += 1
+        touched = [i for name, i in self.indexes.items() if name in changes]
+        for index in touched:
+            index.remove(rid, row.data)
         row.data.update(changes)
+        for index in touched:
+            index.add(rid, row.data)
         row.updated = at
         return row
 
     def delete(self, rid: int) -> Row | None:
-        return self.rows.pop(rid, None)
+        row = self.rows.pop(rid, None)
+        if row is not None:
+            self.version += 1
+            for index in self.indexes.values():
+                index.remove(rid, row.data)
+        return row
 
     def __iter__(self) -> Iterator[Row]:
         return iter(list(self.rows.values()))

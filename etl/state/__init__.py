@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from etl.errors import StateConflict
-from etl.state.store import (
+from etl.state.rows import (
     BindingRow,
     Checkpoint,
     IntentRow,
@@ -11,10 +11,10 @@ from etl.state.store import (
     QuarantineRow,
     RunRow,
     SnapshotRow,
-    Store,
     WatermarkRow,
     quarantine_backoff,
 )
+from etl.state.store import Store
 
 __all__ = [
     "BindingRow",

@@ -15,7 +15,9 @@ from starlette.testclient import TestClient
 from etl.connectors.base import Connector, WriteOp
 from etl.connectors.generic import GenericConnector
 from etl.connectors.http import RetryPolicy
-from etl.connectors.spec import ConnectorSpec, load_spec, parse_spec
+from etl.connectors.spec import ConnectorSpec, ListSpec, load_spec, parse_spec
+from etl.connectors.templates import fill
+from etl.connectors.windows import edges
 from etl.errors import ConfigError, SystemUnavailable
 from etl.watermark import Window
 from tests.connectors.minicrm import API_KEY, T0, MiniCrm
@@ -204,3 +206,17 @@ def test_answers_without_the_record_are_read_back_in_one_go(sim: MiniCrm, make: 
     assert [r.record["name"] for r in results if r.record] == [f"N{i}" for i in range(5)]
     assert sorted(r["external_ref"] for r in sim.records.values()) == [f"e{i}" for i in range(5)]
     assert [q.split("?")[0] for q in sim.requests].count("GET /api/customers") == 1
+
+
+def test_exact_edges_an_inclusive_until_and_integer_templates() -> None:
+    ls = ListSpec(path="/x", edges="exact", until="inclusive",
+                  time={"format": "%H:%M:%S", "zone": "UTC", "precision_ms": 1000})
+    ms = timedelta(milliseconds=1)
+    got = edges(ls, Window(T0 + 300 * ms, T0 + timedelta(seconds=5) + ms))
+    assert (got.lo, got.hi, got.empty) == (T0 + 300 * ms, T0 + timedelta(seconds=5) + ms, False)
+    assert fill("{since} {until}", got.values, ls.time) == "13:00:00 13:00:05"
+    assert edges(ls, Window(T0 + 100 * ms, T0 + 900 * ms)).empty  # no whole second inside
+    assert not edges(ls.model_copy(update={"edges": "widened"}),
+                     Window(T0 + 100 * ms, T0 + 900 * ms)).empty
+    assert fill({"id": "{key!i}", "name": "n{key!i}"}, {"key": "42"}) == {"id": 42,
+                                                                          "name": "n42"}

@@ -1,4 +1,5 @@
-"""The Omie connector against the Omie simulator, in-process (TestClient as the httpx.Client)."""
+"""The Omie connector (the built-in spec, run by the generic connector) against the Omie
+simulator, in-process (TestClient as the httpx.Client)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from loguru import logger
 from starlette.testclient import TestClient
 
 from etl.connectors.base import Connector, WriteOp
+from etl.connectors.generic import GenericConnector
 from etl.connectors.http import RetryPolicy
-from etl.connectors.omie import OmieConnector
+from etl.connectors.registry import get
 from etl.errors import ConfigError, SystemUnavailable
 from etl.sandbox.omie import OmieSim, create_app
 from etl.watermark import Window
@@ -53,16 +55,17 @@ def omie_http(omie_sim: OmieSim) -> Iterator[TestClient]:
         yield client
 
 
-def make(http: TestClient, sleep: FakeSleep, **kw: Any) -> OmieConnector:
-    kw.setdefault("app_key", KEY)
-    kw.setdefault("app_secret", SECRET)
+def make(http: TestClient, sleep: FakeSleep, *, app_key: str = KEY, app_secret: str = SECRET,
+         page_size: int = 500, **kw: Any) -> GenericConnector:
     kw.setdefault("requests_per_minute", 100_000)
-    return OmieConnector(http, retry=RetryPolicy(attempts=8, base_s=0.001, cap_s=0.01),
-                         sleep=sleep, **kw)
+    return GenericConnector(get("omie").spec, http, system="erp", page_size=page_size,
+                            credentials={"app_key": app_key, "app_secret": app_secret},
+                            retry=RetryPolicy(attempts=8, base_s=0.001, cap_s=0.01),
+                            sleep=sleep, **kw)
 
 
 @pytest.fixture
-def omie_conn(omie_http: TestClient, omie_sleep: FakeSleep) -> OmieConnector:
+def omie_conn(omie_http: TestClient, omie_sleep: FakeSleep) -> GenericConnector:
     return make(omie_http, omie_sleep)
 
 
@@ -75,7 +78,7 @@ def put(sim: OmieSim, table: str, updated: datetime, created: datetime | None = 
     return row.id
 
 
-def keys(conn: OmieConnector, entity: str, window: Window) -> list[str]:
+def keys(conn: GenericConnector, entity: str, window: Window) -> list[str]:
     return [conn.key_of(entity, r) for page in conn.list_changed(entity, window) for r in page]
 
 
@@ -104,7 +107,7 @@ def pedido(**cab: Any) -> dict[str, Any]:
 
 # --- protocol and record facts ------------------------------------------------------------
 
-def test_protocol_and_capabilities(omie_conn: OmieConnector) -> None:
+def test_protocol_and_capabilities(omie_conn: GenericConnector) -> None:
     assert isinstance(omie_conn, Connector)
     assert (omie_conn.system, omie_conn.kind) == ("erp", "omie")
     assert omie_conn.entities() == {"customers", "products", "orders"}
@@ -114,7 +117,7 @@ def test_protocol_and_capabilities(omie_conn: OmieConnector) -> None:
     assert cap.has_external_id_upsert and cap.has_changed_since
 
 
-def test_updated_at_and_key_of(omie_conn: OmieConnector) -> None:
+def test_updated_at_and_key_of(omie_conn: GenericConnector) -> None:
     rec = {"codigo_cliente_omie": 7, "info": {"dInc": "09/03/2026", "hInc": "23:59:59",
                                               "dAlt": "10/03/2026", "hAlt": "10:00:00"}}
     assert omie_conn.updated_at("customers", rec) == T0
@@ -132,7 +135,7 @@ def test_updated_at_and_key_of(omie_conn: OmieConnector) -> None:
 
 # --- changed-since ------------------------------------------------------------------------
 
-def test_window_edges_at_second_precision(omie_conn: OmieConnector, omie_sim: OmieSim) -> None:
+def test_window_edges_at_second_precision(omie_conn: GenericConnector, omie_sim: OmieSim) -> None:
     until = T0 + 10 * S
     stamps = [T0 - S, T0, T0 + 5 * S, until - S, until, until + S]
     ids = [put(omie_sim, "clientes", t) for t in stamps]
@@ -150,7 +153,7 @@ def test_window_edges_at_second_precision(omie_conn: OmieConnector, omie_sim: Om
     assert omie_conn.calls.read == before
 
 
-def test_many_records_sharing_one_second_with_page_cap(omie_conn: OmieConnector,
+def test_many_records_sharing_one_second_with_page_cap(omie_conn: GenericConnector,
                                                        omie_sim: OmieSim) -> None:
     omie_sim.faults.page_cap = 3
     ids = [put(omie_sim, "clientes", T0) for _ in range(10)]
@@ -161,7 +164,7 @@ def test_many_records_sharing_one_second_with_page_cap(omie_conn: OmieConnector,
         {"endpoint": "geral/clientes/ListarClientes", "status": 200, "count": 4}]
 
 
-def test_full_read_streams_page_by_page_in_omies_order(omie_conn: OmieConnector,
+def test_full_read_streams_page_by_page_in_omies_order(omie_conn: GenericConnector,
                                                         omie_sim: OmieSim) -> None:
     """Omie's listing is not ordered by change time: each page is yielded as it arrives (never
     the whole listing collected first), sorted by change time within the page only."""
@@ -180,7 +183,7 @@ def test_full_read_streams_page_by_page_in_omies_order(omie_conn: OmieConnector,
     assert flat == ["2", "1", "4", "3", "5"]
 
 
-def test_products_and_orders_windows(omie_conn: OmieConnector, omie_sim: OmieSim) -> None:
+def test_products_and_orders_windows(omie_conn: GenericConnector, omie_sim: OmieSim) -> None:
     put(omie_sim, "produtos", T0 - S, descricao="OLD")
     p = put(omie_sim, "produtos", T0, descricao="NEW")
     assert keys(omie_conn, "products", Window(T0, T0 + S)) == [str(p)]
@@ -189,12 +192,12 @@ def test_products_and_orders_windows(omie_conn: OmieConnector, omie_sim: OmieSim
     assert keys(omie_conn, "orders", Window(T0, None)) == [str(o)]
 
 
-def test_end_of_list_5113_is_empty_not_an_error(omie_conn: OmieConnector) -> None:
+def test_end_of_list_5113_is_empty_not_an_error(omie_conn: GenericConnector) -> None:
     assert list(omie_conn.list_changed("customers", Window(T0, T0 + S))) == []
     assert list(omie_conn.list_changed("orders", Window(None))) == []
 
 
-def test_window_needs_flag_quirk_is_harmless(omie_conn: OmieConnector, omie_sim: OmieSim) -> None:
+def test_window_needs_flag_quirk_is_harmless(omie_conn: GenericConnector, omie_sim: OmieSim) -> None:
     omie_sim.faults.window_needs_flag = True
     put(omie_sim, "clientes", T0 - timedelta(days=9))
     new = put(omie_sim, "clientes", T0)
@@ -211,7 +214,7 @@ def info_lines() -> Iterator[list[str]]:
     logger.remove(sink)
 
 
-def test_identical_read_in_one_run_is_not_sent_twice(omie_conn: OmieConnector,
+def test_identical_read_in_one_run_is_not_sent_twice(omie_conn: GenericConnector,
                                                       omie_sim: OmieSim,
                                                       omie_sleep: FakeSleep) -> None:
     assert omie_sim.faults.redundant_rule  # the default
@@ -230,7 +233,7 @@ def test_identical_read_in_one_run_is_not_sent_twice(omie_conn: OmieConnector,
 def test_answers_are_kept_only_for_the_vendor_window(omie_http: TestClient, omie_sim: OmieSim,
                                                      omie_sleep: FakeSleep) -> None:
     clock = [100.0]
-    conn = make(omie_http, omie_sleep, monotonic=lambda: clock[0])
+    conn = make(omie_http, omie_sleep, clock=lambda: clock[0])
     put(omie_sim, "clientes", T0)
     window = Window(T0, T0 + S)
     keys(conn, "customers", window)
@@ -245,7 +248,7 @@ def test_answers_are_kept_only_for_the_vendor_window(omie_http: TestClient, omie
 
 
 def test_a_write_forgets_what_was_read_and_a_forced_wait_is_said_at_info(
-        omie_conn: OmieConnector, omie_sim: OmieSim, omie_sleep: FakeSleep,
+        omie_conn: GenericConnector, omie_sim: OmieSim, omie_sleep: FakeSleep,
         info_lines: list[str]) -> None:
     put(omie_sim, "clientes", T0, cnpj_cpf=CNPJ[0], email="old@x.com")
     assert [r["email"] for r in omie_conn.find_by("customers", "cnpj_cpf", [CNPJ[0]])] == \
@@ -280,7 +283,7 @@ def test_two_runs_within_a_minute_wait_once_with_an_info_line(
 
 # --- reads by key and matching ------------------------------------------------------------
 
-def test_read_by_keys(omie_conn: OmieConnector) -> None:
+def test_read_by_keys(omie_conn: GenericConnector) -> None:
     res = omie_conn.write_batch("customers", [WriteOp("create", cliente(i), external_id=f"c{i}")
                                               for i in range(3)])
     got = omie_conn.read_by_keys("customers", [res[0].key or "", res[2].key or "", "999", "x"])
@@ -291,7 +294,7 @@ def test_read_by_keys(omie_conn: OmieConnector) -> None:
     assert omie_conn.read_by_keys("orders", ["42"]) == []
 
 
-def test_find_by(omie_conn: OmieConnector) -> None:
+def test_find_by(omie_conn: GenericConnector) -> None:
     omie_conn.write_batch("customers", [WriteOp("create", cliente(i), external_id=f"crm:{i}")
                                         for i in range(3)])
     omie_conn.write_batch("products", [WriteOp("create", produto(i), external_id=f"crm:p{i}")
@@ -313,7 +316,7 @@ def test_find_by(omie_conn: OmieConnector) -> None:
         omie_conn.find_by("customers", "email", ["a@b"])
 
 
-def test_find_by_many_tax_ids_scans_once(omie_conn: OmieConnector, omie_sim: OmieSim) -> None:
+def test_find_by_many_tax_ids_scans_once(omie_conn: GenericConnector, omie_sim: OmieSim) -> None:
     omie_conn.write_batch("customers", [WriteOp("create", cliente(0), external_id="a")])
     omie_sim.requests.reset()
     values = [f"{i:014d}" for i in range(40)] + [CNPJ[0]]
@@ -323,7 +326,7 @@ def test_find_by_many_tax_ids_scans_once(omie_conn: OmieConnector, omie_sim: Omi
 
 # --- writes -------------------------------------------------------------------------------
 
-def test_create_upsert_is_idempotent(omie_conn: OmieConnector, omie_sim: OmieSim) -> None:
+def test_create_upsert_is_idempotent(omie_conn: GenericConnector, omie_sim: OmieSim) -> None:
     op = WriteOp("create", cliente(0), external_id="crm:1")
     first, second = omie_conn.write_batch("customers", [op, op])
     assert first.ok and second.ok and first.key == second.key == "1"
@@ -334,7 +337,7 @@ def test_create_upsert_is_idempotent(omie_conn: OmieConnector, omie_sim: OmieSim
     assert listed["codigo_cliente_integracao"] == "crm:1"
 
 
-def test_update_by_key(omie_conn: OmieConnector, omie_sim: OmieSim) -> None:
+def test_update_by_key(omie_conn: GenericConnector, omie_sim: OmieSim) -> None:
     created = omie_conn.write_batch("customers", [WriteOp("create", cliente(0),
                                                           external_id="crm:1")])[0]
     omie_sim.clock.advance(5)
@@ -354,7 +357,7 @@ def test_update_by_key(omie_conn: OmieConnector, omie_sim: OmieSim) -> None:
     assert p2.record and p2.record["valor_unitario"] == 99.5
 
 
-def test_rejected_record_does_not_fail_the_others(omie_conn: OmieConnector,
+def test_rejected_record_does_not_fail_the_others(omie_conn: GenericConnector,
                                                   omie_sim: OmieSim) -> None:
     ops = [WriteOp("create", cliente(0), external_id="a"),
            WriteOp("create", cliente(1, cnpj_cpf="11222333000100"), external_id="b"),
@@ -368,7 +371,7 @@ def test_rejected_record_does_not_fail_the_others(omie_conn: OmieConnector,
     assert len(omie_sim.db["clientes"]) == 2
 
 
-def test_write_fault_in_http_200_is_still_a_rejection(omie_conn: OmieConnector,
+def test_write_fault_in_http_200_is_still_a_rejection(omie_conn: GenericConnector,
                                                       omie_sim: OmieSim) -> None:
     omie_sim.faults.write_faults_http200 = True
     res = omie_conn.write_batch("customers", [WriteOp("create", {"email": "x@y"},
@@ -376,7 +379,7 @@ def test_write_fault_in_http_200_is_still_a_rejection(omie_conn: OmieConnector,
     assert res.error and res.error.field == "razao_social"
 
 
-def test_order_create_and_duplicate_102_is_success(omie_conn: OmieConnector,
+def test_order_create_and_duplicate_102_is_success(omie_conn: GenericConnector,
                                                    omie_sim: OmieSim) -> None:
     omie_conn.write_batch("customers", [WriteOp("create", cliente(0), external_id="crm:1")])
     omie_conn.write_batch("products", [WriteOp("create", produto(0), external_id="crm:p1")])
@@ -399,7 +402,7 @@ def test_order_create_and_duplicate_102_is_success(omie_conn: OmieConnector,
 
 # --- transient and fatal failures ---------------------------------------------------------
 
-def test_429_and_5xx_and_drops_are_retried(omie_conn: OmieConnector, omie_sim: OmieSim) -> None:
+def test_429_and_5xx_and_drops_are_retried(omie_conn: GenericConnector, omie_sim: OmieSim) -> None:
     put(omie_sim, "clientes", T0)
     omie_sim.faults.burst_429 = 2
     assert keys(omie_conn, "customers", Window(None)) == ["1"]
@@ -415,7 +418,7 @@ def test_429_and_5xx_and_drops_are_retried(omie_conn: OmieConnector, omie_sim: O
     assert all(r.ok for r in res) and omie_conn.stats.dropped > 0
 
 
-def test_persistent_failure_is_system_unavailable(omie_conn: OmieConnector,
+def test_persistent_failure_is_system_unavailable(omie_conn: GenericConnector,
                                                   omie_sim: OmieSim) -> None:
     omie_sim.faults.error_rate = 1.0
     with pytest.raises(SystemUnavailable, match="failed 8 times"):
@@ -437,7 +440,7 @@ def test_bad_credentials_never_leak(omie_http: TestClient, omie_sleep: FakeSleep
     assert wrong_secret not in str(err.value)
 
 
-def test_misuse_block_is_system_unavailable(omie_conn: OmieConnector, omie_sim: OmieSim) -> None:
+def test_misuse_block_is_system_unavailable(omie_conn: GenericConnector, omie_sim: OmieSim) -> None:
     omie_sim.faults.misuse_after = 1
     omie_conn.write_batch("customers", [WriteOp("update", {}, key="5")])
     with pytest.raises(SystemUnavailable, match="misuse"):
@@ -458,13 +461,13 @@ def test_wrong_base_url_is_system_unavailable(omie_sim: OmieSim, omie_sleep: Fak
     ("orders", {"cabecalho": {"codigo_pedido": 1}, "infoCadastro": {"dAlt": None}},
      "infoCadastro.dAlt"),
 ])
-def test_an_undated_record_has_no_updated_at(omie_conn: OmieConnector, entity: str,
+def test_an_undated_record_has_no_updated_at(omie_conn: GenericConnector, entity: str,
                                              record: dict[str, Any], path: str) -> None:
     assert omie_conn.updated_at(entity, record) is None
     assert omie_conn.capabilities.updated_at_paths[entity] == path
 
 
-def test_answers_kept_for_the_window_cost_a_fraction_of_the_listing(omie_conn: OmieConnector,
+def test_answers_kept_for_the_window_cost_a_fraction_of_the_listing(omie_conn: GenericConnector,
                                                                     omie_sim: OmieSim) -> None:
     """The answers kept for Omie's redundant-call window do not hold a second copy of a
     listing read whole within it (a first sync's pages): memory follows the pages in use."""

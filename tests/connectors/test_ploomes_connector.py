@@ -10,7 +10,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from etl.connectors.base import Connector, Window, WriteOp
+from etl.connectors.base import Connector, Deactivates, Window, WriteOp
 from etl.connectors.generic import GenericConnector
 from etl.connectors.http import RetryPolicy
 from etl.connectors.templates import render
@@ -311,3 +311,19 @@ def test_an_undated_record_has_no_updated_at(ploomes_connector: Make, value: obj
     conn = ploomes_connector()
     assert conn.updated_at("customers", {"Id": 1, "LastUpdateDate": value}) is None
     assert conn.capabilities.updated_at_paths["customers"] == "LastUpdateDate"
+
+
+def test_deactivate_runs_the_spec_request(ploomes_sim: PloomesSim,
+                                          ploomes_connector: Make) -> None:
+    conn = ploomes_connector()
+    assert isinstance(conn, Deactivates)
+    assert conn.can_deactivate("products") and not conn.can_deactivate("orders")
+    row = ploomes_sim.db["Products"].insert({"Name": "Café", "Code": "CAF-1",
+                                             "Suspended": False}, T0)
+    assert conn.deactivate("products", str(row.id)) is None
+    assert ploomes_sim.db["Products"].get(row.id).data["Suspended"] is True
+    assert conn.deactivate("products", "999999") is None  # already gone: nothing to do
+    bad = conn.deactivate("products", "CAF-1")
+    assert bad is not None and "invalid key 'CAF-1'" in str(bad)
+    none = conn.deactivate("orders", "1")
+    assert none is not None and "the spec has no deactivate" in str(none)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from etl.cli import app
 from etl.connectors import registry
 from etl.connectors.auth import Authenticator, Call
-from etl.connectors.factory import build_connectors
+from etl.connectors.factory import build_connectors, implementation
 from etl.connectors.generic import GenericConnector
 from etl.connectors.spec import OAuth2Auth, parse_spec
 from etl.errors import ConfigError, SystemUnavailable
@@ -62,8 +62,13 @@ def example(**changes: Any) -> dict[str, Any]:
      "spec.yaml: entities.customers.listing: unknown key"),
     ({"entities__customers__key": None},
      "entities.customers.key: required (the generic connector runs this spec)"),
+    ({"entities__customers__deactivate": {"method": "GET", "path": "/customers/{key}"}},
+     ("spec.yaml: (top level): entities.customers.deactivate.method: 'GET' changes nothing "
+      "(valid: POST, PUT, PATCH, DELETE)")),
+    ({"entities__customers__deactivate": {"path": "/x", "active": False}},
+     "spec.yaml: entities.customers.deactivate.active: unknown key"),
 ], ids=["kind", "auth-type", "paginator", "method", "credential", "depends-on", "action",
-        "status", "unknown-key", "generic-needs-key"])
+        "status", "unknown-key", "generic-needs-key", "deactivate-get", "deactivate-key"])
 def test_a_bad_spec_names_file_path_value_and_choices(changes: dict[str, Any],
                                                       message: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -210,3 +215,8 @@ def test_a_package_adds_specs_through_the_entry_point_group(
     with pytest.raises(ConfigError, match="entry point 'minicrm' .* /nowhere/specs does not "
                                           "exist"):
         registry.available()
+
+
+def test_every_built_in_spec_runs_on_the_generic_connector() -> None:
+    assert [r.spec.name for r in registry.built_in() if r.spec.implementation] == []
+    assert implementation(registry.get("omie").spec) is GenericConnector

@@ -19,7 +19,7 @@ from etl.sandbox.ploomes import PloomesSim
 from etl.sandbox.ploomes import create_app as ploomes_app
 from etl.sandbox.seed import seed
 from etl.settings import CrmSettings, ErpSettings, Settings
-from etl.state.store import Store
+from etl.state import Store
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings" / "ploomes_omie"
 FAST = 1_000_000

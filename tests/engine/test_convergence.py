@@ -15,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from stdnum.br import cnpj as std_cnpj
 
 from etl.mapping import MapContext, load_mappings, read_record
-from etl.state.store import Store
+from etl.state import Store
 from tests.engine.conftest import MAPPINGS, make_world
 
 MAPS = load_mappings(MAPPINGS)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from etl.render import changes_lines
-from etl.state.store import Store
+from etl.state import Store
 from tests.engine.conftest import make_world
 
 

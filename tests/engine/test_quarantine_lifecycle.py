@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from etl import metrics, ops
-from etl.state.store import QuarantineRow
+from etl.state import QuarantineRow
 from tests.engine.conftest import World, make_world
 
 BAD_CNPJ = "11.222.333/0001-00"  # wrong check digits

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from etl.state.store import Store
+from etl.state import Store
 from tests.engine.conftest import MAPPINGS, World, make_world
 
 

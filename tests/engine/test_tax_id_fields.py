@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from etl.settings import SANDBOX_USER_KEY
-from etl.state.store import Store
+from etl.sandbox.keys import SANDBOX_USER_KEY
+from etl.state import Store
 from tests.engine.conftest import World
 
 CNPJ_A, CNPJ_B = "11444777000161", "45723174000110"

@@ -7,16 +7,25 @@ import re
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from etl import api
 from etl.engine.verify import verify
-from etl.state.store import Store
+from etl.errors import ConfigError
+from etl.state import Store
 from tests.engine.conftest import World, make_world
 from tests.engine.test_sync_e2e import _mappings_with
 
 
 def digits(value: str) -> str:
     return re.sub(r"\D", "", value or "")
+
+
+def _requests(sim: Any, method: str) -> int:
+    return sum(n for (endpoint, _), n in sim.requests.counts.items()
+               if endpoint.startswith(f"{method} "))
 
 
 def run_verify(w: World, *entities: str, fix: bool = False):
@@ -76,6 +85,43 @@ def test_vanished_records_follow_the_delete_policy(tmp_path: Path) -> None:
     cliente = next(r for r in w.erp.db["clientes"] if digits(r.data["cnpj_cpf"]) == tax)
     assert cliente.data["inativo"] == "S"
     assert run_verify(w, "customers").drift == 0
+
+
+def test_a_vanished_product_is_deactivated_by_the_crm_spec_request(tmp_path: Path) -> None:
+    """Products flow ERP -> CRM; the Ploomes spec says how to deactivate a product (Suspended),
+    so a mapping with ``deletes: deactivate`` needs no ``deactivate`` block of its own."""
+    w = make_world(f"sqlite:///{tmp_path / 's.db'}", products=10)
+    w.settings.mappings_dir = _mappings_with(tmp_path, "products", deletes="deactivate",
+                                             deactivate={})
+    w.settings.max_delete_share = 0.2
+    w.sync("products")
+    produto = next(iter(w.erp.db["produtos"]))
+    product = next(r for r in w.crm.db["Products"] if r.data["Code"] == produto.data["codigo"])
+    assert product.data["Suspended"] is False
+    w.erp.ui_delete("produtos", produto.id)
+    patches_before = _requests(w.crm, "PATCH")
+    fixed = run_verify(w, "products", fix=True)
+    assert fixed.entities["products"].fixed == 1
+    assert w.crm.db["Products"].get(product.id).data["Suspended"] is True
+    assert _requests(w.crm, "PATCH") == patches_before + 1  # one request, the spec's
+    assert run_verify(w, "products").drift == 0
+
+
+def test_deactivate_without_a_way_to_do_it_stops_before_writing(tmp_path: Path) -> None:
+    """No ``deactivate`` block, and the ERP's connector has no deactivate request: a
+    configuration error that names both ways, with nothing written."""
+    w = make_world(f"sqlite:///{tmp_path / 's.db'}", customers=20, overlap=1.0)
+    w.settings.mappings_dir = _mappings_with(tmp_path, "customers", deletes="deactivate",
+                                             deactivate={})
+    w.settings.max_delete_share = 0.2
+    w.sync("customers")
+    contact = next(iter(w.crm.db["Contacts"]))
+    w.crm.ui_delete("Contacts", contact.id)
+    before = {r.id: dict(r.data) for r in w.erp.db["clientes"]}
+    with pytest.raises(ConfigError, match="customers: 'deletes: deactivate' but the mapping has "
+                       "no 'deactivate' block and the erp connector's spec has no deactivate"):
+        run_verify(w, "customers", fix=True)
+    assert {r.id: dict(r.data) for r in w.erp.db["clientes"]} == before
 
 
 def test_mass_vanishing_is_stopped_and_explained(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from etl.errors import ConfigError, RecordError
 from etl.mapping import MapContext, build_payload, load_mapping, load_mappings, read_record
+from etl.mapping.transforms import REGISTRY
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings" / "ploomes_omie"
 
@@ -85,6 +86,8 @@ def test_a_dependency_cycle_is_named(tmp_path: Path) -> None:
         (("entity: x\nsystems: {}\nfields: {a: {crm: {path: A, also_write: {by: k, "
          "map: {firm: B}}}}, k: {crm: {path: K, transform: value_map, args: {map: {1: company}}}}}\n"),
          "fields.a.crm.also_write.map: 'firm' is not a canonical value of 'k' (valid: company)"),
+        ("entity: x\nsystems: {}\nfields: {a: {erp: {paths: [A, B], transform: phone_pairs}}}\n",
+         "fields.a.erp.args.area_digits: required by the transform 'phone_pairs'"),
         ("- just\n- a list\n", "must be a YAML object"),
         ("entity: [unclosed\n", "not valid YAML"),
     ],
@@ -281,3 +284,45 @@ def test_invalid_order_lines(maps, lines, fragment) -> None:
     with pytest.raises(RecordError, match=re.escape(fragment)):
         values = read_record(maps["orders"], "crm", order, ctx)
         build_payload(maps["orders"], "erp", values, ctx, create=True)
+
+
+PHONES = [{"PhoneNumber": "+55 11 3333-4444"}, {"PhoneNumber": "+1 212 555 0100"}]
+
+
+@pytest.mark.parametrize(("args", "read", "written"), [
+    # no region given: digits as they are, written as they are
+    ({}, "551133334444,12125550100", "551133334444"),
+    # a Brazilian mapping: 55 dropped before a 10/11-digit number, a 2-digit area code
+    ({"country_code": "55", "national_digits": [10, 11], "area_digits": 2},
+     "1133334444,12125550100", "(55) 113333-4444"),
+    # a North American one: 1 dropped before 10 digits, a 3-digit area code
+    ({"country_code": "1", "national_digits": [10], "area_digits": 3},
+     "551133334444,2125550100", "(551) 13333-4444"),
+])
+def test_phone_region_comes_from_the_mapping_args(args, read, written) -> None:
+    phones = REGISTRY["phone_list"]
+    ctx = MapContext()
+    assert phones.read(PHONES, args, ctx) == read
+    assert phones.write("551133334444", args, ctx) == [{"PhoneNumber": written}]
+
+
+def test_phone_pairs_split_at_the_area_code_the_mapping_gives() -> None:
+    pairs, ctx = REGISTRY["phone_pairs"], MapContext()
+    assert pairs.write("2125550100", {"area_digits": 3, "slots": 1}, ctx) == ["212", "555-0100"]
+    assert pairs.write("1133334444", {"area_digits": 2, "slots": 1}, ctx) == ["11", "3333-4444"]
+    assert pairs.read(["+55 11", "3333-4444"], {"area_digits": 2, "country_code": "55"},
+                      ctx) == "1133334444"
+
+
+@pytest.mark.parametrize(("args", "written"), [
+    ({}, "2026-11-20T00:00:00+00:00"),
+    ({"offset": "-03:00"}, "2026-11-20T00:00:00-03:00"),
+])
+def test_date_offset_comes_from_the_mapping_args(args, written) -> None:
+    assert REGISTRY["date"].write("2026-11-20", args, MapContext()) == written
+
+
+def test_the_shipped_orders_mapping_writes_brasilia_midnight(maps) -> None:
+    payload = build_payload(maps["orders"], "crm", {"date": "2026-11-20"}, MapContext(),
+                            create=False)
+    assert payload["Date"] == "2026-11-20T00:00:00-03:00"

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from etl.cli import app
 from etl.exitcodes import Exit
 from etl.sandbox.server import running_sandbox
-from etl.state.store import Store
+from etl.state import Store
 from tests.ops.conftest import FAST, Env, env_for
 
 runner = CliRunner()
@@ -130,7 +130,7 @@ def test_real_processes_sync_and_daemon_refuse_a_state_of_other_systems(tmp_path
         assert done.returncode in (Exit.OK, Exit.QUARANTINED), done.stderr[-2000:]
         before = state_dump(env["PONTE_STATE_URL"])
         other = {**env, "PONTE_CRM__BASE_URL": second.crm_url,
-                 "PONTE_ERP__BASE_URL": second.erp_url, "PONTE_SCHEDULE_CUSTOMERS": "every:1"}
+                 "PONTE_ERP__BASE_URL": second.erp_url, "PONTE_SCHEDULE__CUSTOMERS": "every:1"}
         for args in (["sync"], ["run", "customers", "--now"]):
             r = subprocess.run([str(PONTE), *args], check=False, cwd=tmp_path, env=other,
                                capture_output=True, text=True, timeout=120)

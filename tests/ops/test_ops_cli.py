@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from etl.cli import app
 from etl.exitcodes import Exit
-from etl.state.store import Store
+from etl.state import Store
 from tests.ops.conftest import Env
 
 runner = CliRunner()
@@ -244,7 +244,9 @@ def test_a_scheduled_run_that_crashes_is_recorded_failed_and_the_daemon_goes_on(
     httpx.post(f"{cli_env.sandbox.crm_url}/_sandbox/Contacts", json={
         "Name": "ACME LTDA", "TypeId": 1, "Register": "11222333000181",
         "_raw": {"Id": None}}).raise_for_status()
-    assert Ponte(Settings()).scheduled_sync("customers", lambda: False) is None  # no raise
+    result = Ponte(Settings()).scheduled_sync("customers", lambda: False)  # no raise
+    assert result.report is None and result.error is not None
+    assert "ValueError: a record's key 'None'" in result.error
     with store(cli_env) as s:
         run = s.runs(limit=1)[0]
         # the record's key None is a malformed record the spec's key pattern refuses

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from etl.cli import app
 from etl.sandbox.server import running_sandbox
-from etl.state.store import Store
+from etl.state import Store
 from tests.ops.conftest import FAST, env_for, wait_for
 
 PONTE = Path(sys.executable).parent / "ponte"  # the installed console script
@@ -28,7 +28,7 @@ def test_sigterm_during_ponte_run_exits_0_and_the_next_run_converges(tmp_path: P
         # answers take a little while, so the signal always lands while the run still writes
         # (on a loaded machine an unslowed run could finish before the signal is sent)
         sb.crm.faults.latency_ms = sb.erp.faults.latency_ms = 10
-        env = {**os.environ, **env_for(sb, tmp_path), "PONTE_SCHEDULE_CUSTOMERS": "every:1"}
+        env = {**os.environ, **env_for(sb, tmp_path), "PONTE_SCHEDULE__CUSTOMERS": "every:1"}
         log = tmp_path / "run.log"
         with log.open("w") as fh:
             proc = subprocess.Popen([str(PONTE), "run", "customers", "--now"],

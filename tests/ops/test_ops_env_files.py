@@ -141,7 +141,7 @@ def test_shell_systemd_and_dotenv_read_the_same_values(file: Path, tmp_path: Pat
     for key in shell:
         assert shell[key] == dotenv[key] == systemd[key], (key, shell[key], dotenv[key],
                                                            systemd[key])
-    assert shell["PONTE_SCHEDULE_CUSTOMERS"] == "*/5 * * * *"
+    assert shell["PONTE_SCHEDULE__CUSTOMERS"] == "*/5 * * * *"
 
 
 @pytest.mark.parametrize("file", FILES, ids=IDS)

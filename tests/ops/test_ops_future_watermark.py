@@ -16,7 +16,7 @@ from etl import ops
 from etl.cli import app
 from etl.errors import ConfigError
 from etl.exitcodes import Exit
-from etl.state.store import Store
+from etl.state import Store
 from tests.ops.conftest import Env
 from tests.ops.test_ops_metrics import parse
 

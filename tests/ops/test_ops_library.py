@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from etl import ops
 from etl.clock import ManualClock
@@ -18,6 +19,7 @@ from etl.engine.entity import CHUNK
 from etl.errors import ConfigError, LockHeld
 from etl.mapping import load_mappings
 from etl.ponte import Ponte
+from etl.results import MetricsPublished
 from tests.engine.conftest import MAPPINGS, World, make_world
 
 
@@ -128,7 +130,9 @@ def test_watermark_set_one_side_and_refusals(world: World) -> None:
         assert store.watermark("customers", "crm") == to
         assert store.watermark("customers", "erp") == old_erp
     views = ponte.watermarks("customers")
-    assert {(v.side, v.value) for v in views} == {("crm", to), ("erp", old_erp)}
+    assert {(v.side, v.value) for v in views.watermarks} == {("crm", to), ("erp", old_erp)}
+    assert {d["side"]: d["watermark"] for d in views.as_list()} == {
+        "crm": to.isoformat(), "erp": old_erp.isoformat() if old_erp else None}
     with pytest.raises(ConfigError, match="crm or erp"):
         ponte.set_watermark("customers", side="sap", to=to)
     with pytest.raises(ConfigError, match="not read from crm"):
@@ -150,7 +154,8 @@ def test_watermark_set_one_side_and_refusals(world: World) -> None:
 
 def test_status_reports_watermarks_lag_last_run_quarantine_and_next_run(tmp_path: Path) -> None:
     w = make_world(f"sqlite:///{tmp_path / 's.db'}", customers=20, products=5, orders=4)
-    w.settings = w.settings.model_copy(update={"schedule_products": "every:300"})
+    w.settings = w.settings.model_copy(
+        update={"schedule": {**w.settings.schedule, "products": "every:300"}})
     orders = sorted(w.crm.db["Orders"], key=lambda r: r.id)
     lines = copy.deepcopy(orders[0].data["Products"])
     lines[0]["Quantity"] = 0
@@ -180,7 +185,7 @@ def test_runs_and_run_by_prefix(world: World) -> None:
     first = world.sync("customers")
     world.sync("products")
     ponte = world.ponte()
-    rows = ponte.runs(10)
+    rows = ponte.runs(10).runs
     assert [r.kind for r in rows] == ["sync", "sync"] and rows[1].id == first.run_id
     assert ponte.run(first.run_id[:6]).id == first.run_id
     assert ops.run_dict(rows[1])["report"]["entities"]["customers"]["crm"]["read"] > 0
@@ -198,13 +203,13 @@ def test_quarantine_list_show_retry_drop(world: World) -> None:
     world.crm.ui_update("Orders", bad.id, {"Products": lines})
     world.sync()
     ponte = world.ponte()
-    rows = ponte.quarantine_list("orders")
+    rows = ponte.quarantine_list("orders").entries
     assert len(rows) == 1 and rows[0].key == str(bad.id)
     entry = ponte.quarantine_entry(rows[0].id)
     assert ops.quarantine_dict(entry, payload=True)["payload"]
     assert "payload" not in ops.quarantine_dict(entry)
     assert entry.next_retry_at > world.now()  # backing off
-    assert ponte.quarantine_retry(entry.id) == 1
+    assert ponte.quarantine_retry(entry.id).due == 1
     with world.store() as store:
         assert store.quarantine_due("orders", "crm", world.now())
     with pytest.raises(ConfigError, match="no quarantine entry"):
@@ -214,23 +219,23 @@ def test_quarantine_list_show_retry_drop(world: World) -> None:
     world.crm.db["Orders"].get(bad.id).data["Products"] = lines  # edit without a new timestamp
     report = world.sync("orders")
     assert report.entities["orders"].erp.created == 1
-    assert ponte.quarantine_list() == []
+    assert ponte.quarantine_list().entries == ()
     with world.store() as store:
         store.checkpoint(_entry("orders"), now=world.now())
-    qid = ponte.quarantine_list()[0].id
+    qid = ponte.quarantine_list().entries[0].id
 
     def refuse(row: Any) -> None:
         raise ConfigError(f"not confirmed: {row.key}")
 
     with pytest.raises(ConfigError, match="not confirmed: x1"):
         ponte.quarantine_drop(qid, confirm=refuse)
-    assert [r.id for r in ponte.quarantine_list()] == [qid]  # refused: still there
+    assert [r.id for r in ponte.quarantine_list().entries] == [qid]  # refused: still there
     assert ponte.quarantine_drop(qid).key == "x1"
-    assert ponte.quarantine_list() == []
+    assert ponte.quarantine_list().entries == ()
 
 
 def _entry(entity: str):
-    from etl.state.store import Checkpoint, QuarantineEntry
+    from etl.state import Checkpoint, QuarantineEntry
 
     return Checkpoint(entity, quarantine=[QuarantineEntry(entity, "crm", "x1", "invalid", "bad")])
 
@@ -288,7 +293,7 @@ def test_every_entry_point_reads_the_one_clock_it_is_given(world: World) -> None
     ponte = Ponte(world.settings, clock=clock, crm_client=crm, erp_client=erp)
     assert ponte.status().now == at
     stored = marks(world)
-    for view in ponte.watermarks("customers"):
+    for view in ponte.watermarks("customers").watermarks:
         mark = stored[("customers", view.side)]
         assert mark is not None and view.lag_s == (at - mark).total_seconds()
     result = ponte.set_watermark("customers", side="crm", to="2h")
@@ -300,3 +305,29 @@ def test_every_entry_point_reads_the_one_clock_it_is_given(world: World) -> None
     report = ponte.sync(["customers"])
     assert report.status == "ok", report.as_dict()
     assert ponte.run(report.run_id).started_at == at + timedelta(seconds=60)
+
+
+def test_the_daemon_and_state_calls_return_result_objects(world: World, tmp_path: Path) -> None:
+    world.tick()
+    ponte = world.ponte()
+    done = ponte.scheduled_sync("customers", lambda: False)
+    assert done.entity == "customers" and done.error is None
+    assert done.report is not None and done.report.status == "ok"
+    assert done.report.entities["customers"].erp.created > 0
+    assert ponte.publish_metrics() == MetricsPublished(None, written=False)  # not configured
+    target = tmp_path / "metrics" / "ponte.prom"
+    published = Ponte(world.settings.model_copy(update={"metrics_file": target}),
+                      clock=world).publish_metrics()
+    assert published == MetricsPublished(target, written=True)
+    assert "ponte_" in target.read_text()
+    (tmp_path / "taken" / "inside").mkdir(parents=True)  # a directory where the file should be
+    failed = Ponte(world.settings.model_copy(update={"metrics_file": tmp_path / "taken"}),
+                   clock=world).publish_metrics()
+    assert not failed.written and failed.error and failed.path == tmp_path / "taken"
+    bound = ponte.check_binding()
+    assert bound.ok and set(bound.bound) == {"crm", "erp"}
+    upgraded = ponte.upgrade_db()
+    with world.store() as store, store.engine.connect() as conn:
+        head = conn.scalar(sa.text("SELECT version_num FROM alembic_version"))
+    assert upgraded.revision == head and head
+    assert upgraded.state_url.startswith("sqlite")

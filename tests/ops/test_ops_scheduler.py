@@ -33,8 +33,8 @@ def test_interval_counts_from_the_last_run() -> None:
 
 @pytest.mark.parametrize("spec", ["every:0", "every:x", "* * *", "61 * * * *", "hourly"])
 def test_bad_schedules_name_the_setting(spec: str) -> None:
-    with pytest.raises(ConfigError, match="PONTE_SCHEDULE_ORDERS"):
-        trigger_for(spec, setting="schedule_orders")
+    with pytest.raises(ConfigError, match="PONTE_SCHEDULE__ORDERS"):
+        trigger_for(spec, setting="schedule__orders")
 
 
 def test_trigger_kinds_and_describe() -> None:

@@ -23,7 +23,7 @@ import pytest
 
 from etl.exitcodes import Exit
 from etl.sandbox.server import Sandbox, running_sandbox
-from etl.state.store import Store
+from etl.state import Store
 from tests.ops.conftest import FAST, env_for, wait_for
 
 PONTE = Path(sys.executable).parent / "ponte"  # the installed console script

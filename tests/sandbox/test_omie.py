@@ -15,10 +15,10 @@ import pytest
 import uvicorn
 from starlette.testclient import TestClient
 
-from etl import settings
+from etl.sandbox import keys
 from etl.sandbox.omie import OmieSim, create_app
 
-KEY, SECRET = settings.SANDBOX_APP_KEY, settings.SANDBOX_APP_SECRET
+KEY, SECRET = keys.SANDBOX_APP_KEY, keys.SANDBOX_APP_SECRET
 CLI, PRO, PED = "geral/clientes", "geral/produtos", "produtos/pedido"
 T0 = datetime(2026, 3, 10, 13, 0, 0, tzinfo=UTC)  # 10/03/2026 10:00:00 in Brasília
 CNPJ = ["11222333000181", "11444777000161", "45723174000110", "04252011000110"]

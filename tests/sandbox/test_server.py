@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from etl.errors import ConfigError
+from etl.sandbox.keys import SANDBOX_APP_KEY, SANDBOX_APP_SECRET, SANDBOX_USER_KEY
 from etl.sandbox.server import check_loopback, db_paths, running_sandbox
-from etl.settings import SANDBOX_APP_KEY, SANDBOX_APP_SECRET, SANDBOX_USER_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 # ``python -m etl.cli`` is what the ``ponte`` console script runs (``etl.cli:main``); started

@@ -154,7 +154,8 @@ def test_snapshot_upsert_then_load_only_requested_keys(store: Store) -> None:
     store.checkpoint(Checkpoint("company", snapshots=[snap("k00000", 9)]), now=T0)
     assert store.snapshots("crm", "company", ["k00000"]).iloc[0]["h1"] == 9
     assert store.snapshots("crm", "company", []).empty
-    store.delete_snapshots("crm", "company", [f"k{i:05d}" for i in range(1000)])
+    store.checkpoint(Checkpoint("company", drop_snapshots=[("crm", f"k{i:05d}") for i in range(1000)]),
+                     now=T0)
     assert store.count_snapshots("crm", "company") == 1000
 
 
@@ -189,7 +190,7 @@ def test_links_insert_if_absent_and_filters(store: Store) -> None:
     assert sorted(store.links("company", crm_keys=["c1"], erp_keys=["e2"])) == [
         ("c1", "e1"), ("c2", "e2")]
     assert store.links("product") == [("c1", "p9")]
-    store.delete_links("company", [("c1", "e1"), ("c2", "wrong")])
+    store.checkpoint(Checkpoint("company", drop_links=[("c1", "e1"), ("c2", "wrong")]), now=T0)
     assert sorted(store.links("company")) == [("c2", "e2"), ("c3", "e3")]
 
 
@@ -441,7 +442,7 @@ def test_taking_over_a_dead_processes_lock_fails_its_run_at_once(store: Store,
     code = (
         "import os, sys\n"
         "from datetime import UTC, datetime\n"
-        "from etl.state.store import Store\n"
+        "from etl.state import Store\n"
         "s = Store.open(sys.argv[1])\n"
         "run = s.start_run('sync', ['company'], now=datetime.now(UTC))\n"
         "assert s.acquire_lock('entity:company', run, lease_s=3600, now=datetime.now(UTC))\n"

@@ -152,6 +152,13 @@ class Filter:
         """The only values ``name`` can have in a matching record (None if unrestricted)."""
         return _key_set(self.tree, name)
 
+    def candidates(self, index_of: Callable[[str], Any]) -> set[int] | None:
+        """Ids of the only records that can match, or raise, when evaluated in id order (None:
+        any record can). ``index_of(name)`` gives a :class:`etl.sandbox.index.FieldIndex` of
+        a field or None; ``eq``/``in`` on indexed fields narrow, ``and`` by its left side,
+        ``or`` when both sides narrow."""
+        return _candidates(self.tree, index_of)
+
     def paths(self) -> set[Path]:
         """The record property paths the filter reads (lambda variables excluded)."""
         found: set[Path] = set()
@@ -198,6 +205,31 @@ def _key_set(node: Any, name: str) -> set[Any] | None:
         if isinstance(node.comparator, ast.In) and isinstance(node.right, ast.List) and all(
                 isinstance(v, ast.Integer) for v in node.right.val):
             return {v.py_val for v in node.right.val}
+    return None
+
+
+def _candidates(node: Any, index_of: Callable[[str], Any]) -> set[int] | None:
+    if isinstance(node, ast.BoolOp):
+        left = _candidates(node.left, index_of)
+        if isinstance(node.op, ast.And):  # its right is evaluated only where its left holds
+            return left  # (not narrowed by its right: a left that raises raises either way)
+        if left is None:
+            return None
+        right = _candidates(node.right, index_of)
+        return None if right is None else left | right
+    if not isinstance(node, ast.Compare) or not isinstance(node.comparator, ast.Eq | ast.In):
+        return None
+    path = _path_of(node.left)
+    if path is None or len(path) != 1:
+        return None
+    literals = (ast.String, ast.Integer, ast.Float)
+    if isinstance(node.comparator, ast.Eq) and isinstance(node.right, literals):
+        index = index_of(path[0])
+        return None if index is None else index.equal(node.right.py_val)
+    if (isinstance(node.comparator, ast.In) and isinstance(node.right, ast.List)
+            and all(isinstance(v, literals) for v in node.right.val)):
+        index = index_of(path[0])
+        return None if index is None else index.among([v.py_val for v in node.right.val])
     return None
 
 

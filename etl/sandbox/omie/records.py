@@ -6,12 +6,12 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from etl import settings
+from etl.sandbox import keys
 from etl.sandbox.core import Simulator
 from etl.sandbox.omie.validation import (
     DEFAULT_PAGE_CAP,
@@ -56,8 +56,8 @@ class OmieRecords(Simulator):
     def __init__(
         self,
         *,
-        app_key: str = settings.SANDBOX_APP_KEY,
-        app_secret: str = settings.SANDBOX_APP_SECRET,
+        app_key: str = keys.SANDBOX_APP_KEY,
+        app_secret: str = keys.SANDBOX_APP_SECRET,
         rpm: int = 240,
         db_path: str | None = None,
         seed: int = 0,
@@ -152,8 +152,17 @@ class OmieRecords(Simulator):
     # --- lookups ---------------------------------------------------------------------------
 
     def _by_int(self, kind: Kind, code: Any) -> Row | None:
+        """The first record (in table order) whose integration code reads as ``code``."""
         code = str(code)
-        for row in self.db[kind.table]:
+        table = self.db[kind.table]
+        rows: Iterable[Row] = table
+        if kind is not PEDIDOS:  # narrowed by the index: the rows holding the text ``code``
+            ids = table.index(kind.int_field).equal(code)  # ... or a number, or another kind
+            if ids is None or not ids:
+                return None
+            found = [r for i in ids if (r := table.get(i)) is not None]
+            rows = found if len(found) == 1 else [r for r in table if r.id in ids]
+        for row in rows:
             value = (row.data.get("cabecalho", {}) if kind is PEDIDOS else row.data).get(
                 kind.int_field)
             if value not in (None, "") and str(value) == code:

@@ -9,10 +9,10 @@ from typing import Any
 
 from etl.sandbox import geo
 from etl.sandbox.core import BRT, Simulator
+from etl.sandbox.keys import SANDBOX_USER_KEY
 from etl.sandbox.ploomes.schema import LOOKUPS, NAV, SCHEMA, USERS, L
 from etl.sandbox.ploomes.validation import documents_in_step, validate
 from etl.sandbox.tables import Row
-from etl.settings import SANDBOX_USER_KEY
 
 
 def format_instant(value: datetime) -> str:

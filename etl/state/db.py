@@ -1,0 +1,149 @@
+"""The state database itself: connecting, migrating, SQLite's connection setup.
+
+:class:`StoreBase` holds the SQLAlchemy ``Engine`` and what every part of the store needs (the
+dialect's insert with ON CONFLICT, the writer connection, the bound-parameter chunk size);
+:class:`etl.state.store.Store` adds the reads and writes on top. The schema is created and
+upgraded by the Alembic migrations shipped in ``etl/state/migrations``, found through the package
+path, so they work from an installed wheel.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import event, exc
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from etl.errors import ConfigError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# SQLite allows 999 bound parameters per statement in old builds; PostgreSQL far more.
+_CHUNK = {"sqlite": 900, "postgresql": 5000}
+_ADVISORY_LOCK_ID = 0x706F6E7465  # "ponte": serializes concurrent upgrades on PostgreSQL
+
+
+def chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """``values`` in slices of at most ``size``."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def unique(values: Iterable[str]) -> list[str]:
+    """``values`` without repeats, in first-seen order."""
+    return list(dict.fromkeys(values))
+
+
+class StoreBase:
+    """The state database's engine and its dialect's particulars."""
+
+    def __init__(self, engine: sa.Engine, *, migrate: bool = True) -> None:
+        self.engine = engine
+        self.dialect: str = engine.dialect.name
+        if self.dialect not in _CHUNK:
+            raise ConfigError(f"PONTE_STATE_URL: unsupported database {self.dialect!r} "
+                              "(use sqlite or postgresql)")
+        if self.dialect == "sqlite":
+            _install_sqlite_events(engine)
+        # Write transactions: BEGIN IMMEDIATE on SQLite (see :mod:`etl.state.store`).
+        self._writer = engine.execution_options(ponte_begin="IMMEDIATE")
+        self._chunk = _CHUNK[self.dialect]
+        self._insert = sqlite_dialect.insert if self.dialect == "sqlite" else pg_dialect.insert
+        if migrate:
+            self.upgrade()
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> Self:
+        """Connect to ``url`` (the value of PONTE_STATE_URL) and bring the schema to head."""
+        try:
+            parsed = sa.make_url(url)
+        except exc.ArgumentError as e:
+            raise ConfigError(f"PONTE_STATE_URL: cannot parse the state database URL: {e}") from None
+        safe = parsed.render_as_string(hide_password=True)
+        try:
+            engine = sa.create_engine(parsed)
+            if engine.dialect.name == "sqlite":
+                _install_sqlite_events(engine)
+        except (exc.ArgumentError, exc.NoSuchModuleError, ImportError, TypeError) as e:
+            raise ConfigError(f"PONTE_STATE_URL: cannot use {safe}: "
+                              f"{_scrub(str(e), parsed)}") from None
+        try:
+            with engine.connect():
+                pass
+            return cls(engine, migrate=migrate)
+        except exc.DBAPIError as e:
+            engine.dispose()
+            reason = _scrub(str(e.orig), parsed).strip()
+            raise ConfigError(f"PONTE_STATE_URL: cannot open the state database {safe}: "
+                              f"{reason}") from None
+
+    def upgrade(self) -> None:
+        """Apply every pending migration (idempotent; concurrent callers are serialized)."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        with self._writer.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"),
+                             {"id": _ADVISORY_LOCK_ID})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def revision(self) -> str | None:
+        """The schema's migration revision (None before the first migration)."""
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def safe_url(self) -> str:
+        """The state database's URL with any password hidden (for messages)."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+
+def _scrub(text: str, url: sa.URL) -> str:
+    """``text`` with the URL's password removed, should a driver echo it."""
+    if url.password:
+        text = text.replace(str(url.password), "***")
+    return text
+
+
+_SQLITE_EVENTS: weakref.WeakSet[sa.Engine] = weakref.WeakSet()  # engines already set up
+
+
+def _install_sqlite_events(engine: sa.Engine) -> None:
+    """WAL, busy timeout and foreign keys on every connection; explicit BEGIN so that write
+    transactions can be BEGIN IMMEDIATE (pysqlite's own implicit BEGIN is switched off)."""
+    if engine in _SQLITE_EVENTS:
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        mode = conn.get_execution_options().get("ponte_begin", "")
+        conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+    _SQLITE_EVENTS.add(engine)
