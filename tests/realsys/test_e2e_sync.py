@@ -41,6 +41,7 @@ from seed_company import (
     Seeded,
     be_vat,
     create_crm_account,
+    create_crm_deal,
     create_tryton_product,
     seed_company,
 )
@@ -415,3 +416,31 @@ def test_a_crm_account_typed_with_a_tax_id_tryton_already_holds_is_matched(
     report = co.ponte.sync()
     assert counts(report, "customers")["matched"] == 1
     assert tax in co.parties() and tax in co.accounts()
+
+
+def test_a_sale_line_names_the_variant_of_its_template_when_ids_differ(
+        company_factory: Any) -> None:
+    co: Company = company_factory(SMALL)
+    co.ponte.sync()
+    # a second variant of a seeded template: from now on a new template's id is not its
+    # variant's (the line written with the template id would name that second variant)
+    first = min(co.seeded.tryton_products.values())
+    extra = co.tryton.post("/model/product.product", json={"template": first, "suffix_code": "B"})
+    assert extra.status_code == 200, extra.text[:300]
+    code = f"VAR{uuid.uuid4().hex[:6].upper()}"
+    variant = create_tryton_product(co.tryton, code, "Variant apart", "3.25")
+    template = co.tryton.get(f"/model/product.product/{variant}",
+                             params={"f": ["template"]}).json()["template"]
+    assert template != variant
+    co.ponte.sync("products")
+    account = next(iter(co.seeded.crm_accounts.values()))
+    deal = create_crm_deal(co.crm, f"Variant deal {code}", account, "CLOSED_WON",
+                           [(co.crm_products()[code]["id"], 2, "3.25")])
+    co.seeded.won_deals.append(deal)
+
+    report = co.ponte.sync()
+    assert counts(report, "orders")["erp_created"] == 1, json.dumps(report["entities"])
+    sale = next(s for s in tryton_all(co.tryton, "sale.sale", ["reference", "lines.product"])
+                if s["reference"] == f"bottlecrm-{deal}")
+    assert [ln["product"] for ln in sale["lines"]] == [variant]
+    assert_converged(co)

@@ -4,6 +4,8 @@
   ["write", [id], {...}]]``. Mappings speak of the list as read back (records, each with its
   ``id`` once it exists): an item with an ``id`` becomes a ``write`` of that record, the others
   one ``create``. Items left out are kept (Tryton deletes only on a ``delete`` command).
+* A sale line names a product variant (``product.product``) while products sync as templates:
+  ``tryton_sale`` writes each line with the first variant of its linked template, read by key.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from etl.connectors.base import Record
 from etl.connectors.hooks import hook
+from etl.errors import RecordError
 
 READ_ONLY = ("id", "__name__", "rec_name")  # what a read adds to an item; never written
 
@@ -36,4 +39,19 @@ def commands(payload: Record) -> Record:
 
 @hook("tryton_one2many")
 def one2many(conn: Any, entity: str, payload: Record) -> Record:
+    return commands(payload)
+
+
+@hook("tryton_sale")
+def sale(conn: Any, entity: str, payload: Record) -> Record:
+    lines = [ln for ln in payload.get("lines") or () if isinstance(ln, dict) and ln.get("product")]
+    templates = {str(ln["product"]) for ln in lines}
+    variants = {conn.key_of("products", t): t.get("products") or []
+                for t in conn.read_by_keys("products", sorted(templates))} if templates else {}
+    for line in lines:
+        found = variants.get(str(line["product"]))
+        if not found:
+            raise RecordError(f"Tryton sale line: product template {line['product']} has no "
+                              "variant", field="lines")
+        line["product"] = int(found[0]["id"])
     return commands(payload)
