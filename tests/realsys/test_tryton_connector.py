@@ -181,7 +181,7 @@ def test_an_edit_of_a_sale_line_is_seen_through_its_sale(
     result, = conn.write_batch("orders", [WriteOp("create", external_id=deal, payload={
         "party": party["id"], "invoice_address": address, "shipment_address": address,
         "description": unique("Deal"),
-        "lines": [{"type": "line", "product": template["products"][0]["id"], "quantity": 2,
+        "lines": [{"type": "line", "product": template["id"], "quantity": 2,
                    "unit": 1, "unit_price": "19.90", "description": "Widget"}]})])
     assert result.ok, result.error
     sale = result.record
@@ -189,6 +189,8 @@ def test_an_edit_of_a_sale_line_is_seen_through_its_sale(
     assert sale["reference"] == deal  # ponte's external id: a lost create is found by it
     assert [r["id"] for r in conn.find_by("orders", "reference", [deal])] == [sale["id"]]
     assert sale["lines"][0]["quantity"] == 2
+    # a line is written with a template, and names its variant (hook tryton_sale)
+    assert sale["lines"][0]["product"]["id"] == template["products"][0]["id"]
 
     line = sale["lines"][0]["id"]
     # a quotation's lines are read-only: back to draft (a write of the sale), then the mark
@@ -214,7 +216,7 @@ def test_a_quotation_is_put_back_to_draft_for_an_update(make: Make) -> None:
     address = party["addresses"][0]["id"]
     sale = create(conn, "orders", {
         "party": party["id"], "invoice_address": address, "shipment_address": address,
-        "lines": [{"type": "line", "product": template["products"][0]["id"], "quantity": 1,
+        "lines": [{"type": "line", "product": template["id"], "quantity": 1,
                    "unit": 1, "unit_price": "19.90"}]})
     assert sale["state"] == "quotation"
     line = sale["lines"][0]["id"]
