@@ -444,3 +444,20 @@ def test_a_sale_line_names_the_variant_of_its_template_when_ids_differ(
                 if s["reference"] == f"bottlecrm-{deal}")
     assert [ln["product"] for ln in sale["lines"]] == [variant]
     assert_converged(co)
+
+
+def test_sales_become_quotations_with_the_address_of_their_party(company_factory: Any) -> None:
+    co: Company = company_factory(SMALL)
+    report = co.ponte.sync()
+    assert counts(report, "orders")["erp_created"] == len(co.seeded.won_deals)
+    parties = {p["id"]: p for p in tryton_all(co.tryton, "party.party", ["addresses"])}
+    sales = tryton_all(co.tryton, "sale.sale", ["state", "number", "party", "invoice_address",
+                                                "shipment_address"])
+    assert len(sales) == len(co.seeded.won_deals)
+    for sale in sales:
+        address = parties[sale["party"]]["addresses"][0]
+        assert (sale["state"], sale["invoice_address"], sale["shipment_address"]) == (
+            "quotation", address, address), sale
+        assert sale["number"]
+    assert_no_writes(co.ponte.sync())
+    assert_converged(co)

@@ -6,6 +6,9 @@
   one ``create``. Items left out are kept (Tryton deletes only on a ``delete`` command).
 * A sale line names a product variant (``product.product``) while products sync as templates:
   ``tryton_sale`` writes each line with the first variant of its linked template, read by key.
+* A quotation needs an invoice address, which the REST create does not fill from the party (no
+  on_change runs): ``tryton_sale`` sends the party's first address as invoice and shipment
+  address when the payload names the party but no address.
 """
 
 from __future__ import annotations
@@ -54,4 +57,11 @@ def sale(conn: Any, entity: str, payload: Record) -> Record:
             raise RecordError(f"Tryton sale line: product template {line['product']} has no "
                               "variant", field="lines")
         line["product"] = int(found[0]["id"])
+    party = payload.get("party")
+    if party and not payload.get("invoice_address"):
+        parties = conn.read_by_keys("customers", [str(party)])
+        addresses = parties[0].get("addresses") or [] if parties else []
+        if addresses:
+            payload["invoice_address"] = addresses[0]["id"]
+            payload.setdefault("shipment_address", addresses[0]["id"])
     return commands(payload)
