@@ -43,18 +43,17 @@ def declared_schemas(settings: Settings) -> dict[Side, SystemSchema]:
 
 def with_custom_fields(schemas: dict[Side, SystemSchema], mappings: dict[str, EntityMapping],
                        connectors: dict[Side, Connector]) -> dict[Side, SystemSchema]:
-    """``schemas`` plus the custom fields each system lists (Ploomes ``/Fields``) for the
-    collections the mappings use: one read per collection."""
+    """``schemas`` plus the custom fields each system lists (Ploomes ``/Fields``: keys, labels
+    and types) for the collections the mappings use: one listing per collection."""
     out = dict(schemas)
     for side, system in schemas.items():
-        fetch = getattr(connectors.get(side), "custom_field_keys", None)
+        fetch = getattr(connectors.get(side), "custom_fields", None)
         if fetch is None:
             continue
         collections = dict(system.collections)
-        for m in mappings.values():
-            name = m.systems[side].collection if side in m.systems else None
+        wanted = {m.systems[side].collection for m in mappings.values() if side in m.systems}
+        for name in sorted(wanted):
             if name in system.custom_entity_ids and name in collections:
-                assert name is not None
                 collections[name] = collections[name].with_custom(
                     fetch(system.custom_entity_ids[name]))
         out[side] = replace(system, collections=collections)

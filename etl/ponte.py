@@ -29,6 +29,7 @@ from etl.engine import RunReport, run_sync
 from etl.engine.verify import VerifyReport
 from etl.engine.verify import verify as run_verify
 from etl.errors import ConfigError, EtlError, LockHeld
+from etl.fields import FieldList, list_fields
 from etl.mapping import EntityMapping, load_mappings
 from etl.mapping.models import Side
 from etl.ops import StatusReport, WatermarkChange, WatermarkResult
@@ -142,8 +143,9 @@ class Ponte:
         mappings allow (deletes and deactivations only within PONTE_MAX_DELETE_SHARE).
         ``should_stop`` ends it between pages and chunks (``Stopped`` is raised)."""
         with self._session(bind=fix) as (store, conns, maps):
-            if entities:
-                maps = load_mappings(self.settings.mappings_dir, list(entities))
+            if entities:  # names unknown ones; the session's mappings have custom fields resolved
+                load_mappings(self.settings.mappings_dir, list(entities))
+                maps = {e: m for e, m in maps.items() if e in entities}
             return run_verify(store=store, connectors=conns, mappings=maps,
                               entities=list(entities) if entities else None, fix=fix,
                               max_delete_share=self.settings.max_delete_share,
@@ -154,6 +156,12 @@ class Ponte:
         """Load and check the mappings (every native path; ``online``: custom fields too)."""
         return api.check_mappings(self.settings, directory, online=online, entities=entities,
                                   crm_client=self.crm_client, erp_client=self.erp_client)
+
+    def fields(self, side: str, collection: str) -> FieldList:
+        """What a mapping can name in ``collection`` of ``side``: its declared fields and the
+        custom fields the system lists (one request to it, when it lists them)."""
+        client = self.crm_client if side == "crm" else self.erp_client
+        return list_fields(self.settings, side, collection, client=client)
 
     # ------------------------------------------------------------------- the daemon
 

@@ -49,6 +49,7 @@ app.command("plan")(sync.plan)
 app.command("demo")(tools.demo)  # etl/cli/tools.py: set-up and trying it out
 app.command("verify")(sync.verify)
 app.command("sandbox")(tools.sandbox)
+app.command("fields")(tools.fields)
 app.command("run")(sync.run)
 app.command("backfill")(sync.backfill)
 app.command("status")(state.status)  # etl/cli/state.py: the state database

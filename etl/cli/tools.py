@@ -1,4 +1,5 @@
-"""Commands for setting ponte up and trying it: ``mappings check``, ``demo`` and ``sandbox``."""
+"""Commands for setting ponte up and trying it: ``mappings check``, ``fields``, ``demo`` and
+``sandbox``."""
 
 from __future__ import annotations
 
@@ -35,6 +36,32 @@ def mappings_check(
                   highlight=False)
         for line in result.unchecked:
             out.print(f"  {line}", highlight=False, markup=False)
+
+
+@handle_errors
+def fields(
+    side: Annotated[str, typer.Argument(help="crm or erp.")],
+    collection: Annotated[str, typer.Argument(help="Native collection: Contacts, clientes, …")],
+    as_json: Json = False,
+) -> None:
+    """What a mapping can name in one collection: the declared native paths and the custom
+    fields (label, key, type) the system lists — Ploomes /Fields is asked once."""
+    import json
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    result = ponte().fields(side, collection)
+    if as_json:
+        typer.echo(json.dumps({"system": result.system, "collection": result.collection,
+                               "custom_listed": result.custom_listed,
+                               "fields": [vars(r) for r in result.rows]}, ensure_ascii=False))
+        return
+    table = Table("map as", "kind", "type", "label", "key",
+                  title=f"{result.system} {result.collection} ({result.side})")
+    for r in result.rows:
+        table.add_row(*(escape(x) for x in (r.path, r.kind, r.type, r.label, r.key)))
+    out.print(table)
 
 
 @handle_errors

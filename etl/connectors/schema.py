@@ -14,7 +14,8 @@ Omie's WSDL-generated ``clientes_cadastro`` &c.) and what the sandbox simulators
   :class:`Obj`; ``many`` marks a list of such objects (``Phones``, ``det``).
 * Ploomes custom fields live in the ``OtherProperties`` list, one item per field, selected by
   ``FieldKey`` (``OtherProperties[FieldKey=contact_…].StringValue``). Their keys are not static:
-  :meth:`CollectionSchema.with_custom` adds the ones the account's ``/Fields`` lists.
+  :meth:`CollectionSchema.with_custom` adds the ones the account's ``/Fields`` lists, each a
+  :class:`CustomField` with its label and type (which item property holds its value).
 * ``always_sent``: the paths every record of a listing carries, even when empty; ``None`` =
   every declared field (Ploomes: OData sends every property of a record, null when empty, and
   the connector uses no ``$select``). Omie leaves out tags that were never filled, so only the
@@ -30,7 +31,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from etl.connectors.spec import ConnectorSpec
+from etl.connectors.spec import ConnectorSpec, CustomFieldList
+from etl.connectors.templates import dig
 from etl.errors import ConfigError
 
 _SELECTORS = re.compile(r"\[[^\]]*\]")
@@ -45,6 +47,38 @@ class Obj:
 
 
 @dataclass(frozen=True)
+class CustomField:
+    """One custom field the system lists: its key, label and type; ``value`` is the item
+    property that holds its value (``None``: a type the connector spec does not know)."""
+
+    key: str
+    label: str
+    type: str  # the type's name (``Decimal``), or its id when the spec does not know it
+    value: str | None = None
+    transform: str = "text"
+    args: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def custom_fields_from(spec: CustomFieldList, records: list[dict[str, Any]]
+                       ) -> list[CustomField]:
+    """The custom fields in the system's answer to its field list (``custom_fields``)."""
+    out = []
+    for r in records:
+        key = dig(r, spec.key)
+        if not key:
+            continue
+        type_id = str(dig(r, spec.type)) if spec.type else ""
+        known = spec.types.get(type_id)
+        label = str(dig(r, spec.label) or key) if spec.label else str(key)
+        if known is None:
+            out.append(CustomField(str(key), label, type_id or "?"))
+        else:
+            out.append(CustomField(str(key), label, known.name, known.value, known.transform,
+                                   MappingProxyType(dict(known.args))))
+    return out
+
+
+@dataclass(frozen=True)
 class CollectionSchema:
     system: str  # the vendor's name, for messages: "Ploomes", "Omie"
     collection: str  # the native collection, as mapping files name it
@@ -53,9 +87,18 @@ class CollectionSchema:
     custom_list: str | None = None  # the list field that carries custom fields
     custom_key: str = "FieldKey"  # the item field that names a custom field
     custom_keys: frozenset[str] | None = None  # None: not fetched (offline check)
+    custom_fields: tuple[CustomField, ...] | None = None  # None: not fetched (offline check)
+    custom_value: str | None = None  # free-form custom fields (no field list): the value field
 
-    def with_custom(self, keys: set[str] | frozenset[str]) -> CollectionSchema:
-        return replace(self, custom_keys=frozenset(keys))
+    def with_custom(self, keys: set[str] | frozenset[str] | list[CustomField]
+                    ) -> CollectionSchema:
+        """This schema with the custom fields the system lists (their keys, or the fields
+        with labels and types)."""
+        fields = tuple(f for f in keys if isinstance(f, CustomField))
+        if fields or not keys:
+            return replace(self, custom_keys=frozenset(f.key for f in fields),
+                           custom_fields=fields)
+        return replace(self, custom_keys=frozenset(str(k) for k in keys))
 
     def always_carries(self, path: str) -> bool:
         """Does every record of a listing carry ``path`` (list selectors ignored)?"""
@@ -111,7 +154,8 @@ def system_schema(spec: ConnectorSpec, *, source: str | None = None) -> SystemSc
         collections[name] = CollectionSchema(
             spec.title, name, root, always_sent=always,
             custom_list=custom.list_field if custom else None,
-            custom_key=custom.key if custom else "FieldKey")
+            custom_key=custom.key if custom else "FieldKey",
+            custom_value=custom.value if custom else None)
         if custom is not None and custom.entity_id is not None:
             ids[name] = custom.entity_id
     return SystemSchema(spec.name, spec.title, collections, custom_entity_ids=ids)

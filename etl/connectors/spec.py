@@ -38,6 +38,7 @@ from etl.connectors.spec_parts import (
     BodyAuth,
     Credential,
     CursorPaging,
+    CustomFieldType,
     ErrorRule,
     HeaderAuth,
     KeysetPaging,
@@ -164,7 +165,8 @@ class CustomFields(Strict):
 
     list_field: str = Field(alias="list")
     key: str = "FieldKey"
-    entity_id: int | None = None
+    entity_id: int | None = None  # the system's id for the collection in its field list
+    value: str | None = None  # the item field holding every value (no typed field list: Omie)
 
 
 class SchemaSpec(Strict):
@@ -182,6 +184,9 @@ class SchemaSpec(Strict):
 class CustomFieldList(Request):
     records: str = ""
     key: str = "Key"  # the field of each item that names a custom field
+    label: str | None = None  # its label, as users see it (a mapping may name it by that)
+    type: str | None = None  # its type id, looked up in ``types``
+    types: dict[str, CustomFieldType] = Field(default_factory=dict)
     paginator: Paginator = NoPaging(type="none")
 
 

@@ -240,3 +240,16 @@ class ErrorRule(Strict):
         return self
 
 
+
+
+# --- custom fields --------------------------------------------------------------------------
+
+
+class CustomFieldType(Strict):
+    """One type of the system's custom fields: which item property holds its value, and the
+    transform (with args) a mapping gets when it names such a field and sets none."""
+
+    name: str  # shown by ``ponte fields``: String, Decimal, DateTime, Options, …
+    value: str  # the item property, e.g. ``DecimalValue``
+    transform: str = "text"
+    args: dict[str, object] = Field(default_factory=dict)

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from etl.connectors.schema import CollectionSchema, SystemSchema
 from etl.connectors.spec import entity_order
 from etl.errors import ConfigError
+from etl.mapping.custom import resolve_custom
 from etl.mapping.models import SIDES, EntityMapping, Side
 from etl.mapping.paths import check_paths
 from etl.mapping.transforms import REGISTRY
@@ -56,7 +57,7 @@ def load_mapping(path: Path, *, schemas: Schemas | None = None) -> EntityMapping
         raise ConfigError("\n".join(problems)) from None
     _check(mapping, path)
     if schemas is not None:
-        _check_native_paths(mapping, path, schemas)
+        mapping = _check_native_paths(mapping, path, schemas)
     return mapping
 
 
@@ -66,14 +67,22 @@ def collection_schemas(m: EntityMapping, schemas: Schemas) -> dict[Side, Collect
             for side in SIDES if side in m.systems and side in schemas}
 
 
-def _check_native_paths(m: EntityMapping, path: Path, schemas: Schemas) -> None:
+def _check_native_paths(m: EntityMapping, path: Path, schemas: Schemas) -> EntityMapping:
+    """``m`` with its custom fields resolved (where the systems' field lists are known), every
+    native path checked."""
     try:
         by_side = collection_schemas(m, schemas)
     except ConfigError as exc:
         raise ConfigError(f"{path}: systems: {exc}") from None
+    try:
+        m, _ = resolve_custom(m, by_side)
+    except ConfigError as exc:
+        raise ConfigError("\n".join(f"{path}: {line}" for line in str(exc).splitlines())
+                          ) from None
     problems = check_paths(m, by_side).problems
     if problems:
         raise ConfigError("\n".join(f"{path}: {p}" for p in problems))
+    return m
 
 
 def unchecked_custom_fields(mappings: Mapping[str, EntityMapping], schemas: Schemas
@@ -82,8 +91,9 @@ def unchecked_custom_fields(mappings: Mapping[str, EntityMapping], schemas: Sche
     system's own field list can), as ``entity: where: what`` lines."""
     out = []
     for name, m in mappings.items():
-        out += [f"{name}: {line}" for line in
-                check_paths(m, collection_schemas(m, schemas)).unchecked]
+        by_side = collection_schemas(m, schemas)
+        out += [f"{name}: {line}" for line in resolve_custom(m, by_side)[1]]
+        out += [f"{name}: {line}" for line in check_paths(m, by_side).unchecked]
     return out
 
 

@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from etl.errors import ConfigError
+
 Side = Literal["crm", "erp"]
 SIDES: tuple[Side, Side] = ("crm", "erp")
 Policy = Literal["crm_wins", "erp_wins", "newest_wins", "manual"]
@@ -54,6 +56,10 @@ class SideField(Strict):
     """Where one mapped field lives in one system."""
 
     path: str | None = None  # dotted native path, e.g. ``City.IBGECode``, ``cabecalho.etapa``
+    # a custom field by its label or key (Ploomes ``Limite de crédito`` or ``contact_<GUID>``),
+    # resolved through the system's field list at the start of a run into ``path``
+    custom: str | None = None
+    value: str | None = None  # with ``custom``: the item property, instead of the type's own
     paths: list[str] | None = None  # several native paths for one value (Omie DDD + number)
     transform: str = "text"
     args: dict[str, Any] = Field(default_factory=dict)
@@ -64,8 +70,12 @@ class SideField(Strict):
 
     @model_validator(mode="after")
     def _one_path(self) -> SideField:
+        if self.custom is not None:
+            return self._custom()
+        if self.value is not None:
+            raise ValueError("'value' goes with 'custom' (the item property of a custom field)")
         if (self.path is None) == (self.paths is None):
-            raise ValueError("give exactly one of 'path' or 'paths'")
+            raise ValueError("give exactly one of 'path', 'paths' or 'custom'")
         if self.paths is not None and not self.paths:
             raise ValueError("'paths' needs at least one native path")
         if self.fallback is not None and self.paths is not None:
@@ -79,6 +89,15 @@ class SideField(Strict):
             raise ValueError(f"'also_write' maps to {self.path!r}, the field's own path")
         return self
 
+    def _custom(self) -> SideField:
+        if not self.custom or not self.custom.strip():
+            raise ValueError("'custom' names a custom field by its label or key; got ''")
+        clash = [k for k in ("path", "paths", "fallback", "also_write")
+                 if getattr(self, k) is not None]
+        if clash:
+            raise ValueError(f"'custom' stands for the native path: drop {clash[0]!r}")
+        return self
+
     def fallbacks(self) -> list[str]:
         """Native paths read, in order, when ``path`` is empty."""
         if self.fallback is None:
@@ -86,6 +105,9 @@ class SideField(Strict):
         return [self.fallback] if isinstance(self.fallback, str) else list(self.fallback)
 
     def native_paths(self) -> list[str]:
+        if self.path is None and self.paths is None:
+            raise ConfigError(f"custom field {self.custom!r} is not resolved yet (a run reads the "
+                              "system's field list first)")
         if self.paths:
             return list(self.paths)
         return [self.path] if self.path is not None else []  # one of them is set (validated)

@@ -153,7 +153,8 @@ def resolve(schema: CollectionSchema, path: str, *, base: str | None = None) -> 
                 return Resolution(f"unknown {what} {name}[{match['key']}=…]: items of {name!r} "
                                   f"have no field {match['key']!r}"
                                   f"{_nearest(match['key'], child.fields, '')}")
-            if name == schema.custom_list and match["key"] == schema.custom_key:
+            if (name == schema.custom_list and match["key"] == schema.custom_key
+                    and schema.custom_value is None):  # free-form ones are any name
                 key = match["value"]
                 if schema.custom_keys is None:
                     custom = key

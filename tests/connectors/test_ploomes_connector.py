@@ -301,9 +301,21 @@ def test_bad_key_is_system_unavailable_without_the_secret(ploomes_connector: Mak
 def test_custom_field_keys_come_from_fields(ploomes_connector: Make) -> None:
     c = ploomes_connector()
     keys = c.custom_field_keys(1)
-    assert len(keys) == 2 and all(k.startswith("contact_") for k in keys)
+    assert len(keys) == 10 and all(k.startswith("contact_") for k in keys)
     assert "contact_name" not in keys  # a standard field, not a custom one
     assert c.custom_field_keys(10) == set()  # no custom product fields in the sandbox
+
+
+def test_custom_fields_come_with_label_type_and_value_property(ploomes_connector: Make) -> None:
+    by_label = {f.label: f for f in ploomes_connector().custom_fields(1)}
+    assert {label: (f.type, f.value, f.transform) for label, f in by_label.items()
+            if label in ("Limite de crédito", "Última compra", "Porte", "Cliente VIP")} == {
+        "Limite de crédito": ("Decimal", "DecimalValue", "decimal"),
+        "Última compra": ("DateTime", "DateTimeValue", "date"),
+        "Porte": ("Options", "ObjectValueId", "int"),
+        "Cliente VIP": ("Bool", "BoolValue", "value_map"),
+    }
+    assert by_label["Limite de crédito"].key.startswith("contact_")
 
 
 @pytest.mark.parametrize("value", [None, "ontem", "2026-03-10T10:00:00", 17])

@@ -482,8 +482,14 @@ def test_deal_number_is_a_string(ploomes_client: TestClient, five: PloomesSim, s
 def test_fields_lists_the_custom_fields_of_an_entity(ploomes_client: TestClient) -> None:
     custom = values(ploomes_client.get(
         "/Fields", params={"$filter": "EntityId eq 1 and Dynamic eq true"}))
-    assert len(custom) == 2
+    assert len(custom) == 10
     assert all(f["Key"].startswith("contact_") and f["Dynamic"] is True for f in custom)
+    assert {"Limite de crédito", "Desconto especial (%)", "Volume de vendas 12m",
+            "Última compra"} <= {f["Name"] for f in custom}
+    typed = {f["Name"]: f["TypeId"] for f in custom}
+    types = {t["Id"]: t["NativeType"] for t in values(ploomes_client.get("/Fields@Types"))}
+    assert types[typed["Limite de crédito"]] == "Decimal"
+    assert types[typed["Última compra"]] == "DateTime"
     everything = values(ploomes_client.get("/Fields", params={"$filter": "EntityId eq 1"}))
     assert len(everything) > len(custom)  # the standard fields are listed too
     orders = values(ploomes_client.get(

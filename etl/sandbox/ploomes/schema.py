@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from etl.sandbox.ploomes.custom import FIELD_TYPES, FIELDS, OPTIONS
+
 MAX_TOP = 300  # largest page served; larger $top is silently capped [U]
 DEFAULT_TOP = 300  # page size when $top is omitted [U]
 
@@ -57,18 +59,9 @@ LOOKUPS: dict[str, list[dict[str, Any]]] = {
                      {"Id": 3, "Name": "Perdido"}],
     # field metadata (reference A2): standard fields (Dynamic false) and the account's custom
     # fields (Dynamic true), whose values records carry in OtherProperties by FieldKey
-    "Fields": [
-        {"Id": 1, "EntityId": 1, "Name": "Nome", "Key": "contact_name", "TypeId": 1,
-         "Dynamic": False},
-        {"Id": 2, "EntityId": 1, "Name": "E-mail", "Key": "contact_email", "TypeId": 1,
-         "Dynamic": False},
-        {"Id": 101, "EntityId": 1, "Name": "Código no ERP",
-         "Key": "contact_5E1A0C7B-3D2F-4A8B-9C61-2F7D0B9E4A13", "TypeId": 1, "Dynamic": True},
-        {"Id": 102, "EntityId": 1, "Name": "Segmento",
-         "Key": "contact_9F0D4B61-7A2E-4C35-8E1B-6D3A5C2F7E90", "TypeId": 1, "Dynamic": True},
-        {"Id": 201, "EntityId": 4, "Name": "Pedido do cliente",
-         "Key": "order_2C7E9A14-5B6D-4F08-A3E2-8D1C4B7F6A25", "TypeId": 1, "Dynamic": True},
-    ],
+    "Fields": FIELDS,
+    "Fields@Types": FIELD_TYPES,
+    "Fields@OptionsTables@Options": OPTIONS,
 }
 
 #: Contact fields that carry one document, and which of CNPJ / CPF goes with each TypeId [U].

@@ -10,6 +10,7 @@ from typing import Any
 from etl.sandbox import geo
 from etl.sandbox.core import BRT, Simulator
 from etl.sandbox.keys import SANDBOX_USER_KEY
+from etl.sandbox.ploomes import custom
 from etl.sandbox.ploomes.schema import LOOKUPS, NAV, SCHEMA, USERS, L
 from etl.sandbox.ploomes.validation import documents_in_step, validate
 from etl.sandbox.tables import Row
@@ -57,7 +58,11 @@ class PloomesSim(Simulator):
                 ) -> dict[str, Any]:
         """``changes`` to a record holding ``current``, with ``Register``/``CNPJ``/``CPF`` kept
         in step by ``TypeId`` when the ``tax_id_in_step`` knob is on (the fields written win,
-        in that order; clearing them clears the document)."""
+        in that order; clearing them clears the document), and ``OtherProperties`` changing
+        only the custom fields it names (:func:`etl.sandbox.ploomes.custom.merge`)."""
+        if isinstance(changes.get("OtherProperties"), list):
+            changes = {**changes, "OtherProperties": custom.merge(
+                current.get("OtherProperties"), changes["OtherProperties"])}
         if table != "Contacts" or not self.faults.tax_id_in_step:
             return changes
         return documents_in_step(current, changes)
@@ -79,6 +84,8 @@ class PloomesSim(Simulator):
         for name, kind in SCHEMA.get(table, {}).items():
             out[name] = [] if kind == L else None
         out.update(copy.deepcopy(data))
+        if isinstance(out.get("OtherProperties"), list):
+            out["OtherProperties"] = custom.render(table, row.id, out["OtherProperties"])
         if table == "Contacts":
             out["Phones"] = [
                 {**p, "Id": p.get("Id") or row.id * 100 + i + 1, "ContactId": row.id}

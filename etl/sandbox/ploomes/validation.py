@@ -9,6 +9,7 @@ from typing import Any
 
 from etl.sandbox.core import BRT
 from etl.sandbox.odata import FilterError, to_instant
+from etl.sandbox.ploomes.custom import CustomValueError, check_items
 from etl.sandbox.ploomes.schema import (
     DOCUMENT_BY_TYPE,
     DOCUMENT_FIELDS,
@@ -51,6 +52,11 @@ def validate(db: Database, table: str, body: Any, *, partial: bool) -> dict[str,
                              f"'{table}'. Make sure to only use property names that are "
                              "defined by the type.")
         out[name] = _coerce(table, name, schema[name], value)
+        if name == "OtherProperties" and out[name] is not None:
+            try:
+                out[name] = check_items(table, out[name])
+            except CustomValueError as exc:
+                raise BadRequest(str(exc)) from None
     if not partial:
         for name in REQUIRED.get(table, ()):
             if out.get(name) in (None, ""):
