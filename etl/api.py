@@ -44,14 +44,16 @@ def declared_schemas(settings: Settings) -> dict[Side, SystemSchema]:
 def with_custom_fields(schemas: dict[Side, SystemSchema], mappings: dict[str, EntityMapping],
                        connectors: dict[Side, Connector]) -> dict[Side, SystemSchema]:
     """``schemas`` plus the custom fields each system lists (Ploomes ``/Fields``: keys, labels
-    and types) for the collections the mappings use: one listing per collection."""
+    and types) for the collections whose mappings name a custom field: one listing per
+    collection."""
     out = dict(schemas)
+    naming = [m for name, m in mappings.items() if unchecked_custom_fields({name: m}, schemas)]
     for side, system in schemas.items():
         fetch = getattr(connectors.get(side), "custom_fields", None)
         if fetch is None:
             continue
         collections = dict(system.collections)
-        wanted = {m.systems[side].collection for m in mappings.values() if side in m.systems}
+        wanted = {m.systems[side].collection for m in naming if side in m.systems}
         for name in sorted(wanted):
             if name in system.custom_entity_ids and name in collections:
                 collections[name] = collections[name].with_custom(
