@@ -120,6 +120,13 @@ def test_a_sync_fills_a_custom_field_named_by_its_label(
         assert second.exit_code == 0, second.output
         assert _writes(sb) == writes  # converged: the second run writes nothing
         assert _fields_requests(sb) == 4  # each run lists the fields once
+        first_client = list(sb.erp.db["clientes"])[0]
+        sb.erp.ui_update("clientes", first_client.id, {"valor_limite_credito": None})
+        third = runner.invoke(app, ["sync", "customers"])
+        assert third.exit_code == 0, third.output
+        contact = next(r for r in sb.crm.db["Contacts"]
+                       if r.data.get("LegalName") == first_client.data["razao_social"])
+        assert contact.data["OtherProperties"] == []  # cleared, not written as 0
 
 
 def test_a_missing_label_stops_the_run_before_any_write(

@@ -222,8 +222,9 @@ def build_payload(
                 f"the {side} field {sf.path} allows {sf.max_length}",
                 field=name,
             )
+        clear = value is None and sf.custom is not None  # a blank custom field: null, any type
         try:
-            native = REGISTRY[sf.transform].write(value, sf.args, ctx)
+            native: Any = None if clear else REGISTRY[sf.transform].write(value, sf.args, ctx)
         except RecordError as exc:
             raise RecordError(f"{mapping.entity} field {name!r}: {exc}", field=name) from None
         if sf.paths:

@@ -217,3 +217,21 @@ def test_the_simulator_refuses_a_value_in_another_property(conn: GenericConnecto
         "Name": "X", "OtherProperties": [{"FieldKey": LIMIT, "StringValue": "muito"}]})])
     assert bad.key is None and bad.error is not None
     assert "takes DecimalValue, not StringValue" in str(bad.error)
+
+
+def test_a_blank_value_clears_a_custom_field_of_any_type(tmp_path: Path,
+                                                         conn: GenericConnector) -> None:
+    m = _load(tmp_path, conn, _typed_fields())
+    values = {"name": "Cliente", **{n: canon for n, (_, canon, _p, _v) in TYPED.items()}}
+    (created,) = conn.write_batch("customers", [
+        WriteOp("create", build_payload(m, "crm", values, MapContext(), create=True))])
+    assert created.key is not None
+    blank = dict.fromkeys(TYPED)
+    update = build_payload(m, "crm", blank, MapContext(), create=False)
+    assert all(set(x) == {"FieldKey", TYPED[n][2]} and x[TYPED[n][2]] is None
+               for n, x in zip(TYPED, update["OtherProperties"], strict=True))
+    (done,) = conn.write_batch("customers", [WriteOp("update", update, key=created.key)])
+    assert done.ok, done.error
+    record = _contact(conn, created.key)
+    assert record["OtherProperties"] == []
+    assert read_record(m, "crm", record, MapContext()) == {"name": "Cliente", **blank}
