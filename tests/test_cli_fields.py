@@ -120,7 +120,7 @@ def test_a_sync_fills_a_custom_field_named_by_its_label(
         assert second.exit_code == 0, second.output
         assert _writes(sb) == writes  # converged: the second run writes nothing
         assert _fields_requests(sb) == 4  # each run lists the fields once
-        first_client = list(sb.erp.db["clientes"])[0]
+        first_client = next(iter(sb.erp.db["clientes"]))
         sb.erp.ui_update("clientes", first_client.id, {"valor_limite_credito": None})
         third = runner.invoke(app, ["sync", "customers"])
         assert third.exit_code == 0, third.output

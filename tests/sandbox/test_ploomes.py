@@ -495,3 +495,52 @@ def test_fields_lists_the_custom_fields_of_an_entity(ploomes_client: TestClient)
     orders = values(ploomes_client.get(
         "/Fields", params={"$filter": "EntityId eq 4 and Dynamic eq true"}))
     assert [f["Key"][:6] for f in orders] == ["order_"]
+
+
+LIMIT = "contact_0B6E2D48-91C3-4F7A-B5E2-7C1D9A3F6B04"  # Limite de crédito, Decimal
+SEGMENT = "contact_9F0D4B61-7A2E-4C35-8E1B-6D3A5C2F7E90"  # Segmento, String
+SIZE = "contact_A8E1F6C3-4B9D-4A72-8E5C-0D3B6F9A1C27"  # Porte, options
+
+
+def _custom(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {x["FieldKey"]: x for x in record["OtherProperties"]}
+
+
+def test_custom_values_are_stored_by_key_and_a_patch_changes_only_those_it_names(
+        ploomes_client: TestClient) -> None:
+    items = [{"FieldKey": LIMIT, "DecimalValue": 1500.5},
+             {"FieldKey": SEGMENT, "StringValue": "Varejo"},
+             {"FieldKey": SIZE, "ObjectValueId": 1003}]
+    created = values(ploomes_client.post("/Contacts", json={"Name": "Com campos",
+                                                            "OtherProperties": items}))[0]
+    held = _custom(created)
+    assert held[LIMIT]["DecimalValue"] == 1500.5 and held[LIMIT]["StringValue"] is None
+    assert held[LIMIT]["ContactId"] == created["Id"] and held[LIMIT]["FieldId"] == 103
+    assert held[SIZE]["ObjectValueName"] == "Grande"
+    cid = created["Id"]
+    ploomes_client.patch(f"/Contacts({cid})", json={"OtherProperties": [
+        {"FieldKey": LIMIT, "DecimalValue": 99}]}).raise_for_status()
+    after = _custom(values(ploomes_client.get(f"/Contacts({cid})",
+                                              params={"$expand": "OtherProperties"}))[0])
+    assert after[LIMIT]["DecimalValue"] == 99
+    assert after[SEGMENT]["StringValue"] == "Varejo" and after[SIZE]["ObjectValueId"] == 1003
+    ploomes_client.patch(f"/Contacts({cid})", json={"OtherProperties": [
+        {"FieldKey": SEGMENT, "StringValue": None}]}).raise_for_status()
+    listed = values(ploomes_client.get("/Contacts", params={"$filter": f"Id eq {cid}",
+                                                            "$expand": "OtherProperties"}))[0]
+    assert set(_custom(listed)) == {LIMIT, SIZE}  # cleared by a null value
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ({"FieldKey": LIMIT, "StringValue": "mil"}, "takes DecimalValue, not StringValue"),
+    ({"FieldKey": LIMIT, "DecimalValue": "mil"}, "cannot take 'mil'"),
+    ({"FieldKey": SIZE, "ObjectValueId": 7}, "has no option 7"),
+    ({"FieldKey": "order_2C7E9A14-5B6D-4F08-A3E2-8D1C4B7F6A25", "StringValue": "x"},
+     "does not exist"),
+    ({"FieldKey": "contact_nope", "StringValue": "x"}, "'contact_nope' does not exist"),
+])
+def test_a_custom_value_the_field_cannot_hold_is_a_400(ploomes_client: TestClient,
+                                                       item: dict[str, Any], message: str) -> None:
+    response = ploomes_client.post("/Contacts", json={"Name": "X", "OtherProperties": [item]})
+    assert response.status_code == 400
+    assert message in response.json()["error"]["message"]
