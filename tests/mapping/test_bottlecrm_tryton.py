@@ -106,12 +106,15 @@ def test_a_deal_and_its_sale_share_the_external_id_as_natural_key(maps: dict[str
     assert m.natural_key == "reference"
     assert m.systems["erp"].natural_key_field == m.systems["erp"].external_id_field
     ctx.add_link("customers", ACCOUNT["id"], "2")
+    ctx.add_link("products", "p-uuid", "7")
+    line = {"product": {"id": 7, "template": 7}, "quantity": 1.0, "unit_price": "2.00"}
     deal = {"id": "d-uuid", "name": "Deal 42", "stage": "CLOSED_WON",
-            "account": {"id": ACCOUNT["id"]}, "line_items": []}
+            "account": {"id": ACCOUNT["id"]},
+            "line_items": [{"product": {"id": "p-uuid"}, "quantity": "1", "unit_price": "2"}]}
     crm = read_record(m, "crm", deal, ctx)
     assert crm["reference"] == "bottlecrm-d-uuid"
     erp = read_record(m, "erp", {"id": 5, "party": 2, "reference": "bottlecrm-d-uuid",
-                                 "state": "quotation", "lines": []}, ctx)
+                                 "state": "quotation", "lines": [line]}, ctx)
     assert erp["reference"] == crm["reference"]
     assert "reference" not in build_payload(m, "erp", crm, ctx, create=True)
     assert build_payload(m, "erp", {"reference": "x"}, ctx, create=False) == {}
@@ -120,5 +123,5 @@ def test_a_deal_and_its_sale_share_the_external_id_as_natural_key(maps: dict[str
     args = m.fields["reference"].crm.args
     assert REGISTRY["text"].write(crm["reference"], args, ctx) == "d-uuid"
     # a sale typed in Tryton without a reference is read all the same, with no natural key
-    assert read_record(m, "erp", {"id": 6, "party": 2, "state": "draft", "lines": []},
+    assert read_record(m, "erp", {"id": 6, "party": 2, "state": "draft", "lines": [line]},
                        ctx)["reference"] is None
