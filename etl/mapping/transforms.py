@@ -89,19 +89,19 @@ def register(name: str, doc: str, *, required: tuple[str, ...] = ()
     return deco
 
 
-@register("text", "trimmed text, inner whitespace collapsed, NFC; empty = missing")
+@register("text", "trimmed text, inner whitespace collapsed, NFC; empty = missing; args: case "
+          "(upper), prefix (put before the value read, taken off the value written)")
 class _Text:
     @staticmethod
     def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
         value = _text(raw)
-        case = args.get("case")
-        if value is not None and case == "upper":
+        if value is not None and args.get("case") == "upper":
             value = value.upper()
-        return value
+        return None if value is None else f"{args.get('prefix', '')}{value}"
 
     @staticmethod
     def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
-        return value if value is not None else ""
+        return "" if value is None else value.removeprefix(str(args.get("prefix", "")))
 
 
 @register("email", "trimmed, lower-case e-mail; an address without '@' and a domain is invalid")

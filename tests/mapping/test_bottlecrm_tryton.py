@@ -12,6 +12,7 @@ import pytest
 from etl.connectors.schema import schema_for
 from etl.mapping import MapContext, build_payload, load_mappings, read_record
 from etl.mapping.apply import set_path
+from etl.mapping.transforms import REGISTRY
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings" / "bottlecrm_tryton"
 
@@ -76,6 +77,7 @@ def test_a_won_deal_becomes_a_sale_with_lines_on_the_variant(maps: dict[str, Any
     assert payload == {"party": 2, "description": "Deal 42", "lines": [
         {"type": "line", "unit": 1, "product": 7, "quantity": 2.0, "unit_price": 19.9}]}
     sale = {"id": 5, "party": 2, "description": "Deal 42", "state": "draft",
+            "reference": "bottlecrm-d-uuid",
             "lines": [{"id": 9, "product": {"id": 7, "template": 7}, "quantity": 2.0,
                        "unit_price": {"__class__": "Decimal", "decimal": "19.90"}}]}
     assert read_record(m, "erp", sale, ctx) == values
@@ -95,3 +97,31 @@ def test_set_path_writes_list_items_by_position_or_selector(path: str,
     record: dict[str, Any] = {}
     set_path(record, path, 1)
     assert record == expected
+
+
+def test_a_deal_and_its_sale_share_the_external_id_as_natural_key(maps: dict[str, Any]) -> None:
+    """The deal's natural key is the external id ponte writes into the sale's reference
+    (``bottlecrm-<deal id>``); it is read on both sides and written on neither."""
+    m, ctx = maps["orders"], MapContext()
+    assert m.natural_key == "reference"
+    assert m.systems["erp"].natural_key_field == m.systems["erp"].external_id_field
+    ctx.add_link("customers", ACCOUNT["id"], "2")
+    ctx.add_link("products", "p-uuid", "7")
+    line = {"product": {"id": 7, "template": 7}, "quantity": 1.0, "unit_price": "2.00"}
+    deal = {"id": "d-uuid", "name": "Deal 42", "stage": "CLOSED_WON",
+            "account": {"id": ACCOUNT["id"]},
+            "line_items": [{"product": {"id": "p-uuid"}, "quantity": "1", "unit_price": "2"}]}
+    crm = read_record(m, "crm", deal, ctx)
+    assert crm["reference"] == "bottlecrm-d-uuid"
+    erp = read_record(m, "erp", {"id": 5, "party": 2, "reference": "bottlecrm-d-uuid",
+                                 "state": "quotation", "lines": [line]}, ctx)
+    assert erp["reference"] == crm["reference"]
+    assert "reference" not in build_payload(m, "erp", crm, ctx, create=True)
+    assert build_payload(m, "erp", {"reference": "x"}, ctx, create=False) == {}
+    assert build_payload(m, "crm", {"reference": "x"}, ctx, create=False) == {}
+    assert not m.flows("reference", "crm", create=True) and not m.flows("reference", "erp")
+    args = m.fields["reference"].crm.args
+    assert REGISTRY["text"].write(crm["reference"], args, ctx) == "d-uuid"
+    # a sale typed in Tryton without a reference is read all the same, with no natural key
+    assert read_record(m, "erp", {"id": 6, "party": 2, "state": "draft", "lines": [line]},
+                       ctx)["reference"] is None

@@ -466,3 +466,38 @@ def test_sales_become_quotations_with_the_address_of_their_party(company_factory
         assert sale["number"]
     assert_no_writes(co.ponte.sync())
     assert_converged(co)
+
+
+def test_a_new_state_database_matches_each_won_deal_with_its_sale_by_reference(
+        company_factory: Any, tmp_path: Path) -> None:
+    """A state database lost (or a second install) pointed at systems an earlier one synced:
+    each won deal is matched with the sale whose reference is its external id
+    (``bottlecrm-<deal id>``), none is created again, and the next run writes nothing."""
+    co: Company = company_factory(SMALL)
+    won = co.seeded.won_deals
+    assert counts(co.ponte.sync(), "orders")["erp_created"] == len(won)
+    sales_before = sorted((s["id"], s["reference"]) for s in co.sales())
+
+    fresh_dir = tmp_path / "fresh"
+    fresh_dir.mkdir()
+    fresh = PonteProcess({**co.ponte.env,
+                          "PONTE_STATE_URL": f"sqlite:///{fresh_dir / 'state.db'}"}, fresh_dir)
+    first = fresh.run("sync", "--json").report
+    orders = counts(first, "orders")
+    assert orders == {**orders, "matched": len(won), "erp_created": 0, "crm_created": 0,
+                      "erp_updated": 0, "crm_updated": 0, "quarantined": 0}, \
+        json.dumps(first["entities"])
+    assert sorted((s["id"], s["reference"]) for s in co.sales()) == sales_before
+    # the customers and products are matched by tax id and code; the company's own party has
+    # no tax id, so nothing matches it: its account (created by the first state) becomes one
+    # more party, and the party's account is refused by BottleCRM (the name exists)
+    assert counts(first, "customers")["matched"] == co.seeded.customers
+    assert counts(first, "products")["matched"] == SMALL["products"]
+    assert [(p["entity"], p["key"]) for p in first["problems"]] == [
+        ("customers", str(OWN_PARTY))], first["problems"]
+
+    second = fresh.sync("orders")
+    assert_no_writes(second)
+    assert counts(second, "orders")["crm_read"] == len(won)
+    report = fresh.verify("orders")
+    assert report["drift"] == 0, json.dumps(report["entities"], indent=1)
