@@ -12,6 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from etl.mapping.computed import ComputedRef, ComputedSource
+
 Side = Literal["crm", "erp"]
 SIDES: tuple[Side, Side] = ("crm", "erp")
 Policy = Literal["crm_wins", "erp_wins", "newest_wins", "manual"]
@@ -61,11 +63,27 @@ class SideField(Strict):
     also_write: AlsoWrite | None = None  # written too, chosen by another field (CNPJ / CPF)
     max_length: int | None = None  # the system's limit for this field, checked before writing
     read_only: bool = False  # read for comparison, never written
+    # aggregated by ponte from another entity's records (see :mod:`etl.mapping.computed`);
+    # such a side is never written
+    computed: ComputedRef | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _computed_is_read_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("computed") is not None:
+            return {**data, "read_only": True}
+        return data
 
     @model_validator(mode="after")
     def _one_path(self) -> SideField:
+        if self.computed is not None:
+            if self.path is not None or self.paths is not None or self.fallback is not None \
+                    or self.also_write is not None:
+                raise ValueError("a 'computed' side has no 'path', 'paths', 'fallback' or "
+                                 "'also_write'")
+            return self
         if (self.path is None) == (self.paths is None):
-            raise ValueError("give exactly one of 'path' or 'paths'")
+            raise ValueError("give exactly one of 'path' or 'paths' (or 'computed')")
         if self.paths is not None and not self.paths:
             raise ValueError("'paths' needs at least one native path")
         if self.fallback is not None and self.paths is not None:
@@ -132,6 +150,8 @@ class EntityMapping(Strict):
     depends_on: list[str] = Field(default_factory=list)
     create_defaults: dict[Side, dict[str, Any]] = Field(default_factory=dict)
     preconditions: list[Precondition] = Field(default_factory=list)
+    # sources of computed fields, by name (see :mod:`etl.mapping.computed`)
+    computed: dict[str, ComputedSource] = Field(default_factory=dict)
     fields: dict[str, FieldSpec]
 
     @model_validator(mode="after")
@@ -182,3 +202,12 @@ class EntityMapping(Strict):
 
     def columns(self) -> list[str]:
         return list(self.fields)
+
+    def computed_fields(self, side: Side) -> dict[str, ComputedRef]:
+        """Fields whose value on ``side`` ponte computes, with their aggregation."""
+        out: dict[str, ComputedRef] = {}
+        for name, spec in self.fields.items():
+            sf = spec.side(side)
+            if sf is not None and sf.computed is not None:
+                out[name] = sf.computed
+        return out
