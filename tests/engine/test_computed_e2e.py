@@ -1,0 +1,157 @@
+"""End-to-end: computed fields and ERP facts in CRM custom fields, through both simulators and a
+real state database. An invoiced ERP order moves its customer's sales volume and last purchase
+in the same sync; an order outside the 12-month window does not count; a second run writes
+nothing; a run 13 months later sees the window move; a credit limit changed in the ERP arrives
+in the CRM."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from etl.sandbox.ploomes.schema import LOOKUPS
+from tests.engine.conftest import MAPPINGS, World, make_world
+
+SALES = "contact_7B3E0F12-5C4A-4D8E-9A61-3F2B8C7D1E01"
+LAST = "contact_7B3E0F12-5C4A-4D8E-9A61-3F2B8C7D1E02"
+COUNT = "contact_7B3E0F12-5C4A-4D8E-9A61-3F2B8C7D1E03"
+CREDIT = "contact_7B3E0F12-5C4A-4D8E-9A61-3F2B8C7D1E04"
+DISCOUNT = "contact_7B3E0F12-5C4A-4D8E-9A61-3F2B8C7D1E05"
+YEAR_S = 365 * 86400.0
+
+
+def custom(key: str, kind: str) -> str:
+    return f"OtherProperties[FieldKey={key}].{kind}"
+
+
+COMPUTED = {
+    "invoiced_orders": {
+        "entity": "orders", "side": "erp", "link": "cabecalho.codigo_cliente",
+        "amount": "total_pedido.valor_total_pedido",
+        "date": {"path": "infoCadastro.dFat", "format": "%d/%m/%Y"},
+        "where": {"infoCadastro.faturado": ["S"], "infoCadastro.cancelado": ["N", ""]},
+        "window": {"months": 12},
+    },
+}
+FIELDS: dict[str, Any] = {
+    "sales_12m": {"owner": "erp",
+                  "crm": {"path": custom(SALES, "DecimalValue"), "transform": "decimal"},
+                  "erp": {"computed": {"source": "invoiced_orders", "agg": "sum"},
+                          "transform": "decimal"}},
+    "orders_12m": {"owner": "erp",
+                   "crm": {"path": custom(COUNT, "IntegerValue"), "transform": "int"},
+                   "erp": {"computed": {"source": "invoiced_orders", "agg": "count"},
+                           "transform": "int"}},
+    "last_purchase": {"owner": "erp",
+                      "crm": {"path": custom(LAST, "DateTimeValue"), "transform": "date"},
+                      "erp": {"computed": {"source": "invoiced_orders", "agg": "max"},
+                              "transform": "date"}},
+    "credit_limit": {"owner": "erp",
+                     "crm": {"path": custom(CREDIT, "DecimalValue"), "transform": "decimal"},
+                     "erp": {"path": "valor_limite_credito", "transform": "decimal"}},
+    "special_discount": {"owner": "erp",
+                         "crm": {"path": custom(DISCOUNT, "DecimalValue"),
+                                 "transform": "decimal"},
+                         "erp": {"path": "caracteristicas[campo=DESCONTO_ESPECIAL].conteudo",
+                                 "transform": "decimal"}},
+}
+
+
+def mappings_with_computed(tmp_path: Path, **fields: Any) -> Path:
+    folder = tmp_path / "mappings"
+    shutil.copytree(MAPPINGS, folder)
+    file = folder / "customers.yaml"
+    data = yaml.safe_load(file.read_text())
+    data["computed"] = COMPUTED
+    data["fields"].update(fields or FIELDS)
+    file.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return folder
+
+
+# the CRM account's custom fields these tests write (a Ploomes account configures them in its
+# UI; the simulator serves its field list from the account's configuration)
+CUSTOM_FIELDS = [
+    {"Id": 901, "EntityId": 1, "Name": "Volume de vendas 12m", "Key": SALES, "TypeId": 4,
+     "Dynamic": True},
+    {"Id": 902, "EntityId": 1, "Name": "Última compra", "Key": LAST, "TypeId": 6,
+     "Dynamic": True},
+    {"Id": 903, "EntityId": 1, "Name": "Pedidos faturados 12m", "Key": COUNT, "TypeId": 3,
+     "Dynamic": True},
+    {"Id": 904, "EntityId": 1, "Name": "Limite de crédito", "Key": CREDIT, "TypeId": 4,
+     "Dynamic": True},
+    {"Id": 905, "EntityId": 1, "Name": "Desconto especial (%)", "Key": DISCOUNT, "TypeId": 4,
+     "Dynamic": True},
+]
+
+
+@pytest.fixture
+def w(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    monkeypatch.setitem(LOOKUPS, "Fields", [*LOOKUPS["Fields"], *CUSTOM_FIELDS])
+    world = make_world(f"sqlite:///{tmp_path / 'state.db'}", customers=12, products=6, orders=6,
+                       overlap=1.0)
+    world.settings.mappings_dir = mappings_with_computed(tmp_path)
+    first = world.sync()
+    assert first.status == "ok", first.as_dict()
+    return world
+
+
+def prop(w: World, contact_id: int, key: str) -> Any:
+    for item in w.crm.db["Contacts"].get(contact_id).data.get("OtherProperties") or []:
+        if item.get("FieldKey") == key:
+            return next((v for k, v in item.items() if k.endswith("Value")), None)
+    return None
+
+
+def contact_of(w: World, cliente_id: int) -> int:
+    with w.store() as store:
+        pairs = store.links("customers", erp_keys=[str(cliente_id)])
+    assert pairs, f"cliente {cliente_id} is not linked"
+    return int(pairs[0][0])
+
+
+def invoice(w: World, pedido_id: int) -> None:
+    """An ERP user invoices the order (etapa 60: faturado)."""
+    cab = dict(w.erp.db["pedidos"].get(pedido_id).data["cabecalho"])
+    cab["etapa"] = "60"
+    w.erp.ui_update("pedidos", pedido_id, {"cabecalho": cab})
+
+
+def pedidos(w: World) -> list[Any]:
+    return list(w.erp.db["pedidos"])
+
+
+def total(w: World, pedido_id: int) -> float:
+    det = w.erp.db["pedidos"].get(pedido_id).data.get("det", [])
+    return round(sum(float(i["produto"]["quantidade"]) * float(i["produto"]["valor_unitario"])
+                     - float(i["produto"].get("valor_desconto") or 0) for i in det), 2)
+
+
+def brt_date(w: World) -> str:
+    """Today in the ERP's clock (Brasília), as ponte stores it."""
+    from datetime import timedelta
+    return (w.erp.clock.now() - timedelta(hours=3)).date().isoformat()
+
+
+def test_an_invoiced_order_reaches_its_customer_in_the_same_sync(w: World) -> None:
+    order = pedidos(w)[0]
+    cliente = int(order.data["cabecalho"]["codigo_cliente"])
+    contact = contact_of(w, cliente)
+    assert prop(w, contact, SALES) is None
+    invoice(w, order.id)
+    day = brt_date(w)
+    report = w.sync()
+    assert report.status == "ok", report.as_dict()
+    assert prop(w, contact, SALES) == pytest.approx(total(w, order.id))
+    assert prop(w, contact, COUNT) == 1
+    assert str(prop(w, contact, LAST)).startswith(day)
+    assert report.entities["customers"].crm.updated == 1
+    # the second run writes nothing
+    before = w.write_requests()
+    again = w.sync()
+    assert again.writes == 0, again.as_dict(with_changes=True)
+    assert w.write_requests() == before
