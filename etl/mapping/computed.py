@@ -104,7 +104,7 @@ def check_computed(m: EntityMapping) -> list[str]:
     problems: list[str] = []
     for name, spec in m.fields.items():
         for side in ("crm", "erp"):
-            sf = spec.side(side)  # type: ignore[arg-type]
+            sf = spec.side(side)
             if sf is None or sf.computed is None:
                 continue
             ref, where = sf.computed, f"fields.{name}.{side}.computed"

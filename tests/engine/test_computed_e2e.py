@@ -6,8 +6,8 @@ in the CRM."""
 
 from __future__ import annotations
 
-import re
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,6 @@ def total(w: World, pedido_id: int) -> float:
 
 def brt_date(w: World) -> str:
     """Today in the ERP's clock (Brasília), as ponte stores it."""
-    from datetime import timedelta
     return (w.erp.clock.now() - timedelta(hours=3)).date().isoformat()
 
 
