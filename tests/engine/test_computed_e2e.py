@@ -131,6 +131,12 @@ def total(w: World, pedido_id: int) -> float:
                      - float(i["produto"].get("valor_desconto") or 0) for i in det), 2)
 
 
+def order_requests(w: World) -> int:
+    """Requests the ERP received for its orders (service produtos/pedido)."""
+    return sum(n for (endpoint, _status), n in w.erp.requests.counts.items()
+               if "/pedido/" in f"/{endpoint}")
+
+
 def brt_date(w: World) -> str:
     """Today in the ERP's clock (Brasília), as ponte stores it."""
     return (w.erp.clock.now() - timedelta(hours=3)).date().isoformat()
@@ -225,4 +231,26 @@ def test_one_changed_custom_field_keeps_the_others(w: World) -> None:
     w.sync("customers")
     assert prop(w, contact, CREDIT) == pytest.approx(2000.0)
     assert prop(w, contact, DISCOUNT) == pytest.approx(5.0)
+    assert w.sync().writes == 0
+
+
+def test_marks_left_by_an_orders_run_are_computed_by_the_next_customers_run(w: World) -> None:
+    """Orders synced on their own (another schedule, or a run killed before the customers
+    were computed): the facts and marks are in the state, and the next customers run computes
+    the marked customers without reading any order."""
+    order = pedidos(w)[0]
+    contact = contact_of(w, int(order.data["cabecalho"]["codigo_cliente"]))
+    invoice(w, order.id)
+    assert w.sync("orders").status == "ok"
+    assert prop(w, contact, SALES) is None
+    with w.store() as store:
+        assert store.computed_marks("customers")
+    order_calls = order_requests(w)
+    assert order_calls > 0
+    report = w.sync("customers")
+    assert report.entities["customers"].crm.updated == 1
+    assert prop(w, contact, SALES) == pytest.approx(total(w, order.id))
+    assert order_requests(w) == order_calls  # no order was read again
+    with w.store() as store:
+        assert store.computed_marks("customers") == {}
     assert w.sync().writes == 0
