@@ -38,11 +38,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._util import peak_rss_mb, run_child  # noqa: E402
-from etl.engine.computed import aggregate, cutoff  # noqa: E402
-from etl.mapping.computed import ComputedRef, ComputedSource  # noqa: E402
-from etl.state import Store  # noqa: E402
-from etl.state.computed import FactRow  # noqa: E402
+from bench._util import peak_rss_mb, run_child
+from etl.engine.computed import aggregate, cutoff
+from etl.mapping.computed import ComputedRef, ComputedSource
+from etl.state import Store
+from etl.state.computed import FactRow
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
 TARGET, SOURCE_NAME = "customers", "invoiced_orders"

@@ -60,19 +60,19 @@ def test_a_computed_field_loads_and_is_never_written_to_its_side(tmp_path: Path)
                               "transform": "decimal"}}}, None,
      "fields.s.erp.computed.source: 'nope' is not a computed source (valid: sales)"),
     ({"s": field(owner="crm")}, None,
-     "fields.s.owner: a computed field is owned by the side it is computed on: set "
-     "'owner: erp' (got 'crm')"),
+     ("fields.s.owner: a computed field is owned by the side it is computed on: set "
+      "'owner: erp' (got 'crm')")),
     ({"s": field(agg="max", transform="decimal")}, None,
      "fields.s.erp.transform: 'decimal' cannot read the result of 'max' (valid: date, text)"),
-    ({"s": field(agg="avg")}, None, "fields.s.erp.computed.agg: Input should be 'sum', "
-     "'count' or 'max'"),
+    ({"s": field(agg="avg")}, None,
+     "fields.s.erp.computed.agg: Input should be 'sum', 'count' or 'max'"),
     ({"s": field()}, {"sales": {k: v for k, v in SOURCE.items() if k != "amount"}},
      "fields.s.erp.computed.agg: 'sum' needs 'amount' in computed.sales"),
     ({"s": field()}, {"sales": SOURCE | {"entity": "invoices"}},
      "customers: computed.sales.entity: 'invoices' has no mapping (valid: customers"),
     ({"s": field()}, {"sales": SOURCE | {"side": "crm"}},
-     "fields.s.erp.computed.source: 'sales' reads the crm, but this field is computed on "
-     "the erp"),
+     ("fields.s.erp.computed.source: 'sales' reads the crm, but this field is computed on "
+      "the erp")),
     ({"s": field()}, {"sales": SOURCE | {"window": {"months": 12, "days": 3}}},
      "computed.sales.window: Value error, give exactly one of 'months' or 'days'"),
     ({"s": field() | {"erp": {"computed": {"source": "sales", "agg": "sum"},
