@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from etl import watermark as wm
 from etl.connectors.base import Connector
+from etl.engine import computed
 from etl.engine.extract import Changes, Chunk, Extract
 from etl.engine.load import Load
 from etl.engine.model import (
@@ -35,6 +36,7 @@ from etl.engine.plan import Planner, Write, fetch_dependencies
 from etl.engine.report import EntityReport
 from etl.errors import LockLost, Stopped, WatermarkAhead
 from etl.mapping import EntityMapping, MapContext
+from etl.mapping.computed import ComputedSource
 from etl.mapping.models import SIDES, Side
 from etl.state import Checkpoint, Store
 
@@ -56,9 +58,11 @@ class EntitySync:
         report: EntityReport,
         lock_name: str,
         planned: Planned | None = None,
+        feeds: Sequence[tuple[str, str, ComputedSource]] = (),
     ) -> None:
         planned = planned if options.dry_run else None
-        self.job = Job(mapping, connectors, store, ctx, run_id, now, options, report, planned)
+        self.job = Job(mapping, connectors, store, ctx, run_id, now, options, report, planned,
+                       feeds=list(feeds))
         self.lock_name = lock_name
         self.extract = Extract(self.job)
         self.load = Load(self.job)
@@ -163,7 +167,8 @@ class EntitySync:
                 "nothing is duplicated); if the clock is wrong, correct it first")
 
     def _moves_watermark(self) -> bool:
-        return not self.job.opt.dry_run and self.job.opt.window is None
+        opt = self.job.opt
+        return not opt.dry_run and opt.window is None and not opt.computed_only
 
     def _advance(self, changes: Mapping[Side, Changes], chunks: Mapping[Side, Chunk]) -> None:
         """After a processed chunk: the watermark of a side listed in updated-at order moves to
@@ -197,9 +202,11 @@ class EntitySync:
     def run(self) -> None:
         job = self.job
         sides = [s for s in job.m.sources() if job.opt.sides is None or s in job.opt.sides]
-        if job.opt.window is None:  # a backfill neither reads nor moves the watermark
+        if job.opt.computed_only:  # the marked records of the sides with computed fields
+            sides = [s for s in sides if job.m.computed_fields(s)]
+        elif job.opt.window is None:  # a backfill neither reads nor moves the watermark
             self.check_watermarks(sides)
-        if not job.opt.dry_run:
+        if not job.opt.dry_run and not job.opt.computed_only:
             self.load.recover_intents()
         self.windows = {side: self.extract.window(side) for side in sides}
         for batch in self._batches(sides):
@@ -212,6 +219,7 @@ class EntitySync:
                 # again on demand: its cache must not grow with the window
                 job.ctx.crm_to_erp.clear()
                 job.ctx.erp_to_crm.clear()
+        computed.finish(job, sides)
         if not self._moves_watermark():
             return
         cp = Checkpoint(self.entity)

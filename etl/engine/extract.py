@@ -24,6 +24,7 @@ from etl import watermark as wm
 from etl.connectors.base import Record
 from etl.connectors.schema import SCHEMAS
 from etl.diff import diff
+from etl.engine import computed
 from etl.engine.model import (
     GONE_SEP,
     Job,
@@ -124,21 +125,26 @@ class Extract:
     def chunks(self, side: Side, window: wm.Window) -> Iterator[Chunk]:
         """The window in chunks of whole pages, ``read_chunk`` records or just over, then (in
         a sync, not a backfill) the due quarantine entries the window did not hold, read by
-        key."""
+        key, then the records whose computed fields must be worked out again (only those with
+        ``Options.computed_only``)."""
         job = self.job
         c = job.conn[side]
         size = max(1, job.opt.read_chunk)
         due: dict[str, QuarantineRow] = {}
-        if job.opt.window is None:
+        if job.opt.window is None and not job.opt.computed_only:
             due = {q.key: q for q in job.store.quarantine_due(job.entity, side, job.now)}
+        marked = computed.pending(job, side)  # computed fields to work out again
         spooled = not ordered_by_updated_at(c)
-        pages = self.spooled(side, window) if spooled else self.pages(side, window)
+        pages: Iterable[list[Record]] = ()
+        if not job.opt.computed_only:
+            pages = self.spooled(side, window) if spooled else self.pages(side, window)
         chunk = Chunk(side, spooled=spooled)
         for page in pages:
             for record in page:
                 key = c.key_of(job.entity, record)
                 chunk.records[key] = record
                 due.pop(key, None)
+                marked.pop(key, None)
             # whole pages only: a page read before an earlier chunk's writes could hold the
             # old version of a record those writes changed
             if len(chunk.records) >= size:
@@ -153,8 +159,17 @@ class Extract:
                 retry.records[key] = record
                 due.pop(key, None)
             self.retried_but_gone(side, list(due.values()))
+            for key in retry.records:
+                marked.pop(key, None)
             if retry.records:
                 yield retry
+        keys = list(marked)
+        for start in range(0, len(keys), size):  # read by key: a chunk at a time
+            extra = Chunk(side, from_window=False)
+            for record in c.read_by_keys(job.entity, keys[start:start + size]):
+                extra.records[c.key_of(job.entity, record)] = record
+            if extra.records:
+                yield extra
 
     def changes(self, chunk: Chunk) -> Changes:
         """Normalize and diff one chunk: the records that changed since their snapshot."""
@@ -168,6 +183,7 @@ class Extract:
                 del records[key]
             job.report.side(side).unchanged += len(stale)
         self.ignore_dropped(side, records)
+        computed.record_facts(job, side, records)
         seen = self.normalize(side, records, quarantine=not job.opt.dry_run)
         latest = max((s.updated for s in seen if s.updated is not None), default=None)
         if not seen:
@@ -272,6 +288,7 @@ class Extract:
                                            exc.field, jsonable(record)))
                 continue
             out.append(Seen(side, key, values, updated, 0, 0, record))
+        computed.fill(job, side, out)
         if bad:
             job.report.side(side).quarantined += len(bad)
             for q in bad:

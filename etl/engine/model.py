@@ -16,6 +16,7 @@ from etl.engine.report import EntityReport
 from etl.engine.resolve import Values
 from etl.errors import RecordError
 from etl.mapping import EntityMapping, MapContext
+from etl.mapping.computed import ComputedSource
 from etl.mapping.models import Side
 from etl.state import SnapshotRow, Store
 
@@ -38,6 +39,9 @@ class Options:
     # whole chunks stay committed, the watermark does not move
     should_stop: Callable[[], bool] | None = None
     read_chunk: int = READ_CHUNK  # records per side that go through the pipeline at a time
+    # only the records whose computed fields must be worked out again (marked by facts that
+    # changed): no window is read, no watermark moves (see etl/engine/computed.py)
+    computed_only: bool = False
 
     def stop_requested(self) -> bool:
         return self.should_stop is not None and self.should_stop()
@@ -119,6 +123,10 @@ class Job:
     # keys this run wrote into a side whose window is spooled (read whole before any write):
     # the spooled copy of such a record is older than what was written, never processed
     written: dict[Side, set[str]] = field(default_factory=lambda: {"crm": set(), "erp": set()})
+    # computed sources that read this entity: (entity computed, source name, source)
+    feeds: list[tuple[str, str, ComputedSource]] = field(default_factory=list)
+    # the marks of records to compute again read by this run (key -> seq), cleared at its end
+    computed_marks: dict[str, int] = field(default_factory=dict)
 
     @property
     def entity(self) -> str:

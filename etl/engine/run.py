@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from loguru import logger
@@ -18,6 +19,7 @@ from etl.engine.report import EntityReport, RunReport
 from etl.errors import EtlError, LockHeld, Stopped, UnsentField
 from etl.logging import redact
 from etl.mapping import EntityMapping, MapContext
+from etl.mapping.computed import feeds
 from etl.mapping.models import Side
 from etl.state import Store
 
@@ -98,10 +100,13 @@ def run_sync(
             sync = EntitySync(
                 mapping, connectors, store, build_context(store),
                 run_id=run_id, now=run_start, options=opt, report=entity_report,
-                lock_name=lock_name(name), planned=planned,
+                lock_name=lock_name(name), planned=planned, feeds=feeds(mappings, name),
             )
             try:
                 sync.run()
+                if record:
+                    _recompute(names[:names.index(name)], name, mappings, connectors, store,
+                               report, run_id=run_id, now=run_start, options=opt)
             except UnsentField as exc:  # this entity stops; the others still run
                 stopped.append(str(exc))
                 log.bind(entity=name).error("{}", exc)
@@ -155,6 +160,20 @@ def run_sync(
     log.info("run {} {}: {} writes, {} quarantined, {:.2f}s", kind, report.status, report.writes,
              report.quarantined, report.duration_s)
     return report
+
+
+def _recompute(done: Sequence[str], name: str, mappings: dict[str, EntityMapping],
+               connectors: dict[Side, Connector], store: Store, report: RunReport, *,
+               run_id: str, now: datetime, options: Options) -> None:
+    """After ``name`` ran: the entities of this run that ran before it and compute fields from
+    it (customers from orders) work out the records its facts marked, so that an invoiced
+    order reaches its customer in the same run (only the marked records are read)."""
+    for target in dict.fromkeys(t for t, _n, _s in feeds(mappings, name)):
+        if target not in done:
+            continue  # it runs later in this run, or not at all: its next run computes them
+        EntitySync(mappings[target], connectors, store, build_context(store), run_id=run_id,
+                   now=now, options=replace(options, computed_only=True),
+                   report=report.entities[target], lock_name=lock_name(target)).run()
 
 
 class Heartbeat(threading.Thread):

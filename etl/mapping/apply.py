@@ -142,7 +142,7 @@ def read_record(
     values: dict[str, str | None] = {}
     for name, spec in mapping.fields.items():
         sf = spec.side(side)
-        if sf is None:
+        if sf is None or sf.computed is not None:  # computed: filled by the engine
             continue
         paths = sf.native_paths()
         raw: Any = [get_path(record, p) for p in paths] if sf.paths else get_path(record, paths[0])

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from etl.connectors.schema import CollectionSchema, SystemSchema
 from etl.connectors.spec import entity_order
 from etl.errors import ConfigError
+from etl.mapping.computed import check_computed, check_sources
 from etl.mapping.custom import resolve_custom
 from etl.mapping.models import SIDES, EntityMapping, Side
 from etl.mapping.paths import check_paths
@@ -122,6 +123,7 @@ def _check(m: EntityMapping, path: Path) -> None:
     for i, pre in enumerate(m.preconditions):
         if pre.field not in m.fields:
             problems.append(f"preconditions[{i}].field: {pre.field!r} is not a mapped field")
+    problems += check_computed(m)
     if not m.sources():
         problems.append("no field flows from either side (check 'owner' and the field sides)")
     if problems:
@@ -146,6 +148,9 @@ def load_mappings(directory: Path, entities: list[str] | None = None, *,
         for dep in mapping.depends_on:
             if dep not in found:
                 raise ConfigError(f"{mapping.entity}: depends_on {dep!r}, which has no mapping")
+    problems = check_sources(found)
+    if problems:
+        raise ConfigError("\n".join(f"{directory}: {p}" for p in problems))
     if entities:
         unknown = [e for e in entities if e not in found]
         if unknown:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from etl.errors import ConfigError
+from etl.mapping.computed import ComputedRef, ComputedSource
 
 Side = Literal["crm", "erp"]
 SIDES: tuple[Side, Side] = ("crm", "erp")
@@ -67,15 +68,31 @@ class SideField(Strict):
     also_write: AlsoWrite | None = None  # written too, chosen by another field (CNPJ / CPF)
     max_length: int | None = None  # the system's limit for this field, checked before writing
     read_only: bool = False  # read for comparison, never written
+    # aggregated by ponte from another entity's records (see :mod:`etl.mapping.computed`);
+    # such a side is never written
+    computed: ComputedRef | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _computed_is_read_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("computed") is not None:
+            return {**data, "read_only": True}
+        return data
 
     @model_validator(mode="after")
     def _one_path(self) -> SideField:
+        if self.computed is not None:
+            if self.path is not None or self.paths is not None or self.fallback is not None \
+                    or self.also_write is not None or self.custom is not None:
+                raise ValueError("a 'computed' side has no 'path', 'paths', 'custom', "
+                                 "'fallback' or 'also_write'")
+            return self
         if self.custom is not None:
             return self._custom()
         if self.value is not None:
             raise ValueError("'value' goes with 'custom' (the item property of a custom field)")
         if (self.path is None) == (self.paths is None):
-            raise ValueError("give exactly one of 'path', 'paths' or 'custom'")
+            raise ValueError("give exactly one of 'path', 'paths', 'custom' or 'computed'")
         if self.paths is not None and not self.paths:
             raise ValueError("'paths' needs at least one native path")
         if self.fallback is not None and self.paths is not None:
@@ -105,7 +122,7 @@ class SideField(Strict):
         return [self.fallback] if isinstance(self.fallback, str) else list(self.fallback)
 
     def native_paths(self) -> list[str]:
-        if self.path is None and self.paths is None:
+        if self.path is None and self.paths is None and self.custom is not None:
             raise ConfigError(f"custom field {self.custom!r} is not resolved yet (a run reads the "
                               "system's field list first)")
         if self.paths:
@@ -154,6 +171,8 @@ class EntityMapping(Strict):
     depends_on: list[str] = Field(default_factory=list)
     create_defaults: dict[Side, dict[str, Any]] = Field(default_factory=dict)
     preconditions: list[Precondition] = Field(default_factory=list)
+    # sources of computed fields, by name (see :mod:`etl.mapping.computed`)
+    computed: dict[str, ComputedSource] = Field(default_factory=dict)
     fields: dict[str, FieldSpec]
 
     @model_validator(mode="after")
@@ -204,3 +223,12 @@ class EntityMapping(Strict):
 
     def columns(self) -> list[str]:
         return list(self.fields)
+
+    def computed_fields(self, side: Side) -> dict[str, ComputedRef]:
+        """Fields whose value on ``side`` ponte computes, with their aggregation."""
+        out: dict[str, ComputedRef] = {}
+        for name, spec in self.fields.items():
+            sf = spec.side(side)
+            if sf is not None and sf.computed is not None:
+                out[name] = sf.computed
+        return out

@@ -18,9 +18,11 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -192,4 +194,36 @@ bindings = Table(
     Column("account_hash", String(), nullable=False),  # salted scrypt hash, never the secret
     Column("salt", String(), nullable=False),
     Column("bound_at", UTCDateTime, nullable=False),
+)
+
+# computed fields (etl/mapping/computed.py): per-record facts of a source entity, the records
+# whose computed values must be worked out again, and the window each was last computed with
+computed_facts = Table(
+    "computed_facts", metadata,
+    Column("target", String(), nullable=False),  # the entity whose fields are computed
+    Column("source", String(), nullable=False),  # the computed source's name in its mapping
+    Column("key", String(), nullable=False),  # the source record's key (an order)
+    Column("link", String(), nullable=True),  # the key of the target record (its customer)
+    Column("amount", Float, nullable=True),
+    Column("at", UTCDateTime, nullable=True),
+    Column("counts", Boolean, nullable=False),  # passed the source's 'where'
+    PrimaryKeyConstraint("target", "source", "key", name="pk_computed_facts"),
+    Index("ix_computed_facts_link", "target", "source", "link"),
+    Index("ix_computed_facts_at", "target", "source", "at"),
+)
+
+computed_marks = Table(
+    "computed_marks", metadata,
+    Column("target", String(), nullable=False),
+    Column("key", String(), nullable=False),
+    Column("seq", Integer, nullable=False),  # bumped by every new mark
+    PrimaryKeyConstraint("target", "key", name="pk_computed_marks"),
+)
+
+computed_windows = Table(
+    "computed_windows", metadata,
+    Column("target", String(), nullable=False),
+    Column("source", String(), nullable=False),
+    Column("cutoff", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("target", "source", name="pk_computed_windows"),
 )

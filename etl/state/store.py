@@ -31,6 +31,7 @@ from sqlalchemy import exc
 
 from etl.errors import StateConflict
 from etl.state import models as m
+from etl.state.computed import ComputedStore
 from etl.state.quarantine import QuarantineStore
 from etl.state.records import RecordStore
 from etl.state.rows import BindingRow, Checkpoint
@@ -39,7 +40,7 @@ from etl.state.runs import RunStore
 __all__ = ["Store"]
 
 
-class Store(RecordStore, QuarantineStore, RunStore):
+class Store(RecordStore, QuarantineStore, RunStore, ComputedStore):
     """The state database. Build with :meth:`open` (URL) or ``Store(engine)``."""
 
     # ---------------------------------------------------------------- checkpoint
