@@ -6,7 +6,9 @@
   one ``create``. Items left out are kept (Tryton deletes only on a ``delete`` command).
 * A sale line names a product variant (``product.product``) while products sync as templates:
   ``tryton_sale`` writes each line with the first variant of its linked template, read by key.
-* Lines of an existing sale (an update) are sent as the fewest commands against the sale's
+* A unit price is sent as a class-tagged decimal (Tryton refuses the float 19.9, whose exact
+  value has more than 4 decimals).
+* Lines of an existing sale (an update), given as the deal's whole list (no line ids), are sent as the fewest commands against the sale's
   current lines, read by key: paired by product template (then position), a ``write`` of the
   ones whose quantity or price changed, a ``create`` of the new ones, a ``delete`` of the rest;
   the kept lines keep their ids. A confirmed sale (confirmed, processing, done) cannot be put
@@ -66,6 +68,8 @@ def sale(conn: Any, entity: str, payload: Record, op: WriteOp | None = None) -> 
             raise RecordError(f"Tryton sale line: product template {line['product']} has no "
                               "variant", field="lines")
         line["template"], line["product"] = line["product"], int(found[0]["id"])
+        if isinstance(line.get("unit_price"), float):  # as a float 19.9 is 19.89999...: refused
+            line["unit_price"] = {"__class__": "Decimal", "decimal": repr(line["unit_price"])}
     party = payload.get("party")
     if party and not payload.get("invoice_address"):
         parties = conn.read_by_keys("customers", [str(party)])
@@ -73,7 +77,9 @@ def sale(conn: Any, entity: str, payload: Record, op: WriteOp | None = None) -> 
         if addresses:
             payload["invoice_address"] = addresses[0]["id"]
             payload.setdefault("shipment_address", addresses[0]["id"])
-    if current is not None and "lines" in payload:
+    if current is not None and "lines" in payload and not any(
+            isinstance(ln, dict) and "id" in ln for ln in payload["lines"] or ()):
+        # the deal's whole list (no line ids): the commands that make the sale's lines it
         payload["lines"] = line_commands(current.get("lines") or [], lines)
     for line in lines:
         line.pop("template", None)
