@@ -260,7 +260,17 @@ def test_an_update_sends_the_deal_lines_as_the_fewest_commands(
     gone = tryton_client.get(f"/model/sale.line/{ids[dropped['id']]}")
     assert gone.status_code == 404, gone.text[:200]
 
-    # a confirmed sale refuses the draft step: the update is refused with a reason to act on
+    # a draft (put back by a user) is updated as is (Tryton refuses "draft" on a draft)
+    assert tryton_client.post(f"/model/sale.sale/{sale['id']}/draft").status_code == 200
+    result, = conn.write_batch("orders", [WriteOp("update", key=str(sale["id"]), payload={
+        "lines": [a_line(kept, 1), a_line(changed, 6), a_line(added, 4)]})])
+    assert result.ok, result.error
+    after = conn.read_by_keys("orders", [str(sale["id"])])[0]
+    assert after["state"] == "quotation"
+    assert sorted(float(ln["quantity"]) for ln in after["lines"]) == [1.0, 4.0, 6.0]
+
+    # Tryton would put a confirmed sale back to draft (un-confirming it): the update is
+    # refused before any write, with a reason to act on
     confirmed = tryton_client.post(f"/model/sale.sale/{sale['id']}/confirm")
     assert confirmed.status_code == 200, confirmed.text[:300]
     result, = conn.write_batch("orders", [WriteOp("update", key=str(sale["id"]), payload={

@@ -8,11 +8,14 @@
   ``tryton_sale`` writes each line with the first variant of its linked template, read by key.
 * A unit price is sent as a class-tagged decimal (Tryton refuses the float 19.9, whose exact
   value has more than 4 decimals).
-* Lines of an existing sale (an update), given as the deal's whole list (no line ids), are sent as the fewest commands against the sale's
-  current lines, read by key: paired by product template (then position), a ``write`` of the
-  ones whose quantity or price changed, a ``create`` of the new ones, a ``delete`` of the rest;
-  the kept lines keep their ids. A confirmed sale (confirmed, processing, done) cannot be put
-  back to draft: its update is refused with that reason instead of a workflow error.
+* Lines of an existing sale (an update), given as the deal's whole list (no line ids), are
+  sent as the fewest commands against the sale's current lines, read by key: paired by product
+  template (then position), a ``write`` of the ones whose quantity or price changed, a
+  ``create`` of the new ones, a ``delete`` of the rest; kept lines keep their ids.
+* Only a draft or a quotation is updated. A quotation is read-only: it is put back to draft
+  (the spec's ``then`` step quotes it again). Tryton refuses ``draft`` on a draft, and would
+  put a confirmed or cancelled sale back to draft too (un-confirming it): the update of a
+  sale in any other state is refused, naming it.
 * A quotation needs an invoice address, which the REST create does not fill from the party (no
   on_change runs): ``tryton_sale`` sends the party's first address as invoice and shipment
   address when the payload names the party but no address.
@@ -25,10 +28,12 @@ from typing import Any
 
 from etl.connectors.base import Record, WriteOp
 from etl.connectors.hooks import hook
+from etl.connectors.spec import Request
 from etl.errors import RecordError
 
 READ_ONLY = ("id", "__name__", "rec_name")  # what a read adds to an item; never written
-CONFIRMED = ("confirmed", "processing", "done")  # a sale's states that cannot go back to draft
+CONFIRMED = ("confirmed", "processing", "done")
+UPDATED = ("draft", "quotation")  # the only states of a sale an update changes
 
 
 def _values(item: Record) -> Record:
@@ -83,18 +88,32 @@ def sale(conn: Any, entity: str, payload: Record, op: WriteOp | None = None) -> 
         payload["lines"] = line_commands(current.get("lines") or [], lines)
     for line in lines:
         line.pop("template", None)
+    if current is not None and current.get("state") == "quotation":
+        _to_draft(conn, entity, str(op.key if op else ""))
     return commands(payload)
 
 
+def _to_draft(conn: Any, entity: str, key: str) -> None:
+    update = conn.spec.entities[entity].update
+    step = Request(method="POST", path=f"{update.path}/draft", headers=update.headers,
+                   encode=update.encode)
+    call = conn._call(step, {"key": key})
+    outcome, _, _ = conn._send(call, "write")
+    if outcome.action != "ok":
+        raise RecordError(f"Tryton: the sale {key} could not be put back to draft: HTTP "
+                          f"{outcome.status}: {outcome.message}", kind="rejected")
+
+
 def _current(conn: Any, entity: str, key: str, lines: bool) -> Record | None:
-    """The sale as Tryton holds it; a :class:`RecordError` when it is confirmed."""
+    """The sale as Tryton holds it; a :class:`RecordError` unless a draft or quotation."""
     found = conn.read_by_keys(entity, [key])
     if not found:
         return None  # gone: the update itself says so
     sale = found[0]
     state = sale.get("state")
-    if state in CONFIRMED:
-        what = "lines of a confirmed sale are" if lines else "a confirmed sale is"
+    if state not in UPDATED:
+        kind = "confirmed" if state in CONFIRMED else str(state)
+        what = f"lines of a {kind} sale are" if lines else f"a {kind} sale is"
         raise RecordError(f"the Tryton sale {sale.get('number') or key} is {state}; {what} not "
                           "changed (change it in Tryton itself)",
                           field="lines" if lines else None, kind="rejected")
