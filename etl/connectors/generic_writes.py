@@ -21,7 +21,7 @@ from loguru import logger
 from etl.connectors.auth import Call
 from etl.connectors.base import Capabilities, Record, WriteOp, WriteResult
 from etl.connectors.errors import Outcome
-from etl.connectors.hooks import HOOKS
+from etl.connectors.hooks import HOOKS, before_write
 from etl.connectors.http import HttpSession
 from etl.connectors.spec import ConnectorSpec, EntitySpec, Request, WriteSpec
 from etl.connectors.templates import dig, put
@@ -94,7 +94,7 @@ class Writes:
             payload.pop(name, None)
         try:  # a vendor's payload fix-up (a hook the spec names)
             if "before_write" in e.hooks:
-                payload = HOOKS[e.hooks["before_write"]](self, entity, payload)
+                payload = before_write(e.hooks["before_write"], self, entity, payload, op)
         except RecordError as exc:
             return WriteResult(op, key=op.key, error=exc)
         idem = e.idempotency

@@ -81,6 +81,10 @@ def test_a_won_deal_becomes_a_sale_with_lines_on_the_variant(maps: dict[str, Any
             "lines": [{"id": 9, "product": {"id": 7, "template": 7}, "quantity": 2.0,
                        "unit_price": {"__class__": "Decimal", "decimal": "19.90"}}]}
     assert read_record(m, "erp", sale, ctx) == values
+    # the deal owns its sale's lines: sent on an update too, never back to the deal
+    assert build_payload(m, "erp", {"lines": values["lines"]}, ctx, create=False) == {
+        "lines": payload["lines"]}
+    assert m.flows("lines", "crm") and not m.flows("lines", "erp")
     cancelled = read_record(m, "erp", {**sale, "state": "cancelled"}, ctx)
     assert build_payload(m, "crm", {"state": cancelled["state"]}, ctx,
                          create=False) == {"stage": "CLOSED_LOST"}

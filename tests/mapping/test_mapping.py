@@ -63,7 +63,7 @@ def test_a_dependency_cycle_is_named(tmp_path: Path) -> None:
         ("entity: x\nsystems: {}\nnatural_key: zz\nfields: {a: {crm: {path: A}, erp: {path: B}}}\n",
          "natural_key: 'zz' is not a mapped field"),
         ("entity: x\nsystems: {}\nfields: {a: {crm: {path: A, paths: [B]}}}\n",
-         "give exactly one of 'path', 'paths' or 'custom'"),
+         "give exactly one of 'path', 'paths', 'custom' or 'computed'"),
         ("entity: x\nsystems: {}\nfields: {a: {crm: {paths: []}}}\n",
          "fields.a.crm: Value error, 'paths' needs at least one native path"),
         ("entity: x\nsystems: {}\nfields: {a: {crm: {path: A, fallback: []}}}\n",

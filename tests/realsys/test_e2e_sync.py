@@ -315,9 +315,11 @@ def test_tryton_traps_a_never_written_template_and_a_sale_line_edit_are_seen(
         "f": ["write_date"], "d": b64([["code", "=", code]])}).json()[0]
     assert written["write_date"] is None
     # a sale line edited in Tryton does not bump its sale: the sale is still read (by its
-    # lines' stamps) and, the lines being seeded from the deal only, ponte writes nothing
-    line = co.tryton.get(f"/model/sale.sale/{sale['id']}", params={"f": ["lines.id"]}).json()
-    edited = co.tryton.put(f"/model/sale.line/{line['lines'][0]['id']}", json={"quantity": 9})
+    # lines' stamps) and, the deal owning its sale's lines, the deal's line is put back
+    fields = {"f": ["lines.id", "lines.quantity"]}
+    before = co.tryton.get(f"/model/sale.sale/{sale['id']}", params=fields).json()["lines"]
+    line = before[0]
+    edited = co.tryton.put(f"/model/sale.line/{line['id']}", json={"quantity": 9})
     assert edited.status_code == 200, edited.text[:300]
     stamp = co.tryton.get(f"/model/sale.sale/{sale['id']}", params={"f": ["write_date"]}).json()
     assert stamp["write_date"] == drafted.json()["write_date"]
@@ -326,11 +328,41 @@ def test_tryton_traps_a_never_written_template_and_a_sale_line_edit_are_seen(
     p, o = counts(report, "products"), counts(report, "orders")
     assert (p["erp_read"], p["crm_created"]) == (1, 1)
     assert code in co.crm_products()
-    assert o["erp_read"] == 1 and o["erp_updated"] == 0 and o["crm_updated"] == 0
+    assert (o["erp_read"], o["erp_updated"], o["crm_updated"]) == (1, 1, 0), json.dumps(o)
+    after = co.tryton.get(f"/model/sale.sale/{sale['id']}", params=fields).json()["lines"]
+    assert [(x["id"], float(x["quantity"])) for x in after] \
+        == [(x["id"], float(x["quantity"])) for x in before]  # the same lines, the deal's again
     assert_no_writes(co.ponte.sync())
-    # once the sale exists its lines are Tryton's (the CRM side is read-only): not drift
-    verified = co.ponte.verify()
-    assert verified["drift"] == 0, json.dumps(verified["entities"])
+    assert_converged(co)  # the deal's lines, and no drift
+
+
+def test_a_deal_line_edited_after_its_sale_exists_flows_to_the_sale(
+        company_factory: Any) -> None:
+    co: Company = company_factory(SMALL)
+    co.ponte.sync()
+    deal_id = co.seeded.won_deals[0]
+    deal = co.crm.get(f"/opportunities/{deal_id}/").json()["opportunity_obj"]
+    sale = next(x for x in co.sales() if x["reference"] == f"bottlecrm-{deal_id}")
+    fields = {"f": ["lines.id", "lines.product.code", "lines.quantity"]}
+    before = co.tryton.get(f"/model/sale.sale/{sale['id']}", params=fields).json()["lines"]
+    item = deal["line_items"][0]
+    quantity = float(item["quantity"]) + 3
+    edited = co.crm.put(f"/opportunities/{deal_id}/line-items/{item['id']}/",
+                        json={"quantity": f"{quantity:.2f}"})
+    assert edited.status_code == 200, edited.text[:300]
+
+    report = co.ponte.sync()
+    o = counts(report, "orders")
+    assert (o["erp_updated"], o["crm_updated"], o["quarantined"]) == (1, 0, 0), json.dumps(o)
+    after = co.tryton.get(f"/model/sale.sale/{sale['id']}", params=fields).json()["lines"]
+    sku = item["product"]["sku"]
+    assert sorted((x["id"], x["product"]["code"]) for x in after) \
+        == sorted((x["id"], x["product"]["code"]) for x in before)  # the line ids are kept
+    assert [float(x["quantity"]) for x in after if x["product"]["code"] == sku] == [quantity]
+    state = co.tryton.get(f"/model/sale.sale/{sale['id']}", params={"f": ["state"]}).json()
+    assert state["state"] == "quotation"
+    assert_no_writes(co.ponte.sync())
+    assert_converged(co)
 
 
 def test_archived_and_deleted_customers_follow_the_mapping_policy(company_factory: Any) -> None:

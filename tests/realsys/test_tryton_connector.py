@@ -231,6 +231,57 @@ def test_a_quotation_is_put_back_to_draft_for_an_update(make: Make) -> None:
     assert no_address["state"] == "draft"
 
 
+def a_line(template: Record, quantity: float) -> Record:
+    """A sale line as the orders mapping writes it (the template; the hook picks its variant)."""
+    return {"type": "line", "unit": 1, "product": template["id"], "quantity": quantity,
+            "unit_price": 19.9}
+
+
+def test_an_update_sends_the_deal_lines_as_the_fewest_commands(
+        make: Make, tryton_client: httpx.Client) -> None:
+    conn = make()
+    party = create(conn, "customers", a_party())
+    kept, changed, dropped, added = (create(conn, "products", a_template(
+        uuid.uuid4().hex[:8].upper())) for _ in range(4))
+    sale = create(conn, "orders", {"party": party["id"], "lines": [
+        a_line(kept, 1), a_line(changed, 2), a_line(dropped, 3)]})
+    assert sale["state"] == "quotation"
+    ids = {ln["product"]["template"]: ln["id"] for ln in sale["lines"]}
+
+    result, = conn.write_batch("orders", [WriteOp("update", key=str(sale["id"]), payload={
+        "lines": [a_line(kept, 1), a_line(changed, 5), a_line(added, 4)]})])
+    assert result.ok, result.error
+    after = conn.read_by_keys("orders", [str(sale["id"])])[0]
+    assert after["state"] == "quotation"  # back to draft for the write, quoted again
+    assert sorted((ln["product"]["template"], float(ln["quantity"])) for ln in after["lines"]) \
+        == sorted([(kept["id"], 1.0), (changed["id"], 5.0), (added["id"], 4.0)])
+    now = {ln["product"]["template"]: ln["id"] for ln in after["lines"]}
+    assert (now[kept["id"]], now[changed["id"]]) == (ids[kept["id"]], ids[changed["id"]])
+    gone = tryton_client.get(f"/model/sale.line/{ids[dropped['id']]}")
+    assert gone.status_code == 404, gone.text[:200]
+
+    # a draft (put back by a user) is updated as is (Tryton refuses "draft" on a draft)
+    assert tryton_client.post(f"/model/sale.sale/{sale['id']}/draft").status_code == 200
+    result, = conn.write_batch("orders", [WriteOp("update", key=str(sale["id"]), payload={
+        "lines": [a_line(kept, 1), a_line(changed, 6), a_line(added, 4)]})])
+    assert result.ok, result.error
+    after = conn.read_by_keys("orders", [str(sale["id"])])[0]
+    assert after["state"] == "quotation"
+    assert sorted(float(ln["quantity"]) for ln in after["lines"]) == [1.0, 4.0, 6.0]
+
+    # Tryton would put a confirmed sale back to draft (un-confirming it): the update is
+    # refused before any write, with a reason to act on
+    confirmed = tryton_client.post(f"/model/sale.sale/{sale['id']}/confirm")
+    assert confirmed.status_code == 200, confirmed.text[:300]
+    result, = conn.write_batch("orders", [WriteOp("update", key=str(sale["id"]), payload={
+        "lines": [a_line(kept, 7)]})])
+    assert result.error is not None and result.error.kind == "rejected"
+    assert f"the Tryton sale {sale['number']} is confirmed; lines of a confirmed sale are " \
+        "not changed" in str(result.error)
+    still = conn.read_by_keys("orders", [str(sale["id"])])[0]
+    assert still["state"] == "confirmed" and len(still["lines"]) == 3
+
+
 def test_a_bad_key_is_refused_credentials_not_a_retry(make: Make) -> None:
     conn = make(key="0" * 128)
     with pytest.raises(SystemUnavailable) as caught:
