@@ -14,19 +14,18 @@ from typing import Any
 import pytest
 import yaml
 
-from etl.sandbox.ploomes.schema import LOOKUPS
+from etl.sandbox.ploomes.custom import FIELDS as FIELDS_SEEDED
 from tests.engine.conftest import MAPPINGS, World, make_world
 
-SALES = "contact_7B3E0F12-5C4A-4D8E-9A61-3F2B8C7D1E01"
-LAST = "contact_7B3E0F12-5C4A-4D8E-9A61-3F2B8C7D1E02"
-COUNT = "contact_7B3E0F12-5C4A-4D8E-9A61-3F2B8C7D1E03"
-CREDIT = "contact_7B3E0F12-5C4A-4D8E-9A61-3F2B8C7D1E04"
-DISCOUNT = "contact_7B3E0F12-5C4A-4D8E-9A61-3F2B8C7D1E05"
+# the CRM custom fields these tests write, as the simulated Ploomes account configures them
+# (named by label in the mapping; the keys are what the simulator stores)
+LABELS = {f["Name"]: f["Key"] for f in FIELDS_SEEDED}
+SALES = LABELS["Volume de vendas 12m"]
+LAST = LABELS["Última compra"]
+COUNT = LABELS["Pedidos faturados 12m"]
+CREDIT = LABELS["Limite de crédito"]
+DISCOUNT = LABELS["Desconto especial (%)"]
 YEAR_S = 365 * 86400.0
-
-
-def custom(key: str, kind: str) -> str:
-    return f"OtherProperties[FieldKey={key}].{kind}"
 
 
 COMPUTED = {
@@ -40,23 +39,22 @@ COMPUTED = {
 }
 FIELDS: dict[str, Any] = {
     "sales_12m": {"owner": "erp",
-                  "crm": {"path": custom(SALES, "DecimalValue"), "transform": "decimal"},
+                  "crm": {"custom": "Volume de vendas 12m"},
                   "erp": {"computed": {"source": "invoiced_orders", "agg": "sum"},
                           "transform": "decimal"}},
     "orders_12m": {"owner": "erp",
-                   "crm": {"path": custom(COUNT, "IntegerValue"), "transform": "int"},
+                   "crm": {"custom": "Pedidos faturados 12m"},
                    "erp": {"computed": {"source": "invoiced_orders", "agg": "count"},
                            "transform": "int"}},
     "last_purchase": {"owner": "erp",
-                      "crm": {"path": custom(LAST, "DateTimeValue"), "transform": "date"},
+                      "crm": {"custom": "Última compra"},
                       "erp": {"computed": {"source": "invoiced_orders", "agg": "max"},
                               "transform": "date"}},
     "credit_limit": {"owner": "erp",
-                     "crm": {"path": custom(CREDIT, "DecimalValue"), "transform": "decimal"},
+                     "crm": {"custom": "Limite de crédito"},
                      "erp": {"path": "valor_limite_credito", "transform": "decimal"}},
     "special_discount": {"owner": "erp",
-                         "crm": {"path": custom(DISCOUNT, "DecimalValue"),
-                                 "transform": "decimal"},
+                         "crm": {"custom": "Desconto especial (%)"},
                          "erp": {"path": "caracteristicas[campo=DESCONTO_ESPECIAL].conteudo",
                                  "transform": "decimal"}},
 }
@@ -73,25 +71,8 @@ def mappings_with_computed(tmp_path: Path, **fields: Any) -> Path:
     return folder
 
 
-# the CRM account's custom fields these tests write (a Ploomes account configures them in its
-# UI; the simulator serves its field list from the account's configuration)
-CUSTOM_FIELDS = [
-    {"Id": 901, "EntityId": 1, "Name": "Volume de vendas 12m", "Key": SALES, "TypeId": 4,
-     "Dynamic": True},
-    {"Id": 902, "EntityId": 1, "Name": "Última compra", "Key": LAST, "TypeId": 6,
-     "Dynamic": True},
-    {"Id": 903, "EntityId": 1, "Name": "Pedidos faturados 12m", "Key": COUNT, "TypeId": 3,
-     "Dynamic": True},
-    {"Id": 904, "EntityId": 1, "Name": "Limite de crédito", "Key": CREDIT, "TypeId": 4,
-     "Dynamic": True},
-    {"Id": 905, "EntityId": 1, "Name": "Desconto especial (%)", "Key": DISCOUNT, "TypeId": 4,
-     "Dynamic": True},
-]
-
-
 @pytest.fixture
-def w(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    monkeypatch.setitem(LOOKUPS, "Fields", [*LOOKUPS["Fields"], *CUSTOM_FIELDS])
+def w(tmp_path: Path) -> World:
     world = make_world(f"sqlite:///{tmp_path / 'state.db'}", customers=12, products=6, orders=6,
                        overlap=1.0)
     world.settings.mappings_dir = mappings_with_computed(tmp_path)
@@ -216,10 +197,6 @@ def test_credit_limit_and_special_discount_changed_in_the_erp_arrive_in_the_crm(
     assert w.erp.db["clientes"].get(cliente.id).data["valor_limite_credito"] == 25000.5
 
 
-@pytest.mark.xfail(strict=True, reason="a PATCH of one custom field replaces the contact's "
-                   "whole OtherProperties list, so the other custom fields are blanked and "
-                   "written back each run; list writes that keep the other items (issue 13, "
-                   "the list-writes task) fix it — drop this mark once they are merged")
 def test_one_changed_custom_field_keeps_the_others(w: World) -> None:
     cliente = next(iter(w.erp.db["clientes"]))
     contact = contact_of(w, cliente.id)

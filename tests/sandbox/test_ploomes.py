@@ -482,7 +482,7 @@ def test_deal_number_is_a_string(ploomes_client: TestClient, five: PloomesSim, s
 def test_fields_lists_the_custom_fields_of_an_entity(ploomes_client: TestClient) -> None:
     custom = values(ploomes_client.get(
         "/Fields", params={"$filter": "EntityId eq 1 and Dynamic eq true"}))
-    assert len(custom) == 10
+    assert len(custom) == 11
     assert all(f["Key"].startswith("contact_") and f["Dynamic"] is True for f in custom)
     assert {"Limite de crédito", "Desconto especial (%)", "Volume de vendas 12m",
             "Última compra"} <= {f["Name"] for f in custom}

@@ -68,6 +68,7 @@ FIELDS: list[dict[str, Any]] = [
     _field(108, 1, "Número de filiais", "1F8D4C6B-A3E7-4B25-9D0C-6E2A8F5B3D79", 4),
     _field(109, 1, "Cliente VIP", "6C0A9E3F-5B71-4D8E-A2F4-9B1C7E3D0A56", 12),
     _field(110, 1, "Porte", "A8E1F6C3-4B9D-4A72-8E5C-0D3B6F9A1C27", 7, OptionsTableId=1),
+    _field(111, 1, "Pedidos faturados 12m", "4D6B2F80-9E1C-4A53-B7D8-0C5E3A9F1B62", 4),
     _field(201, 4, "Pedido do cliente", "2C7E9A14-5B6D-4F08-A3E2-8D1C4B7F6A25", 1),
 ]
 #: Options of the option fields (``/Fields@OptionsTables@Options``).
