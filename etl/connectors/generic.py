@@ -37,7 +37,7 @@ from etl.connectors.errors import Outcome, classify, verdict
 from etl.connectors.generic_writes import Refused, Writes
 from etl.connectors.hooks import HOOKS, wait_hooks
 from etl.connectors.http import HttpSession, RetryPolicy
-from etl.connectors.paginators import PAGINATORS, fingerprint
+from etl.connectors.paginators import PAGINATORS, fingerprint, record_lists
 from etl.connectors.schema import CustomField, custom_fields_from
 from etl.connectors.spec import (
     ByValues,
@@ -244,13 +244,15 @@ class GenericConnector(Writes):
             call.joins[req.filter.param] = req.filter.join
         return call
 
-    def _pages(self, call: Call, paginator: Paginator, records: str, entity: str,
+    def _pages(self, call: Call, paginator: Paginator, records: str | list[str], entity: str,
                size: int | None = None, limit: int | None = None) -> Iterator[list[Record]]:
         """Pages of one listing, with the repeated-request guard; ``limit``: the most records
-        the request can match (a page reaching it is the last)."""
+        the request can match (a page reaching it is the last). Several ``records`` paths: a
+        page is their lists, one after the other."""
         size = size or self.page_size
         total = 0
-        pager = PAGINATORS[paginator.type](paginator, position=self._position(entity))
+        pager = PAGINATORS[paginator.type](paginator, position=self._position(entity),
+                                           records=records)
         pager.first(call, size)
         seen: set[str] = set()
         while True:
@@ -269,11 +271,11 @@ class GenericConnector(Writes):
                 if outcome.action in ("bad_request", "rejected"):
                     raise ConfigError(what)
                 raise SystemUnavailable(self.system, what)
-            page = dig(answer, records)
-            page = [page] if isinstance(page, dict) else page
-            if not isinstance(page, list):
+            try:
+                page = [r for part in record_lists(answer, records) for r in part]
+            except LookupError as missing:
                 raise SystemUnavailable(self.system, f"{self.spec.title} {call.path}: no records "
-                                        f"at {records or 'the top'} of the answer")
+                                        f"at {missing} of the answer") from None
             if page:
                 yield page
             total += len(page)

@@ -65,23 +65,52 @@ class _ShortPage:
         return bool(done)
 
 
+def record_lists(answer: Any, records: str | list[str]) -> list[list[Record]]:
+    """The lists of records an answer holds at ``records`` (a path or several; a lone object is
+    a list of one). A path that holds no list is a :class:`LookupError` naming it."""
+    out: list[list[Record]] = []
+    for path in [records] if isinstance(records, str) else records:
+        match dig(answer, path):
+            case list() as found:
+                out.append(found)
+            case dict() as one:
+                out.append([one])
+            case _:
+                raise LookupError(path or "the top")
+    return out
+
+
 class OffsetPager:
-    def __init__(self, spec: OffsetPaging, **_: Any) -> None:
+    """Several record lists share the offset: it moves by the longest list of a page, and the
+    listing ends at the largest of their totals."""
+
+    def __init__(self, spec: OffsetPaging, records: str | list[str] = "", **_: Any) -> None:
         self.spec, self.offset, self.short = spec, 0, _ShortPage()
+        self.records = records
 
     def first(self, call: Call, size: int) -> None:
         _set(self.spec, call, self.spec.offset_param, 0)
         _set(self.spec, call, self.spec.limit_param, size)
 
+    def _total(self, answer: Any) -> int | None:
+        paths = self.spec.total_path
+        found = [dig(answer, p) for p in ([paths] if isinstance(paths, str) else paths or [])]
+        totals = [t for t in found if isinstance(t, int) and not isinstance(t, bool)]
+        if totals and len(totals) == len(found):
+            return max(totals)
+        return None  # not stated (or not everywhere): the short-page rule ends the listing
+
     def next(self, call: Call, size: int, answer: Any, response: httpx.Response,
              page: list[Record]) -> bool:
-        total = dig(answer, self.spec.total_path) if self.spec.total_path else None
-        if isinstance(total, int) and not isinstance(total, bool):
-            if not page or self.offset + len(page) >= total:
+        moved = len(page) if isinstance(self.records, str) else max(
+            map(len, record_lists(answer, self.records)))
+        total = self._total(answer)
+        if total is not None:
+            if not page or self.offset + moved >= total:
                 return False
-        elif self.short.last(len(page), size):
+        elif self.short.last(moved, size):
             return False
-        self.offset += len(page)  # by what came, not what was asked: a capped page is fine
+        self.offset += moved  # by what came, not what was asked: a capped page is fine
         _set(self.spec, call, self.spec.offset_param, self.offset)
         return True
 

@@ -57,6 +57,8 @@ from etl.connectors.spec_parts import (
     TimeFormat,
     UpdatedAt,
     WindowFields,
+    describe,
+    paths_problem,
 )
 from etl.errors import ConfigError
 
@@ -83,14 +85,33 @@ class Filter(Strict):
     join: str = " and "
 
 
-class ListSpec(Request):
+class Paged(Request):
+    """A request answered with records: the list at ``records`` (a dotted path; "" = the answer
+    itself), or the lists at several paths, one page together (their concatenation) — lists
+    that share one offset (``offset`` paginator) or come whole (``none``)."""
+
+    records: str | list[str] = ""
+    paginator: Paginator = NoPaging(type="none")
+
+    @model_validator(mode="after")
+    def _lists(self) -> Paged:
+        if isinstance(self.records, list):
+            problem = paths_problem(self.records)
+            if problem:
+                raise ValueError(f"records: {problem}")
+            if self.paginator.type not in ("offset", "none"):
+                raise ValueError(f"records: several lists page only together by one offset "
+                                 f"(valid paginators: offset, none); got {self.paginator.type!r}")
+        return self
+
+
+class ListSpec(Paged):
     """``edges``: ``widened`` trims the answer to the window at the source's precision,
     ``exact`` to the window itself (a window holding no whole step asks nothing); ``until:
     inclusive``: the system's upper bound includes its value (``{until}`` is the last step
     before the window's end); ``collect``: an unsorted listing is ordered by the whole window,
     or page by page (memory follows the page; the engine takes the system's order)."""
 
-    records: str = ""  # dotted path of the records' list in the answer; "" = the answer itself
     changed_since: Literal["filter", "none"] = "filter"
     sorted: bool = False  # the answer is ordered by (updated-at, key) already
     window: WindowFields | None = None
@@ -98,11 +119,10 @@ class ListSpec(Request):
     until: Literal["exclusive", "inclusive"] = "exclusive"
     collect: Literal["window", "page"] = "window"
     time: TimeFormat = TimeFormat()
-    paginator: Paginator = NoPaging(type="none")
     page_size: int | None = Field(None, ge=1)
 
 
-class ByValues(Request):
+class ByValues(Paged):
     """Read records by several values at once: ``param`` = ``join`` of ``item`` per value
     (``"Id eq {value}"`` joined by ``" or "``, or ``"{value}"`` by ``","``), ``chunk`` values
     per request; with ``repeat`` the parameter is sent once per value instead; with
@@ -121,8 +141,6 @@ class ByValues(Request):
     join: str = ","
     repeat: bool = False
     chunk: int = Field(50, ge=1)
-    records: str = ""
-    paginator: Paginator = NoPaging(type="none")
     value_pattern: str | None = None  # values not matching it are dropped (never sent)
     unique: bool = False  # each value matches at most one record: stop once all are found
     verify: bool = True  # keep only records whose field equals a value (find_by)
@@ -181,13 +199,11 @@ class SchemaSpec(Strict):
 # --- entities and the whole spec ------------------------------------------------------------
 
 
-class CustomFieldList(Request):
-    records: str = ""
+class CustomFieldList(Paged):
     key: str = "Key"  # the field of each item that names a custom field
     label: str | None = None  # its label, as users see it (a mapping may name it by that)
     type: str | None = None  # its type id, looked up in ``types``
     types: dict[str, CustomFieldType] = Field(default_factory=dict)
-    paginator: Paginator = NoPaging(type="none")
 
 
 class EntitySpec(Strict):
@@ -296,40 +312,6 @@ def entity_order(entities: Mapping[str, Any]) -> list[str]:
     return done
 
 
-def _where(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def describe(exc: ValidationError, source: str) -> str:
-    """One line per problem: ``file: path: what (valid: ...); got value``."""
-    lines = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        ctx = err.get("ctx") or {}
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        elif err["type"] == "union_tag_invalid":
-            msg = (f"unknown {ctx.get('discriminator', 'type')} {ctx.get('tag')!r} "
-                   f"(valid: {ctx.get('expected_tags')})")
-            loc = loc + ("type",)
-        elif "expected" in ctx and str(ctx["expected"]) not in msg:
-            msg += f" (valid: {ctx['expected']})"
-        # the tag of a discriminated union is part of pydantic's path: drop it
-        loc = tuple(p for p in loc if not (isinstance(p, str) and p in _TAGS))
-        bad = err.get("input")
-        shown = f"; got {bad!r}" if not isinstance(bad, dict | list) and bad is not None else ""
-        lines.append(f"{source}: {_where(loc)}: {msg}{shown}")
-    return "\n".join(lines)
-
-
-_TAGS = {"none", "header", "query", "body", "bearer", "basic", "oauth2", "offset", "page_number",
-         "keyset", "cursor", "next_link", "range"}
-
-
 def parse_spec(raw: object, source: str) -> ConnectorSpec:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a connector spec must be a YAML object with 'name', "
@@ -380,6 +362,7 @@ __all__ = [
     "OAuth2Auth",
     "OffsetPaging",
     "PagePaging",
+    "Paged",
     "Paginator",
     "Paging",
     "QueryAuth",

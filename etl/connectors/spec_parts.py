@@ -1,12 +1,12 @@
 """The building blocks of a connector spec (:mod:`etl.connectors.spec`): credentials, auth,
-paging, time formats and error rules."""
+paging, time formats, error rules and the messages of a bad spec."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 NAME = r"^[a-z][a-z0-9_]*$"
 HTTP_METHOD = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -84,6 +84,18 @@ Auth = Annotated[NoAuth | HeaderAuth | QueryAuth | BodyAuth | BearerAuth | Basic
 # --- paging ---------------------------------------------------------------------------------
 
 
+def paths_problem(paths: list[str]) -> str | None:
+    """What is wrong with a list of dotted paths given where one path may be (``records``,
+    ``total_path``): each must name a field, once."""
+    if not paths:
+        return "an empty list names no path (give one path or several)"
+    if any(not p.strip() for p in paths):
+        return f"each path of the list must name a field (\"\" is not one); got {paths!r}"
+    if len(set(paths)) < len(paths):
+        return f"a path is listed twice; got {paths!r}"
+    return None
+
+
 class Paging(Strict):
     """Where paging values go: query parameters, or fields of the JSON body at ``body_path``
     (``params.0`` for a JSON-RPC call whose parameters are the first item of ``params``)."""
@@ -95,12 +107,22 @@ class Paging(Strict):
 class OffsetPaging(Paging):
     """``offset``/``limit`` (or skip/top): the offset moves by the records received, so a
     server that silently serves fewer than asked is paged correctly. ``total_path``: where the
-    answer states how many records the listing holds (it ends there)."""
+    answer states how many records the listing holds (it ends there). A listing whose
+    ``records`` are several lists paged by one offset moves by the longest list of a page; its
+    ``total_path`` may name each list's total (it ends at the largest)."""
 
     type: Literal["offset"]
     offset_param: str = "offset"
     limit_param: str = "limit"
-    total_path: str | None = None
+    total_path: str | list[str] | None = None
+
+    @model_validator(mode="after")
+    def _totals(self) -> OffsetPaging:
+        if isinstance(self.total_path, list):
+            problem = paths_problem(self.total_path)
+            if problem:
+                raise ValueError(f"total_path: {problem}")
+        return self
 
 
 class PagePaging(Paging):
@@ -240,6 +262,41 @@ class ErrorRule(Strict):
         return self
 
 
+# --- messages -------------------------------------------------------------------------------
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def describe(exc: ValidationError, source: str) -> str:
+    """One line per problem: ``file: path: what (valid: ...); got value``."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        ctx = err.get("ctx") or {}
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "union_tag_invalid":
+            msg = (f"unknown {ctx.get('discriminator', 'type')} {ctx.get('tag')!r} "
+                   f"(valid: {ctx.get('expected_tags')})")
+            loc = loc + ("type",)
+        elif "expected" in ctx and str(ctx["expected"]) not in msg:
+            msg += f" (valid: {ctx['expected']})"
+        # the tag of a discriminated union is part of pydantic's path: drop it
+        loc = tuple(p for p in loc if not (isinstance(p, str) and p in _TAGS))
+        bad = err.get("input")
+        shown = f"; got {bad!r}" if not isinstance(bad, dict | list) and bad is not None else ""
+        lines.append(f"{source}: {_where(loc)}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+_TAGS = {"none", "header", "query", "body", "bearer", "basic", "oauth2", "offset", "page_number",
+         "keyset", "cursor", "next_link", "range"}
 
 
 # --- custom fields --------------------------------------------------------------------------

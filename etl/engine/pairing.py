@@ -8,7 +8,7 @@ they can be tested with plain data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
@@ -120,6 +120,18 @@ def _index(m: EntityMapping, units: Sequence[Unit], target: Side) -> dict[str, U
     return index
 
 
+def _lonely_sides(m: EntityMapping, units: Sequence[Unit]
+                  ) -> Iterator[tuple[Side, Side, list[Unit], dict[str, Unit]]]:
+    """Each side that has lonely units: the side, the other one, its lonely units and the other
+    side's unlinked records by natural key. Lazy: a side is looked at after the caller is done
+    with the one before (:func:`match` merges units in between)."""
+    for side in SIDES:
+        target = other(side)
+        lonely = _lonely(m, units, side)
+        if lonely:
+            yield side, target, lonely, _index(m, units, target)
+
+
 def fetch_matches(job: Job, units: Sequence[Unit]) -> Candidates:
     """What :func:`match` may pair lonely units with: the other side's snapshots by natural
     key, and a search of the other side itself for keys found nowhere else — a record there
@@ -129,12 +141,7 @@ def fetch_matches(job: Job, units: Sequence[Unit]) -> Candidates:
     nk = m.natural_key
     if nk is None:
         return out
-    for side in SIDES:
-        target = other(side)
-        lonely = _lonely(m, units, side)
-        if not lonely:
-            continue
-        index = _index(m, units, target)
+    for side, target, lonely, index in _lonely_sides(m, units):
         wanted = [str(u.seen[side].values[nk]) for u in lonely]
         snap = job.store.snapshots_by_natural_key(target, job.entity, wanted)
         out.known[target] = {nkv: (key, data) for key, nkv, data in
@@ -186,12 +193,7 @@ def match(m: EntityMapping, units: list[Unit], cand: Candidates) -> int:
     if nk is None:
         return 0
     matched = 0
-    for side in SIDES:
-        target = other(side)
-        lonely = _lonely(m, units, side)
-        if not lonely:
-            continue
-        index = _index(m, units, target)
+    for side, target, lonely, index in _lonely_sides(m, units):
         known = cand.known[target]
         linked_other = set(cand.known_linked[target])
         remote = dict(cand.remote[target])

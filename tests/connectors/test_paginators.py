@@ -14,6 +14,7 @@ import pytest
 from etl.connectors.generic import GenericConnector
 from etl.connectors.http import RetryPolicy
 from etl.connectors.spec import parse_spec
+from etl.errors import SystemUnavailable
 from etl.watermark import Window
 
 T0 = datetime(2026, 3, 10, 13, 0, 0, tzinfo=UTC)
@@ -130,3 +131,66 @@ def test_find_by_over_a_listing_that_sends_no_value_reads_it_once() -> None:
     found = conn.find_by("items", "id", wanted)
     assert sorted(r["id"] for r in found) == [2, 7, 11]  # matched client-side
     assert server.requests == 5  # one listing: 13 records in pages of 3
+
+
+class TwoListServer:
+    """Open and closed records in two lists of one answer, each with its own total, both paged
+    by the same offset and limit (under the cap), as some CRMs list accounts."""
+
+    def __init__(self, open_n: int, closed_n: int, *, totals: bool = True) -> None:
+        self.open = [{"id": i, "updated": T0.isoformat(), "active": True}
+                     for i in range(1, open_n + 1)]
+        self.closed = [{"id": 1000 + i, "updated": T0.isoformat(), "active": False}
+                       for i in range(1, closed_n + 1)]
+        self.totals, self.requests = totals, 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        start = int(request.url.params.get("offset", 0))
+        size = min(int(request.url.params.get("limit", CAP)), CAP)
+        opened: dict[str, Any] = {"rows": self.open[start:start + size]}
+        closed: dict[str, Any] = {"rows": self.closed[start:start + size]}
+        if self.totals:
+            opened["count"], closed["count"] = len(self.open), len(self.closed)
+        return httpx.Response(200, json={"open": opened, "closed": closed})
+
+
+def two_lists(server: TwoListServer, total_path: Any,
+              records: tuple[str, ...] = ("open.rows", "closed.rows")) -> GenericConnector:
+    raw = spec({"type": "offset", **({"total_path": total_path} if total_path else {})},
+               records=list(records), changed_since="none")
+    raw["entities"]["items"]["find_by"] = {"active": {
+        "path": "/items", "records": ["open.rows", "closed.rows"],
+        "paginator": {"type": "offset", "total_path": ["open.count", "closed.count"]}}}
+    client = httpx.Client(transport=httpx.MockTransport(server), base_url="http://lister.test")
+    return GenericConnector(parse_spec(raw, "lister.yaml"), client, system="erp",
+                            credentials={}, page_size=50, retry=RetryPolicy(attempts=1),
+                            sleep=lambda _s: None)
+
+
+@pytest.mark.parametrize(("open_n", "closed_n"), [(0, 0), (2, 0), (0, 2), (7, 1), (1, 7), (6, 6)])
+@pytest.mark.parametrize("total_path", [["open.count", "closed.count"], None],
+                         ids=["totals", "no-total"])
+def test_several_record_lists_share_one_offset(open_n: int, closed_n: int,
+                                               total_path: Any) -> None:
+    server = TwoListServer(open_n, closed_n, totals=total_path is not None)
+    got = [r["id"] for page in two_lists(server, total_path).list_changed("items", Window(None))
+           for r in page]
+    assert sorted(got) == [*range(1, open_n + 1), *range(1001, 1001 + closed_n)]  # each once
+    longest = max(open_n, closed_n)
+    if total_path:  # the largest total ends the listing: no read past it
+        assert server.requests == max(1, -(-longest // CAP))
+    else:  # a short page of the longest list ends it, after at most one confirming read
+        assert server.requests <= longest // CAP + 2
+
+
+def test_a_find_by_reads_every_list_of_the_answer() -> None:
+    server = TwoListServer(4, 5)
+    found = two_lists(server, None).find_by("items", "active", ["False"])
+    assert sorted(r["id"] for r in found) == [1001, 1002, 1003, 1004, 1005]
+
+
+def test_a_missing_list_of_several_is_named() -> None:
+    conn = two_lists(TwoListServer(2, 2), None, ("open.rows", "archived.rows"))
+    with pytest.raises(SystemUnavailable, match="no records at archived.rows of the answer"):
+        list(conn.list_changed("items", Window(None)))

@@ -67,8 +67,19 @@ def example(**changes: Any) -> dict[str, Any]:
       "(valid: POST, PUT, PATCH, DELETE)")),
     ({"entities__customers__deactivate": {"path": "/x", "active": False}},
      "spec.yaml: entities.customers.deactivate.active: unknown key"),
+    ({"entities__customers__list__records": ["data", "closed.data"]},
+     ("spec.yaml: entities.customers.list: records: several lists page only together by one "
+      "offset (valid paginators: offset, none); got 'page_number'")),
+    ({"entities__customers__list__records": []},
+     "spec.yaml: entities.customers.list: records: an empty list names no path"),
+    ({"entities__customers__read_by_keys__records": ["data", "data"]},
+     "spec.yaml: entities.customers.read_by_keys: records: a path is listed twice"),
+    ({"entities__customers__list__paginator": {"type": "offset", "total_path": ["n", ""]}},
+     ("spec.yaml: entities.customers.list.paginator: total_path: each path of the list must "
+      "name a field")),
 ], ids=["kind", "auth-type", "paginator", "method", "credential", "depends-on", "action",
-        "status", "unknown-key", "generic-needs-key", "deactivate-get", "deactivate-key"])
+        "status", "unknown-key", "generic-needs-key", "deactivate-get", "deactivate-key",
+        "records-lists-paging", "records-empty", "records-twice", "total-path-empty"])
 def test_a_bad_spec_names_file_path_value_and_choices(changes: dict[str, Any],
                                                       message: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -1,8 +1,8 @@
 """The built-in BottleCRM spec (etl/connectors/specs/bottlecrm.yaml) against the real server,
-through the connector ponte builds from its settings: listing to the end in small pages,
-updated-at kept client-side, reads by key, the tax id found in its custom field over the full
-listing, writes read back (the custom field really stored), products updated without PATCH,
-and the error answers classified.
+through the connector ponte builds from its settings: listing to the end in small pages (closed
+accounts too, from the second list of the same answer), updated-at kept client-side, reads by
+key, the tax id found in its custom field over the full listing, writes read back (the custom
+field really stored), products updated without PATCH, and the error answers classified.
 
 Every test makes its own records with unique names, SKUs and tax ids, and looks only for those:
 someone else may use (or reset) the same server at the same time."""
@@ -77,21 +77,49 @@ def make_deal(client: httpx.Client, account: str, stage: str) -> str:
     return str(answer.json()["id"])
 
 
+def close_account(client: httpx.Client, account: str) -> None:
+    answer = client.patch(f"/accounts/{account}/", json={"is_active": False})
+    assert answer.status_code == 200, answer.text[:300]
+
+
+def account_counts(client: httpx.Client) -> tuple[int, int]:
+    """How many accounts are open and closed (one answer holds both lists and counts)."""
+    answer = client.get("/accounts/", params={"limit": 1}).json()
+    return (answer["active_accounts"]["open_accounts_count"],
+            answer["closed_accounts"]["close_accounts_count"])
+
+
 def test_accounts_listed_to_the_end_in_small_pages(bottlecrm: BottleCrm,
                                                     bottlecrm_client: httpx.Client) -> None:
     made = {make_account(bottlecrm_client) for _ in range(5)}
-    total = bottlecrm_client.get("/accounts/", params={"is_active": "true", "limit": 1}).json()[
-        "active_accounts"]["open_accounts_count"]
-    size = max(2, -(-total // 4))  # about four pages, however many accounts others made
+    closed = make_account(bottlecrm_client)
+    close_account(bottlecrm_client, closed)
+    open_n, closed_n = account_counts(bottlecrm_client)
+    longest = max(open_n, closed_n)
+    size = max(2, -(-longest // 4))  # about four pages, however many accounts others made
     conn = connector(bottlecrm, page_size=size)
     pages = list(conn.list_changed("customers", Window(None)))
     keys = [conn.key_of("customers", r) for page in pages for r in page]
-    assert made <= set(keys)
-    assert len(pages) > 1 and all(len(page) <= size for page in pages)
-    assert len(keys) == len(set(keys)) >= 5  # every active account once
-    # the envelope's count ends the listing: no confirming read past the last page
-    assert conn.calls.read == len(pages) == -(-len(keys) // size)
+    assert made | {closed} <= set(keys)
+    # each page holds up to `size` open and up to `size` closed accounts (one offset)
+    assert len(pages) > 1 and all(len(page) <= 2 * size for page in pages)
+    assert len(keys) == len(set(keys)) == open_n + closed_n  # every account once
+    # the larger count ends the listing: no confirming read past the last page
+    assert conn.calls.read == len(pages) == -(-longest // size)
     assert not conn.capabilities.has_changed_since  # read in full, the diff finds changes
+
+
+def test_a_closed_account_is_listed_and_found_by_tax_id_not_by_name(
+        crm: GenericConnector, bottlecrm_client: httpx.Client) -> None:
+    name, tax = unique("Closed Corp"), tax_id()
+    account = make_account(bottlecrm_client, name=name, custom_fields={"tax_id": tax})
+    close_account(bottlecrm_client, account)
+    listed = {r["id"]: r for page in crm.list_changed("customers", Window(None)) for r in page}
+    assert listed[account]["is_active"] is False
+    assert listed[account]["custom_fields"] == {"tax_id": tax}
+    assert [a["id"] for a in crm.find_by("customers", "custom_fields.tax_id", [tax])] == [
+        account]
+    assert crm.find_by("customers", "name", [name]) == []  # a match by name is an open account
 
 
 def test_products_kept_to_the_window_by_their_updated_at(bottlecrm: BottleCrm,
