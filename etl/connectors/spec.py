@@ -185,6 +185,18 @@ class CustomFieldList(Request):
     paginator: Paginator = NoPaging(type="none")
 
 
+class ReferenceList(Request):
+    """A small list another system's records point into (users, sellers, tags): read whole
+    once per run, ``key`` -> ``value``; ``create`` (``{value}`` in its body) adds a missing one."""
+
+    records: str = ""
+    key: str = "Id"
+    value: str = "Name"
+    noun: str = ""  # what one item is called in messages ("seller (vendedor)")
+    paginator: Paginator = NoPaging(type="none")
+    create: WriteSpec | None = None
+
+
 class EntitySpec(Strict):
     collection: str  # the native collection, as mapping files name it
     depends_on: list[str] = Field(default_factory=list)
@@ -233,6 +245,7 @@ class ConnectorSpec(Strict):
     schemas: dict[str, SchemaSpec] = Field(default_factory=dict)
     # the system's list of custom fields (``{entity_id}``), read for ``mappings check --online``
     custom_fields: CustomFieldList | None = None
+    references: dict[str, ReferenceList] = Field(default_factory=dict)  # mapping ``table:``s
 
     @model_validator(mode="after")
     def _consistent(self) -> ConnectorSpec:
@@ -349,46 +362,11 @@ def load_spec(path: Path) -> ConnectorSpec:
 
 
 __all__ = [
-    "ACTIONS",
-    "HTTP_METHOD",
-    "NAME",
-    "Action",
-    "Auth",
-    "BasicAuth",
-    "BearerAuth",
-    "BodyAuth",
-    "ByValues",
-    "ConnectorSpec",
-    "Credential",
-    "CursorPaging",
-    "CustomFields",
-    "Defaults",
-    "EntitySpec",
-    "ErrorRule",
-    "HeaderAuth",
-    "Idempotency",
-    "KeysetPaging",
-    "ListSpec",
-    "NextLinkPaging",
-    "NoAuth",
-    "NoPaging",
-    "OAuth2Auth",
-    "OffsetPaging",
-    "PagePaging",
-    "Paginator",
-    "Paging",
-    "QueryAuth",
-    "RangePaging",
-    "ReadCache",
-    "Request",
-    "SchemaSpec",
-    "Strict",
-    "TimeFormat",
-    "UpdatedAt",
-    "WindowFields",
-    "WriteSpec",
-    "describe",
-    "entity_order",
-    "load_spec",
-    "parse_spec",
+    "ACTIONS", "HTTP_METHOD", "NAME", "Action", "Auth", "BasicAuth", "BearerAuth", "BodyAuth",
+    "ByValues", "ConnectorSpec", "Credential", "CursorPaging", "CustomFields", "Defaults",
+    "EntitySpec", "ErrorRule", "HeaderAuth", "Idempotency", "KeysetPaging", "ListSpec",
+    "NextLinkPaging", "NoAuth", "NoPaging", "OAuth2Auth", "OffsetPaging", "PagePaging",
+    "Paginator", "Paging", "QueryAuth", "RangePaging", "ReadCache", "ReferenceList", "Request",
+    "SchemaSpec", "Strict", "TimeFormat", "UpdatedAt", "WindowFields", "WriteSpec", "describe",
+    "entity_order", "load_spec", "parse_spec",
 ]
