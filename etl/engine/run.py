@@ -14,6 +14,7 @@ from loguru import logger
 from etl.connectors.base import Connector
 from etl.engine.entity import EntitySync
 from etl.engine.model import Options, Planned
+from etl.engine.references import RunReferences
 from etl.engine.report import EntityReport, RunReport
 from etl.errors import EtlError, LockHeld, Stopped, UnsentField
 from etl.logging import redact
@@ -26,8 +27,10 @@ def lock_name(entity: str) -> str:
     return f"entity:{entity}"
 
 
-def build_context(store: Store) -> MapContext:
-    """A mapping context whose links come from the store on demand (cached per run)."""
+def build_context(store: Store, connectors: dict[Side, Connector] | None = None, *,
+                  dry_run: bool = False) -> MapContext:
+    """A mapping context whose links come from the store on demand (cached per run), and whose
+    reference lists (users, sellers, tags) from the connectors, each read once."""
 
     def lookup(entity: str, side: Side, key: str) -> str | None:
         pairs = store.links(entity, **{f"{side}_keys": [key]})
@@ -36,7 +39,8 @@ def build_context(store: Store) -> MapContext:
                 return erp_key if side == "crm" else crm_key
         return None
 
-    return MapContext(lookup=lookup)
+    refs = RunReferences(connectors, dry_run=dry_run) if connectors is not None else None
+    return MapContext(lookup=lookup, refs=refs)
 
 
 def run_sync(
@@ -96,7 +100,7 @@ def run_sync(
             entity_report = EntityReport()
             report.entities[name] = entity_report
             sync = EntitySync(
-                mapping, connectors, store, build_context(store),
+                mapping, connectors, store, build_context(store, connectors, dry_run=opt.dry_run),
                 run_id=run_id, now=run_start, options=opt, report=entity_report,
                 lock_name=lock_name(name), planned=planned,
             )
