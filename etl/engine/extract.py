@@ -34,6 +34,7 @@ from etl.engine.model import (
     updated_at,
 )
 from etl.engine.report import Problem
+from etl.engine.scope import ScopeFilter
 from etl.errors import RecordError, Stopped, UnsentField
 from etl.mapping import read_record
 from etl.mapping.models import Side
@@ -63,6 +64,8 @@ class Changes:
 class Extract:
     def __init__(self, job: Job) -> None:
         self.job = job
+        self.scope = ScopeFilter(job.m, job.ctx)
+        self.rescan = False  # a widened scope: every side read from the beginning
 
     def window(self, side: Side) -> wm.Window:
         """The run's window of a side: the explicit one of a backfill, else from the stored
@@ -71,7 +74,7 @@ class Extract:
         if job.opt.window is not None:
             return job.opt.window
         return wm.window(
-            job.store.watermark(job.entity, side),
+            None if self.rescan else job.store.watermark(job.entity, side),
             run_start=job.now,
             lookback=job.opt.lookback,
             safety_lag=job.opt.safety_lag,
@@ -264,6 +267,9 @@ class Extract:
         out: list[Seen] = []
         bad: list[QuarantineEntry] = []
         for key, record in records.items():
+            if not self.scope.includes(side, record):
+                job.report.side(side).out_of_scope += 1
+                continue
             try:
                 values = read_record(job.m, side, record, job.ctx)
                 updated = updated_at(c, side, job.entity, record)
