@@ -489,3 +489,24 @@ def test_fields_lists_the_custom_fields_of_an_entity(ploomes_client: TestClient)
     orders = values(ploomes_client.get(
         "/Fields", params={"$filter": "EntityId eq 4 and Dynamic eq true"}))
     assert [f["Key"][:6] for f in orders] == ["order_"]
+
+
+def test_tags_are_created_listed_and_checked_when_a_contact_names_them() -> None:
+    from starlette.testclient import TestClient
+
+    from etl.sandbox.ploomes import PloomesSim, create_app
+
+    sim = PloomesSim()
+    client = TestClient(create_app(sim), headers={"User-Key": sim.user_key})
+    made = client.post("/Tags", json={"Name": "VIP", "EntityId": 1})
+    assert made.status_code == 200, made.text
+    tag = made.json()["value"][0]
+    assert tag["Name"] == "VIP"
+    listed = client.get("/Tags", params={"$filter": "EntityId eq 1"}).json()["value"]
+    assert [t["Name"] for t in listed] == ["VIP"]
+    contact = client.post("/Contacts", json={"Name": "X", "Tags": [{"TagId": tag["Id"]}]},
+                          params={"$expand": "Tags"})
+    assert contact.json()["value"][0]["Tags"] == [
+        {"TagId": tag["Id"], "Tag": {"Id": tag["Id"], "Name": "VIP"}}]
+    bad = client.post("/Contacts", json={"Name": "Y", "Tags": [{"TagId": 999}]})
+    assert bad.status_code == 400 and "field 'Tags'" in bad.json()["error"]["message"]
