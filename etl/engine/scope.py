@@ -67,10 +67,14 @@ class ScopeFilter:
 def recorded(store: Store, entity: str) -> tuple[bool, dict[str, Any] | None]:
     """The scope the newest run that finished ``entity`` and moved its watermarks ran with
     (only those record one): (found, scope or None = everything)."""
-    for run in store.runs(limit=SCAN):
-        counts = (run.report or {}).get("entities", {}).get(entity)
-        if isinstance(counts, dict) and "scope" in counts:
-            return True, counts["scope"]
+    for limit in (10, SCAN):  # the newest few runs nearly always hold it
+        runs = store.runs(limit=limit)
+        for run in runs:
+            counts = (run.report or {}).get("entities", {}).get(entity)
+            if isinstance(counts, dict) and "scope" in counts:
+                return True, counts["scope"]
+        if len(runs) < limit:
+            break
     return False, None
 
 
