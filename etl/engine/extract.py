@@ -266,9 +266,14 @@ class Extract:
         c = job.conn[side]
         out: list[Seen] = []
         bad: list[QuarantineEntry] = []
+        outside = [k for k, r in records.items() if not self.scope.includes(side, r)]
+        if outside:
+            known = self.scope.were_inside(job.store, side, job.entity, outside)
+            outside = [k for k in outside if k not in known]
+            job.report.side(side).out_of_scope += len(outside)
+        left_out = set(outside)
         for key, record in records.items():
-            if not self.scope.includes(side, record):
-                job.report.side(side).out_of_scope += 1
+            if key in left_out:
                 continue
             try:
                 values = read_record(job.m, side, record, job.ctx)

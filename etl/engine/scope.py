@@ -3,6 +3,9 @@ they are read, before pairing, so they are neither planned nor written. Each sid
 own records by the scope field's canonical value (the owner's e-mail, read through that side's
 users or sellers), so an ERP record is in scope when its seller's e-mail is.
 
+A record whose last synced values were in the scope stays in it for one more change, so an
+owner moved out of the pilot on one side is moved on the other too.
+
 A sync run that finished an entity records the scope it ran with in its report. A run whose
 scope takes in records that the last recorded one left out (values added, the field changed,
 or the scope removed) reads that entity's sides from the beginning instead of from the
@@ -62,6 +65,16 @@ class ScopeFilter:
         except RecordError:  # no owner that can be told: not one of the scope's
             return False
         return holds(self.scope, value)
+
+    def were_inside(self, store: Store, side: Side, entity: str, keys: list[str]) -> set[str]:
+        """Those of ``keys`` whose last synced values (their snapshot) were in the scope: a
+        record that leaves the pilot (its owner changed to someone outside) takes that change
+        to the other side once, instead of the two sides drifting apart."""
+        if self.scope is None or not keys:
+            return set()
+        snap = store.snapshots(side, entity, keys)
+        return {str(k) for k, data in zip(snap["key"], snap["data"], strict=True)
+                if isinstance(data, dict) and holds(self.scope, data.get(self.scope.field))}
 
 
 def recorded(store: Store, entity: str) -> tuple[bool, dict[str, Any] | None]:

@@ -126,6 +126,24 @@ def test_widening_the_scope_brings_the_new_records_in_once(tmp_path: Path) -> No
                     ).scope_widened
 
 
+def test_an_owner_moved_out_of_the_pilot_is_moved_on_the_other_side_once(
+        tmp_path: Path) -> None:
+    w = pilot_world(tmp_path)
+    w.settings.mappings_dir = scoped(tmp_path, {"field": "owner", "values": [ANA]})
+    settle(w)
+    contact = next(r for r in w.crm.db["Contacts"] if r.data["Name"] == "Ana 1")
+    w.crm.ui_update("Contacts", contact.id, {"OwnerId": user(w, INTEG)})
+    report = w.sync("customers")
+    assert report.entities["customers"].erp.updated == 1, report.as_dict(with_changes=True)
+    cliente = next(r.data for r in w.erp.db["clientes"]
+                   if digits(r.data["cnpj_cpf"]) == "11222333000181")
+    assert cliente["recomendacoes"]["codigo_vendedor"] == seller(w, INTEG)
+    # now outside on both sides: a later change is left alone
+    w.crm.ui_update("Contacts", contact.id, {"Name": "Ana 1 renamed"})
+    later = w.sync("customers")
+    assert later.writes == 0 and later.entities["customers"].crm.out_of_scope == 1
+
+
 def test_removing_the_scope_also_brings_everything_in(tmp_path: Path) -> None:
     w = pilot_world(tmp_path)
     w.settings.mappings_dir = scoped(tmp_path, {"field": "owner", "values": [ANA]})
