@@ -28,9 +28,10 @@ def lock_name(entity: str) -> str:
 
 
 def build_context(store: Store, connectors: dict[Side, Connector] | None = None, *,
-                  dry_run: bool = False) -> MapContext:
+                  dry_run: bool = False, refs: RunReferences | None = None) -> MapContext:
     """A mapping context whose links come from the store on demand (cached per run), and whose
-    reference lists (users, sellers, tags) from the connectors, each read once."""
+    reference lists (users, sellers, tags) from the connectors, each read once (``refs``: the
+    run's lists, shared by its entities)."""
 
     def lookup(entity: str, side: Side, key: str) -> str | None:
         pairs = store.links(entity, **{f"{side}_keys": [key]})
@@ -39,7 +40,8 @@ def build_context(store: Store, connectors: dict[Side, Connector] | None = None,
                 return erp_key if side == "crm" else crm_key
         return None
 
-    refs = RunReferences(connectors, dry_run=dry_run) if connectors is not None else None
+    if refs is None and connectors is not None:
+        refs = RunReferences(connectors, dry_run=dry_run)
     return MapContext(lookup=lookup, refs=refs)
 
 
@@ -78,6 +80,7 @@ def run_sync(
     stopped: list[str] = []  # entities stopped before writing (a mapped path not sent)
     heartbeat: Heartbeat | None = None
     planned = Planned()  # a dry run's plan so far, for the entities that depend on earlier ones
+    refs = RunReferences(connectors, dry_run=opt.dry_run)  # users, sellers, tags: once a run
     try:
         if record:
             for name in names:
@@ -100,7 +103,7 @@ def run_sync(
             entity_report = EntityReport()
             report.entities[name] = entity_report
             sync = EntitySync(
-                mapping, connectors, store, build_context(store, connectors, dry_run=opt.dry_run),
+                mapping, connectors, store, build_context(store, refs=refs),
                 run_id=run_id, now=run_start, options=opt, report=entity_report,
                 lock_name=lock_name(name), planned=planned,
             )
