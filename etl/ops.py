@@ -19,6 +19,7 @@ from loguru import logger
 
 from etl import binding
 from etl import watermark as wm
+from etl.engine import scope
 from etl.engine.run import lock_name
 from etl.errors import ConfigError, LockHeld
 from etl.mapping import EntityMapping
@@ -100,6 +101,10 @@ class EntityStatus:
     sides: list[SideStatus]
     last_run: LastRun | None
     running: str | None  # run id holding the entity's lock, if any
+    # the mapping's pilot scope ("owner in a@x.com, b@x.com"; None = every record), and
+    # whether it takes in records the last sync left out (the next sync re-reads them)
+    scope: str | None = None
+    scope_widened: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,7 +164,10 @@ def status(store: Store, mappings: dict[str, EntityMapping], settings: Settings,
             upcoming = next_run(spec, now, setting=schedule_var(name).removeprefix("PONTE_"),
                                 last_run=run.started_at if run else None)
         running = store.live_lock_holder(lock_name(name), now=now)
-        out.append(EntityStatus(name, spec, upcoming, sides, last, running))
+        found, before = scope.recorded(store, name)
+        out.append(EntityStatus(name, spec, upcoming, sides, last, running,
+                                m.scope.describe() if m.scope else None,
+                                found and scope.widened(before, m.scope)))
     return StatusReport(now, out, binding.compare(store, settings).as_dict())
 
 

@@ -73,6 +73,11 @@ def status_table(report: Any) -> Table:
                 str(s.quarantined),
                 f"{short(e.next_run)} ({e.schedule})" if first and e.schedule else "",
             )
+    scoped = [f"{e.entity}: {e.scope}" + (" (widened: the next sync re-reads it from the "
+                                          "beginning)" if e.scope_widened else "")
+              for e in report.entities if getattr(e, "scope", None)]
+    if scoped:
+        table.caption = "pilot scope — " + "; ".join(scoped)
     return table
 
 

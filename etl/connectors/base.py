@@ -175,3 +175,22 @@ class Deactivates(Protocol):
         """Deactivate one record; ``None`` when done or already gone, else the reason
         (returned, not raised). Raises ``SystemUnavailable``."""
         ...
+
+
+@runtime_checkable
+class HasReferences(Protocol):
+    """A connector with reference lists (a spec's ``references``: users, sellers, tags) that
+    mapped fields point into by id."""
+
+    def describe_reference(self, name: str) -> str:
+        """What one item of the list is, for messages (``Omie seller (vendedor)``)."""
+        ...
+
+    def reference(self, name: str) -> dict[str, str]:
+        """The whole list, key -> value. Raises ``SystemUnavailable``; ``ConfigError`` for a
+        list the connector does not have."""
+        ...
+
+    def create_reference(self, name: str, value: str) -> str:
+        """Add ``value``; its key. A refusal is a raised :class:`RecordError`."""
+        ...

@@ -38,6 +38,7 @@ from etl.connectors.generic_writes import Refused, Writes
 from etl.connectors.hooks import HOOKS, wait_hooks
 from etl.connectors.http import HttpSession, RetryPolicy
 from etl.connectors.paginators import PAGINATORS, fingerprint, record_lists
+from etl.connectors.references import References
 from etl.connectors.schema import CustomField, custom_fields_from
 from etl.connectors.spec import (
     ByValues,
@@ -71,7 +72,7 @@ def _field(path: str) -> str:
     return path.split("{", 1)[1].split("}", 1)[0] if "{" in path else path
 
 
-class GenericConnector(Writes):
+class GenericConnector(Writes, References):
     """A connector run from its spec."""
 
     def __init__(self, spec: ConnectorSpec, client: httpx.Client, *, system: str,

@@ -206,6 +206,18 @@ class CustomFieldList(Paged):
     types: dict[str, CustomFieldType] = Field(default_factory=dict)
 
 
+class ReferenceList(Request):
+    """A small list another system's records point into (users, sellers, tags): read whole
+    once per run, ``key`` -> ``value``; ``create`` (``{value}`` in its body) adds a missing one."""
+
+    records: str = ""
+    key: str = "Id"
+    value: str = "Name"
+    noun: str = ""  # what one item is called in messages ("seller (vendedor)")
+    paginator: Paginator = NoPaging(type="none")
+    create: WriteSpec | None = None
+
+
 class EntitySpec(Strict):
     collection: str  # the native collection, as mapping files name it
     depends_on: list[str] = Field(default_factory=list)
@@ -254,6 +266,7 @@ class ConnectorSpec(Strict):
     schemas: dict[str, SchemaSpec] = Field(default_factory=dict)
     # the system's list of custom fields (``{entity_id}``), read for ``mappings check --online``
     custom_fields: CustomFieldList | None = None
+    references: dict[str, ReferenceList] = Field(default_factory=dict)  # mapping ``table:``s
 
     @model_validator(mode="after")
     def _consistent(self) -> ConnectorSpec:
@@ -368,6 +381,7 @@ __all__ = [
     "QueryAuth",
     "RangePaging",
     "ReadCache",
+    "ReferenceList",
     "Request",
     "SchemaSpec",
     "Strict",

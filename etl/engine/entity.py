@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from etl import watermark as wm
 from etl.connectors.base import Connector
-from etl.engine import computed
+from etl.engine import computed, scope
 from etl.engine.extract import Changes, Chunk, Extract
 from etl.engine.load import Load
 from etl.engine.model import (
@@ -208,6 +208,10 @@ class EntitySync:
             self.check_watermarks(sides)
         if not job.opt.dry_run and not job.opt.computed_only:
             self.load.recover_intents()
+        if job.opt.window is None:
+            found, before = scope.recorded(job.store, self.entity)
+            self.extract.rescan = found and scope.widened(before, job.m.scope)
+            job.report.rescanned = self.extract.rescan
         self.windows = {side: self.extract.window(side) for side in sides}
         for batch in self._batches(sides):
             changes = {side: self.extract.changes(chunk) for side, chunk in batch.items()}
@@ -230,3 +234,4 @@ class EntitySync:
                                              completed_until=until)
             job.report.watermarks[side] = cp.watermarks[side].isoformat()
         self.load.checkpoint(cp)
+        job.report.scope, job.report.scope_done = scope.scope_dict(job.m.scope), True

@@ -35,6 +35,7 @@ from etl.engine.model import (
     updated_at,
 )
 from etl.engine.report import Problem
+from etl.engine.scope import ScopeFilter
 from etl.errors import RecordError, Stopped, UnsentField
 from etl.mapping import read_record
 from etl.mapping.models import Side
@@ -64,6 +65,8 @@ class Changes:
 class Extract:
     def __init__(self, job: Job) -> None:
         self.job = job
+        self.scope = ScopeFilter(job.m, job.ctx)
+        self.rescan = False  # a widened scope: every side read from the beginning
 
     def window(self, side: Side) -> wm.Window:
         """The run's window of a side: the explicit one of a backfill, else from the stored
@@ -72,7 +75,7 @@ class Extract:
         if job.opt.window is not None:
             return job.opt.window
         return wm.window(
-            job.store.watermark(job.entity, side),
+            None if self.rescan else job.store.watermark(job.entity, side),
             run_start=job.now,
             lookback=job.opt.lookback,
             safety_lag=job.opt.safety_lag,
@@ -279,7 +282,15 @@ class Extract:
         c = job.conn[side]
         out: list[Seen] = []
         bad: list[QuarantineEntry] = []
+        outside = [k for k, r in records.items() if not self.scope.includes(side, r)]
+        if outside:
+            known = self.scope.were_inside(job.store, side, job.entity, outside)
+            outside = [k for k in outside if k not in known]
+            job.report.side(side).out_of_scope += len(outside)
+        left_out = set(outside)
         for key, record in records.items():
+            if key in left_out:
+                continue
             try:
                 values = read_record(job.m, side, record, job.ctx)
                 updated = updated_at(c, side, job.entity, record)

@@ -18,6 +18,7 @@ class SideCounts:
     quarantined: int = 0  # records from this side put in quarantine
     skipped: int = 0  # changed records with nowhere to go (e.g. not created by the mapping),
     # or dropped from the quarantine and unchanged since
+    out_of_scope: int = 0  # records read and left out by the mapping's pilot scope
 
 
 @dataclass
@@ -54,6 +55,11 @@ class EntityReport:
     changes_omitted: int = 0  # changes written but not kept (see :meth:`add_changes`)
     problems: list[Problem] = field(default_factory=list)
     watermarks: dict[str, str | None] = field(default_factory=dict)
+    # the pilot scope the entity finished under (recorded when its watermarks moved: the next
+    # run compares its own with it), and whether this run re-read every side for a widened one
+    scope: dict[str, Any] | None = None
+    scope_done: bool = False
+    rescanned: bool = False
 
     def add_changes(self, changes: list[Change], *, keep_all: bool) -> None:
         """Keep the changes for the report; past :data:`KEEP_CHANGES` of a run that writes
@@ -67,8 +73,13 @@ class EntityReport:
         return self.crm if side == "crm" else self.erp
 
     def as_dict(self) -> dict[str, Any]:
-        return {"crm": asdict(self.crm), "erp": asdict(self.erp), "matched": self.matched,
-                "conflicts": self.conflicts}
+        out = {"crm": asdict(self.crm), "erp": asdict(self.erp), "matched": self.matched,
+               "conflicts": self.conflicts}
+        if self.scope_done:
+            out["scope"] = self.scope
+        if self.rescanned:
+            out["rescanned"] = True
+        return out
 
 
 @dataclass

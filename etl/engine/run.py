@@ -15,6 +15,7 @@ from loguru import logger
 from etl.connectors.base import Connector
 from etl.engine.entity import EntitySync
 from etl.engine.model import Options, Planned
+from etl.engine.references import RunReferences
 from etl.engine.report import EntityReport, RunReport
 from etl.errors import EtlError, LockHeld, Stopped, UnsentField
 from etl.logging import redact
@@ -28,8 +29,11 @@ def lock_name(entity: str) -> str:
     return f"entity:{entity}"
 
 
-def build_context(store: Store) -> MapContext:
-    """A mapping context whose links come from the store on demand (cached per run)."""
+def build_context(store: Store, connectors: dict[Side, Connector] | None = None, *,
+                  dry_run: bool = False, refs: RunReferences | None = None) -> MapContext:
+    """A mapping context whose links come from the store on demand (cached per run), and whose
+    reference lists (users, sellers, tags) from the connectors, each read once (``refs``: the
+    run's lists, shared by its entities)."""
 
     def lookup(entity: str, side: Side, key: str) -> str | None:
         pairs = store.links(entity, **{f"{side}_keys": [key]})
@@ -38,7 +42,9 @@ def build_context(store: Store) -> MapContext:
                 return erp_key if side == "crm" else crm_key
         return None
 
-    return MapContext(lookup=lookup)
+    if refs is None and connectors is not None:
+        refs = RunReferences(connectors, dry_run=dry_run)
+    return MapContext(lookup=lookup, refs=refs)
 
 
 def run_sync(
@@ -76,6 +82,7 @@ def run_sync(
     stopped: list[str] = []  # entities stopped before writing (a mapped path not sent)
     heartbeat: Heartbeat | None = None
     planned = Planned()  # a dry run's plan so far, for the entities that depend on earlier ones
+    refs = RunReferences(connectors, dry_run=opt.dry_run)  # users, sellers, tags: once a run
     try:
         if record:
             for name in names:
@@ -98,7 +105,7 @@ def run_sync(
             entity_report = EntityReport()
             report.entities[name] = entity_report
             sync = EntitySync(
-                mapping, connectors, store, build_context(store),
+                mapping, connectors, store, build_context(store, refs=refs),
                 run_id=run_id, now=run_start, options=opt, report=entity_report,
                 lock_name=lock_name(name), planned=planned, feeds=feeds(mappings, name),
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from etl.errors import RecordError
 from etl.mapping.models import EntityMapping, Side
@@ -75,6 +75,14 @@ def _blank(value: Any) -> bool:
 LinkLookup = Callable[[str, Side, str], "str | None"]
 
 
+class ReferenceTables(Protocol):
+    """A side's reference lists (users, sellers, tags), read once per run by the engine."""
+
+    def rows(self, side: Side, name: str, *, fresh: bool = False) -> dict[str, str]: ...
+    def create(self, side: Side, name: str, value: str) -> str: ...
+    def describe(self, side: Side, name: str) -> str: ...
+
+
 @dataclass
 class MapContext:
     """Links the transforms may follow: CRM key <-> ERP key per entity.
@@ -89,9 +97,16 @@ class MapContext:
     crm_to_erp: dict[str, dict[str, str]] = field(default_factory=dict)
     erp_to_crm: dict[str, dict[str, str]] = field(default_factory=dict)
     lookup: LinkLookup | None = None
+    refs: ReferenceTables | None = None  # the reference lists of ``reference``/``tag_list``
 
     def for_side(self, side: Side) -> MapContext:
-        return MapContext(side, self.crm_to_erp, self.erp_to_crm, self.lookup)
+        return MapContext(side, self.crm_to_erp, self.erp_to_crm, self.lookup, self.refs)
+
+    def tables(self) -> ReferenceTables:
+        if self.refs is None:
+            raise RecordError("this field points into a reference list (users, sellers, "
+                              "tags) and no connector is at hand to read it")
+        return self.refs
 
     def add_link(self, entity: str, crm_key: str, erp_key: str) -> None:
         self.crm_to_erp.setdefault(entity, {})[crm_key] = erp_key

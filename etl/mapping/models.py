@@ -156,6 +156,21 @@ class Precondition(Strict):
     message: str | None = None
 
 
+class Scope(Strict):
+    """A pilot scope: only records whose canonical ``field`` is one of ``values`` (compared
+    without case; for a list such as tags, holding one of them) are read into the plan or
+    written. ``scope: {field: owner, values: [ana@example.com]}``."""
+
+    field: str
+    values: list[str] = Field(min_length=1)
+
+    def wanted(self) -> set[str]:
+        return {str(v).strip().casefold() for v in self.values}
+
+    def describe(self) -> str:
+        return f"{self.field} in {', '.join(self.values)}"
+
+
 class EntityMapping(Strict):
     entity: str
     description: str = ""
@@ -173,7 +188,19 @@ class EntityMapping(Strict):
     preconditions: list[Precondition] = Field(default_factory=list)
     # sources of computed fields, by name (see :mod:`etl.mapping.computed`)
     computed: dict[str, ComputedSource] = Field(default_factory=dict)
+    scope: Scope | None = None  # a pilot: only these records are synced
     fields: dict[str, FieldSpec]
+
+    @model_validator(mode="after")
+    def _scope_field(self) -> EntityMapping:
+        if self.scope is not None:
+            spec = self.fields.get(self.scope.field)
+            if spec is None or spec.crm is None or spec.erp is None:
+                both = [f for f, s in self.fields.items() if s.crm and s.erp]
+                raise PydanticCustomError("scope", "scope.field: {field} is not a field mapped "
+                                          "on both sides (valid: {valid})",
+                                          {"field": repr(self.scope.field), "valid": ", ".join(both)})
+        return self
 
     @model_validator(mode="after")
     def _also_write_refs(self) -> EntityMapping:

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from stdnum.br import cnpj as std_cnpj
 
+from etl.connectors.factory import build_connectors
+from etl.engine.references import RunReferences
 from etl.mapping import MapContext, load_mappings, read_record
 from etl.state import Store
 from tests.engine.conftest import MAPPINGS, make_world
@@ -146,13 +148,15 @@ class Convergence(RuleBasedStateMachine):
         assert final.writes == 0, final.as_dict(with_changes=True)
         assert final.quarantined == 0, final.as_dict()
         with Store.open(self.w.settings.state_url) as store:
-            ctx = MapContext()
+            crm_c, erp_c = self.w.clients()
+            # owners and tags are read through each side's users / sellers / tags lists
+            ctx = MapContext(refs=RunReferences(build_connectors(
+                self.w.settings, crm_client=crm_c, erp_client=erp_c)))
             for entity in MAPS:
                 for crm_key, erp_key in store.links(entity):
                     ctx.add_link(entity, crm_key, erp_key)
             tables = {"customers": ("Contacts", "clientes"), "products": ("Products", "produtos"),
                       "orders": ("Orders", "pedidos")}
-            crm_c, erp_c = self.w.clients()
             for entity, mapping in MAPS.items():
                 crm_t, erp_t = tables[entity]
                 for crm_key, erp_key in store.links(entity):

@@ -741,3 +741,21 @@ def test_persistence_round_trip(tmp_path: Any) -> None:
         client.post("/_sandbox/save")
     with TestClient(create_app(OmieSim(db_path=path))) as client:
         assert ok(client, CLI, "ConsultarCliente", {"codigo_cliente_omie": 1}) == before
+
+
+def test_listar_vendedores_lists_the_sellers_with_their_emails() -> None:
+    from starlette.testclient import TestClient
+
+    from etl.sandbox.omie import OmieSim, create_app
+
+    sim = OmieSim()
+    client = TestClient(create_app(sim))
+    answer = client.post("/api/v1/geral/vendedores/", json={
+        "call": "ListarVendedores", "app_key": sim.app_key, "app_secret": sim.app_secret,
+        "param": [{"pagina": 1, "registros_por_pagina": 50}]})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["total_de_registros"] == 2
+    assert {s["email"].lower() for s in body["cadastro"]} == {"ana.souza@example.com.br",
+                                                               "integracao@example.com.br"}
+    assert all(isinstance(s["codigo"], int) for s in body["cadastro"])

@@ -544,3 +544,24 @@ def test_a_custom_value_the_field_cannot_hold_is_a_400(ploomes_client: TestClien
     response = ploomes_client.post("/Contacts", json={"Name": "X", "OtherProperties": [item]})
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]
+
+
+def test_tags_are_created_listed_and_checked_when_a_contact_names_them() -> None:
+    from starlette.testclient import TestClient
+
+    from etl.sandbox.ploomes import PloomesSim, create_app
+
+    sim = PloomesSim()
+    client = TestClient(create_app(sim), headers={"User-Key": sim.user_key})
+    made = client.post("/Tags", json={"Name": "VIP", "EntityId": 1})
+    assert made.status_code == 200, made.text
+    tag = made.json()["value"][0]
+    assert tag["Name"] == "VIP"
+    listed = client.get("/Tags", params={"$filter": "EntityId eq 1"}).json()["value"]
+    assert [t["Name"] for t in listed] == ["VIP"]
+    contact = client.post("/Contacts", json={"Name": "X", "Tags": [{"TagId": tag["Id"]}]},
+                          params={"$expand": "Tags"})
+    assert contact.json()["value"][0]["Tags"] == [
+        {"TagId": tag["Id"], "Tag": {"Id": tag["Id"], "Name": "VIP"}}]
+    bad = client.post("/Contacts", json={"Name": "Y", "Tags": [{"TagId": 999}]})
+    assert bad.status_code == 400 and "field 'Tags'" in bad.json()["error"]["message"]

@@ -46,12 +46,16 @@ class Kind:
 CLIENTES = Kind("clientes", "codigo_cliente_omie", "codigo_cliente_integracao", "Cliente")
 PRODUTOS = Kind("produtos", "codigo_produto", "codigo_produto_integracao", "Produto")
 PEDIDOS = Kind("pedidos", "codigo_pedido", "codigo_pedido_integracao", "Pedido")
+SELLERS = [
+    {"nome": "Ana Souza", "email": "ANA.SOUZA@example.com.br"},
+    {"nome": "Integração ponte", "email": "integracao@example.com.br"},
+]
 
 
 class OmieRecords(Simulator):
     """The Omie simulator's state and the helpers its calls share."""
 
-    tables = ["clientes", "produtos", "pedidos"]  # noqa: RUF012 - the base class's own shape
+    tables = ["clientes", "produtos", "pedidos", "vendedores"]  # noqa: RUF012 - base's shape
 
     def __init__(
         self,
@@ -68,6 +72,16 @@ class OmieRecords(Simulator):
         self._served: dict[str, float] = {}  # redundant-call rule: call fingerprint -> when
         self._fault_streak: dict[str, int] = {}
         self._blocked_until: dict[str, float] = {}
+        self._populate_sellers()
+
+    def _populate_sellers(self) -> None:
+        """The account's sellers (vendedores), as the CRM's users: the same people, one
+        e-mail typed in capitals as ERP users often do."""
+        with self.db.lock:
+            if not len(self.db["vendedores"]):
+                at = self.clock.now()
+                for seller in SELLERS:
+                    self.db["vendedores"].insert(dict(seller), at)
 
     # --- time used by the redundant-call rule and the misuse block: real monotonic time,
     # moved forward by the admin clock's offset (so tests can skip the 60 s) but never frozen.
@@ -80,6 +94,7 @@ class OmieRecords(Simulator):
             self._served.clear()
             self._fault_streak.clear()
             self._blocked_until.clear()
+        self._populate_sellers()
 
     # --- rendering -------------------------------------------------------------------------
 
@@ -124,6 +139,8 @@ class OmieRecords(Simulator):
                 "uFat": user if faturado else "",
             }
             return data
+        if table == "vendedores":
+            return {"codigo": row.id, "codInt": "", "inativo": "N", **data}
         raise KeyError(table)
 
     @staticmethod

@@ -11,6 +11,7 @@ from typing import Any
 from etl.sandbox.omie.calls_clientes import ClientesCalls
 from etl.sandbox.omie.calls_pedidos import PedidosCalls
 from etl.sandbox.omie.calls_produtos import ProdutosCalls
+from etl.sandbox.omie.calls_vendedores import VendedoresCalls
 from etl.sandbox.omie.validation import (
     F_CREDENTIALS,
     F_ENVELOPE,
@@ -54,10 +55,11 @@ CALLS: dict[str, dict[str, str]] = {
         "StatusPedido": "status_pedido",
         "TrocarEtapaPedido": "trocar_etapa_pedido",
     },
+    "geral/vendedores": {"ListarVendedores": "listar_vendedores"},
 }
 
 
-class OmieSim(ClientesCalls, ProdutosCalls, PedidosCalls):
+class OmieSim(ClientesCalls, ProdutosCalls, PedidosCalls, VendedoresCalls):
     """State and behaviour of the Omie API; ``create_app`` wraps it in ASGI."""
 
     # --- one request, end to end (no I/O; the ASGI shell adds latency/drops) ----------------

@@ -27,7 +27,8 @@ DEFAULT_PAGE_SIZE = 50
 DEFAULT_PAGE_CAP = 100
 LOTE_MAX = 50
 
-SERVICES = {"geral/clientes": "clientes", "geral/produtos": "produtos", "produtos/pedido": "pedidos"}
+SERVICES = {"geral/clientes": "clientes", "geral/produtos": "produtos", "produtos/pedido": "pedidos",
+            "geral/vendedores": "vendedores"}
 UFS = {uf for uf, _ in STATES}
 
 

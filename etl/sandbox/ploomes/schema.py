@@ -37,12 +37,14 @@ SCHEMA: dict[str, dict[str, str]] = {
         "Description": S, "Key": S, "OriginQuoteId": I, "Products": L, "OtherProperties": L,
     },
     "Users": {"Name": S, "Email": S},
+    # the account's tags (marcadores) [U]; EntityId 1 = contacts; records carry [{TagId}]
+    "Tags": {"Name": S, "EntityId": I, "Color": S},
     "Cities": {"Name": S, "IBGECode": I, "StateId": I, "CountryId": I},
     "States": {"Name": S, "Short": S, "CountryId": I},
 }
-WRITABLE = {"Contacts", "Products", "Deals", "Orders"}
+WRITABLE = {"Contacts", "Products", "Deals", "Orders", "Tags"}
 REQUIRED = {"Contacts": ("Name",), "Products": ("Name",), "Deals": ("Title",),
-            "Orders": ("ContactId",)}
+            "Orders": ("ContactId",), "Tags": ("Name",)}
 READ_ONLY = {"Id", "CreateDate", "LastUpdateDate"}
 
 #: Small fixed lookup lists served as collections.
@@ -92,6 +94,7 @@ NAV: dict[str, dict[str, tuple[str, str, tuple[str, ...] | None]]] = {
     },
     "Products": {},
     "Users": {},
+    "Tags": {},
     "Cities": {"State": ("StateId", "States", ("Id", "Name", "Short"))},
     "States": {},
 }

@@ -24,7 +24,8 @@ def format_instant(value: datetime) -> str:
 class PloomesSim(Simulator):
     """State of one simulated Ploomes account."""
 
-    tables = ["Contacts", "Products", "Deals", "Orders", "Users", "Cities", "States"]  # noqa: RUF012
+    tables = ["Contacts", "Products", "Deals", "Orders", "Users", "Tags", "Cities",  # noqa: RUF012
+              "States"]
     retry_after_header = True
 
     def __init__(self, *, user_key: str = SANDBOX_USER_KEY, rpm: int = 120,
@@ -91,6 +92,8 @@ class PloomesSim(Simulator):
                 {**p, "Id": p.get("Id") or row.id * 100 + i + 1, "ContactId": row.id}
                 for i, p in enumerate(out.get("Phones") or [])
             ]
+            out["Tags"] = [{**t, "Tag": self.navigate_tag(t.get("TagId"))}
+                           for t in out.get("Tags") or [] if isinstance(t, dict)]
         elif table == "Orders":
             lines = []
             for i, line in enumerate(out.get("Products") or []):
@@ -112,6 +115,10 @@ class PloomesSim(Simulator):
         out["LastUpdateDate"] = format_instant(row.updated)
         out.update(out.pop("_raw", None) or {})  # admin-stored malformed fields, sent verbatim
         return out
+
+    def navigate_tag(self, tag_id: Any) -> dict[str, Any] | None:
+        row = self.db["Tags"].get(tag_id) if isinstance(tag_id, int) else None
+        return {"Id": row.id, "Name": row.data.get("Name")} if row else None
 
     def _field(self, table: str, rid: Any, name: str) -> Any:
         row = self.db[table].get(rid) if isinstance(rid, int) else None

@@ -74,6 +74,13 @@ def validate(db: Database, table: str, body: Any, *, partial: bool) -> dict[str,
             pid = line.get("ProductId")
             if not isinstance(pid, int) or db["Products"].get(pid) is None:
                 raise BadRequest(f"Orders: product line ProductId {pid!r} does not exist")
+    if table == "Contacts":
+        for tag in out.get("Tags") or []:
+            tid = tag.get("TagId")
+            if not isinstance(tid, int) or db["Tags"].get(tid) is None:
+                raise BadRequest(f"Contacts: field 'Tags' names TagId {tid!r}, which does not "
+                                 "exist")
+            tag.pop("Tag", None)  # the navigation is shown, never stored
     return out
 
 
