@@ -15,7 +15,7 @@ from etl.engine.model import Job, Planned, Unit
 from etl.engine.report import Change
 from etl.engine.resolve import Values, resolve_pair, values_for_create
 from etl.errors import RecordError
-from etl.mapping import EntityMapping, MapContext, build_payload
+from etl.mapping import EntityMapping, MapContext, build_payload, kept_fields, merge_kept
 from etl.mapping.models import SIDES, Side, other
 
 #: (entity, CRM key) -> the CRM record's values as last synced
@@ -27,6 +27,9 @@ class Write:
     op: WriteOp
     unit: Unit
     values: Values  # the canonical values written
+    # the payload has list fields that keep the target's other items, and the target's
+    # record was not read this run: it is read by key and merged in before the write
+    needs_current: bool = False
 
 
 @dataclass
@@ -114,7 +117,14 @@ class Planner:
             old = current[target]
             payload = build_payload(self.m, target, writes, self.ctx, create=False,
                                     record={**old, **writes})
-            out.writes[target].append(Write(WriteOp("update", payload, key=key), u, writes))
+            needs_current = False
+            if kept_fields(self.m, target, writes):
+                if target in u.seen:
+                    payload = merge_kept(self.m, target, payload, u.seen[target].record)
+                else:
+                    needs_current = True
+            out.writes[target].append(Write(WriteOp("update", payload, key=key), u, writes,
+                                            needs_current))
             out.changes.append(Change(
                 self.entity, target, "update", key, u.key(other(target)) or "",
                 {f: (old.get(f), v) for f, v in writes.items()}, note))

@@ -2,7 +2,14 @@
 the two pure functions the engine uses — native record → canonical values, and canonical values →
 native payload."""
 
-from etl.mapping.apply import MapContext, also_write_gaps, build_payload, read_record
+from etl.mapping.apply import (
+    MapContext,
+    also_write_gaps,
+    build_payload,
+    kept_fields,
+    merge_kept,
+    read_record,
+)
 from etl.mapping.loader import load_mapping, load_mappings
 from etl.mapping.models import EntityMapping, FieldSpec, Side, SideField
 
@@ -14,7 +21,9 @@ __all__ = [
     "SideField",
     "also_write_gaps",
     "build_payload",
+    "kept_fields",
     "load_mapping",
     "load_mappings",
+    "merge_kept",
     "read_record",
 ]
