@@ -8,6 +8,7 @@ from etl.mapping.apply import (
     build_payload,
     kept_fields,
     merge_kept,
+    read_kept,
     read_record,
 )
 from etl.mapping.loader import load_mapping, load_mappings
@@ -25,5 +26,6 @@ __all__ = [
     "load_mapping",
     "load_mappings",
     "merge_kept",
+    "read_kept",
     "read_record",
 ]

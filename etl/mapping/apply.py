@@ -267,6 +267,20 @@ def merge_kept(mapping: EntityMapping, side: Side, payload: dict[str, Any],
     return out
 
 
+def read_kept(mapping: EntityMapping, side: Side, payload: Mapping[str, Any], ctx: MapContext
+              ) -> dict[str, str | None]:
+    """The canonical values the list fields of :func:`kept_fields` that ``payload`` writes
+    will read back as, once merged (:func:`merge_kept`)."""
+    ctx = ctx.for_side(side)
+    out: dict[str, str | None] = {}
+    for name in kept_fields(mapping, side, mapping.fields):
+        sf = mapping.fields[name].side(side)
+        assert sf is not None and sf.path is not None
+        if _has_path(payload, sf.path):
+            out[name] = REGISTRY[sf.transform].read(get_path(payload, sf.path), sf.args, ctx)
+    return out
+
+
 def _has_path(record: Mapping[str, Any], path: str) -> bool:
     *parents, last = path.split(".")
     node = get_path(record, ".".join(parents)) if parents else record

@@ -164,3 +164,24 @@ def test_existing_records_matched_by_tax_id_lose_nothing_either_way(empty_world:
     assert erp_phones(w) == ["1134560000", "11966665555"]
     assert numbers(w, contact.id) == ["1134560000", "11966665555", "2122223333"]
     assert w.sync("customers").writes == 0
+
+
+def test_first_match_with_fewer_erp_phones_moves_the_crm_one_up_in_the_same_run(
+        empty_world: World) -> None:
+    """The ERP has one phone, the CRM three: the ERP wins the first two places on match, the
+    CRM's second goes (the mapping owns it), its third moves up and reaches telefone2 in the
+    same run; nothing else is written afterwards."""
+    w = empty_world
+    w.erp.ui_create("clientes", {**CLIENTE, "telefone2_ddd": "", "telefone2_numero": ""})
+    contact = w.crm.ui_create("Contacts", {
+        "TypeId": 1, "Name": "Padaria Central", "LegalName": "Padaria Central Ltda",
+        "Register": digits(CNPJ), "CNPJ": digits(CNPJ), "Email": "contato@padaria.com.br",
+        "Phones": [{"PhoneNumber": PHONE_1, "TypeId": 1, "CountryId": 76},
+                   {"PhoneNumber": PHONE_2, "TypeId": 2, "CountryId": 76}, dict(THIRD)],
+        "StatusId": 1})
+    report = w.sync("customers")
+    assert report.status == "ok", report.as_dict()
+    assert (writes(report, "crm"), writes(report, "erp")) == (1, 1)
+    assert numbers(w, contact.id) == ["1134567890", "2122223333"]
+    assert erp_phones(w) == ["1134567890", "2122223333"]
+    assert w.sync("customers").writes == 0
