@@ -151,9 +151,9 @@ class Planner:
             if held == writes[name]:
                 continue
             writes[name] = held
-            spec = self.m.fields[name]
-            if spec.side(source) is not None and self.m.field_owner(name) in (None, target) \
-                    and current[source].get(name) != held:
+            sf = self.m.fields[name].side(source)
+            if sf is not None and not sf.read_only and current[source].get(name) != held \
+                    and self.m.field_owner(name) in (None, target):
                 writes_to[source][name] = held
 
     def _create(self, u: Unit, out: UnitPlan) -> None:
