@@ -18,7 +18,7 @@ from etl.engine.plan import Write
 from etl.engine.report import Problem
 from etl.engine.resolve import Values
 from etl.errors import RecordError
-from etl.mapping import read_record
+from etl.mapping import kept_fields, merge_kept, read_record
 from etl.mapping.apply import get_path
 from etl.mapping.models import SIDES, Side, other
 from etl.rowhash import hash_frame
@@ -108,10 +108,28 @@ class Load:
             else:
                 counts.updated += 1
 
+    def merge_current(self, target: Side, writes: Sequence[Write]) -> None:
+        """Updates whose list fields keep the target's items the mapping does not own, of
+        records this run did not read from ``target``: read them by key (in one go) and merge
+        their current lists into the payloads. A record not found is written as planned (the
+        update then reports it gone)."""
+        todo = [w for w in writes if w.needs_current and w.op.key is not None]
+        if not todo:
+            return
+        job, c = self.job, self.job.conn[target]
+        found = {c.key_of(job.entity, r): r
+                 for r in c.read_by_keys(job.entity, sorted({str(w.op.key) for w in todo}))}
+        for w in todo:
+            record = found.get(str(w.op.key))
+            if record is not None:
+                w.op.payload = merge_kept(job.m, target, w.op.payload, record)
+                w.needs_current = False
+
     def write(self, target: Side, writes: Sequence[Write], cp: Checkpoint) -> None:
         """Send the writes to ``target`` (intents first) and put their outcome into ``cp``."""
         if not writes:
             return
+        self.merge_current(target, writes)
         self.record_intents(target, writes)
         results = self.job.conn[target].write_batch(self.job.entity, [w.op for w in writes])
         for w, res in zip(writes, results, strict=True):
@@ -155,6 +173,11 @@ class Load:
             # while this run was writing must still look changed next run, or it never flows
             base = dict(u.current(target) or {})
             base.update({f: echoed.get(f) for f in w.values})
+            # a list that kept the target's other items reads back more than was written when
+            # one of them moved into what the mapping owns (a number cleared on the other side):
+            # the snapshot keeps what was written, so the next run copies it across
+            for f in kept_fields(job.m, target, w.values):
+                base[f] = w.values[f]
             echoed = base
         cp.snapshots.append(job.snap(target, key, echoed, res.record))
         if source in u.seen:

@@ -15,7 +15,14 @@ from etl.engine.model import Job, Planned, Unit
 from etl.engine.report import Change
 from etl.engine.resolve import Values, resolve_pair, values_for_create
 from etl.errors import RecordError
-from etl.mapping import EntityMapping, MapContext, build_payload
+from etl.mapping import (
+    EntityMapping,
+    MapContext,
+    build_payload,
+    kept_fields,
+    merge_kept,
+    read_kept,
+)
 from etl.mapping.models import SIDES, Side, other
 
 #: (entity, CRM key) -> the CRM record's values as last synced
@@ -27,6 +34,9 @@ class Write:
     op: WriteOp
     unit: Unit
     values: Values  # the canonical values written
+    # the payload has list fields that keep the target's other items, and the target's
+    # record was not read this run: it is read by key and merged in before the write
+    needs_current: bool = False
 
 
 @dataclass
@@ -102,8 +112,10 @@ class Planner:
             )
         if not u.linked:
             out.link = (u.crm_key, u.erp_key)
-        for target in SIDES:
-            writes = decision.writes[target]
+        writes_to = {s: dict(decision.writes[s]) for s in SIDES}
+        # a side whose list fields keep items goes first: what it will hold may add to the other
+        for target in sorted(SIDES, key=lambda s: not kept_fields(self.m, s, writes_to[s])):
+            writes = writes_to[target]
             if not writes:
                 continue
             note = None
@@ -114,10 +126,35 @@ class Planner:
             old = current[target]
             payload = build_payload(self.m, target, writes, self.ctx, create=False,
                                     record={**old, **writes})
-            out.writes[target].append(Write(WriteOp("update", payload, key=key), u, writes))
+            needs_current = False
+            if kept_fields(self.m, target, writes):
+                if target in u.seen:
+                    payload = merge_kept(self.m, target, payload, u.seen[target].record)
+                    self._moved_up(target, payload, writes, current, writes_to)
+                else:
+                    needs_current = True
+            out.writes[target].append(Write(WriteOp("update", payload, key=key), u, writes,
+                                            needs_current))
             out.changes.append(Change(
                 self.entity, target, "update", key, u.key(other(target)) or "",
                 {f: (old.get(f), v) for f, v in writes.items()}, note))
+
+    def _moved_up(self, target: Side, payload: Mapping[str, object], writes: dict[str, str | None],
+                  current: Mapping[Side, Values], writes_to: dict[Side, dict[str, str | None]]
+                  ) -> None:
+        """A merged list reads back more than was written when the target's own items moved
+        into what the mapping owns (fewer items written than it owns: a number cleared on the
+        other side, or fewer there when first matched). The target will hold that, and the
+        other side gets it in this same run (unless the target may not send that field)."""
+        source = other(target)
+        for name, held in read_kept(self.m, target, payload, self.ctx).items():
+            if held == writes[name]:
+                continue
+            writes[name] = held
+            sf = self.m.fields[name].side(source)
+            if sf is not None and not sf.read_only and current[source].get(name) != held \
+                    and self.m.field_owner(name) in (None, target):
+                writes_to[source][name] = held
 
     def _create(self, u: Unit, out: UnitPlan) -> None:
         """Present on one side only: create it on the other, where the mapping allows."""

@@ -3,7 +3,15 @@ the two pure functions the engine uses — native record → canonical values, a
 native payload."""
 
 from etl.mapping import references as _references  # noqa: F401  (registers its transforms)
-from etl.mapping.apply import MapContext, also_write_gaps, build_payload, read_record
+from etl.mapping.apply import (
+    MapContext,
+    also_write_gaps,
+    build_payload,
+    kept_fields,
+    merge_kept,
+    read_kept,
+    read_record,
+)
 from etl.mapping.loader import load_mapping, load_mappings
 from etl.mapping.models import EntityMapping, FieldSpec, Side, SideField
 
@@ -15,7 +23,10 @@ __all__ = [
     "SideField",
     "also_write_gaps",
     "build_payload",
+    "kept_fields",
     "load_mapping",
     "load_mappings",
+    "merge_kept",
+    "read_kept",
     "read_record",
 ]

@@ -5,8 +5,9 @@ Pure functions; links to other entities come in through :class:`MapContext`.
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -249,6 +250,57 @@ def build_payload(
             set_path(payload, sf.path, native)
     _also_write(mapping, side, values, {**(record or {}), **values}, payload, ctx)
     return payload
+
+
+def kept_fields(mapping: EntityMapping, side: Side, names: Iterable[str]) -> list[str]:
+    """The fields among ``names`` whose write into ``side`` keeps the target's items the
+    mapping does not own (a list transform with a ``merge``, and ``keep_unmapped`` on): such an
+    update needs the target's current record (:func:`merge_kept`)."""
+    out = []
+    for name in names:
+        sf = mapping.fields[name].side(side)
+        if sf is not None and not sf.read_only and sf.path is not None and sf.keep_unmapped \
+                and REGISTRY[sf.transform].merge is not None:
+            out.append(name)
+    return out
+
+
+def merge_kept(mapping: EntityMapping, side: Side, payload: dict[str, Any],
+               current: Mapping[str, Any]) -> dict[str, Any]:
+    """``payload`` (from :func:`build_payload`) with each list field of :func:`kept_fields`
+    merged into ``current`` (the target's native record as it is now): the items the mapping
+    owns take the written ones, every other item of the target is kept in place."""
+    out = copy.deepcopy(payload)
+    for name in kept_fields(mapping, side, mapping.fields):
+        sf = mapping.fields[name].side(side)
+        assert sf is not None and sf.path is not None
+        written = get_path(payload, sf.path)
+        if written is None and not _has_path(payload, sf.path):
+            continue  # not written by this payload
+        merge = REGISTRY[sf.transform].merge
+        assert merge is not None
+        set_path(out, sf.path, merge(written, get_path(current, sf.path), sf.args))
+    return out
+
+
+def read_kept(mapping: EntityMapping, side: Side, payload: Mapping[str, Any], ctx: MapContext
+              ) -> dict[str, str | None]:
+    """The canonical values the list fields of :func:`kept_fields` that ``payload`` writes
+    will read back as, once merged (:func:`merge_kept`)."""
+    ctx = ctx.for_side(side)
+    out: dict[str, str | None] = {}
+    for name in kept_fields(mapping, side, mapping.fields):
+        sf = mapping.fields[name].side(side)
+        assert sf is not None and sf.path is not None
+        if _has_path(payload, sf.path):
+            out[name] = REGISTRY[sf.transform].read(get_path(payload, sf.path), sf.args, ctx)
+    return out
+
+
+def _has_path(record: Mapping[str, Any], path: str) -> bool:
+    *parents, last = path.split(".")
+    node = get_path(record, ".".join(parents)) if parents else record
+    return isinstance(node, dict) and last in node
 
 
 def _also_write(mapping: EntityMapping, side: Side, values: Mapping[str, str | None],

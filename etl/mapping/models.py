@@ -68,6 +68,9 @@ class SideField(Strict):
     also_write: AlsoWrite | None = None  # written too, chosen by another field (CNPJ / CPF)
     max_length: int | None = None  # the system's limit for this field, checked before writing
     read_only: bool = False  # read for comparison, never written
+    # a list transform that owns only some items (phone_list): a write keeps the target's
+    # other items; false: the written list replaces the target's whole list
+    keep_unmapped: bool = True
     # aggregated by ponte from another entity's records (see :mod:`etl.mapping.computed`);
     # such a side is never written
     computed: ComputedRef | None = None

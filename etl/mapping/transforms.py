@@ -4,6 +4,11 @@ with a precise reason for values that cannot be synced.
 
 A transform gets the raw native value (or a list of values when the field has ``paths``), the
 ``args`` from the mapping file, and the :class:`~etl.mapping.apply.MapContext` (for links).
+
+A transform that maps only part of a native list (``phone_list``: the first ``limit`` numbers)
+also has a ``merge``: given what ``write`` produced and the target's current list, it returns the
+list to send, with the items the mapping does not own kept as they were (see
+:func:`etl.mapping.apply.merge_kept`).
 """
 
 from __future__ import annotations
@@ -62,6 +67,9 @@ class Transform:
     write: Callable[[Canon, dict[str, Any], MapContext], Raw]
     doc: str
     required: tuple[str, ...] = ()  # args a mapping must give (checked when it is loaded)
+    # (written, current, args) -> the list to send: the written items in place of the ones the
+    # mapping owns, the target's other items kept; None: the written value replaces the target's
+    merge: Callable[[Raw, Raw, dict[str, Any]], Raw] | None = None
 
 
 REGISTRY: dict[str, Transform] = {}
@@ -83,7 +91,8 @@ _CodecT = TypeVar("_CodecT", bound=_Codec)
 def register(name: str, doc: str, *, required: tuple[str, ...] = ()
              ) -> Callable[[type[_CodecT]], type[_CodecT]]:
     def deco(cls: type[_CodecT]) -> type[_CodecT]:
-        REGISTRY[name] = Transform(name, cls.read, cls.write, doc, required)
+        REGISTRY[name] = Transform(name, cls.read, cls.write, doc, required,
+                                   getattr(cls, "merge", None))
         return cls
 
     return deco
@@ -260,82 +269,6 @@ class _Date:
         return d.strftime(fmt)
 
 
-def _phone_digits(number: str, args: dict[str, Any]) -> str:
-    """Digits only; a leading ``args.country_code`` is dropped when the digits left are a
-    national number (``args.national_digits``: their possible counts, default 8 or more)."""
-    digits = re.sub(r"\D", "", number)
-    code = str(args.get("country_code") or "")
-    if code and digits.startswith(code):
-        rest = digits[len(code):]
-        lengths = args.get("national_digits")
-        if (len(rest) in lengths) if isinstance(lengths, list) else len(rest) >= 8:
-            digits = rest
-    return digits
-
-
-def _format_phone(digits: str, args: dict[str, Any]) -> str:
-    """``(AREA) PREFIX-LINE`` with ``args.area_digits`` area digits; digits as they are when
-    ``area_digits`` is not set or fewer than 7 digits follow the area code."""
-    area = int(args.get("area_digits") or 0)
-    code, rest = digits[:area], digits[area:]
-    return f"({code}) {rest[:-4]}-{rest[-4:]}" if area and len(rest) >= 7 else digits
-
-
-@register("phone_list", "a list of phone objects (args.number_key) -> up to args.limit numbers, "
-          "digits with the area code, comma-separated; args.country_code (dropped when read), "
-          "args.national_digits, args.area_digits (written as '(AREA) PREFIX-LINE')")
-class _PhoneList:
-    @staticmethod
-    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
-        if raw in (None, ""):
-            return None
-        if not isinstance(raw, list):
-            raise RecordError(f"expected a list of phones, got {type(raw).__name__}")
-        key, limit = args.get("number_key", "PhoneNumber"), int(args.get("limit", 2))
-        numbers = []
-        for item in raw:
-            number = item.get(key) if isinstance(item, dict) else None
-            if isinstance(number, str) and _phone_digits(number, args):
-                numbers.append(_phone_digits(number, args))
-        return ",".join(numbers[:limit]) or None
-
-    @staticmethod
-    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
-        key = args.get("number_key", "PhoneNumber")
-        extra = args.get("item_defaults", {})
-        return [{key: _format_phone(n, args), **extra}
-                for n in (value.split(",") if value else [])]
-
-
-@register("phone_pairs", "paths alternate area-code and number fields (telefone1_ddd, "
-          "telefone1_numero, ...) -> digits with the area code, comma-separated; "
-          "args.area_digits (required), args.slots, args.country_code, args.national_digits",
-          required=("area_digits",))
-class _PhonePairs:
-    @staticmethod
-    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
-        numbers = []
-        for area, number in zip(raw[0::2], raw[1::2], strict=True):
-            digits = _phone_digits(f"{area or ''}{number or ''}", args)
-            if digits:
-                numbers.append(digits)
-        return ",".join(numbers) or None
-
-    @staticmethod
-    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
-        numbers = value.split(",") if value else []
-        out: list[str] = []
-        area = int(args["area_digits"])
-        for i in range(int(args.get("slots", 2))):
-            if i < len(numbers):
-                digits = numbers[i]
-                rest = digits[area:]
-                out += [digits[:area], f"{rest[:-4]}-{rest[-4:]}" if len(rest) >= 7 else rest]
-            else:
-                out += ["", ""]
-        return out
-
-
 @register("link", "the key of a linked record of args.entity; canonical = the CRM key")
 class _Link:
     @staticmethod
@@ -404,3 +337,7 @@ class _Lines:
                 set_path(item, args["number"], n)
             out.append(item)
         return out
+
+
+# the phone transforms live in their own module; importing it registers them
+from etl.mapping import phones as _phones  # noqa: F401

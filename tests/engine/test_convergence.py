@@ -1,6 +1,7 @@
 """Convergence: random user edits on both simulators interleaved with syncs end with both
 systems agreeing on every mapped field of every linked record, no duplicate tax ids or product
-codes, and one more sync writing nothing."""
+codes, and one more sync writing nothing. CRM users also give contacts more phones than the ERP
+has slots: none of those is ever lost."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class Convergence(RuleBasedStateMachine):
                             products=4, orders=2, overlap=0.5)
         self.counter = 100
         self.syncs = 0
+        self.extra_phones: dict[int, set[str]] = {}  # contact id -> CRM-only numbers (digits)
 
     def teardown(self) -> None:
         self.tmp.cleanup()
@@ -65,6 +67,35 @@ class Convergence(RuleBasedStateMachine):
         rows = sorted(self.w.crm.db["Contacts"], key=lambda r: r.id)
         row = data.draw(st.sampled_from(rows))
         self.w.crm.ui_update("Contacts", row.id, {"Email": email, "Name": name})
+
+    @rule(data=st.data())
+    def crm_adds_phone(self, data: st.DataObject) -> None:
+        """A phone beyond the two the ERP has slots for (the first two filled first)."""
+        rows = sorted(self.w.crm.db["Contacts"], key=lambda r: r.id)
+        row = data.draw(st.sampled_from(rows))
+        phones = list(row.data.get("Phones") or [])
+        have = len([p for p in phones if digits(p.get("PhoneNumber", ""))])
+        for _ in range(have, 3):
+            self.counter += 1
+            number = f"31 3{self.counter % 1000:03d}-{data.draw(st.integers(1000, 9999))}"
+            phones.append({"PhoneNumber": f"+55 {number}", "TypeId": 3, "CountryId": 76})
+        self.w.crm.ui_update("Contacts", row.id, {"Phones": phones})
+        extra = digits(phones[-1]["PhoneNumber"])[-10:]
+        self.extra_phones.setdefault(row.id, set()).add(extra)
+
+    @precondition(lambda self: bool(self.extra_phones))
+    @rule(data=st.data())
+    def erp_edits_phone_of_contact_with_more_phones(self, data: st.DataObject) -> None:
+        """The ERP changes telefone1 of a customer whose CRM contact has phones it has no slot
+        for."""
+        cid = str(data.draw(st.sampled_from(sorted(self.extra_phones))))
+        with Store.open(self.w.settings.state_url) as store:
+            erp_key = dict(store.links("customers")).get(cid)
+        if erp_key is None:
+            return
+        self.counter += 1
+        self.w.erp.ui_update("clientes", int(erp_key), {
+            "telefone1_ddd": "41", "telefone1_numero": f"3{self.counter % 1000:03d}-1234"})
 
     @precondition(lambda self: self.syncs > 0)
     @rule(data=st.data())
@@ -142,6 +173,15 @@ class Convergence(RuleBasedStateMachine):
         codes = [r.data.get("Code") for r in self.w.crm.db["Products"]]
         assert len(codes) == len(set(codes)), "duplicate product code in the CRM"
 
+    @invariant()
+    def no_crm_phone_lost(self) -> None:
+        if not hasattr(self, "w"):
+            return
+        for cid, extra in self.extra_phones.items():
+            kept = {digits(p.get("PhoneNumber", ""))[-10:]
+                    for p in self.w.crm.db["Contacts"].get(cid).data.get("Phones") or []}
+            assert extra <= kept, f"contact {cid} lost {sorted(extra - kept)}"
+
     def check_converged(self) -> None:
         self.w.sync()
         final = self.w.sync()
@@ -171,6 +211,7 @@ class Convergence(RuleBasedStateMachine):
                     shared = [f for f, s in mapping.fields.items() if s.crm and s.erp]
                     assert {f: a[f] for f in shared} == {f: b[f] for f in shared}, (entity, crm_key)
         self.no_duplicates()
+        self.no_crm_phone_lost()
 
 
 def test_convergence() -> None:
