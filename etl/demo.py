@@ -3,7 +3,8 @@
 1. seed both simulators with overlapping data (the same CNPJs on both sides, slightly
    different), sync everything;
 2. edit both sides as users would (a CRM e-mail, an ERP phone, an ERP price, a new CRM customer,
-   an ERP order moving to the next stage), sync again;
+   an ERP order moving to the next stage, a customer's credit limit, an order invoiced), sync
+   again, and show the ERP's facts as the CRM's custom fields now hold them, field by field;
 3. sync once more: nothing changed, so nothing is written.
 """
 
@@ -24,9 +25,13 @@ from etl.sandbox.server import running_sandbox
 from etl.settings import CrmSettings, ErpSettings, Settings
 from etl.shipped import shipped_mappings_dir
 
+#: The CRM custom fields the shipped mapping fills from the ERP (labels, as Ploomes shows them).
+FACTS = ("Limite de crédito", "Desconto especial (%)", "Volume de vendas 12m", "Última compra")
 
-def _edits(sb: object) -> list[str]:
-    """Change a few records as people in each system's UI would; say what was done."""
+
+def _edits(sb: object, touched: list[int]) -> list[str]:
+    """Change a few records as people in each system's UI would; say what was done. The ERP
+    customers whose facts change are appended to ``touched``."""
     crm, erp = sb.crm, sb.erp  # type: ignore[attr-defined]
     done = []
     contacts = sorted(crm.db["Contacts"], key=lambda r: r.id)
@@ -62,7 +67,48 @@ def _edits(sb: object) -> list[str]:
         cab["etapa"] = "20"
         erp.ui_update("pedidos", row.id, {"cabecalho": cab})
         done.append(f"ERP user moved pedido {row.id} to etapa 20")
+    if len(clientes) > 1:
+        row = clientes[0]
+        erp.ui_update("clientes", row.id, {"valor_limite_credito": 25000.0})
+        done.append(f"ERP user set cliente {row.id}'s credit limit to 25000.00")
+        touched.append(row.id)
+    open_orders = [r for r in pedidos[1:]
+                   if str(r.data.get("cabecalho", {}).get("etapa")) not in ("60", "70")]
+    if open_orders:
+        row = open_orders[0]
+        cab = copy.deepcopy(row.data.get("cabecalho", {}))
+        cab["etapa"] = "60"
+        erp.ui_update("pedidos", row.id, {"cabecalho": cab})
+        done.append(f"ERP user invoiced pedido {row.id} (etapa 60) of cliente "
+                    f"{cab.get('codigo_cliente')}")
+        touched.append(int(cab.get("codigo_cliente") or 0))
     return done
+
+
+def _crm_facts(sb: object, clientes: list[int]) -> list[str]:
+    """The ERP's facts as the CRM now holds them: each touched customer's Ploomes contact (found
+    by its CNPJ/CPF), its custom fields by label."""
+    from etl.sandbox.ploomes.custom import FIELDS
+
+    crm, erp = sb.crm, sb.erp  # type: ignore[attr-defined]
+    keys = {f["Name"]: f["Key"] for f in FIELDS}
+    out = []
+    for cid in dict.fromkeys(clientes):
+        doc = "".join(ch for ch in str(erp.db["clientes"].get(cid).data.get("cnpj_cpf", ""))
+                      if ch.isdigit())
+        contact = next((r for r in crm.db["Contacts"]
+                        if doc and doc in (str(r.data.get("Register") or ""),
+                                           str(r.data.get("CNPJ") or ""),
+                                           str(r.data.get("CPF") or ""))), None)
+        if contact is None:
+            continue
+        held = {i.get("FieldKey"): next((v for k, v in i.items() if k.endswith("Value")
+                                         and v not in (None, "")), None)
+                for i in contact.data.get("OtherProperties") or []}
+        out.append(f"CRM contact {contact.id} (cliente {cid}):")
+        out += [f"    {label}: {held.get(keys[label]) if held.get(keys[label]) is not None else '-'}"
+                for label in FACTS]
+    return out
 
 
 def run_demo(*, customers: int, products: int, orders: int, state_path: str,
@@ -123,7 +169,8 @@ def _run_steps(*, customers: int, products: int, orders: int, state_path: str,
             clock.advance(30)
             sb.crm.clock.advance(30)
             sb.erp.clock.advance(30)
-            edits = before(sb) if before is not None else []
+            touched: list[int] = []
+            edits = before(sb, touched) if before is not None else []
             if not as_json:
                 for line in edits:
                     console.print(f"  - {line}", highlight=False)
@@ -132,9 +179,13 @@ def _run_steps(*, customers: int, products: int, orders: int, state_path: str,
             sb.erp.clock.advance(30)
             report = ponte.sync()
             reports.append(report)
+            facts = _crm_facts(sb, touched) if touched else []
             steps_out.append({"title": title, "edits": edits,
-                              "report": report.as_dict(with_changes=bool(before))})
+                              "report": report.as_dict(with_changes=bool(before)),
+                              **({"crm_custom_fields": facts} if facts else {})})
             if not as_json:
                 print_report(report, console, show_changes=bool(before), title=title)
+                for line in facts:
+                    console.print(line, highlight=False, markup=False)
             if report.status == "failed":
                 return

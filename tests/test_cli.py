@@ -214,6 +214,12 @@ def test_demo_json_prints_exactly_one_object(tmp_path: Path) -> None:
     assert body["steps"][1]["edits"] and body["steps"][1]["report"]["changes"]
     third = body["steps"][2]["report"]
     assert third["api_calls"]["crm"]["write"] == 0 and third["api_calls"]["erp"]["write"] == 0
+    # the ERP's facts, as the CRM's custom fields hold them after step 2, field by field
+    facts = body["steps"][1]["crm_custom_fields"]
+    assert "    Limite de crédito: 25000.0" in facts
+    volume = [line for line in facts if line.startswith("    Volume de vendas 12m: ")]
+    assert any(float(line.split(": ")[1]) > 0 for line in volume if not line.endswith("-"))
+    assert any(line.startswith("    Última compra: 20") for line in facts)
 
 
 def test_help_documents_the_internal_error_code() -> None:

@@ -113,7 +113,7 @@ def run_sync(
                 sync.run()
                 if record:
                     _recompute(names[:names.index(name)], name, mappings, connectors, store,
-                               report, run_id=run_id, now=run_start, options=opt)
+                               report, run_id=run_id, now=run_start, options=opt, refs=refs)
             except UnsentField as exc:  # this entity stops; the others still run
                 stopped.append(str(exc))
                 log.bind(entity=name).error("{}", exc)
@@ -171,14 +171,15 @@ def run_sync(
 
 def _recompute(done: Sequence[str], name: str, mappings: dict[str, EntityMapping],
                connectors: dict[Side, Connector], store: Store, report: RunReport, *,
-               run_id: str, now: datetime, options: Options) -> None:
+               run_id: str, now: datetime, options: Options, refs: RunReferences) -> None:
     """After ``name`` ran: the entities of this run that ran before it and compute fields from
     it (customers from orders) work out the records its facts marked, so that an invoiced
     order reaches its customer in the same run (only the marked records are read)."""
     for target in dict.fromkeys(t for t, _n, _s in feeds(mappings, name)):
         if target not in done:
             continue  # it runs later in this run, or not at all: its next run computes them
-        EntitySync(mappings[target], connectors, store, build_context(store), run_id=run_id,
+        EntitySync(mappings[target], connectors, store, build_context(store, refs=refs),
+                   run_id=run_id,
                    now=now, options=replace(options, computed_only=True),
                    report=report.entities[target], lock_name=lock_name(target)).run()
 

@@ -70,7 +70,11 @@ class ClientesCalls(OmieRecords):
 
     def listar_clientes(self, p: dict[str, Any]) -> dict[str, Any]:
         head, chunk = self._page(p, self._clientes_matching(p))
-        return {**head, "clientes_cadastro": [self.render("clientes", r) for r in chunk]}
+        rows = [self.render("clientes", r) for r in chunk]
+        if str(p.get("exibir_caracteristicas") or "").upper() != "S":  # listed only when asked
+            for row in rows:
+                row.pop("caracteristicas", None)
+        return {**head, "clientes_cadastro": rows}
 
     def listar_clientes_resumido(self, p: dict[str, Any]) -> dict[str, Any]:
         head, chunk = self._page(p, self._clientes_matching(p))
