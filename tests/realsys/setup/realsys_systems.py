@@ -151,6 +151,11 @@ class System:
                 os.kill(pid, signal.SIGKILL)
             while not _gone(pid):
                 time.sleep(0.02)
+        # the group's other processes (workers) may hold the listening socket a moment longer
+        # than the leader lives: a start right after would find the port taken
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline and port_in_use(self.port):
+            time.sleep(0.05)
         return True
 
     # True when the server keeps no database state between requests, so the pristine copy can
