@@ -28,7 +28,7 @@ from etl.clock import Clock, SystemClock
 from etl.engine import RunReport, run_sync
 from etl.engine.verify import VerifyReport
 from etl.engine.verify import verify as run_verify
-from etl.errors import ConfigError, EtlError, LockHeld
+from etl.errors import ConfigError, EtlError, LockHeld, SystemUnavailable
 from etl.fields import FieldList, list_fields
 from etl.mapping import EntityMapping, load_mappings
 from etl.mapping.models import Side
@@ -84,18 +84,34 @@ class Ponte:
         ``stopped`` with whole chunks kept. A real run rewrites PONTE_METRICS_FILE (when set)
         afterwards, whatever its outcome."""
         try:
-            with self._session(bind=not dry_run) as (store, conns, maps):
-                if entities:
-                    load_mappings(self.settings.mappings_dir, list(entities))  # names unknown ones
-                return run_sync(
-                    store=store, connectors=conns, mappings=maps, entities=entities or None,
-                    kind="plan" if dry_run else "sync",
-                    options=api.options_from(self.settings, dry_run=dry_run, progress=progress,
-                                             should_stop=should_stop),
-                    now=self.clock.now)
+            if entities:  # names unknown ones, before any system is asked anything
+                load_mappings(self.settings.mappings_dir, list(entities))
+            try:
+                with self._session(bind=not dry_run) as (store, conns, maps):
+                    return run_sync(
+                        store=store, connectors=conns, mappings=maps, entities=entities or None,
+                        kind="plan" if dry_run else "sync",
+                        options=api.options_from(self.settings, dry_run=dry_run,
+                                                 progress=progress, should_stop=should_stop),
+                        now=self.clock.now)
+            except SystemUnavailable as exc:  # before the run began (a custom-field list)
+                if not dry_run:
+                    self._failed_before_start("sync", entities, exc)
+                raise
         finally:
             if not dry_run:
                 self.publish_metrics()
+
+    def _failed_before_start(self, kind: str, entities: Sequence[str] | None,
+                             exc: EtlError) -> None:
+        """Record a run that failed before it began (a system down while ponte read the
+        custom fields its mappings name), so ``ponte runs`` shows it like any failed run."""
+        names = list(entities) if entities else list(load_mappings(self.settings.mappings_dir))
+        now = self.clock.now()
+        with Store.open(self.settings.state_url) as store:
+            run_id = store.start_run(kind, names, now=now)
+            report = RunReport(run_id=run_id, kind=kind, status="failed", error=str(exc))
+            store.finish_run(run_id, "failed", report.as_dict(), now=now)
 
     def plan(self, entities: Sequence[str] | None = None, *, progress: Progress | None = None,
              should_stop: ShouldStop | None = None) -> RunReport:
@@ -117,6 +133,7 @@ class Ponte:
         if since_at is not None and since_at >= until_at:
             raise ConfigError(f"--since {since_at.isoformat()} is not before --until "
                               f"{until_at.isoformat()}")
+        load_mappings(self.settings.mappings_dir, [entity])  # an unknown one: before any request
         with self._session(bind=not dry_run) as (store, conns, maps):
             m = ops.entity_mapping(maps, entity)
             if chosen is not None:
@@ -142,9 +159,10 @@ class Ponte:
         """Read both systems in full and report every drift; ``fix`` repairs what the
         mappings allow (deletes and deactivations only within PONTE_MAX_DELETE_SHARE).
         ``should_stop`` ends it between pages and chunks (``Stopped`` is raised)."""
+        if entities:  # names unknown ones, before any system is asked anything
+            load_mappings(self.settings.mappings_dir, list(entities))
         with self._session(bind=fix) as (store, conns, maps):
-            if entities:  # names unknown ones; the session's mappings have custom fields resolved
-                load_mappings(self.settings.mappings_dir, list(entities))
+            if entities:  # the session's mappings have their custom fields resolved
                 maps = {e: m for e, m in maps.items() if e in entities}
             return run_verify(store=store, connectors=conns, mappings=maps,
                               entities=list(entities) if entities else None, fix=fix,

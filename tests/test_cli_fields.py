@@ -32,16 +32,16 @@ def _sandbox_env(monkeypatch: pytest.MonkeyPatch, sb: Any) -> None:
 
 
 def _with_credit_limit(tmp_path: Path, label: str) -> Path:
-    """The shipped mappings, customers with the ERP's credit limit in a Ploomes custom field."""
+    """The shipped mappings, the customers' credit limit in the Ploomes custom field ``label``."""
     folder = tmp_path / "mappings"
     folder.mkdir()
     for file in MAPPINGS.glob("*.yaml"):
         (folder / file.name).write_text(file.read_text(encoding="utf-8"), encoding="utf-8")
     text = (folder / "customers.yaml").read_text(encoding="utf-8")
-    field = ("fields:\n  credit_limit:\n    owner: erp\n"
-             f"    crm: {{custom: \"{label}\"}}\n"
-             "    erp: {path: valor_limite_credito, transform: decimal}\n")
-    (folder / "customers.yaml").write_text(text.replace("fields:\n", field, 1), encoding="utf-8")
+    shipped = 'crm: {custom: "Limite de crédito"}'
+    assert shipped in text
+    (folder / "customers.yaml").write_text(text.replace(shipped, f'crm: {{custom: "{label}"}}'),
+                                           encoding="utf-8")
     return folder
 
 

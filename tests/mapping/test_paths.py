@@ -14,6 +14,7 @@ from etl.mapping import load_mapping, load_mappings
 from etl.mapping.loader import collection_schemas, unchecked_custom_fields
 from etl.mapping.models import EntityMapping, SideField
 from etl.mapping.paths import check_paths, mapping_refs, resolve, unsent_paths
+from tests.shipped import shipped_mappings
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings" / "ploomes_omie"
 PLOOMES, OMIE = schema_for("ploomes"), schema_for("omie")
@@ -24,7 +25,19 @@ CUSTOM = "contact_5E1A0C7B-3D2F-4A8B-9C61-2F7D0B9E4A13"
 def test_shipped_mappings_name_only_declared_fields() -> None:
     maps = load_mappings(MAPPINGS, schemas=SYSTEMS)
     assert list(maps) == ["customers", "products", "orders"]
-    assert unchecked_custom_fields(maps, SYSTEMS) == []
+    # offline, only the account's own field list can confirm the custom fields named by label
+    assert unchecked_custom_fields(maps, SYSTEMS) == [
+        f"customers: fields.{name}.crm.custom: Ploomes Contacts custom field {label!r}"
+        for name, label in (("credit_limit", "Limite de crédito"),
+                            ("special_discount", "Desconto especial (%)"),
+                            ("sales_12m", "Volume de vendas 12m"),
+                            ("last_purchase", "Última compra"))]
+    # with the (simulated) account's list, every one resolves to a value property of its type
+    resolved = shipped_mappings()["customers"]
+    paths = {n: resolved.fields[n].crm.path for n in ("credit_limit", "last_purchase")
+             if resolved.fields[n].crm is not None}
+    assert paths["credit_limit"].endswith("].DecimalValue")
+    assert paths["last_purchase"].endswith("].DateTimeValue")
     # the built-in specs' (connectors built from other specs add theirs when they are built)
     assert {"ploomes", "omie"} <= set(SCHEMAS)
 
