@@ -60,7 +60,7 @@ def test_a_record_without_tax_id_is_matched_by_name_not_duplicated(
     other_id = contact(w, "Outra Casa Ltda")
     report = w.sync("customers")
     c = report.entities["customers"]
-    assert c.matched == 1, report.as_dict(items=True)
+    assert c.matched == 1, report.as_dict()
     links = dict(Store.open(w.settings.state_url).links(
         "customers", crm_keys=[str(crm_id), str(other_id)]))
     assert links[str(crm_id)] == str(cliente.id)
@@ -72,7 +72,7 @@ def test_a_record_without_tax_id_is_matched_by_name_not_duplicated(
     # linked: an ERP edit reaches that contact, and nothing else moves
     w.erp.ui_update("clientes", cliente.id, {"email": "casa@exemplo.com.br"})
     again = w.sync("customers")
-    assert again.entities["customers"].crm.updated == 1, again.as_dict(items=True)
+    assert again.entities["customers"].crm.updated == 1, again.as_dict()
     assert w.crm.db["Contacts"].get(crm_id).data["Email"] == "casa@exemplo.com.br"
 
 
@@ -85,8 +85,8 @@ def test_an_ambiguous_name_pairs_nothing_and_says_why(empty_world: World, tmp_pa
     crm_id = contact(w, "Casa Sem Documento Ltda")
     report = w.sync("customers")
     c = report.entities["customers"]
-    assert c.matched == 0, report.as_dict(items=True)
-    assert (c.crm.created, c.erp.created) == (0, 0), report.as_dict(items=True)
+    assert c.matched == 0, report.as_dict()
+    assert (c.crm.created, c.erp.created) == (0, 0), report.as_dict()
     held = {(q.system, q.key): q for q in Store.open(w.settings.state_url).quarantine("customers")}
     assert ("crm", str(crm_id)) in held, held
     assert "ambiguous" in held[("crm", str(crm_id))].reason
@@ -97,7 +97,8 @@ def test_an_ambiguous_name_pairs_nothing_and_says_why(empty_world: World, tmp_pa
 
 
 @pytest.mark.parametrize(("edit", "says"), [
-    (("natural_key_fallback_field: razao_social\n", ""), "systems.erp.natural_key_fallback_field"),
+    (("    natural_key_fallback_field: razao_social\n", ""),
+     "systems.erp.natural_key_fallback_field"),
     (("natural_key_fallback: legal_name", "natural_key_fallback: nope"), "'nope' is not a mapped"),
 ])
 def test_a_fallback_key_is_checked_at_load(tmp_path: Path, edit: tuple[str, str], says: str
