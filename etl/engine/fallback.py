@@ -11,6 +11,7 @@ each system found), nothing is paired by it: the lonely records carry the reason
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
 from etl.engine.model import Job, Seen, Unit
 from etl.mapping import EntityMapping
 from etl.mapping.models import SIDES, Side, other
