@@ -43,7 +43,7 @@ class Candidates:
     known_linked: dict[Side, set[str]] = field(default_factory=lambda: {"crm": set(), "erp": set()})
     remote: dict[Side, dict[str, Seen]] = field(default_factory=lambda: {"crm": {}, "erp": {}})
     # by the fallback key, for records whose natural key is empty (:mod:`etl.engine.fallback`)
-    fallback: fallback.Found = field(default_factory=lambda: {"crm": {}, "erp": {}})
+    by_fallback: fallback.Found = field(default_factory=lambda: {"crm": {}, "erp": {}})
 
 
 def fetch_links(job: Job, changes: Mapping[Side, Sequence[Seen]]) -> Links:
@@ -156,7 +156,7 @@ def fetch_matches(job: Job, units: Sequence[Unit]) -> Candidates:
         still = [v for v in wanted if v not in index and v not in out.known[target]]
         if field_name and still:
             out.remote[target] = _search(job, target, field_name, still)
-    out.fallback = fallback.fetch(job, units)
+    out.by_fallback = fallback.fetch(job, units)
     return out
 
 
@@ -238,4 +238,4 @@ def match(m: EntityMapping, units: list[Unit], cand: Candidates) -> int:
             u.linked = False
             u.matched = True
             matched += 1
-    return matched + fallback.match(m, units, cand.fallback)
+    return matched + fallback.match(m, units, cand.by_fallback)
