@@ -108,3 +108,22 @@ def test_a_fallback_key_is_checked_at_load(tmp_path: Path, edit: tuple[str, str]
     (folder / "customers.yaml").write_text(text.replace(*edit, 1))
     with pytest.raises(ConfigError, match=says):
         load_mappings(folder)
+
+
+def test_the_search_finds_a_partner_outside_the_window_by_name(empty_world: World,
+                                                                tmp_path: Path) -> None:
+    """The contact was last changed before the watermark, so this run does not read it: the
+    search by legal name before creating finds it instead of copying the cliente across."""
+    w = empty_world
+    w.settings.mappings_dir = with_fallback(tmp_path)
+    assert w.sync("customers").status == "ok"  # watermarks set
+    w.crm.clock.advance(-86400)
+    crm_id = contact(w, "Casa Sem Documento Ltda")
+    w.crm.clock.advance(86400)
+    cliente = w.erp.ui_create("clientes", dict(NO_TAX_ID))
+    report = w.sync("customers")
+    c = report.entities["customers"]
+    assert (c.crm.read, c.matched, c.crm.created) == (0, 1, 0), report.as_dict()
+    links = dict(Store.open(w.settings.state_url).links("customers", crm_keys=[str(crm_id)]))
+    assert links == {str(crm_id): str(cliente.id)}
+    assert len(w.crm.db["Contacts"]) == 1
