@@ -90,6 +90,7 @@ class Unit:
     tombstone: Side | None = None  # the side this linked record was deleted from
     duplicate_of: str | None = None  # the other side's key its natural key already links to
     matched: bool = False  # paired by natural key in this run
+    ambiguous: str | None = None  # why its fallback key pairs it with nothing (several partners)
 
     def key(self, side: Side) -> str | None:
         return self.crm_key if side == "crm" else self.erp_key

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import cast
 
 from etl.connectors.base import Record
+from etl.engine import fallback
 from etl.engine.model import Job, Seen, Unit
 from etl.engine.resolve import Values
 from etl.errors import RecordError
@@ -41,6 +42,8 @@ class Candidates:
         default_factory=lambda: {"crm": {}, "erp": {}})
     known_linked: dict[Side, set[str]] = field(default_factory=lambda: {"crm": set(), "erp": set()})
     remote: dict[Side, dict[str, Seen]] = field(default_factory=lambda: {"crm": {}, "erp": {}})
+    # by the fallback key, for records whose natural key is empty (:mod:`etl.engine.fallback`)
+    by_fallback: fallback.Found = field(default_factory=lambda: {"crm": {}, "erp": {}})
 
 
 def fetch_links(job: Job, changes: Mapping[Side, Sequence[Seen]]) -> Links:
@@ -153,18 +156,26 @@ def fetch_matches(job: Job, units: Sequence[Unit]) -> Candidates:
         still = [v for v in wanted if v not in index and v not in out.known[target]]
         if field_name and still:
             out.remote[target] = _search(job, target, field_name, still)
+    out.by_fallback = fallback.fetch(job, units)
     return out
 
 
 def _search(job: Job, target: Side, field_name: str, values: list[str]) -> dict[str, Seen]:
+    nk = job.m.natural_key
+    assert nk is not None
+    return {str(s.values[nk]): s for s in search_unlinked(job, target, field_name, values)
+            if s.values.get(nk)}
+
+
+def search_unlinked(job: Job, target: Side, field_name: str, values: list[str]) -> list[Seen]:
+    """The side's records whose native ``field_name`` holds one of ``values``, less those
+    linked already (partners of other records) and those that cannot be read."""
     c = job.conn[target]
     found = c.find_by(job.entity, field_name, values)
     keys = [c.key_of(job.entity, r) for r in found]
     taken = {p[1] if target == "erp" else p[0] for p in job.store.links(
         job.entity, **{f"{target}_keys": keys})} if keys else set()
-    out: dict[str, Seen] = {}
-    nk = job.m.natural_key
-    assert nk is not None
+    out: list[Seen] = []
     for rec, key in zip(found, keys, strict=True):
         if key in taken:
             continue  # linked to another record: not a partner for this one
@@ -172,8 +183,7 @@ def _search(job: Job, target: Side, field_name: str, values: list[str]) -> dict[
             vals = read_record(job.m, target, rec, job.ctx)
         except RecordError:
             continue
-        if vals.get(nk):
-            out[str(vals[nk])] = Seen(target, key, vals, _updated(job, target, rec), 0, 0, rec)
+        out.append(Seen(target, key, vals, _updated(job, target, rec), 0, 0, rec))
     return out
 
 
@@ -188,7 +198,8 @@ def match(m: EntityMapping, units: list[Unit], cand: Candidates) -> int:
     """Pair lonely units with a partner by natural key, before anything is created: a record
     of the other side read in this chunk, one ponte synced before, or one the search found.
     A partner already linked to another record makes this one a duplicate (``duplicate_of``),
-    never copied across. Merges units in place; returns how many were matched."""
+    never copied across. Then records without a natural key, by the fallback key (see
+    :mod:`etl.engine.fallback`). Merges units in place; returns how many were matched."""
     nk = m.natural_key
     if nk is None:
         return 0
@@ -227,4 +238,4 @@ def match(m: EntityMapping, units: list[Unit], cand: Candidates) -> int:
             u.linked = False
             u.matched = True
             matched += 1
-    return matched
+    return matched + fallback.match(m, units, cand.by_fallback)

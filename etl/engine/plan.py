@@ -170,6 +170,9 @@ class Planner:
                 f"{u.seen[side].values.get(nk or '')} is already linked to {target} record "
                 f"{u.duplicate_of} through another {side} record; duplicates on the {side} side "
                 f"are not copied — merge them there", field=nk, kind="invalid")
+        if u.ambiguous is not None:
+            raise RecordError(f"{self.entity} {side} {u.key(side)}: {u.ambiguous}",
+                              field=self.m.natural_key_fallback, kind="invalid")
         values = values_for_create(self.m, side, u.seen[side].values)
         value = values.get(nk) if nk else None
         if value:

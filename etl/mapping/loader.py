@@ -98,6 +98,30 @@ def unchecked_custom_fields(mappings: Mapping[str, EntityMapping], schemas: Sche
     return out
 
 
+def _check_fallback(m: EntityMapping) -> list[str]:
+    """``natural_key_fallback``: a field mapped on both sides, searchable on both sides, used
+    only beside a natural key (for the records whose natural key is empty)."""
+    fb = m.natural_key_fallback
+    if fb is None:
+        return []
+    problems = []
+    if m.natural_key is None:
+        problems.append("natural_key_fallback: needs a natural_key (it matches only the "
+                        "records whose natural key is empty)")
+    spec = m.fields.get(fb)
+    if spec is None:
+        problems.append(f"natural_key_fallback: {fb!r} is not a mapped field "
+                        f"(fields: {', '.join(m.fields)})")
+    elif spec.crm is None or spec.erp is None:
+        problems.append(f"natural_key_fallback: {fb!r} must be mapped on both sides")
+    for side in ("crm", "erp"):
+        system = m.systems.get(side)
+        if system is None or not system.natural_key_fallback_field:
+            problems.append(f"systems.{side}.natural_key_fallback_field: required by "
+                            f"natural_key_fallback (the native field to search {fb!r} by)")
+    return problems
+
+
 def _check(m: EntityMapping, path: Path) -> None:
     problems = []
     for name, spec in m.fields.items():
@@ -117,6 +141,7 @@ def _check(m: EntityMapping, path: Path) -> None:
     for ref, label in ((m.natural_key, "natural_key"),):
         if ref is not None and ref not in m.fields:
             problems.append(f"{label}: {ref!r} is not a mapped field (fields: {', '.join(m.fields)})")
+    problems += _check_fallback(m)
     for field_name in m.deactivate:
         if field_name not in m.fields:
             problems.append(f"deactivate.{field_name}: not a mapped field")

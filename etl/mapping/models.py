@@ -147,6 +147,7 @@ class SystemSpec(Strict):
     collection: str  # native collection, for messages
     external_id_field: str | None = None  # native field holding ponte's external id
     natural_key_field: str | None = None  # native field to search by natural key
+    natural_key_fallback_field: str | None = None  # native field to search by the fallback key
 
 
 class Precondition(Strict):
@@ -181,6 +182,8 @@ class EntityMapping(Strict):
     owner: Side | None = None  # default owner of fields that name none (one-way entities)
     create_in: list[Side] = Field(default_factory=list)
     natural_key: str | None = None
+    # matches records whose natural key is empty (with a partner whose natural key is empty too)
+    natural_key_fallback: str | None = None
     conflict: Policy = "manual"
     on_match: Literal["crm_wins", "erp_wins", "newest_wins"] = "erp_wins"
     deletes: Literal["ignore", "deactivate", "delete"] = "ignore"

@@ -78,7 +78,8 @@ def mapping_refs(m: EntityMapping) -> list[Ref]:
     for side in SIDES:
         system = m.systems.get(side)
         if system is not None:
-            for attr in ("external_id_field", "natural_key_field"):
+            for attr in ("external_id_field", "natural_key_field",
+                         "natural_key_fallback_field"):
                 value = getattr(system, attr)
                 if value:
                     refs.append(Ref(f"systems.{side}.{attr}", side, value))
