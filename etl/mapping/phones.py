@@ -7,8 +7,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from etl.errors import RecordError
-from etl.mapping.transforms import Canon, Raw, register
+from etl.mapping.transforms import Canon, Raw, items_of, register
 
 if TYPE_CHECKING:
     from etl.mapping.apply import MapContext
@@ -53,10 +52,9 @@ class _PhoneList:
 
     @staticmethod
     def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
-        if raw in (None, ""):
+        raw = items_of(raw, "phones")
+        if raw is None:
             return None
-        if not isinstance(raw, list):
-            raise RecordError(f"expected a list of phones, got {type(raw).__name__}")
         key = args.get("number_key", "PhoneNumber")
         return ",".join(_phone_digits(raw[i][key], args)
                         for i in _PhoneList._owned(raw, args)) or None

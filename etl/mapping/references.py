@@ -17,7 +17,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from etl.errors import RecordError
-from etl.mapping.transforms import Canon, Raw, _empty, _text, register
+from etl.mapping.transforms import Canon, Raw, _empty, _text, items_of, register
 
 if TYPE_CHECKING:
     from etl.mapping.apply import MapContext
@@ -82,10 +82,9 @@ class _TagList:
     def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
         from etl.mapping.apply import get_path
 
-        if raw in (None, ""):
+        raw = items_of(raw, "tags")
+        if raw is None:
             return None
-        if not isinstance(raw, list):
-            raise RecordError(f"expected a list of tags, got {type(raw).__name__}")
         names: set[str] = set()
         for i, item in enumerate(raw, start=1):
             if args.get("table"):

@@ -42,6 +42,16 @@ def _empty(value: Raw) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 
 
+def items_of(raw: Raw, noun: str) -> list[Any] | None:
+    """A list field's items; ``None`` when it is empty; a :class:`RecordError` naming ``noun``
+    (phones, tags, lines) when it is not a list."""
+    if raw in (None, ""):
+        return None
+    if not isinstance(raw, list):
+        raise RecordError(f"expected a list of {noun}, got {type(raw).__name__}")
+    return raw
+
+
 def _text(value: Raw, what: str = "text") -> Canon:
     if _empty(value):
         return None
@@ -294,10 +304,9 @@ class _Lines:
     def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
         from etl.mapping.apply import get_path
 
-        if raw in (None, ""):
+        raw = items_of(raw, "lines")
+        if raw is None:
             return None
-        if not isinstance(raw, list):
-            raise RecordError(f"expected a list of lines, got {type(raw).__name__}")
         lines = []
         for i, item in enumerate(raw, start=1):
             product = get_path(item, args["product"])
