@@ -190,6 +190,33 @@ class Planner:
         out.changes.append(Change(
             self.entity, target, "create", None, u.key(side) or "",
             {f: (None, v) for f, v in values.items()}, note))
+        self._blank_computed(u, side, out)
+
+    def _blank_computed(self, u: Unit, side: Side, out: UnitPlan) -> None:
+        """A record created in the other side computes nothing yet (no record of the source
+        points at it): the fields that side computes and owns are put back to blank on
+        ``side``, where a user may have typed a value the create cannot carry. Without this
+        the pair is snapshotted as it stands and the typed value stays until the computed one
+        changes."""
+        target = other(side)
+        held = u.seen[side].values
+        back: dict[str, str | None] = {}
+        for name, spec in self.m.fields.items():
+            sf, tf = spec.side(side), spec.side(target)
+            if tf is None or tf.computed is None or sf is None or sf.read_only:
+                continue
+            if self.m.field_owner(name) == target and held.get(name) is not None:
+                back[name] = None
+        if not back:
+            return
+        payload = build_payload(self.m, side, back, self.ctx, create=False,
+                                record={**held, **back})
+        if kept_fields(self.m, side, back):
+            payload = merge_kept(self.m, side, payload, u.seen[side].record)
+        key = u.key(side)
+        out.writes[side].append(Write(WriteOp("update", payload, key=key), u, back))
+        out.changes.append(Change(self.entity, side, "update", key, "",
+                                  {f: (held.get(f), None) for f in back}, None))
 
     def check_preconditions(self, values: Values, action: str = "created") -> str | None:
         """Raise when a record this one depends on is not synced or lacks what the target

@@ -231,3 +231,28 @@ def test_marks_left_by_an_orders_run_are_computed_by_the_next_customers_run(w: W
     with w.store() as store:
         assert store.computed_marks("customers") == {}
     assert w.sync().writes == 0
+
+
+def test_a_sales_volume_typed_in_the_crm_is_cleared_when_the_contact_is_created_in_the_erp(
+        tmp_path: Path) -> None:
+    """The new ERP customer has no invoiced order, so its computed sales volume is blank; a
+    value a CRM user typed before the first sync must not stay (the ERP owns the field, and
+    the create cannot carry a computed value)."""
+    world = make_world(f"sqlite:///{tmp_path / 'state.db'}", customers=6, overlap=0.0)
+    world.settings.mappings_dir = mappings_with_computed(tmp_path)
+    with world.store() as store:
+        assert not store.links("customers")
+    contact = next(r.id for r in world.crm.db["Contacts"])
+    world.crm.ui_update("Contacts", contact, {"OtherProperties": [
+        {"FieldKey": SALES, "DecimalValue": 3050.0}]})
+    report = world.sync("customers")
+    assert report.status == "ok", report.as_dict()
+    with world.store() as store:
+        assert dict(store.links("customers")).get(str(contact)), "not created in the ERP"
+    assert prop(world, contact, SALES) is None
+    assert world.sync("customers").writes == 0
+    # typed again later: put back like any ERP-owned field
+    world.crm.ui_update("Contacts", contact, {"OtherProperties": [
+        {"FieldKey": SALES, "DecimalValue": 10.0}]})
+    world.sync("customers")
+    assert prop(world, contact, SALES) is None
