@@ -301,7 +301,9 @@ def test_bad_key_is_system_unavailable_without_the_secret(ploomes_connector: Mak
 def test_custom_field_keys_come_from_fields(ploomes_connector: Make) -> None:
     c = ploomes_connector()
     keys = c.custom_field_keys(1)
-    assert len(keys) == 10 and all(k.startswith("contact_") for k in keys)
+    from etl.sandbox.ploomes.custom import FIELDS  # what the simulated account configures
+    assert keys == {f["Key"] for f in FIELDS if f["EntityId"] == 1 and f["Dynamic"]}
+    assert len(keys) == 11 and all(k.startswith("contact_") for k in keys)
     assert "contact_name" not in keys  # a standard field, not a custom one
     assert c.custom_field_keys(10) == set()  # no custom product fields in the sandbox
 
