@@ -25,6 +25,7 @@ from pydantic_settings.exceptions import SettingsError
 from pydantic_settings.sources import DotenvType
 
 from etl.errors import ConfigError
+from etl.settings_serve import AlertSettings, ServeSettings
 from etl.settings_sides import (
     MASK,
     NESTED,
@@ -71,6 +72,8 @@ class Settings(BaseSettings):
     connectors_dir: Path | None = None
     crm: CrmSettings = CrmSettings()
     erp: ErpSettings = ErpSettings()
+    serve: ServeSettings = ServeSettings()
+    alerts: AlertSettings = AlertSettings()
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     metrics_file: Path | None = None
@@ -172,6 +175,9 @@ class Settings(BaseSettings):
         """Every secret value, for redaction."""
         values = [v.get_secret_value() for side in (self.crm, self.erp)
                   for v in side.credentials.values()]
+        more = [self.crm.webhook_key, self.erp.webhook_key, self.serve.status_token,
+                self.serve.status_password, self.alerts.webhook_url, self.alerts.smtp_url]
+        values += [v.get_secret_value() for v in more if v is not None]
         return [v for v in values if v]
 
 

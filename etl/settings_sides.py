@@ -7,7 +7,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+)
 
 from etl.connectors import registry
 from etl.connectors.spec import ConnectorSpec
@@ -44,6 +52,10 @@ class SideSettings(BaseModel):
     max_concurrency: int = Field(0, ge=1)
     timeout_s: float = Field(0.0, gt=0)
     page_size: int = Field(0, ge=1)
+    # the secret a vendor's webhook calls must carry (Ploomes: the ValidationKey ponte registers)
+    webhook_key: SecretStr | None = None
+    _empty_key = field_validator("webhook_key", mode="before")(
+        lambda value: None if value in ("", None) else value)
     _spec: ConnectorSpec | None = PrivateAttr(None)
 
     @property

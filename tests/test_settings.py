@@ -18,6 +18,7 @@ from etl.settings import (
     read_env_files,
     setting_names,
 )
+from etl.settings_serve import AlertSettings, ServeSettings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
 
@@ -29,14 +30,18 @@ def example_values() -> dict[str, str]:
 
 def expected_names() -> set[str]:
     names = {f"PONTE_{k.upper()}" for k in Settings.model_fields
-             if k not in ("crm", "erp", "schedule")}
+             if k not in ("crm", "erp", "schedule", "serve", "alerts")}
     # one schedule per entity that has a default
     names |= {"PONTE_SCHEDULE__CUSTOMERS", "PONTE_SCHEDULE__PRODUCTS", "PONTE_SCHEDULE__ORDERS"}
     names |= {f"PONTE_CRM__{k.upper()}" for k in CrmSettings.model_fields if k != "credentials"}
     names |= {f"PONTE_ERP__{k.upper()}" for k in ErpSettings.model_fields if k != "credentials"}
+    names |= {f"PONTE_SERVE__{k.upper()}" for k in ServeSettings.model_fields}
+    names |= {f"PONTE_ALERTS__{k.upper()}" for k in AlertSettings.model_fields}
     # the credentials the default connectors' specs declare
     names |= {"PONTE_CRM__CREDENTIALS__USER_KEY", "PONTE_ERP__CREDENTIALS__APP_KEY",
-              "PONTE_ERP__CREDENTIALS__APP_SECRET"}
+              "PONTE_ERP__CREDENTIALS__APP_SECRET", "PONTE_CRM__WEBHOOK_KEY", "PONTE_ERP__WEBHOOK_KEY",
+        "PONTE_SERVE__STATUS_TOKEN", "PONTE_SERVE__STATUS_PASSWORD", "PONTE_ALERTS__WEBHOOK_URL",
+        "PONTE_ALERTS__SMTP_URL"}
     return names
 
 
@@ -198,7 +203,9 @@ def test_every_valid_name_is_known(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert set(names) == expected_names()
     assert {n for n, secret in names.items() if secret} == {
         "PONTE_CRM__CREDENTIALS__USER_KEY", "PONTE_ERP__CREDENTIALS__APP_KEY",
-        "PONTE_ERP__CREDENTIALS__APP_SECRET"}
+        "PONTE_ERP__CREDENTIALS__APP_SECRET", "PONTE_CRM__WEBHOOK_KEY", "PONTE_ERP__WEBHOOK_KEY",
+        "PONTE_SERVE__STATUS_TOKEN", "PONTE_SERVE__STATUS_PASSWORD", "PONTE_ALERTS__WEBHOOK_URL",
+        "PONTE_ALERTS__SMTP_URL"}
 
 
 def test_the_shipped_env_files_use_only_known_names() -> None:

@@ -227,3 +227,37 @@ computed_windows = Table(
     Column("cutoff", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("target", "source", name="pk_computed_windows"),
 )
+
+# webhook events accepted by ``ponte serve`` (stored before the 200; a redelivery of the same
+# vendor event is a no-op) and turned into targeted syncs by its worker loop
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("side", String(), nullable=False),  # crm | erp: the system that sent it
+    Column("event_id", String(), nullable=False),  # the vendor's identity of the event
+    Column("collection", String(), nullable=True),  # the vendor collection it names
+    Column("entity", String(), nullable=True),  # the mapping entity; None: not covered
+    Column("key", String(), nullable=True),  # the record's key on that side
+    Column("action", String(), nullable=False),  # create | update | delete | other
+    Column("status", String(), nullable=False),  # pending | done | ignored | failed
+    Column("attempts", Integer, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),  # not processed before (debounce, retry)
+    Column("processed_at", UTCDateTime, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("payload", JSONText, nullable=True),  # the record as the event carried it, no secrets
+    UniqueConstraint("side", "event_id", name="uq_events_identity"),
+    Index("ix_events_status_due", "status", "due_at"),
+)
+
+# alert conditions (run failed, quarantine over a threshold, drift, lag, stalled backlog): each
+# is announced once when it starts and once when it clears
+alerts = Table(
+    "alerts", metadata,
+    Column("condition", String(), primary_key=True),  # e.g. "run_failed:customers"
+    Column("active", Boolean, nullable=False),
+    Column("since", UTCDateTime, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("notified_at", UTCDateTime, nullable=True),
+    Column("cleared_at", UTCDateTime, nullable=True),
+)
