@@ -20,7 +20,6 @@ Drift kinds, per entity:
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -122,8 +121,8 @@ def verify(
     now = now or datetime.now(UTC)
     started = time.monotonic()
     names = list(entities or mappings)
-    run_id = store.start_run("verify-fix" if fix else "verify", names, now=now) if fix else \
-        uuid.uuid4().hex
+    # recorded either way: the status page and the alerts show the last verify's drift
+    run_id = store.start_run("verify-fix" if fix else "verify", names, now=now)
     report = VerifyReport(run_id, fix)
     held: list[str] = []
     heartbeat: Heartbeat | None = None
@@ -161,15 +160,14 @@ def verify(
             heartbeat.stop()
         for name in held:
             store.release_lock(lock_name(name), run_id)
-        if fix:
-            if status is None:
-                status = "ok" if report.drift == 0 or all(
-                    e.fixed >= e.drift - e.duplicates for e in report.entities.values()) \
-                    else "partial"
-            result = report.as_dict()
-            if error:
-                result["error"] = error
-            store.finish_run(run_id, status, result, now=datetime.now(UTC))
+        if status is None:
+            status = "ok" if report.drift == 0 or fix and all(
+                e.fixed >= e.drift - e.duplicates for e in report.entities.values()) \
+                else "partial"
+        result = report.as_dict()
+        if error:
+            result["error"] = error
+        store.finish_run(run_id, status, result, now=datetime.now(UTC))
     return report
 
 
