@@ -13,7 +13,7 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 
 CRON = Path(__file__).resolve().parents[2] / "cron"
-UNITS = ["ponte-sync.service", "ponte-sync.timer", "ponte.service"]
+UNITS = ["ponte-sync.service", "ponte-sync.timer", "ponte.service", "ponte-serve.service"]
 SHIPPED_BIN = "/opt/ponte/.venv/bin/ponte"
 
 
@@ -58,7 +58,7 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     assert result.stderr.strip() == "", result.stderr  # no warnings either
 
 
-@pytest.mark.parametrize("name", ["ponte-sync.service", "ponte.service"])
+@pytest.mark.parametrize("name", ["ponte-sync.service", "ponte.service", "ponte-serve.service"])
 def test_services_run_as_ponte_sandboxed(name: str) -> None:
     s = unit_settings(name)
     assert s["User"] == ["ponte"] and s["EnvironmentFile"] == ["/etc/ponte/ponte.env"]
@@ -74,6 +74,7 @@ def test_oneshot_sync_and_daemon_and_timer() -> None:
     assert unit_settings("ponte-sync.service")["Type"] == ["oneshot"]
     assert unit_settings("ponte-sync.service")["ExecStart"] == [f"{SHIPPED_BIN} sync"]
     assert unit_settings("ponte.service")["ExecStart"] == [f"{SHIPPED_BIN} run"]
+    assert unit_settings("ponte-serve.service")["ExecStart"] == [f"{SHIPPED_BIN} serve --poll"]
     assert unit_settings("ponte-sync.timer")["Unit"] == ["ponte-sync.service"]
 
 
@@ -89,7 +90,7 @@ def test_crontab_line_is_five_valid_fields_and_ponte_sync() -> None:
     assert "/etc/ponte/ponte.env" in command
 
 
-@pytest.mark.parametrize("name", ["ponte-sync.service", "ponte.service"])
+@pytest.mark.parametrize("name", ["ponte-sync.service", "ponte.service", "ponte-serve.service"])
 def test_only_success_exit_codes_count_as_success(name: str) -> None:
     from etl.exitcodes import Exit
 
