@@ -37,6 +37,13 @@ def age(seconds: float | None) -> str:
     return f"in {text}" if seconds < 0 else text
 
 
+def duration(seconds: float | None) -> str:
+    """A run's duration: tenths of a second under a minute ("0.4 s"), else as :func:`age`."""
+    if seconds is None:
+        return "running"
+    return f"{seconds:.1f} s" if seconds < 60 else age(seconds)
+
+
 def when(value: datetime | None) -> str:
     """A UTC time to the second, or a dash."""
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else "—"
@@ -47,7 +54,7 @@ def first_line(text: str | None) -> str:
 
 
 def install_filters(env: Environment) -> None:
-    env.filters.update(age=age, when=when, first_line=first_line)
+    env.filters.update(age=age, duration=duration, when=when, first_line=first_line)
 
 
 @dataclass(frozen=True)

@@ -83,9 +83,9 @@ def add_events(state_url: str) -> None:
              "processed_at": now if r["status"] != "pending" else None, "payload": None}
             for r in rows])
         conn.execute(sa.insert(m.alerts), [
-            {"condition": "quarantine", "active": True, "since": now,
-             "detail": "51 records in quarantine (threshold 50)", "notified_at": None,
-             "cleared_at": None},
+            {"condition": "drift:customers", "active": True, "since": now,
+             "detail": "the last verify found customers drifted (1 record)",
+             "notified_at": now, "cleared_at": None},
             {"condition": "run_failed:orders", "active": False, "since": now,
              "detail": "cleared", "notified_at": now, "cleared_at": now}])
 

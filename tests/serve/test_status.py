@@ -125,7 +125,7 @@ def test_metrics_text_has_the_backlog_and_alert_series(tmp_path: Path) -> None:
     assert values['ponte_webhook_events{status="failed"}'] == 1
     assert values['ponte_webhook_events{status="ignored"}'] == 0
     assert 0 <= values["ponte_webhook_oldest_pending_age_seconds"] < 600
-    assert values['ponte_alert_active{condition="quarantine"}'] == 1
+    assert values['ponte_alert_active{condition="drift:customers"}'] == 1
     assert values['ponte_alert_active{condition="run_failed:orders"}'] == 0
     assert values['ponte_quarantine_records{entity="customers"}'] == 1
     for name in ("ponte_webhook_events", "ponte_webhook_oldest_pending_age_seconds",
@@ -145,7 +145,8 @@ def test_page_escapes_vendor_text_and_shows_backlog_and_alerts(tmp_path: Path) -
     assert "&lt;b&gt;&#34;cnpj_cpf&#34;&lt;/b&gt; &amp; &lt;script&gt;" in text
     assert "sync of customers 42 failed: &lt;Omie&gt; SOAP-ENV:Client" in text
     assert "second line" not in text  # first line of an error only
-    assert "51 records in quarantine" in text and "run_failed:orders" not in text  # active only
+    assert "the last verify found customers drifted" in text
+    assert "run_failed:orders" not in text  # active alerts only
     assert re.search(r"pending <strong[^>]*>2</strong>", text)
 
 
