@@ -17,6 +17,7 @@ from etl.serve.status import status_routes
 from etl.settings import Settings
 from etl.state import Checkpoint, QuarantineEntry, Store
 from tests.ops.conftest import Env, cli_env  # noqa: F401  (fixture reused)
+from tests.state.conftest import store_url  # noqa: F401  (SQLite and PostgreSQL, reused)
 
 TOKEN = "s3cr3t-status-token"
 # vendor text with HTML in it: the page must show it as text

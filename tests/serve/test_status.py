@@ -20,9 +20,10 @@ from tests.serve.conftest import TOKEN, Env, add_events, quarantine_one, status_
 runner = CliRunner()
 
 
-def settings_for(tmp_path: Path, **serve: str) -> Settings:
-    return Settings(_env_file=None, state_url=f"sqlite:///{tmp_path / 'state.db'}",
-                    serve=serve)
+def settings_for(where: Path | str, **serve: str) -> Settings:
+    """Settings on a state database: a URL, or a folder for a new SQLite file."""
+    url = where if isinstance(where, str) else f"sqlite:///{where / 'state.db'}"
+    return Settings(_env_file=None, state_url=url, serve=serve)
 
 
 def client(settings: Settings) -> TestClient:
@@ -92,8 +93,8 @@ def test_healthz_503_when_the_state_cannot_be_opened_without_the_password(
     assert "hunter2pw" not in r.text and "***" in r.text
 
 
-def test_empty_state_page_says_so(tmp_path: Path) -> None:
-    r = client(settings_for(tmp_path, status_token=TOKEN)).get(f"/?token={TOKEN}")
+def test_empty_state_page_says_so(store_url: str) -> None:
+    r = client(settings_for(store_url, status_token=TOKEN)).get(f"/?token={TOKEN}")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     text = r.text
     assert '<meta http-equiv="refresh" content="30">' in text
@@ -106,10 +107,9 @@ def test_empty_state_page_says_so(tmp_path: Path) -> None:
 LINE = re.compile(r'^([a-z_]+)(\{[^}]*\})? (-?[0-9.e+]+)$')
 
 
-def test_metrics_text_has_the_backlog_and_alert_series(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, status_token=TOKEN)
+def test_metrics_text_has_the_backlog_and_alert_series(store_url: str) -> None:
+    settings = settings_for(store_url, status_token=TOKEN)
     c = client(settings)
-    c.get("/healthz")
     quarantine_one(settings.state_url)
     add_events(settings.state_url)
     r = c.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -134,10 +134,9 @@ def test_metrics_text_has_the_backlog_and_alert_series(tmp_path: Path) -> None:
         assert f"# TYPE {name} gauge" in r.text
 
 
-def test_page_escapes_vendor_text_and_shows_backlog_and_alerts(tmp_path: Path) -> None:
-    settings = settings_for(tmp_path, status_token=TOKEN)
+def test_page_escapes_vendor_text_and_shows_backlog_and_alerts(store_url: str) -> None:
+    settings = settings_for(store_url, status_token=TOKEN)
     c = client(settings)
-    c.get("/healthz")
     quarantine_one(settings.state_url)
     add_events(settings.state_url)
     text = c.get(f"/?token={TOKEN}").text
