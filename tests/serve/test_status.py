@@ -179,3 +179,41 @@ def test_the_page_shows_the_figures_of_ponte_status_json(cli_env: Env,
     assert any(e["last_run"]["counts"][side]["created"] for e in status["entities"]
                if e["last_run"] for side in ("crm", "erp"))  # figures worth comparing
     assert TOKEN not in html
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (None, "—"), (0, "0 s"), (59.9, "59 s"), (60, "1 min"), (3599, "59 min"), (3600, "1 h"),
+    (3660, "1 h 1 min"), (86400, "1 d"), (90000, "1 d 1 h"), (-180, "in 3 min"),
+])
+def test_ages_read_like_people_say_them(seconds: float | None, text: str) -> None:
+    from etl.serve.status_view import age
+
+    assert age(seconds) == text
+
+
+def test_runs_show_the_first_line_of_their_error_and_summed_counts(store_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from etl.state import Store
+
+    settings = settings_for(store_url, status_token=TOKEN)
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    with Store.open(store_url) as store:
+        failed = store.start_run("sync", ["customers", "orders"], now=t0)
+        store.finish_run(failed, "failed", {
+            "error": "Omie answered 500 <SOAP-ENV:Server>\nTraceback: not for the page",
+            "duration_s": 2.25, "entities": {
+                "customers": {"crm": {"created": 2, "updated": 1, "quarantined": 1},
+                              "erp": {"created": 3, "updated": 0, "quarantined": 0}},
+                "orders": {"crm": {"created": 1}, "erp": {}}}}, now=t0 + timedelta(seconds=3))
+        running = store.start_run("backfill", ["products"], now=t0 + timedelta(minutes=1))
+    html = client(settings).get(f"/?token={TOKEN}").text
+    row = re.search(rf'<tr data-run="{failed[:8]}">(.*?)</tr>', html, re.DOTALL)
+    assert row, html
+    cells = dict(re.findall(r'<td class="(?:n )?([a-z-]+)[^"]*">(.*?)</td>', row.group(1),
+                            re.DOTALL))
+    assert (cells["created"], cells["updated"], cells["quarantined"]) == ("6", "1", "1")
+    assert cells["duration"] == "2.2 s"
+    assert cells["error"] == "Omie answered 500 &lt;SOAP-ENV:Server&gt;"
+    assert "Traceback" not in html
+    assert re.search(rf'<tr data-run="{running[:8]}">.*?running</td>', html, re.DOTALL)
