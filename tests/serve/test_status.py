@@ -86,11 +86,12 @@ def test_healthz_503_when_the_state_cannot_be_opened_without_the_password(
     missing = Settings(_env_file=None, state_url=f"sqlite:///{tmp_path}/no/such/dir/state.db")
     r = client(missing).get("/healthz")
     assert r.status_code == 503 and "PONTE_STATE_URL" in r.text, r.text
-    pg = Settings(_env_file=None,
+    pg = Settings(_env_file=None, serve={"status_token": TOKEN},
                   state_url="postgresql+psycopg://ponte:hunter2pw@127.0.0.1:1/ponte")
-    r = client(pg).get("/healthz")
-    assert r.status_code == 503 and "PONTE_STATE_URL" in r.text, r.text
-    assert "hunter2pw" not in r.text and "***" in r.text
+    for path in ("/healthz", f"/?token={TOKEN}", f"/metrics?token={TOKEN}"):
+        r = client(pg).get(path)
+        assert r.status_code == 503 and "PONTE_STATE_URL" in r.text, (path, r.text)
+        assert "hunter2pw" not in r.text and "***" in r.text
 
 
 def test_empty_state_page_says_so(store_url: str) -> None:
