@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-postgres lint bench clean
+.PHONY: setup demo test test-postgres lint bench clean browser
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check etl tests bench
 	$(BIN)/mypy etl
+
+# Debian's Chromium for the status page's browser tests (tests/serve/test_status_browser.py,
+# through Playwright, which never downloads a browser of its own here). Needs root.
+browser:
+	test -x /usr/bin/chromium || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	/usr/bin/chromium --version
 
 clean:
 	rm -rf $(VENV) ponte.db ponte.db-wal ponte.db-shm

@@ -21,6 +21,13 @@ Series (gauges; ``*_total`` values are the counts of the entity's last run):
 * ``ponte_api_calls_total{side,kind}`` — API calls (kind = read|write) of the latest run
 * ``ponte_quarantine_records{entity}`` — records waiting in quarantine
 
+``ponte serve``'s ``/metrics`` adds (:func:`etl.serve.status_data.serve_samples`):
+
+* ``ponte_webhook_events{status}`` — webhook events stored, by status
+  (pending|done|ignored|failed)
+* ``ponte_webhook_oldest_pending_age_seconds`` — age of the oldest pending event (0: none)
+* ``ponte_alert_active{condition}`` — 1 while the alert condition is active, 0 once cleared
+
 No secrets: labels are entity, side, kind and status names only.
 """
 
@@ -52,6 +59,10 @@ _HELP = {
                                      "is set or reset.",
     "ponte_api_calls_total": "API calls per side and kind (read|write) in the latest run.",
     "ponte_quarantine_records": "Records waiting in quarantine.",
+    "ponte_webhook_events": "Webhook events in the state database by status.",
+    "ponte_webhook_oldest_pending_age_seconds": "Seconds since the oldest pending webhook "
+                                                "event was received (0 when none is pending).",
+    "ponte_alert_active": "1 while the alert condition is active, 0 once it cleared.",
 }
 
 

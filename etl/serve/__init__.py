@@ -1,0 +1,1 @@
+"""``ponte serve``: the long-running process (webhook receiver, worker, status page)."""
