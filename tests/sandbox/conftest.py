@@ -1,10 +1,21 @@
-"""Fixtures for the simulator tests (Ploomes: ``ploomes_*``)."""
+"""Fixtures for the simulator tests (Ploomes: ``ploomes_*``; a webhook ``receiver``)."""
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from etl.sandbox.ploomes import PloomesSim, create_app
@@ -27,3 +38,65 @@ def ploomes_client(ploomes_sim: PloomesSim) -> Iterator[TestClient]:
     """An in-process client of the Ploomes simulator that sends the valid User-Key."""
     with TestClient(create_app(ploomes_sim), headers={"User-Key": PLOOMES_KEY}) as client:
         yield client
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One POST the receiver got: its path, the exact body bytes, the body parsed."""
+
+    path: str
+    body: bytes
+    json: Any
+
+
+class Receiver:
+    """A webhook receiver on a free loopback port (real uvicorn): records every POST and answers
+    each path with the statuses scripted for it, in turn, then 200."""
+
+    def __init__(self) -> None:
+        self.hits: list[Hit] = []
+        self.script: dict[str, list[int]] = {}
+        self.lock = threading.Lock()
+        self.port = 0
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def endpoint(self, request: Request) -> Response:
+        body = await request.body()
+        path = request.url.path
+        with self.lock:
+            self.hits.append(Hit(path, body, json.loads(body)))
+            statuses = self.script.get(path) or []
+            status = statuses.pop(0) if statuses else 200
+        return Response(status_code=status)
+
+    def received(self, path: str | None = None) -> list[Hit]:
+        with self.lock:
+            return [h for h in self.hits if path is None or h.path == path]
+
+    def wait_for(self, count: int, path: str | None = None, timeout: float = 10.0) -> list[Hit]:
+        """The hits (on ``path``) once there are at least ``count``; fails after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while len(hits := self.received(path)) < count:
+            assert time.monotonic() < deadline, f"{len(hits)} of {count} deliveries arrived"
+            time.sleep(0.01)
+        return hits
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver()
+    app = Starlette(routes=[Route("/{path:path}", rec.endpoint, methods=["POST"])])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    rec.port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield rec
+    server.should_exit = True
+    thread.join(5)
+    sock.close()
