@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -51,11 +52,13 @@ class Hit:
 
 class Receiver:
     """A webhook receiver on a free loopback port (real uvicorn): records every POST and answers
-    each path with the statuses scripted for it, in turn, then 200."""
+    each path with the statuses scripted for it, in turn, then 200; ``pauses`` makes the
+    answers to a path wait that many seconds, in turn."""
 
     def __init__(self) -> None:
         self.hits: list[Hit] = []
         self.script: dict[str, list[int]] = {}
+        self.pauses: dict[str, list[float]] = {}
         self.lock = threading.Lock()
         self.port = 0
 
@@ -69,6 +72,10 @@ class Receiver:
             self.hits.append(Hit(path, body, json.loads(body)))
             statuses = self.script.get(path) or []
             status = statuses.pop(0) if statuses else 200
+            pauses = self.pauses.get(path) or []
+            pause = pauses.pop(0) if pauses else 0.0
+        if pause:
+            await asyncio.sleep(pause)
         return Response(status_code=status)
 
     def received(self, path: str | None = None) -> list[Hit]:

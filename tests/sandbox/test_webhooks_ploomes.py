@@ -160,6 +160,19 @@ def test_non_2xx_is_retried_until_it_succeeds(ploomes_client: TestClient,
     assert len(receiver.received()) == 3
 
 
+def test_a_timeout_is_retried_and_the_receiver_sees_it_twice(
+        ploomes_client: TestClient, ploomes_sim: PloomesSim, receiver: Receiver) -> None:
+    ploomes_client.post("/_sandbox/faults", json={"webhook_timeout_s": 0.2})
+    register(ploomes_client, receiver.url(), action=1)
+    receiver.pauses["/hook"] = [0.6]
+    contact(ploomes_client)
+    first, second = receiver.wait_for(2)
+    assert ploomes_sim.deliveries.wait_idle()
+    assert first.body == second.body  # at least once: the late answer counted as a failure
+    status = ploomes_sim.deliveries.status()
+    assert (status["retried"], status["delivered"], status["dead_lettered"]) == (1, 1, 0)
+
+
 def test_exhausted_retries_go_to_the_dead_letters(
         ploomes_client: TestClient, ploomes_sim: PloomesSim, receiver: Receiver) -> None:
     ploomes_client.post("/_sandbox/faults", json={"webhook_max_tries": 2})
