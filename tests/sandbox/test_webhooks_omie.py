@@ -8,12 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Receiver
 from starlette.testclient import TestClient
 
 from etl.sandbox import keys
 from etl.sandbox.omie import OmieSim, create_app
 from etl.sandbox.server import running_sandbox
+from tests.sandbox.receiver import Receiver
 
 CLI, PRO, PED = "geral/clientes", "geral/produtos", "produtos/pedido"
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Receiver
 from starlette.testclient import TestClient
 
 from etl.sandbox.ploomes import PloomesSim
+from tests.sandbox.receiver import Receiver
 
 SEGMENTO = "contact_9F0D4B61-7A2E-4C35-8E1B-6D3A5C2F7E90"  # a Texto custom field of Contacts
 LIMITE = "contact_0B6E2D48-91C3-4F7A-B5E2-7C1D9A3F6B04"  # a Decimal one
