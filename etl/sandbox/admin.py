@@ -1,5 +1,5 @@
 """The ``/_sandbox/`` admin API both simulators mount: act as a UI user, dump records, move the
-clock, set fault knobs, read request counts, reset. Not part of any vendor API; no auth; the
+clock, set fault knobs, read request counts and webhook deliveries, reset. Not part of any vendor API; no auth; the
 servers only listen on loopback.
 """
 
@@ -95,6 +95,11 @@ def admin_routes(sim: Simulator) -> list[Route]:
             sim.requests.reset()
         return JSONResponse({"requests": sim.requests.as_list()})
 
+    async def deliveries(request: Request) -> JSONResponse:
+        if request.method == "DELETE":
+            sim.deliveries.clear()
+        return JSONResponse(sim.deliveries.status())
+
     async def reset(request: Request) -> JSONResponse:
         sim.reset()
         return JSONResponse({"reset": True})
@@ -107,6 +112,7 @@ def admin_routes(sim: Simulator) -> list[Route]:
         Route("/_sandbox/clock", clock, methods=["GET", "POST"]),
         Route("/_sandbox/faults", faults, methods=["GET", "POST"]),
         Route("/_sandbox/requests", requests, methods=["GET", "DELETE"]),
+        Route("/_sandbox/deliveries", deliveries, methods=["GET", "DELETE"]),
         Route("/_sandbox/reset", reset, methods=["POST"]),
         Route("/_sandbox/save", save, methods=["POST"]),
         Route("/_sandbox/{table}", dump, methods=["GET"]),

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from etl.sandbox.tables import Database, Row
+from etl.sandbox.webhooks import Deliverer, Knobs
 
 BRT = ZoneInfo("America/Sao_Paulo")
 
@@ -72,6 +73,11 @@ class Faults:
     misuse_block_s: float = 1800.0  # how long that block lasts
     next_link: bool = False  # Ploomes: emit @odata.nextLink on full pages (unconfirmed)
     tax_id_in_step: bool = True  # Ploomes [U]: Register, CNPJ and CPF kept in step by TypeId
+    webhook_delay_s: float = 0.0  # each webhook delivery waits this long before its first try
+    webhook_duplicate_rate: float = 0.0  # share of webhook deliveries sent twice, identical
+    webhook_reorder: float = 0.0  # share held back and sent after the next one to that URL
+    webhook_max_tries: int = 6  # attempts before a delivery goes to the dead-letter list
+    webhook_timeout_s: float = 2.0  # how long a receiver may take to answer one delivery
     seed: int | None = None
 
     def update(self, values: dict[str, Any]) -> None:
@@ -150,6 +156,15 @@ class Simulator:
         self.limiter = RateLimiter(rpm)
         self.requests = RequestLog()
         self.rng = random.Random(seed)
+        self.deliveries = Deliverer(self._webhook_knobs, seed=seed,
+                                    name=type(self).__name__.lower())
+        self.watch()
+
+    def _webhook_knobs(self) -> Knobs:
+        f = self.faults
+        return Knobs(delay_s=f.webhook_delay_s, duplicate_rate=f.webhook_duplicate_rate,
+                     reorder=float(f.webhook_reorder), max_tries=max(1, f.webhook_max_tries),
+                     timeout_s=f.webhook_timeout_s)
 
     def write_instant(self) -> datetime:
         """The instant a write happens now (frozen when ``same_timestamp`` is on)."""
@@ -165,6 +180,25 @@ class Simulator:
         self.limiter.reset()
         self.requests.reset()
         self.clock = Clock()
+        self.deliveries.clear()
+        self.watch()
+
+    # --- webhooks: writes to the tables a webhook watches call ``on_change`` ------------------
+
+    def watched_tables(self) -> set[str]:
+        """The tables some configured webhook watches (none by default)."""
+        return set()
+
+    def watch(self) -> None:
+        """Point the watched tables' write listener at :meth:`on_change`, and clear it on the
+        others: a table nobody watches pays nothing per write."""
+        watched = self.watched_tables()
+        for name, table in self.db.tables.items():
+            table.listener = self.on_change if name in watched else None
+
+    def on_change(self, table: str, old: Row | None, new: Row | None) -> None:
+        """A record of a watched table was created (``old`` None), changed, or deleted (``new``
+        None); ``old`` is the record as it was. Called under the database lock."""
 
     # --- hooks each simulator implements (used by the admin API and the seeder) ---------------
 

@@ -172,6 +172,8 @@ def serve(*, host: str, crm_port: int, erp_port: int, customers: int, products: 
     try:
         asyncio.run(_run(_servers(crm, erp), socks, handle_signals=True))
     finally:
+        crm.deliveries.close()
+        erp.deliveries.close()
         crm.db.save()
         erp.db.save()
         for sock in socks:
@@ -211,5 +213,7 @@ def running_sandbox(*, customers: int = 0, products: int = 0, orders: int = 0, s
         for s in servers:
             s.should_exit = True
         thread.join(timeout=START_TIMEOUT_S)
+        crm.deliveries.close()
+        erp.deliveries.close()
         for sock in socks:
             sock.close()

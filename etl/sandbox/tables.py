@@ -3,6 +3,7 @@ file. Timestamps are aware UTC datetimes; each simulator renders them in its ven
 
 from __future__ import annotations
 
+import copy
 import json
 import sqlite3
 import threading
@@ -32,6 +33,9 @@ class Table:
     next_id: int = 1
     indexes: dict[str, FieldIndex] = field(default_factory=dict, repr=False)
     version: int = 0  # bumped by every insert, update and delete
+    #: Told of every write once it is done: (table, the record before or None, after or None).
+    listener: Callable[[str, Row | None, Row | None], None] | None = field(default=None,
+                                                                            repr=False)
     _orders: dict[str, tuple[int, list[Row]]] = field(default_factory=dict, repr=False)
 
     def ordered(self, name: str, key: Callable[[Row], Any]) -> list[Row]:
@@ -62,6 +66,8 @@ class Table:
                 index.remove(rid, old.data)
             index.add(rid, data)
         self.rows[rid] = row
+        if self.listener is not None:
+            self.listener(self.name, old, row)
         return row
 
     def get(self, rid: int) -> Row | None:
@@ -69,6 +75,7 @@ class Table:
 
     def update(self, rid: int, changes: dict[str, Any], at: datetime) -> Row:
         row = self.rows[rid]
+        before = self._snapshot(row)
         self.version += 1
         touched = [i for name, i in self.indexes.items() if name in changes]
         for index in touched:
@@ -77,7 +84,29 @@ class Table:
         for index in touched:
             index.add(rid, row.data)
         row.updated = at
+        if self.listener is not None:
+            self.listener(self.name, before, row)
         return row
+
+    def replace(self, rid: int, data: dict[str, Any], at: datetime) -> Row:
+        """Change a record to hold exactly ``data`` (fields not in it are gone)."""
+        row = self.rows[rid]
+        before = self._snapshot(row)
+        self.version += 1
+        for index in self.indexes.values():
+            index.remove(rid, row.data)
+            index.add(rid, data)
+        row.data = data
+        row.updated = at
+        if self.listener is not None:
+            self.listener(self.name, before, row)
+        return row
+
+    def _snapshot(self, row: Row) -> Row | None:
+        """A copy of ``row`` as it is, for the listener (None when nobody listens)."""
+        if self.listener is None:
+            return None
+        return Row(row.id, copy.deepcopy(row.data), row.created, row.updated)
 
     def delete(self, rid: int) -> Row | None:
         row = self.rows.pop(rid, None)
@@ -85,6 +114,8 @@ class Table:
             self.version += 1
             for index in self.indexes.values():
                 index.remove(rid, row.data)
+            if self.listener is not None:
+                self.listener(self.name, row, None)
         return row
 
     def __iter__(self) -> Iterator[Row]:

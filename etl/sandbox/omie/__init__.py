@@ -28,7 +28,8 @@ Timestamps: rows keep aware-UTC ``created``/``updated``; ``render`` shows them a
 
 Modules: ``validation`` (fault codes, field tables, parameter checks), ``records`` (state,
 rendering, lookups, list machinery), ``calls_clientes`` / ``calls_produtos`` / ``calls_pedidos``
-(one service each), ``sim`` (the simulator and one request end to end), ``app`` (the ASGI shell).
+(one service each), ``hooks`` (the webhook configuration and messages, reference B9), ``sim``
+(the simulator and one request end to end), ``app`` (the ASGI shell).
 """
 
 from __future__ import annotations

@@ -10,12 +10,14 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from etl.sandbox.admin import admin_routes
 from etl.sandbox.core import DroppedConnection
+from etl.sandbox.omie.hooks import PortalError
 from etl.sandbox.omie.sim import OmieSim
 from etl.sandbox.omie.validation import F_SERVER, SERVICES
 
@@ -73,6 +75,25 @@ class _Service:
         return f"{self.service}/{call if isinstance(call, str) else '?'}"
 
 
+class _Portal:
+    """``POST /_sandbox/webhooks {url, topics?}``: the developer portal adds a webhook."""
+
+    def __init__(self, sim: OmieSim) -> None:
+        self.sim = sim
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        try:
+            response = JSONResponse(self.sim.configure_webhook(body), status_code=201)
+        except PortalError as exc:
+            response = JSONResponse({"error": f"webhook configuration: {exc}"}, status_code=400)
+        await response(scope, receive, send)
+
+
 def create_app(sim: OmieSim) -> Starlette:
     """The ASGI app: the three service URLs, their slash-less 301s, and ``/_sandbox``."""
     routes: list[Route] = []
@@ -85,6 +106,7 @@ def create_app(sim: OmieSim) -> Starlette:
             return RedirectResponse(f"/api/v1/{service}/", status_code=301)
 
         routes.append(Route(f"/api/v1/{service}", redirect, methods=["POST", "GET"]))
+    routes.append(Route("/_sandbox/webhooks", _Portal(sim), methods=["POST"]))
     routes.extend(admin_routes(sim))
     app = Starlette(routes=routes)
     app.state.sim = sim

@@ -157,8 +157,7 @@ class PedidosCalls(OmieRecords):
                 items[code] = self._resolve_item(merged, i)
             data["det"] = list(items.values())
         self._check_pedido(data)
-        row.data.clear()
-        self.db["pedidos"].update(row.id, data, self.write_instant())
+        self.db["pedidos"].replace(row.id, data, self.write_instant())
         cab = data["cabecalho"]
         return {"codigo_pedido": row.id,
                 "codigo_pedido_integracao": cab.get("codigo_pedido_integracao", ""),

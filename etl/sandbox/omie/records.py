@@ -55,7 +55,8 @@ SELLERS = [
 class OmieRecords(Simulator):
     """The Omie simulator's state and the helpers its calls share."""
 
-    tables = ["clientes", "produtos", "pedidos", "vendedores"]  # noqa: RUF012 - base's shape
+    tables = ["clientes", "produtos", "pedidos", "vendedores",  # noqa: RUF012 - base's shape
+              "webhooks"]  # the developer portal's webhook configuration (``hooks``)
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ from etl.sandbox.omie.calls_clientes import ClientesCalls
 from etl.sandbox.omie.calls_pedidos import PedidosCalls
 from etl.sandbox.omie.calls_produtos import ProdutosCalls
 from etl.sandbox.omie.calls_vendedores import VendedoresCalls
+from etl.sandbox.omie.hooks import OmieHooks
 from etl.sandbox.omie.validation import (
     F_CREDENTIALS,
     F_ENVELOPE,
@@ -59,7 +60,7 @@ CALLS: dict[str, dict[str, str]] = {
 }
 
 
-class OmieSim(ClientesCalls, ProdutosCalls, PedidosCalls, VendedoresCalls):
+class OmieSim(OmieHooks, ClientesCalls, ProdutosCalls, PedidosCalls, VendedoresCalls):
     """State and behaviour of the Omie API; ``create_app`` wraps it in ASGI."""
 
     # --- one request, end to end (no I/O; the ASGI shell adds latency/drops) ----------------

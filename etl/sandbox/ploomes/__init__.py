@@ -32,9 +32,15 @@ sees a protocol error), and Starlette's ``TestClient`` raises :class:`DroppedCon
 before the connection drops (the answer is lost, the hard case for a client). Dropped requests
 are counted with status 0.
 
+Webhooks (reference A9): ``/Webhooks`` registers, lists, changes and deletes them and
+``/Webhooks@Actions`` lists the action ids; every create, update and delete of a watched
+record, through the API or the admin API, is delivered to the matching webhooks' URLs
+(``hooks``, delivered by ``etl.sandbox.webhooks``).
+
 Modules: ``schema`` (fields, lookups, navigation), ``validation`` (writes and documents),
 ``sim`` (the account's state and rendering), ``listing`` (query options over collections),
-``app`` (auth, limits, faults and the routes).
+``hooks`` (webhook registration checks and payloads), ``app`` (auth, limits, faults and the
+routes).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from etl.sandbox.admin import admin_routes
 from etl.sandbox.core import DroppedConnection
 from etl.sandbox.odata import FilterError
+from etl.sandbox.ploomes import hooks
 from etl.sandbox.ploomes.listing import Listing, envelope
 from etl.sandbox.ploomes.schema import ALIASES, INTEGRATION_USER_ID, LOOKUPS, SCHEMA, WRITABLE
 from etl.sandbox.ploomes.sim import PloomesSim
@@ -98,6 +99,8 @@ class _Api(Listing):
                 row = self.sim.db["Users"].get(INTEGRATION_USER_ID)
                 records = [self.sim.render("Users", row)] if row else []
             return envelope(request, "Self", records)
+        if collection == "Webhooks":
+            return await self.webhooks(request, rid_text)
         if collection in LOOKUPS:
             if method != "GET" or rid_text is not None:
                 raise BadRequest(f"{method} is not allowed on {collection}", status=405,
@@ -141,6 +144,39 @@ class _Api(Listing):
                 return Response(status_code=200)
         raise BadRequest(f"{method} is not allowed on /{collection}(id)", status=405,
                          code="MethodNotAllowed")
+
+    async def webhooks(self, request: Request, rid_text: str | None) -> Response:
+        """``/Webhooks`` and ``/Webhooks(id)`` (:mod:`etl.sandbox.ploomes.hooks`)."""
+        sim, method, table = self.sim, request.method, "Webhooks"
+        if rid_text is None and method == "GET":
+            return self.list_table(request, table, table)
+        if rid_text is None and method == "POST":
+            body = await _json(request)
+            with sim.db.lock:
+                made = sim.db[table].insert(hooks.check(body, creator=INTEGRATION_USER_ID),
+                                            sim.write_instant())
+                sim.watch()
+                return envelope(request, table, [self.shape(request, table, made)])
+        if rid_text is None or not rid_text.isdigit():
+            raise BadRequest(f"{method} needs a webhook id: /Webhooks(123)", status=405,
+                             code="MethodNotAllowed")
+        rid = int(rid_text)
+        body = await _json(request) if method == "PATCH" else None
+        with sim.db.lock:
+            row = sim.db[table].get(rid)
+            if row is None:
+                raise BadRequest(f"Webhooks {rid} not found", status=404, code="NotFound")
+            if method == "PATCH":
+                row = sim.db[table].update(rid, hooks.check(body, row.data), sim.write_instant())
+            elif method == "DELETE":
+                sim.db[table].delete(rid)
+            elif method != "GET":
+                raise BadRequest(f"{method} is not allowed on /Webhooks(id)", status=405,
+                                 code="MethodNotAllowed")
+            sim.watch()
+            if method == "DELETE":
+                return Response(status_code=200)
+            return envelope(request, table, [self.shape(request, table, row)])
 
 
 async def _json(request: Request) -> Any:

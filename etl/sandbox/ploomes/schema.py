@@ -41,11 +41,20 @@ SCHEMA: dict[str, dict[str, str]] = {
     "Tags": {"Name": S, "EntityId": I, "Color": S},
     "Cities": {"Name": S, "IBGECode": I, "StateId": I, "CountryId": I},
     "States": {"Name": S, "Short": S, "CountryId": I},
+    # registered webhooks (reference A9; ``etl.sandbox.ploomes.hooks``)
+    "Webhooks": {"EntityId": I, "SecondaryEntityId": I, "ActionId": I, "Name": S,
+                 "CallbackUrl": S, "ValidationKey": S, "CreatorId": I, "Active": B,
+                 "UserWebhook": B},
 }
 WRITABLE = {"Contacts", "Products", "Deals", "Orders", "Tags"}
 REQUIRED = {"Contacts": ("Name",), "Products": ("Name",), "Deals": ("Title",),
             "Orders": ("ContactId",), "Tags": ("Name",)}
 READ_ONLY = {"Id", "CreateDate", "LastUpdateDate"}
+
+#: The webhook action ids (``/Webhooks@Actions``; 1 and 3 unconfirmed [U]).
+WEBHOOK_ACTIONS: list[dict[str, Any]] = [
+    {"Id": 1, "Name": "Create"}, {"Id": 2, "Name": "Update"}, {"Id": 3, "Name": "Delete"},
+    {"Id": 4, "Name": "Win"}, {"Id": 5, "Name": "Lose"}]
 
 #: Small fixed lookup lists served as collections.
 LOOKUPS: dict[str, list[dict[str, Any]]] = {
@@ -64,6 +73,7 @@ LOOKUPS: dict[str, list[dict[str, Any]]] = {
     "Fields": FIELDS,
     "Fields@Types": FIELD_TYPES,
     "Fields@OptionsTables@Options": OPTIONS,
+    "Webhooks@Actions": WEBHOOK_ACTIONS,
 }
 
 #: Contact fields that carry one document, and which of CNPJ / CPF goes with each TypeId [U].
@@ -97,6 +107,7 @@ NAV: dict[str, dict[str, tuple[str, str, tuple[str, ...] | None]]] = {
     "Tags": {},
     "Cities": {"State": ("StateId", "States", ("Id", "Name", "Short"))},
     "States": {},
+    "Webhooks": {},
 }
 ALIASES = {"Cities@Countries@States": "States"}
 

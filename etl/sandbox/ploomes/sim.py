@@ -10,7 +10,7 @@ from typing import Any
 from etl.sandbox import geo
 from etl.sandbox.core import BRT, Simulator
 from etl.sandbox.keys import SANDBOX_USER_KEY
-from etl.sandbox.ploomes import custom
+from etl.sandbox.ploomes import custom, hooks
 from etl.sandbox.ploomes.schema import LOOKUPS, NAV, SCHEMA, USERS, L
 from etl.sandbox.ploomes.validation import documents_in_step, validate
 from etl.sandbox.tables import Row
@@ -25,7 +25,7 @@ class PloomesSim(Simulator):
     """State of one simulated Ploomes account."""
 
     tables = ["Contacts", "Products", "Deals", "Orders", "Users", "Tags", "Cities",  # noqa: RUF012
-              "States"]
+              "States", "Webhooks"]
     retry_after_header = True
 
     def __init__(self, *, user_key: str = SANDBOX_USER_KEY, rpm: int = 120,
@@ -53,6 +53,26 @@ class PloomesSim(Simulator):
         super().reset()
         self._populate_reference()
 
+    # --- webhooks (``etl.sandbox.ploomes.hooks``) ---------------------------------------------
+
+    def watched_tables(self) -> set[str]:
+        return hooks.watched_tables(list(self.db["Webhooks"]))
+
+    def on_change(self, table: str, old: Row | None, new: Row | None) -> None:
+        """Queue the payload of this write for each active webhook on its entity and action."""
+        entity = custom.ENTITY_OF.get(table)
+        fired = hooks.actions_of(table, old, new)
+        matching = [(w, a) for w in self.db["Webhooks"] for a in fired
+                    if w.data.get("Active") and w.data.get("EntityId") == entity
+                    and w.data.get("ActionId") == a]
+        if not matching:
+            return
+        new_rec = hooks.as_sent(self.render(table, new)) if new is not None else None
+        old_rec = hooks.as_sent(self.render(table, old)) if old is not None else None
+        for hook, action in matching:
+            self.deliveries.enqueue(hook.data["CallbackUrl"],
+                                    hooks.payload(hook, action, new_rec, old_rec))
+
     # --- contacts' documents ------------------------------------------------------------------
 
     def in_step(self, table: str, current: dict[str, Any], changes: dict[str, Any]
@@ -69,13 +89,24 @@ class PloomesSim(Simulator):
         return documents_in_step(current, changes)
 
     def ui_create(self, table: str, data: dict[str, Any]) -> Row:
-        return super().ui_create(table, self.in_step(table, {}, dict(data)))
+        with self.db.lock:
+            row = super().ui_create(table, self.in_step(table, {}, dict(data)))
+            self.watch()
+            return row
 
     def ui_update(self, table: str, rid: int, changes: dict[str, Any]) -> Row:
         with self.db.lock:
             row = self.db[table].get(rid)
             current = row.data if row is not None else {}
-            return super().ui_update(table, rid, self.in_step(table, current, dict(changes)))
+            row = super().ui_update(table, rid, self.in_step(table, current, dict(changes)))
+            self.watch()
+            return row
+
+    def ui_delete(self, table: str, rid: int) -> bool:
+        with self.db.lock:
+            deleted = super().ui_delete(table, rid)
+            self.watch()
+            return deleted
 
     # --- rendering ----------------------------------------------------------------------------
 
@@ -112,7 +143,8 @@ class PloomesSim(Simulator):
         if table in ("Orders", "Deals") and out.get("ContactName") is None:
             out["ContactName"] = self._field("Contacts", out.get("ContactId"), "Name")
         out["CreateDate"] = format_instant(row.created)
-        out["LastUpdateDate"] = format_instant(row.updated)
+        if table != "Webhooks":
+            out["LastUpdateDate"] = format_instant(row.updated)
         out.update(out.pop("_raw", None) or {})  # admin-stored malformed fields, sent verbatim
         return out
 
