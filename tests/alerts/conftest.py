@@ -21,6 +21,7 @@ from loguru import logger
 from etl.settings import Settings
 from etl.settings_serve import AlertSettings
 from tests.engine.conftest import World, empty_world, world  # noqa: F401  (fixtures reused)
+from tests.ops.conftest import cli_env  # noqa: F401  (fixture reused)
 
 SMTP_USER = "ponte-alerts"
 SMTP_PASSWORD = "s3cret-smtp-Pa55"

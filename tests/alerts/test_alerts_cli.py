@@ -8,19 +8,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from etl.cli import app
 from etl.exitcodes import Exit
 from etl.state import Store
 from tests.alerts.conftest import HOOK_TOKEN, SMTP_PASSWORD, Receiver, SmtpServer, free_port
 from tests.engine.conftest import MAPPINGS
-from tests.ops.conftest import Env, cli_env  # noqa: F401  (fixture reused)
+from tests.ops.conftest import Env
 
 runner = CliRunner()
 
 
-def ponte(*args: str):  # noqa: ANN201 - click's Result
+def ponte(*args: str) -> Result:
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
