@@ -17,7 +17,8 @@ Conditions are worked out from the state database alone (no vendor is asked anyt
 clear, so that two evaluations at once never both announce one) and sends what is to be
 announced, in one message per channel (:mod:`etl.alert_delivery`). A message no channel took is
 sent again at the next evaluation; with no channel configured the conditions are still stored
-(``ponte alerts``, the status page) and nothing is sent. The CLI evaluates after every run it
+(``ponte alerts``, the status page) and nothing is sent — their announcements wait, so a
+channel configured later hears of the conditions in force at its first evaluation. The CLI evaluates after every run it
 records; ``ponte serve`` calls :func:`evaluate_alerts` periodically.
 """
 

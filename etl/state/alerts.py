@@ -12,7 +12,8 @@ two of them at the same time. Two claims make that hold:
   (row count 1: this process sends); :meth:`AlertStore.release_announcements` puts it back to
   NULL when no channel took the message, so the next evaluation sends it again.
 
-A condition that clears before its start was ever announced clears silently.
+A condition that clears before its start was ever announced clears silently. A process killed
+between its claim and its send loses that one announcement: at most once, never twice.
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ class AlertStore(StoreBase):
         t = m.alerts
         out: list[Transition] = []
         with self._writer.begin() as conn:
+            # FOR UPDATE (PostgreSQL): a concurrent evaluation waits here and then reads what
+            # this one wrote; SQLite's BEGIN IMMEDIATE already serializes the two
             held = {r.condition: bool(r.active) for r in conn.execute(
-                sa.select(t.c.condition, t.c.active))}
+                sa.select(t.c.condition, t.c.active).order_by(t.c.condition).with_for_update())}
             for name, detail in sorted(found.items()):
                 if held.get(name):
                     conn.execute(sa.update(t).where(t.c.condition == name, t.c.active.is_(True))
@@ -81,9 +84,9 @@ class AlertStore(StoreBase):
                     n = conn.execute(sa.update(t).where(
                         t.c.condition == name, t.c.active.is_(False)).values(**values)).rowcount
                 else:
-                    stmt = self._insert(t).values(condition=name, **values)
-                    n = conn.execute(stmt.on_conflict_do_nothing(
-                        index_elements=[t.c.condition])).rowcount
+                    stmt = self._insert(t).values(condition=name, **values)  # rowcount: -1 on
+                    n = len(conn.execute(stmt.on_conflict_do_nothing(  # PostgreSQL, so RETURNING
+                        index_elements=[t.c.condition]).returning(t.c.condition)).all())
                 if n == 1:
                     out.append(Transition(name, True))
             for name in sorted(c for c, active in held.items() if active and c not in found):

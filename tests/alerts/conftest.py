@@ -22,6 +22,7 @@ from etl.settings import Settings
 from etl.settings_serve import AlertSettings
 from tests.engine.conftest import World, empty_world, world  # noqa: F401  (fixtures reused)
 from tests.ops.conftest import cli_env  # noqa: F401  (fixture reused)
+from tests.state.conftest import open_store, store_url  # noqa: F401  (both backends)
 
 SMTP_USER = "ponte-alerts"
 SMTP_PASSWORD = "s3cret-smtp-Pa55"
