@@ -81,8 +81,9 @@ def evaluate_in(store: Store, mappings: dict[str, EntityMapping], cfg: AlertSett
     """:func:`evaluate_alerts` on an open store."""
     transitions = store.apply_conditions(conditions(store, mappings, cfg, now=now), now=now)
     for t in transitions:
-        logger.bind(condition=t.condition).warning(
-            "alert {}: {}", "started" if t.started else "cleared", t.condition)
+        logger.bind(condition=t.condition).log(
+            "WARNING" if t.started else "INFO", "alert {}: {}",
+            "started" if t.started else "cleared", t.condition)
     if cfg.webhook_url is None and cfg.smtp_url is None:
         return AlertOutcome(transitions)
     claimed = store.claim_announcements(now=now)
