@@ -74,12 +74,17 @@ class Sample:
 
 
 def last_runs(store: Store, entities: Sequence[str], *, scan: int = 500,
-              kinds: Iterable[str] = RUN_KINDS) -> dict[str, RunRow]:
-    """The latest finished run of each entity among the newest ``scan`` runs."""
+              kinds: Iterable[str] = RUN_KINDS,
+              statuses: Iterable[str] | None = None) -> dict[str, RunRow]:
+    """The latest finished run of each entity among the newest ``scan`` runs (``statuses``:
+    only runs that ended so, e.g. the alerts skip a stopped run)."""
     wanted = set(kinds)
+    ended = None if statuses is None else set(statuses)
     found: dict[str, RunRow] = {}
     for run in store.runs(limit=scan):
         if run.kind not in wanted or run.finished_at is None:
+            continue
+        if ended is not None and run.status not in ended:
             continue
         for name in run.entities:
             if name in entities and name not in found:

@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 from loguru import logger
 
-from etl import api, binding, ops, scheduler
+from etl import alerts, api, binding, ops, scheduler
 from etl import watermark as wm
+from etl.alert_delivery import ChannelResult
 from etl.binding import BindingStatus
 from etl.clock import Clock, SystemClock
 from etl.engine import RunReport, run_sync
@@ -45,7 +46,7 @@ from etl.results import (
     WatermarkList,
 )
 from etl.settings import Settings, schedule_var
-from etl.state import QuarantineRow, RunRow, Store
+from etl.state import AlertRow, QuarantineRow, RunRow, Store
 
 __all__ = ["Ponte"]
 
@@ -100,7 +101,7 @@ class Ponte:
                 raise
         finally:
             if not dry_run:
-                self.publish_metrics()
+                self.after_run()
 
     def _failed_before_start(self, kind: str, entities: Sequence[str] | None,
                              exc: EtlError) -> None:
@@ -151,7 +152,7 @@ class Ponte:
             report = run_sync(store=store, connectors=conns, mappings=maps, entities=[entity],
                               kind="backfill", options=opt, now=lambda: start)
         if not dry_run:
-            self.publish_metrics()
+            self.after_run()
         return report
 
     def verify(self, entities: Sequence[str] | None = None, *, fix: bool = False,
@@ -161,13 +162,16 @@ class Ponte:
         ``should_stop`` ends it between pages and chunks (``Stopped`` is raised)."""
         if entities:  # names unknown ones, before any system is asked anything
             load_mappings(self.settings.mappings_dir, list(entities))
-        with self._session(bind=fix) as (store, conns, maps):
-            if entities:  # the session's mappings have their custom fields resolved
-                maps = {e: m for e, m in maps.items() if e in entities}
-            return run_verify(store=store, connectors=conns, mappings=maps,
-                              entities=list(entities) if entities else None, fix=fix,
-                              max_delete_share=self.settings.max_delete_share,
-                              now=self.clock.now(), should_stop=should_stop)
+        try:
+            with self._session(bind=fix) as (store, conns, maps):
+                if entities:  # the session's mappings have their custom fields resolved
+                    maps = {e: m for e, m in maps.items() if e in entities}
+                return run_verify(store=store, connectors=conns, mappings=maps,
+                                  entities=list(entities) if entities else None, fix=fix,
+                                  max_delete_share=self.settings.max_delete_share,
+                                  now=self.clock.now(), should_stop=should_stop)
+        finally:
+            alerts.evaluate_safely(self.settings, self.clock.now())
 
     def check_mappings(self, directory: Path | None = None, *, online: bool = False,
                        entities: Sequence[str] | None = None) -> api.MappingCheck:
@@ -210,7 +214,7 @@ class Ponte:
             logger.debug("traceback:\n{}", "".join(traceback.format_exception(exc)).rstrip())
             return ScheduledRun(entity, error=error)
         finally:
-            self.publish_metrics()
+            self.after_run()
 
     def serve(self, entities: Sequence[str] | None = None, *, run_now: bool = False,
               misfire_grace_s: int = scheduler.MISFIRE_GRACE_S) -> Served:
@@ -252,6 +256,12 @@ class Ponte:
             logger.warning("metrics not written to {}: {}", path, exc)
             return MetricsPublished(path, written=False, error=str(exc))
         return MetricsPublished(path, written=True)
+
+    def after_run(self) -> None:
+        """What follows every recorded run: the metrics file, then the alerts (neither ever
+        fails the run's command)."""
+        self.publish_metrics()
+        alerts.evaluate_safely(self.settings, self.clock.now())
 
     # ------------------------------------------------------------------- the state database
 
@@ -339,6 +349,15 @@ class Ponte:
             if confirm is not None:
                 confirm(row)
             return ops.quarantine_drop(store, qid)
+
+    def alerts(self) -> list[AlertRow]:
+        """Every alert condition known, in force or cleared (``ponte alerts``)."""
+        with self._state() as (store, _maps):
+            return store.alerts()
+
+    def test_alerts(self) -> list[ChannelResult]:
+        """One test message to every configured alert channel: what each did with it."""
+        return alerts.send_test(self.settings.alerts)
 
     def rebind(self, *, confirm: Callable[[list[str], str], None] | None = None) -> Rebind:
         """Bind the state to the configured systems; ``confirm(changes, state_url)`` is asked

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from etl import __version__
-from etl.cli import connectors, state, sync, tools
+from etl.cli import alerts, connectors, state, sync, tools
 from etl.exitcodes import HELP as EXIT_HELP
 
 app = typer.Typer(
@@ -59,6 +59,7 @@ app.add_typer(state.watermark_app, name="watermark")
 app.add_typer(state.runs_app, name="runs")
 app.add_typer(state.quarantine_app, name="quarantine")
 app.add_typer(connectors.connectors_app, name="connectors")  # etl/cli/connectors.py
+app.add_typer(alerts.alerts_app, name="alerts")  # etl/cli/alerts.py
 
 
 def main() -> None:

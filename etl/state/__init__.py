@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from etl.errors import StateConflict
+from etl.state.alerts import AlertRow, Transition
 from etl.state.rows import (
     BindingRow,
     Checkpoint,
@@ -17,6 +18,7 @@ from etl.state.rows import (
 from etl.state.store import Store
 
 __all__ = [
+    "AlertRow",
     "BindingRow",
     "Checkpoint",
     "IntentRow",
@@ -26,6 +28,7 @@ __all__ = [
     "SnapshotRow",
     "StateConflict",
     "Store",
+    "Transition",
     "WatermarkRow",
     "quarantine_backoff",
 ]

@@ -3,9 +3,10 @@
 One :class:`Store` wraps one SQLAlchemy ``Engine`` (SQLite by default, PostgreSQL for production
 or several workers). It is put together from focused parts: the database itself
 (:mod:`etl.state.db`), watermarks, snapshots and links (:mod:`etl.state.records`), quarantine
-and intents (:mod:`etl.state.quarantine`), runs and locks (:mod:`etl.state.runs`); the rows they
-read and write are in :mod:`etl.state.rows`. This module adds what spans them: the checkpoint of
-one page, and the bindings.
+and intents (:mod:`etl.state.quarantine`), runs and locks (:mod:`etl.state.runs`), alert
+conditions (:mod:`etl.state.alerts`); the rows they read and write are in
+:mod:`etl.state.rows`. This module adds what spans them: the checkpoint of one page, and the
+bindings.
 
 Conventions:
 
@@ -31,6 +32,7 @@ from sqlalchemy import exc
 
 from etl.errors import StateConflict
 from etl.state import models as m
+from etl.state.alerts import AlertStore
 from etl.state.computed import ComputedStore
 from etl.state.quarantine import QuarantineStore
 from etl.state.records import RecordStore
@@ -40,7 +42,7 @@ from etl.state.runs import RunStore
 __all__ = ["Store"]
 
 
-class Store(RecordStore, QuarantineStore, RunStore, ComputedStore):
+class Store(RecordStore, QuarantineStore, RunStore, ComputedStore, AlertStore):
     """The state database. Build with :meth:`open` (URL) or ``Store(engine)``."""
 
     # ---------------------------------------------------------------- checkpoint
