@@ -32,6 +32,7 @@ from sqlalchemy import exc
 from etl.errors import StateConflict
 from etl.state import models as m
 from etl.state.computed import ComputedStore
+from etl.state.events import EventStore
 from etl.state.quarantine import QuarantineStore
 from etl.state.records import RecordStore
 from etl.state.rows import BindingRow, Checkpoint
@@ -40,7 +41,7 @@ from etl.state.runs import RunStore
 __all__ = ["Store"]
 
 
-class Store(RecordStore, QuarantineStore, RunStore, ComputedStore):
+class Store(RecordStore, QuarantineStore, RunStore, ComputedStore, EventStore):
     """The state database. Build with :meth:`open` (URL) or ``Store(engine)``."""
 
     # ---------------------------------------------------------------- checkpoint
