@@ -5,12 +5,16 @@ session."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from etl import api
+from loguru import logger
+
+from etl import api, scheduler
 from etl.clock import Clock
 from etl.engine import RunReport, run_sync
 from etl.engine.deletes import apply_deletes
@@ -23,6 +27,7 @@ from etl.state import Store
 
 if TYPE_CHECKING:
     from etl.connectors.base import Connector
+    from etl.serve.app import ServeResult
 
 Session = AbstractContextManager[tuple[Store, dict[Side, Any], dict[str, EntityMapping]]]
 
@@ -42,6 +47,26 @@ class MirroredDeletes:
                 "blocked": self.blocked}
 
 
+def poll_schedules(schedules: dict[str, str], run_entity: Callable[[str, Callable[[], bool]], object],
+                   should_stop: Callable[[], bool]) -> None:
+    """The ``ponte run`` schedules in a background scheduler until ``should_stop()``; the run
+    in progress then stops at its next chunk boundary."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    sched = BackgroundScheduler(job_defaults={"max_instances": 1, "coalesce": True,
+                                              "misfire_grace_time": scheduler.MISFIRE_GRACE_S})
+    for name, spec in schedules.items():
+        sched.add_job(run_entity, scheduler.trigger_for(spec, setting=f"schedule__{name}"),
+                      args=[name, should_stop], id=name, name=f"sync {name}")
+        logger.info("scheduled {}: {}", name, spec)
+    sched.start()
+    try:
+        while not should_stop():
+            time.sleep(0.2)
+    finally:
+        sched.shutdown(wait=True)
+
+
 def parse_side(side: str) -> Side:
     if side not in SIDES:
         raise ConfigError(f"side {side!r} is not crm or erp")
@@ -56,6 +81,12 @@ class EventsFacade:
 
     def _session(self, *, bind: bool) -> Session:  # provided by Ponte
         raise NotImplementedError
+
+    def check_binding(self) -> object:  # provided by Ponte
+        raise NotImplementedError
+
+    def scheduled_sync(self, entity: str, should_stop: Callable[[], bool]) -> object:
+        raise NotImplementedError  # provided by Ponte
 
     def sync_keys(self, entity: str, side: str, keys: Sequence[str]) -> RunReport:
         """Sync only the records ``keys`` of ``side`` through the normal pipeline (read by
@@ -79,6 +110,23 @@ class EventsFacade:
         with self._session(bind=True) as (store, conns, maps):
             m = maps[entity]
             return self._mirror(store, conns, m, chosen, list(dict.fromkeys(keys)))
+
+    def serve_events(self, *, host: str | None = None, port: int | None = None,
+                     poll: bool = False) -> ServeResult:
+        """``ponte serve``: receive webhook events and sync what they name, until SIGTERM/
+        SIGINT. ``poll``: the entities' ``ponte run`` schedules run in the same process too
+        (polling stays the safety net). Mappings and the state's binding are checked first."""
+        from etl.serve.app import run
+
+        mappings = api.check_mappings(self.settings).mappings
+        self.check_binding()
+        also = None
+        if poll:
+            schedules = {n: self.settings.schedule_of(n) or "" for n in mappings}
+            also = partial(poll_schedules, {n: s for n, s in schedules.items() if s},
+                           self.scheduled_sync)
+        return run(self.settings, self, mappings, now=self.clock.now, host=host, port=port,
+                   also=also)
 
     def _mirror(self, store: Store, conns: dict[Side, Connector], m: EntityMapping,
                 side: Side, keys: list[str]) -> MirroredDeletes:

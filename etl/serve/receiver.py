@@ -148,7 +148,7 @@ class Receiver:
         self.store, self.found, self.debounce = store, dict(found), timedelta(seconds=debounce_s)
         self.now = now  # () -> aware datetime
 
-    async def __call__(self, request: Request) -> JSONResponse:
+    async def handle(self, request: Request) -> JSONResponse:
         ep = self.found.get(str(request.path_params.get("path", "")))
         if ep is None:
             return JSONResponse({"error": "not found"}, status_code=404)
