@@ -6,16 +6,18 @@ session."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from loguru import logger
 
 from etl import api, scheduler
 from etl.clock import Clock
+from etl.connectors.factory import build_connectors
 from etl.engine import RunReport, run_sync
 from etl.engine.deletes import apply_deletes
 from etl.engine.run import build_context, lock_name
@@ -28,6 +30,7 @@ from etl.state import Store
 if TYPE_CHECKING:
     from etl.connectors.base import Connector
     from etl.serve.app import ServeResult
+    from etl.serve.register import WebhookReport
 
 Session = AbstractContextManager[tuple[Store, dict[Side, Any], dict[str, EntityMapping]]]
 
@@ -78,6 +81,8 @@ class EventsFacade:
 
     settings: Settings
     clock: Clock
+    crm_client: httpx.Client | None
+    erp_client: httpx.Client | None
 
     def _session(self, *, bind: bool) -> Session:  # provided by Ponte
         raise NotImplementedError
@@ -127,6 +132,35 @@ class EventsFacade:
                            self.scheduled_sync)
         return run(self.settings, self, mappings, now=self.clock.now, host=host, port=port,
                    also=also)
+
+    def webhooks_register(self) -> WebhookReport:
+        """Register ponte's callbacks in the systems with an API for it (idempotent: a second
+        run changes nothing); the others get what to set by hand."""
+        from etl.serve import register
+
+        with self._connectors() as (conns, maps):
+            return register.register(self.settings, conns, maps)
+
+    def webhooks_status(self) -> WebhookReport:
+        """The callbacks registered at ponte's address, and the local event counts."""
+        from etl.serve import register
+
+        with self._connectors() as (conns, maps):
+            out = register.status(self.settings, conns, maps)
+        with Store.open(self.settings.state_url) as store:
+            out.events = store.event_counts()
+        return out
+
+    @contextmanager
+    def _connectors(self) -> Iterator[tuple[dict[Side, Connector], dict[str, EntityMapping]]]:
+        maps = load_mappings(self.settings.mappings_dir)
+        conns = build_connectors(self.settings, crm_client=self.crm_client,
+                                 erp_client=self.erp_client)
+        try:
+            yield conns, maps
+        finally:
+            for c in conns.values():
+                c.close()
 
     def _mirror(self, store: Store, conns: dict[Side, Connector], m: EntityMapping,
                 side: Side, keys: list[str]) -> MirroredDeletes:
