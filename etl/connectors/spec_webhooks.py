@@ -73,8 +73,8 @@ class WebhookRegistration(Strict):
     fields: dict[Literal["id", "entity", "action", "url", "secret"], str]
     entity_ids: dict[str, int]  # collection -> the system's entity id
     action_ids: dict[str, int]  # action name (a key of ``actions``) -> the system's action id
-    # the actions registered per collection (default: every name in ``action_ids`` whose
-    # meaning is create, update or delete)
+    # the actions registered for each collection (``default_actions`` unless listed here)
+    default_actions: list[str] = Field(default_factory=list)
     collection_actions: dict[str, list[str]] = Field(default_factory=dict)
     collection_param: str | None = None  # the callback URL's query parameter naming it
 
@@ -108,9 +108,11 @@ class WebhookSpec(Strict):
                                 f"in keys (valid: {', '.join(sorted(self.keys))})")
         reg = self.registration
         if reg is not None:
-            for name in reg.action_ids:
+            named = [*reg.action_ids, *reg.default_actions,
+                     *(n for names in reg.collection_actions.values() for n in names)]
+            for name in dict.fromkeys(named):
                 if name not in self.actions:
-                    problems.append(f"registration.action_ids.{name}: not an action name "
+                    problems.append(f"registration: action {name!r} is not a key of actions "
                                     f"(valid: {', '.join(sorted(self.actions))})")
             for coll in reg.entity_ids:
                 if coll not in self.keys:
@@ -124,10 +126,7 @@ class WebhookSpec(Strict):
         reg = self.registration
         if reg is None:
             return []
-        if collection in reg.collection_actions:
-            return list(reg.collection_actions[collection])
-        return [n for n in reg.action_ids if self.actions.get(n) in ("create", "update",
-                                                                     "delete")]
+        return list(reg.collection_actions.get(collection, reg.default_actions))
 
 
 __all__ = ["EVENT_ACTIONS", "EventAction", "WebhookAuth", "WebhookRegistration",
