@@ -214,3 +214,33 @@ def test_delete_events_over_the_share_guard_delete_nothing(deleting: Served) -> 
         assert served.world.erp.db["clientes"].get(int(erp_key)) is not None
     ev = served.store.events()[0]
     assert ev.status == "pending" and "PONTE_MAX_DELETE_SHARE" in (ev.error or "")
+
+
+@pytest.mark.parametrize("deleting", ["delete"], indirect=True)
+def test_an_erp_delete_event_deletes_the_linked_crm_record(deleting: Served) -> None:
+    served = _synced(deleting)
+    crm_id, erp_id = _linked_contact(served)
+    served.world.erp.ui_delete("clientes", erp_id)
+    answer = served.post_erp("ClienteFornecedor.Excluido", {"codigo_cliente_omie": erp_id},
+                             message_id="m-del")
+    assert answer.json()["status"] == "pending"
+    served.settle()
+    assert served.world.crm.db["Contacts"].get(crm_id) is None
+    assert served.store.events()[0].status == "done"
+
+
+def test_an_event_arriving_before_the_sync_is_covered_by_it(served: Served) -> None:
+    """Events of a record that are not due yet go with the due ones: one sync for both."""
+    _synced(served)
+    crm_id, erp_id = _linked_contact(served)
+    served.world.crm.ui_update("Contacts", crm_id, {"Email": "a@exemplo.com.br"})
+    served.post_crm("Contacts", {"Action": "Update", "New": {"Id": crm_id, "v": 1}})
+    import time
+
+    time.sleep(0.35)  # the first is due now
+    served.world.crm.ui_update("Contacts", crm_id, {"Email": "b@exemplo.com.br"})
+    served.post_crm("Contacts", {"Action": "Update", "New": {"Id": crm_id, "v": 2}})
+    done = served.worker.run_once()
+    assert done.syncs == 1 and done.done == 2
+    assert served.world.erp.db["clientes"].get(erp_id).data["email"] == "b@exemplo.com.br"
+    assert served.store.event_counts()["pending"] == 0
