@@ -146,3 +146,22 @@ def test_sigkill_mid_stream_then_restart_processes_every_event_once(tmp_path: Pa
         taxes = [re.sub(r"\D", "", r.data.get("cnpj_cpf", ""))
                  for r in s.sandbox.erp.db["clientes"]]
         assert len(taxes) == len(set(taxes)) == clientes_before  # nothing created twice
+
+
+def test_serve_with_poll_also_runs_the_schedules(tmp_path: Path) -> None:
+    with setup(tmp_path) as s:
+        s.env["PONTE_SCHEDULE__CUSTOMERS"] = "every:1"
+        before = sum(1 for r in s.store.runs(limit=100) if r.kind == "sync")
+        err = tmp_path / "poll.err"
+        with (tmp_path / "poll.out").open("w") as o, err.open("w") as e:
+            proc = subprocess.Popen([str(PONTE), "serve", "--poll"], cwd=tmp_path, env=s.env,
+                                    stdout=o, stderr=e)
+        p = Proc(proc, err)
+        try:
+            assert wait_for(lambda: sum(1 for r in s.store.runs(limit=100) if r.kind == "sync"
+                                        and r.status == "ok") > before, timeout=120), p.stderr()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0, p.stderr()
+        finally:
+            _stop(p)
+        assert s.store.live_lock_holder("entity:customers", now=datetime.now(UTC)) is None
