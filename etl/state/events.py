@@ -70,9 +70,9 @@ class EventStore(StoreBase):
             attempts=0, received_at=now, due_at=due_at,
             processed_at=now if event.status != "pending" else None, error=None,
             payload=event.payload,
-        ).on_conflict_do_nothing(index_elements=[t.c.side, t.c.event_id])
-        with self._writer.begin() as conn:
-            return bool(conn.execute(stmt).rowcount)
+        ).on_conflict_do_nothing(index_elements=[t.c.side, t.c.event_id]).returning(t.c.id)
+        with self._writer.begin() as conn:  # a row comes back only when one was inserted
+            return conn.execute(stmt).first() is not None
 
     def due_events(self, now: datetime, *, limit: int = 1000) -> list[EventRow]:
         """Pending events whose ``due_at`` has come, oldest first."""
