@@ -12,11 +12,11 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlencode
 
 from etl.connectors.base import Connector
-from etl.connectors.spec import Request
+from etl.connectors.errors import Outcome
 from etl.connectors.spec_webhooks import WebhookSpec
 from etl.connectors.templates import dig
 from etl.errors import ConfigError, EtlError
@@ -24,6 +24,13 @@ from etl.mapping import EntityMapping
 from etl.mapping.models import SIDES, Side
 from etl.serve.receiver import expected_secret
 from etl.settings import Settings
+
+
+@runtime_checkable
+class Requests(Protocol):
+    """A connector that sends requests outside its entities (the generic connector)."""
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[Outcome, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -80,15 +87,12 @@ class Registrar:
     def __init__(self, side: Side, spec: WebhookSpec, conn: Connector) -> None:
         if spec.registration is None:
             raise ConfigError(f"{side}: the connector spec has no webhooks.registration")
-        if not hasattr(conn, "_send"):
-            raise ConfigError(f"{side}: its connector cannot register webhooks")
+        if not isinstance(conn, Requests):
+            raise ConfigError(f"{side}: its connector cannot send the webhook requests")
         self.side, self.spec, self.reg, self.conn = side, spec, spec.registration, conn
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
-        c: Any = self.conn
-        req = Request.model_validate({"method": method, "path": path, "body": body})
-        outcome, answer, _response = c._send(c._call(req, {}), "read" if method == "GET"
-                                             else "write")
+        outcome, answer = self.conn.request(method, path, body)
         if outcome.action != "ok":
             raise EtlError(f"{self.side}: {method} {path} answered HTTP {outcome.status}: "
                            f"{outcome.message}")
