@@ -5,7 +5,6 @@ session."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -13,7 +12,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from loguru import logger
 
 from etl import api, scheduler
 from etl.clock import Clock
@@ -48,26 +46,6 @@ class MirroredDeletes:
     def as_dict(self) -> dict[str, Any]:
         return {"entity": self.entity, "side": self.side, "outcomes": self.outcomes,
                 "blocked": self.blocked}
-
-
-def poll_schedules(schedules: dict[str, str], run_entity: Callable[[str, Callable[[], bool]], object],
-                   should_stop: Callable[[], bool]) -> None:
-    """The ``ponte run`` schedules in a background scheduler until ``should_stop()``; the run
-    in progress then stops at its next chunk boundary."""
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    sched = BackgroundScheduler(job_defaults={"max_instances": 1, "coalesce": True,
-                                              "misfire_grace_time": scheduler.MISFIRE_GRACE_S})
-    for name, spec in schedules.items():
-        sched.add_job(run_entity, scheduler.trigger_for(spec, setting=f"schedule__{name}"),
-                      args=[name, should_stop], id=name, name=f"sync {name}")
-        logger.info("scheduled {}: {}", name, spec)
-    sched.start()
-    try:
-        while not should_stop():
-            time.sleep(0.2)
-    finally:
-        sched.shutdown(wait=True)
 
 
 def parse_side(side: str) -> Side:
@@ -128,7 +106,7 @@ class EventsFacade:
         also = None
         if poll:
             schedules = {n: self.settings.schedule_of(n) or "" for n in mappings}
-            also = partial(poll_schedules, {n: s for n, s in schedules.items() if s},
+            also = partial(scheduler.poll, {n: s for n, s in schedules.items() if s},
                            self.scheduled_sync)
         return run(self.settings, self, mappings, now=self.clock.now, host=host, port=port,
                    also=also)
