@@ -16,6 +16,7 @@ import httpx
 from etl import api, scheduler
 from etl.clock import Clock
 from etl.connectors.factory import build_connectors
+from etl.connectors.http import HttpSession, RateLimiter
 from etl.engine import RunReport, run_sync
 from etl.engine.deletes import apply_deletes
 from etl.engine.run import build_context, lock_name
@@ -78,7 +79,7 @@ class EventsFacade:
         Raises :class:`LockHeld` when another run holds the entity."""
         chosen = parse_side(side)
         load_mappings(self.settings.mappings_dir, [entity])  # an unknown one: before any request
-        with self._session(bind=True) as (store, conns, maps):
+        with self._event_session() as (store, conns, maps):
             return run_sync(store=store, connectors=conns, mappings=maps, entities=[entity],
                             kind="event", now=self.clock.now,
                             options=api.options_from(self.settings,
@@ -90,7 +91,7 @@ class EventsFacade:
         read by key confirms gone; within PONTE_MAX_DELETE_SHARE. Recorded as a run of kind
         ``event`` under the entity's lock (:class:`LockHeld` when another run holds it)."""
         chosen = parse_side(side)
-        with self._session(bind=True) as (store, conns, maps):
+        with self._event_session() as (store, conns, maps):
             m = maps[entity]
             return self._mirror(store, conns, m, chosen, list(dict.fromkeys(keys)))
 
@@ -110,6 +111,20 @@ class EventsFacade:
                            self.scheduled_sync)
         return run(self.settings, self, mappings, now=self.clock.now, host=host, port=port,
                    also=also)
+
+    @contextmanager
+    def _event_session(self) -> Iterator[tuple[Store, dict[Side, Any],
+                                                dict[str, EntityMapping]]]:
+        """A session whose connectors share one rate limiter per side with every earlier
+        event session of this façade: event syncs follow each other closely, and a limiter
+        of their own would let each start with a burst, past the system's rate."""
+        limiters: dict[str, RateLimiter] = self.__dict__.setdefault("_event_limiters", {})
+        with self._session(bind=True) as (store, conns, maps):
+            for side, conn in conns.items():
+                http = getattr(conn, "session", None)
+                if isinstance(http, HttpSession):
+                    http.limiter = limiters.setdefault(side, http.limiter)
+            yield store, conns, maps
 
     def webhooks_register(self) -> WebhookReport:
         """Register ponte's callbacks in the systems with an API for it (idempotent: a second
