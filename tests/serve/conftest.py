@@ -81,8 +81,8 @@ class Served:
         return sum(1 for r in self.store.runs(limit=1000) if r.kind == kind)
 
 
-def serve_world(world: World) -> Iterator[Served]:
-    world.settings.crm.webhook_key = SecretStr(CRM_KEY)
+def serve_world(world: World, *, crm_key: str | None = CRM_KEY) -> Iterator[Served]:
+    world.settings.crm.webhook_key = SecretStr(crm_key) if crm_key else None
     world.settings.serve.debounce_s = DEBOUNCE_S
     store = Store.open(world.settings.state_url)
     app = build_app(world.settings, store, load_mappings(world.settings.mappings_dir),

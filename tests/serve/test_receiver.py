@@ -3,7 +3,10 @@ refused, ping and uncovered calls store nothing or store ``ignored``."""
 
 from __future__ import annotations
 
-from tests.serve.conftest import Served
+from pathlib import Path
+
+from tests.engine.conftest import make_world
+from tests.serve.conftest import Served, serve_world
 
 
 def _contact(served: Served) -> dict[str, object]:
@@ -62,17 +65,18 @@ def test_missing_or_wrong_secret_is_refused_and_nothing_stored(served: Served) -
     assert served.store.events() == []
 
 
-def test_a_side_without_a_configured_secret_refuses_every_call(served: Served) -> None:
-    served.world.settings.crm.webhook_key = None
-    from etl.mapping import load_mappings
-    from etl.serve.receiver import endpoints
-
-    found = endpoints(served.world.settings, load_mappings(served.world.settings.mappings_dir))
-    assert found["ploomes"].secret is None
-    # the running app was built with the key: a receiver built without it refuses
-    from etl.serve.receiver import authenticate
-
-    assert authenticate(found["ploomes"], {"ValidationKey": "anything"}, {}) == 403
+def test_a_side_without_a_configured_secret_refuses_every_call(tmp_path: Path) -> None:
+    world = make_world(f"sqlite:///{tmp_path / 'other.db'}", customers=2)
+    for served in serve_world(world, crm_key=None):
+        body = {"Action": "Update", "New": {"Id": 1}}
+        assert served.post_crm("Contacts", body, key="").status_code == 403
+        assert served.post_crm("Contacts", body, key="anything").status_code == 403
+        assert served.post_crm("Contacts", body, key=None).status_code == 403
+        # the other side still answers: its secret (the app key) is set
+        ok = served.post_erp("ClienteFornecedor.Alterado", {"codigo_cliente_omie": 1},
+                             message_id="m-ok")
+        assert ok.status_code == 200
+        assert [e.side for e in served.store.events()] == ["erp"]
 
 
 def test_a_ping_is_answered_and_not_stored(served: Served) -> None:
