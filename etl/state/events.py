@@ -91,6 +91,14 @@ class EventStore(StoreBase):
                 sa.select(sa.func.min(t.c.due_at)).where(t.c.status == "pending")).scalar()
         return None if value is None else m.to_utc(value)
 
+    def oldest_pending_event(self) -> datetime | None:
+        """When the oldest event still pending was received (a stalled backlog's age)."""
+        t = m.events
+        with self.engine.connect() as conn:
+            value: datetime | None = conn.execute(
+                sa.select(sa.func.min(t.c.received_at)).where(t.c.status == "pending")).scalar()
+        return None if value is None else m.to_utc(value)
+
     def events(self, *, status: str | None = None, limit: int = 100) -> list[EventRow]:
         """The latest events (of one status), newest first."""
         t = m.events

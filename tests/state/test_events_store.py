@@ -35,6 +35,7 @@ def test_only_due_pending_events_are_read(store: Store) -> None:
     assert [e.event_id for e in store.due_events(T0)] == ["now"]
     assert [e.event_id for e in store.due_events(T0 + timedelta(seconds=5))] == ["now", "later"]
     assert store.next_event_due() == T0
+    assert store.oldest_pending_event() == T0
     assert store.event_counts() == {"pending": 2, "done": 0, "ignored": 1, "failed": 0}
 
 
@@ -58,4 +59,4 @@ def test_finished_events_are_done_and_put_back_ones_fail_after_the_last_attempt(
     assert done.processed_at == T0 + timedelta(seconds=1)
     store.finish_events([b.id], now=later)  # only pending events are finished
     assert store.event_counts() == {"pending": 0, "done": 1, "ignored": 0, "failed": 1}
-    assert store.next_event_due() is None
+    assert store.next_event_due() is None and store.oldest_pending_event() is None
