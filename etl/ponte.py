@@ -45,6 +45,7 @@ from etl.results import (
     Served,
     WatermarkList,
 )
+from etl.serve.facade import EventsFacade
 from etl.settings import Settings, schedule_var
 from etl.state import AlertRow, QuarantineRow, RunRow, Store
 
@@ -54,7 +55,7 @@ Progress = Callable[[str, int], None]
 ShouldStop = Callable[[], bool]
 
 
-class Ponte:
+class Ponte(EventsFacade):
     """One configured ponte: ``settings`` say which systems and state; ``clock`` what time it
     is; ``crm_client``/``erp_client`` (optional) are the HTTP clients the connectors use
     (tests pass clients bound to the simulators)."""

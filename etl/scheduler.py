@@ -15,11 +15,13 @@ run), and a run that starts late by more than the misfire grace is skipped until
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
@@ -119,6 +121,27 @@ def serve(
         finally:
             executor.shutdown(wait=True)  # let the run in progress reach its stop point
     logger.info("scheduler stopped")
+
+
+def poll(schedules: dict[str, str], run_entity: Callable[[str, Callable[[], bool]], object],
+         should_stop: Callable[[], bool], *, misfire_grace_s: int = MISFIRE_GRACE_S) -> None:
+    """Like :func:`serve`, in a background thread of another long-running process (``ponte
+    serve --poll``): the schedules run, one run at a time, until ``should_stop()``; the run in
+    progress then stops at its next chunk boundary."""
+    triggers = {name: trigger_for(spec, setting=f"schedule__{name}")
+                for name, spec in schedules.items()}
+    sched = BackgroundScheduler(executors={"default": ThreadPoolExecutor(max_workers=1)},
+                                job_defaults={"max_instances": 1, "coalesce": True,
+                                              "misfire_grace_time": misfire_grace_s})
+    for name, trig in triggers.items():
+        sched.add_job(run_entity, trig, args=[name, should_stop], id=name, name=f"sync {name}")
+        logger.info("scheduled {}: {}", name, schedules[name])
+    sched.start()
+    try:
+        while not should_stop():
+            time.sleep(0.2)
+    finally:
+        sched.shutdown(wait=True)
 
 
 def describe(spec: str) -> str:

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from etl import __version__
-from etl.cli import alerts, connectors, state, sync, tools
+from etl.cli import alerts, connectors, serve, state, sync, tools
 from etl.exitcodes import HELP as EXIT_HELP
 
 app = typer.Typer(
@@ -51,6 +51,7 @@ app.command("verify")(sync.verify)
 app.command("sandbox")(tools.sandbox)
 app.command("fields")(tools.fields)
 app.command("run")(sync.run)
+app.command("serve")(serve.serve)  # etl/cli/serve.py: webhooks
 app.command("backfill")(sync.backfill)
 app.command("status")(state.status)  # etl/cli/state.py: the state database
 app.add_typer(tools.mappings_app, name="mappings")
@@ -58,6 +59,7 @@ app.add_typer(state.db_app, name="db")
 app.add_typer(state.watermark_app, name="watermark")
 app.add_typer(state.runs_app, name="runs")
 app.add_typer(state.quarantine_app, name="quarantine")
+app.add_typer(serve.webhooks_app, name="webhooks")
 app.add_typer(connectors.connectors_app, name="connectors")  # etl/cli/connectors.py
 app.add_typer(alerts.alerts_app, name="alerts")  # etl/cli/alerts.py
 

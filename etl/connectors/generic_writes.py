@@ -197,6 +197,14 @@ class Writes:
         gives it, e.g. a status field set): ``None`` when done or the record is gone."""
         return self._keyed(entity, "deactivate", self._entity(entity).deactivate, key)
 
+    def request(self, method: str, path: str, body: Any = None) -> tuple[Outcome, Any]:
+        """One request outside the entities (a system's webhook settings), with the spec's
+        auth, error rules, retries and rate limit: the classified outcome and the answer."""
+        req = Request.model_validate({"method": method, "path": path, "body": body})
+        outcome, answer, _ = self._send(self._call(req, {}), "read" if method == "GET"
+                                        else "write")
+        return outcome, answer
+
     def _keyed(self, entity: str, action: str, spec: WriteSpec | None, key: str
                ) -> RecordError | None:
         if spec is None:

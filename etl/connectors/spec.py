@@ -60,6 +60,7 @@ from etl.connectors.spec_parts import (
     describe,
     paths_problem,
 )
+from etl.connectors.spec_webhooks import WebhookSpec
 from etl.errors import ConfigError
 
 # --- requests -------------------------------------------------------------------------------
@@ -267,6 +268,7 @@ class ConnectorSpec(Strict):
     # the system's list of custom fields (``{entity_id}``), read for ``mappings check --online``
     custom_fields: CustomFieldList | None = None
     references: dict[str, ReferenceList] = Field(default_factory=dict)  # mapping ``table:``s
+    webhooks: WebhookSpec | None = None  # its webhook calls (etl/connectors/spec_webhooks.py)
 
     @model_validator(mode="after")
     def _consistent(self) -> ConnectorSpec:

@@ -168,7 +168,8 @@ class EntitySync:
 
     def _moves_watermark(self) -> bool:
         opt = self.job.opt
-        return not opt.dry_run and opt.window is None and not opt.computed_only
+        return (not opt.dry_run and opt.window is None and not opt.computed_only
+                and opt.keys is None)
 
     def _advance(self, changes: Mapping[Side, Changes], chunks: Mapping[Side, Chunk]) -> None:
         """After a processed chunk: the watermark of a side listed in updated-at order moves to
@@ -204,11 +205,13 @@ class EntitySync:
         sides = [s for s in job.m.sources() if job.opt.sides is None or s in job.opt.sides]
         if job.opt.computed_only:  # the marked records of the sides with computed fields
             sides = [s for s in sides if job.m.computed_fields(s)]
+        elif job.opt.keys is not None:  # a targeted sync: the sides whose keys are named
+            sides = [s for s in sides if job.opt.keys.get(s)]
         elif job.opt.window is None:  # a backfill neither reads nor moves the watermark
             self.check_watermarks(sides)
         if not job.opt.dry_run and not job.opt.computed_only:
             self.load.recover_intents()
-        if job.opt.window is None:
+        if job.opt.window is None and job.opt.keys is None:
             found, before = scope.recorded(job.store, self.entity)
             self.extract.rescan = found and scope.widened(before, job.m.scope)
             job.report.rescanned = self.extract.rescan

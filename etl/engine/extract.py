@@ -125,23 +125,39 @@ class Extract:
                 out[c.key_of(self.job.entity, record)] = record
         return out
 
+    def by_keys(self, side: Side) -> Iterator[list[Record]]:
+        """The records ``Options.keys`` names on this side, read by key (a targeted sync); a
+        key the side does not have is simply not read."""
+        job = self.job
+        keys = list(dict.fromkeys((job.opt.keys or {}).get(side, ())))
+        size = max(1, job.opt.read_chunk)
+        for start in range(0, len(keys), size):
+            page = list(job.conn[side].read_by_keys(job.entity, keys[start:start + size]))
+            if job.opt.progress:
+                job.opt.progress(f"{job.entity}: read {side}", len(page))
+            yield page
+
     def chunks(self, side: Side, window: wm.Window) -> Iterator[Chunk]:
         """The window in chunks of whole pages, ``read_chunk`` records or just over, then (in
         a sync, not a backfill) the due quarantine entries the window did not hold, read by
         key, then the records whose computed fields must be worked out again (only those with
-        ``Options.computed_only``)."""
+        ``Options.computed_only``). A targeted sync (``Options.keys``) reads its keys only."""
         job = self.job
         c = job.conn[side]
         size = max(1, job.opt.read_chunk)
         due: dict[str, QuarantineRow] = {}
-        if job.opt.window is None and not job.opt.computed_only:
+        targeted = job.opt.keys is not None
+        if job.opt.window is None and not job.opt.computed_only and not targeted:
             due = {q.key: q for q in job.store.quarantine_due(job.entity, side, job.now)}
         marked = computed.pending(job, side)  # computed fields to work out again
         spooled = not ordered_by_updated_at(c)
         pages: Iterable[list[Record]] = ()
-        if not job.opt.computed_only:
+        if targeted:
+            pages = self.by_keys(side)
+            spooled = False
+        elif not job.opt.computed_only:
             pages = self.spooled(side, window) if spooled else self.pages(side, window)
-        chunk = Chunk(side, spooled=spooled)
+        chunk = Chunk(side, from_window=not targeted, spooled=spooled)
         for page in pages:
             for record in page:
                 key = c.key_of(job.entity, record)
@@ -152,7 +168,7 @@ class Extract:
             # old version of a record those writes changed
             if len(chunk.records) >= size:
                 yield chunk
-                chunk = Chunk(side, spooled=spooled)
+                chunk = Chunk(side, from_window=not targeted, spooled=spooled)
         if chunk.records:
             yield chunk
         if due:

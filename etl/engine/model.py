@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +42,9 @@ class Options:
     # only the records whose computed fields must be worked out again (marked by facts that
     # changed): no window is read, no watermark moves (see etl/engine/computed.py)
     computed_only: bool = False
+    # a targeted sync (a webhook event): only these keys of each side, read by key; no window
+    # is read, no watermark moves, no due quarantine entry is retried
+    keys: Mapping[Side, Sequence[str]] | None = None
 
     def stop_requested(self) -> bool:
         return self.should_stop is not None and self.should_stop()

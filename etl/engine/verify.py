@@ -26,19 +26,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from loguru import logger
-
-from etl.connectors.base import Connector, Deactivates, WriteOp
+from etl.connectors.base import Connector, WriteOp
+from etl.engine.deletes import apply_deletes
 from etl.engine.entity import EntitySync
-from etl.engine.model import CHUNK, Options, Seen, Unit
+from etl.engine.model import Options, Seen, Unit
 from etl.engine.pairing import fetch_matches, match
 from etl.engine.report import EntityReport
 from etl.engine.run import Heartbeat, build_context, lock_name
-from etl.errors import ConfigError, EtlError, LockHeld, RecordError, Stopped
+from etl.errors import EtlError, LockHeld, RecordError, Stopped
 from etl.logging import redact
 from etl.mapping import EntityMapping, also_write_gaps, build_payload
 from etl.mapping.models import SIDES, Side, other
-from etl.state import Checkpoint, Store
+from etl.state import Store
 from etl.watermark import Window
 
 LEASE_S = 900.0  # verify --fix's lease on each entity's lock, renewed while it runs
@@ -295,8 +294,12 @@ def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: S
         out.fixed += (sync_report.crm.created + sync_report.crm.updated
                       + sync_report.erp.created + sync_report.erp.updated - before)
         out.fixed += _fill_gaps(m, connectors, sync, incomplete, out)
-        out.fixed += _apply_deletes(m, connectors, store, sync, vanished, len(links), out,
-                                    max_delete_share=max_delete_share, run_id=run_id, now=now)
+        deleted = apply_deletes(m, connectors, store, sync.job.ctx, vanished, len(links),
+                                max_delete_share=max_delete_share, run_id=run_id, now=now)
+        out.blocked = deleted.blocked
+        for crm_key, erp_key, error in deleted.failed:
+            out.items.append(DriftItem("delete_failed", crm_key, erp_key, detail=error))
+        out.fixed += deleted.done
         out.sync = sync_report
     return out
 
@@ -330,63 +333,3 @@ def _fill_gaps(m: EntityMapping, connectors: dict[Side, Connector], sync: Entity
 def _fix_failed(out: EntityVerify, side: Side, key: str, error: Exception) -> None:
     out.items.append(DriftItem("fix_failed", key if side == "crm" else None,
                                key if side == "erp" else None, detail=str(error)))
-
-
-def _apply_deletes(m: EntityMapping, connectors: dict[Side, Connector], store: Store,
-                   sync: EntitySync, vanished: list[tuple[str, str, Side]], n_links: int,
-                   out: EntityVerify, *, max_delete_share: float, run_id: str,
-                   now: datetime) -> int:
-    if not vanished or m.deletes == "ignore":
-        return 0
-    share = len(vanished) / max(n_links, 1)
-    if share > max_delete_share:
-        out.blocked = (
-            f"{len(vanished)} of {n_links} linked {m.entity} ({share:.0%}) vanished from one "
-            f"side; applying '{m.deletes}' to them exceeds PONTE_MAX_DELETE_SHARE="
-            f"{max_delete_share:.0%}. Nothing was deleted or deactivated: check that the source "
-            "was read correctly, then raise the limit for one run if this is intended"
-        )
-        logger.bind(entity=m.entity).warning(out.blocked)
-        return 0
-    spec_op = {s: isinstance(c, Deactivates) and c.can_deactivate(m.entity)
-               for s, c in connectors.items()}
-    if m.deletes == "deactivate" and not m.deactivate:
-        lacking = sorted({other(gone) for *_, gone in vanished} - {s for s in spec_op if spec_op[s]})
-        if lacking:
-            raise ConfigError(f"{m.entity}: 'deletes: deactivate' but the mapping has no "
-                              f"'deactivate' block and the {', '.join(lacking)} connector's spec "
-                              "has no deactivate request: add either")
-    done = 0
-    cp = Checkpoint(m.entity)
-    for crm_key, erp_key, gone in vanished:
-        if len(cp.drop_snapshots) >= CHUNK:  # each chunk of deletes with its checkpoint
-            store.checkpoint(cp, now=now, run_id=run_id)
-            cp = Checkpoint(m.entity)
-        target: Side = other(gone)
-        target_key = erp_key if target == "erp" else crm_key
-        conn = connectors[target]
-        if m.deletes == "delete":
-            error = conn.delete(m.entity, target_key)
-        elif spec_op[target] and isinstance(conn, Deactivates):
-            error = conn.deactivate(m.entity, target_key)
-        else:
-            try:
-                payload = build_payload(m, target, dict(m.deactivate), sync.job.ctx, create=False)
-            except RecordError as exc:
-                error = exc
-            else:
-                result = connectors[target].write_batch(
-                    m.entity, [WriteOp("update", payload, key=target_key)])[0]
-                error = result.error
-        if error is not None:
-            out.items.append(DriftItem("delete_failed", crm_key, erp_key, detail=str(error)))
-            continue
-        done += 1
-        cp.drop_snapshots.append((gone, crm_key if gone == "crm" else erp_key))
-        if m.deletes == "delete":
-            cp.drop_links.append((crm_key, erp_key))
-            cp.drop_snapshots.append((target, target_key))
-        else:
-            cp.tombstones.append((crm_key, erp_key, gone))
-    store.checkpoint(cp, now=now, run_id=run_id)
-    return done

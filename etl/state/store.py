@@ -34,6 +34,7 @@ from etl.errors import StateConflict
 from etl.state import models as m
 from etl.state.alerts import AlertStore
 from etl.state.computed import ComputedStore
+from etl.state.events import EventStore
 from etl.state.quarantine import QuarantineStore
 from etl.state.records import RecordStore
 from etl.state.rows import BindingRow, Checkpoint
@@ -42,7 +43,7 @@ from etl.state.runs import RunStore
 __all__ = ["Store"]
 
 
-class Store(RecordStore, QuarantineStore, RunStore, ComputedStore, AlertStore):
+class Store(RecordStore, QuarantineStore, RunStore, ComputedStore, EventStore, AlertStore):
     """The state database. Build with :meth:`open` (URL) or ``Store(engine)``."""
 
     # ---------------------------------------------------------------- checkpoint

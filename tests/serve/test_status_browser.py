@@ -94,13 +94,13 @@ def realistic_state(env: Env) -> dict[str, Any]:
 
 @pytest.mark.timeout(600)
 def test_status_page_in_chromium(cli_env: Env, monkeypatch: pytest.MonkeyPatch,
-                                 served: Callable[[Settings], str], chromium: Any) -> None:
+                                 status_served: Callable[[Settings], str], chromium: Any) -> None:
     monkeypatch.setenv("PONTE_SERVE__STATUS_TOKEN", TOKEN)
     # relative to the test's own working directory: the screenshot shows no machine's path
     monkeypatch.setenv("PONTE_STATE_URL", "sqlite:///ponte.db")
     cli_env.state_url = "sqlite:///ponte.db"
     status = realistic_state(cli_env)
-    url = served(Settings())
+    url = status_served(Settings())
     page = chromium.new_page()
 
     refused = page.goto(f"{url}/?token=not-the-token")

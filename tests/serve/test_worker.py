@@ -1,0 +1,246 @@
+"""Events turned into targeted syncs through the engine's normal path: a change named by an
+event reaches the other side, ten events of one record make one sync, delete events follow the
+mapping's policy and its guards, a held lock puts events back, and events stored while no
+worker ran are processed when one starts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from etl.engine.run import lock_name
+from etl.serve.worker import Worker
+from etl.state import Store
+from tests.engine.conftest import make_world
+from tests.engine.test_sync_e2e import _mappings_with
+from tests.serve.conftest import Served, serve_world
+
+
+def digits(value: str) -> str:
+    return re.sub(r"\D", "", value or "")
+
+
+def _synced(served: Served) -> Served:
+    assert served.world.sync().status in ("ok", "partial")
+    return served
+
+
+def _linked_contact(served: Served) -> tuple[int, int]:
+    """A CRM contact and the ERP cliente it is linked to."""
+    crm_key, erp_key = served.store.links("customers")[0]
+    return int(crm_key), int(erp_key)
+
+
+def test_a_crm_update_event_reaches_the_erp(served: Served) -> None:
+    _synced(served)
+    crm_id, erp_id = _linked_contact(served)
+    other_id, other_erp = served.store.links("customers")[1]
+    served.world.tick()
+    served.world.crm.ui_update("Contacts", crm_id, {"Email": "evento@exemplo.com.br"})
+    # a change no event names: a targeted sync leaves it to the polling runs
+    served.world.crm.ui_update("Contacts", int(other_id), {"Email": "sem.evento@exemplo.com.br"})
+    watermark = served.store.watermark("customers", "crm")
+    answer = served.post_crm("Contacts", {"Action": "Update", "New": {"Id": crm_id}})
+    assert answer.status_code == 200
+    served.settle()
+    assert served.world.erp.db["clientes"].get(erp_id).data["email"] == "evento@exemplo.com.br"
+    assert served.world.erp.db["clientes"].get(int(other_erp)).data["email"] != \
+        "sem.evento@exemplo.com.br"
+    assert served.runs("event") == 1
+    assert served.store.event_counts()["done"] == 1
+    assert served.store.watermark("customers", "crm") == watermark  # no window was read
+
+
+def test_an_erp_update_event_reaches_the_crm(served: Served) -> None:
+    _synced(served)
+    crm_id, erp_id = _linked_contact(served)
+    served.world.tick()
+    served.world.erp.ui_update("clientes", erp_id, {"telefone1_ddd": "21",
+                                                    "telefone1_numero": "2555-0101"})
+    answer = served.post_erp("ClienteFornecedor.Alterado", {"codigo_cliente_omie": erp_id},
+                             message_id="m-phone")
+    assert answer.status_code == 200
+    served.settle()
+    phones = served.world.crm.db["Contacts"].get(crm_id).data["Phones"]
+    assert phones[0]["PhoneNumber"] == "(21) 2555-0101"
+    assert served.store.event_counts()["done"] == 1
+
+
+def test_ten_events_of_one_record_within_the_debounce_make_one_sync(served: Served) -> None:
+    _synced(served)
+    crm_id, erp_id = _linked_contact(served)
+    served.world.tick()
+    before = served.world.write_requests()
+    for n in range(10):
+        served.world.crm.ui_update("Contacts", crm_id, {"Email": f"v{n}@exemplo.com.br"})
+        answer = served.post_crm("Contacts", {"Action": "Update",
+                                              "New": {"Id": crm_id, "Email": f"v{n}"}})
+        assert answer.json()["stored"] is True
+    served.settle()
+    assert served.runs("event") == 1
+    assert served.world.write_requests() - before == 1  # one update of the ERP record
+    assert served.world.erp.db["clientes"].get(erp_id).data["email"] == "v9@exemplo.com.br"
+    assert served.store.event_counts()["done"] == 10
+    served.settle()
+    assert served.runs("event") == 1  # nothing left to do
+
+
+def test_a_redelivered_event_syncs_nothing_more(served: Served) -> None:
+    _synced(served)
+    crm_id, _erp = _linked_contact(served)
+    served.world.crm.ui_update("Contacts", crm_id, {"Email": "uma.vez@exemplo.com.br"})
+    body = {"Action": "Update", "New": {"Id": crm_id}}
+    served.post_crm("Contacts", body)
+    served.settle()
+    before = served.world.write_requests()
+    assert served.post_crm("Contacts", body).json()["stored"] is False
+    served.settle()
+    assert served.runs("event") == 1
+    assert served.world.write_requests() == before
+    assert len(served.store.events()) == 1
+
+
+def test_a_held_lock_puts_events_back_then_they_fail_after_the_last_attempt(
+        served: Served) -> None:
+    _synced(served)
+    crm_id, erp_id = _linked_contact(served)
+    served.world.crm.ui_update("Contacts", crm_id, {"Email": "depois@exemplo.com.br"})
+    served.post_crm("Contacts", {"Action": "Update", "New": {"Id": crm_id}})
+    store = served.store
+    assert store.acquire_lock(lock_name("customers"), "another-run", lease_s=600,
+                              now=served.world.now())
+    served.settle()
+    ev = store.events()[0]
+    assert (ev.status, ev.attempts) == ("pending", 1)
+    assert ev.error is not None and "lock" in ev.error
+    store.release_lock(lock_name("customers"), "another-run")
+    served.settle()
+    assert store.events()[0].status == "done"
+    assert served.world.erp.db["clientes"].get(erp_id).data["email"] == "depois@exemplo.com.br"
+    # with the lock held through every attempt, the event ends failed with the reason
+    served.world.crm.ui_update("Contacts", crm_id, {"Email": "nunca@exemplo.com.br"})
+    served.post_crm("Contacts", {"Action": "Update", "New": {"Id": crm_id, "n": 2}})
+    assert store.acquire_lock(lock_name("customers"), "another-run", lease_s=600,
+                              now=served.world.now())
+    once = Worker(served.worker.runner, store, now=served.world.now, max_attempts=2,
+                  backoff_s=(0.0,))
+    import time
+
+    time.sleep(0.4)
+    once.run_once()
+    once.run_once()
+    failed = store.events(status="failed")
+    assert len(failed) == 1 and failed[0].attempts == 2 and "lock" in (failed[0].error or "")
+
+
+def test_events_stored_while_no_worker_runs_are_processed_when_one_starts(
+        served: Served) -> None:
+    _synced(served)
+    crm_id, erp_id = _linked_contact(served)
+    served.world.crm.ui_update("Contacts", crm_id, {"Email": "reinicio@exemplo.com.br"})
+    served.post_crm("Contacts", {"Action": "Update", "New": {"Id": crm_id}})
+    assert served.store.event_counts()["pending"] == 1
+    # a new process: a fresh store and worker over the same state database
+    with Store.open(served.world.settings.state_url) as store:
+        import time
+
+        time.sleep(0.4)
+        Worker(served.world.ponte(), store, now=served.world.now).run_once()
+    assert served.world.erp.db["clientes"].get(erp_id).data["email"] == "reinicio@exemplo.com.br"
+    assert served.store.event_counts() == {"pending": 0, "done": 1, "ignored": 0, "failed": 0}
+
+
+@pytest.fixture
+def deleting(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
+    world = make_world(f"sqlite:///{tmp_path / 'state.db'}", customers=20, overlap=1.0)
+    world.settings.mappings_dir = _mappings_with(tmp_path, "customers", deletes=request.param)
+    world.settings.max_delete_share = 0.2
+    yield from serve_world(world)
+
+
+@pytest.mark.parametrize("deleting", ["delete"], indirect=True)
+def test_a_delete_event_deletes_the_linked_record_on_the_other_side(deleting: Served) -> None:
+    served = _synced(deleting)
+    crm_id, erp_id = _linked_contact(served)
+    served.world.crm.ui_delete("Contacts", crm_id)
+    served.post_crm("Contacts", {"Action": "Delete", "New": None, "Old": {"Id": crm_id}})
+    served.settle()
+    assert served.world.erp.db["clientes"].get(erp_id) is None
+    assert (str(crm_id), str(erp_id)) not in served.store.links("customers")
+    assert served.store.events()[0].status == "done"
+    assert served.runs("event") == 1
+
+
+@pytest.mark.parametrize("deleting", ["delete"], indirect=True)
+def test_a_delete_event_for_a_record_that_still_exists_deletes_nothing(
+        deleting: Served) -> None:
+    served = _synced(deleting)
+    crm_id, erp_id = _linked_contact(served)
+    served.post_crm("Contacts", {"Action": "Delete", "New": None, "Old": {"Id": crm_id}})
+    # a record ponte never linked: nothing to delete either
+    served.post_crm("Contacts", {"Action": "Delete", "New": None, "Old": {"Id": 999_999}})
+    served.settle()
+    assert served.world.erp.db["clientes"].get(erp_id) is not None
+    assert served.world.crm.db["Contacts"].get(crm_id) is not None
+    assert (str(crm_id), str(erp_id)) in served.store.links("customers")
+    assert served.store.event_counts()["done"] == 2
+
+
+@pytest.mark.parametrize("deleting", ["ignore"], indirect=True)
+def test_a_delete_event_under_ignore_does_nothing(deleting: Served) -> None:
+    served = _synced(deleting)
+    crm_id, erp_id = _linked_contact(served)
+    served.world.crm.ui_delete("Contacts", crm_id)
+    before = served.world.write_requests()
+    served.post_crm("Contacts", {"Action": "Delete", "New": None, "Old": {"Id": crm_id}})
+    served.settle()
+    assert served.world.erp.db["clientes"].get(erp_id) is not None
+    assert served.world.write_requests() == before
+    assert served.store.events()[0].status == "done"
+
+
+@pytest.mark.parametrize("deleting", ["delete"], indirect=True)
+def test_delete_events_over_the_share_guard_delete_nothing(deleting: Served) -> None:
+    served = _synced(deleting)
+    links = served.store.links("customers")[:6]  # 6 of 20 = 30% > 20%
+    for crm_key, _erp in links:
+        served.world.crm.ui_delete("Contacts", int(crm_key))
+        served.post_crm("Contacts", {"Action": "Delete", "Old": {"Id": int(crm_key)}})
+    served.settle()
+    for _crm, erp_key in links:
+        assert served.world.erp.db["clientes"].get(int(erp_key)) is not None
+    ev = served.store.events()[0]
+    assert ev.status == "pending" and "PONTE_MAX_DELETE_SHARE" in (ev.error or "")
+
+
+@pytest.mark.parametrize("deleting", ["delete"], indirect=True)
+def test_an_erp_delete_event_deletes_the_linked_crm_record(deleting: Served) -> None:
+    served = _synced(deleting)
+    crm_id, erp_id = _linked_contact(served)
+    served.world.erp.ui_delete("clientes", erp_id)
+    answer = served.post_erp("ClienteFornecedor.Excluido", {"codigo_cliente_omie": erp_id},
+                             message_id="m-del")
+    assert answer.json()["status"] == "pending"
+    served.settle()
+    assert served.world.crm.db["Contacts"].get(crm_id) is None
+    assert served.store.events()[0].status == "done"
+
+
+def test_an_event_arriving_before_the_sync_is_covered_by_it(served: Served) -> None:
+    """Events of a record that are not due yet go with the due ones: one sync for both."""
+    _synced(served)
+    crm_id, erp_id = _linked_contact(served)
+    served.world.crm.ui_update("Contacts", crm_id, {"Email": "a@exemplo.com.br"})
+    served.post_crm("Contacts", {"Action": "Update", "New": {"Id": crm_id, "v": 1}})
+    import time
+
+    time.sleep(0.35)  # the first is due now
+    served.world.crm.ui_update("Contacts", crm_id, {"Email": "b@exemplo.com.br"})
+    served.post_crm("Contacts", {"Action": "Update", "New": {"Id": crm_id, "v": 2}})
+    done = served.worker.run_once()
+    assert done.syncs == 1 and done.done == 2
+    assert served.world.erp.db["clientes"].get(erp_id).data["email"] == "b@exemplo.com.br"
+    assert served.store.event_counts()["pending"] == 0
