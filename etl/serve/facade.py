@@ -72,6 +72,9 @@ class EventsFacade:
     def scheduled_sync(self, entity: str, should_stop: Callable[[], bool]) -> object:
         raise NotImplementedError  # provided by Ponte
 
+    def after_run(self) -> None:  # provided by Ponte: the metrics file, then the alerts
+        raise NotImplementedError
+
     def sync_keys(self, entity: str, side: str, keys: Sequence[str]) -> RunReport:
         """Sync only the records ``keys`` of ``side`` through the normal pipeline (read by
         key, diff, pair, plan, write, checkpoint), recorded as a run of kind ``event``. No
@@ -80,6 +83,7 @@ class EventsFacade:
         chosen = parse_side(side)
         load_mappings(self.settings.mappings_dir, [entity])  # an unknown one: before any request
         with self._event_session() as (store, conns, maps):
+            self._not_busy(store, entity)
             return run_sync(store=store, connectors=conns, mappings=maps, entities=[entity],
                             kind="event", now=self.clock.now,
                             options=api.options_from(self.settings,
@@ -92,8 +96,18 @@ class EventsFacade:
         ``event`` under the entity's lock (:class:`LockHeld` when another run holds it)."""
         chosen = parse_side(side)
         with self._event_session() as (store, conns, maps):
+            self._not_busy(store, entity)
             m = maps[entity]
             return self._mirror(store, conns, m, chosen, list(dict.fromkeys(keys)))
+
+    def _not_busy(self, store: Store, entity: str) -> None:
+        """:class:`LockHeld` before a run is recorded when another run holds ``entity`` (a
+        polling run, a backfill): the events wait for it without a failed run for each try,
+        which would also start a ``run_failed`` alert."""
+        holder = store.lock_busy(lock_name(entity), now=self.clock.now())
+        if holder is not None:
+            raise LockHeld(f"another ponte run holds the lock of {entity!r} (run "
+                           f"{holder[0][:8]}); its events wait for it")
 
     def serve_events(self, *, host: str | None = None, port: int | None = None,
                      poll: bool = False) -> ServeResult:
@@ -101,6 +115,7 @@ class EventsFacade:
         SIGINT. ``poll``: the entities' ``ponte run`` schedules run in the same process too
         (polling stays the safety net). Mappings and the state's binding are checked first."""
         from etl.serve.app import run
+        from etl.serve.status import status_routes
 
         mappings = api.check_mappings(self.settings).mappings
         self.check_binding()
@@ -110,7 +125,7 @@ class EventsFacade:
             also = partial(scheduler.poll, {n: s for n, s in schedules.items() if s},
                            self.scheduled_sync)
         return run(self.settings, self, mappings, now=self.clock.now, host=host, port=port,
-                   also=also)
+                   also=also, extra_routes=status_routes(self.settings, now=self.clock.now))
 
     @contextmanager
     def _event_session(self) -> Iterator[tuple[Store, dict[Side, Any],

@@ -13,6 +13,7 @@ crash) are simply pending: the next pass takes them.
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from etl.state import Store
 from etl.state.events import EventRow
 
 MAX_ATTEMPTS = 8
+BUSY_WAIT_S = 2.0  # events of an entity another run holds: tried again after this, no attempt
+ALERTS_EVERY_S = 30.0  # the alerts are evaluated after each pass with syncs, and this often
 BACKOFF_S = (5.0, 15.0, 60.0, 300.0, 900.0)  # after the 1st, 2nd, ... failed attempt
 
 
@@ -38,6 +41,8 @@ class Runner(Protocol):
 
     def mirror_deletes(self, entity: str, side: str, keys: Sequence[str]
                        ) -> MirroredDeletes: ...
+
+    def after_run(self) -> None: ...
 
 
 @dataclass
@@ -110,7 +115,10 @@ class Worker:
                 report = self.runner.sync_keys(entity, side, keys)
                 error = report.error if report.status in ("failed", "stopped") else None
         except LockHeld as exc:
-            error = str(exc)
+            self.store.postpone_events(ids, due_at=self.now() + timedelta(seconds=BUSY_WAIT_S))
+            out.retried += len(ids)
+            log.info("{} events of {} {} wait: {}", len(ids), entity, side, exc)
+            return
         except EtlError as exc:
             error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a bug must not stop the worker
@@ -136,11 +144,16 @@ class Worker:
         self._thread.start()
 
     def _loop(self) -> None:
+        last_alerts = 0.0
         while not self._stop.is_set():
+            synced = False
             try:
-                self.run_once()
+                synced = self.run_once().syncs > 0
             except Exception as exc:  # noqa: BLE001 - the state was unreachable: try again
                 logger.error("event worker pass failed: {}: {}", type(exc).__name__, exc)
+            if synced or time.monotonic() - last_alerts >= ALERTS_EVERY_S:
+                self.runner.after_run()  # metrics file and alerts; never raises
+                last_alerts = time.monotonic()
             self._stop.wait(self.poll_s)
 
     def stop(self, timeout: float | None = None) -> None:

@@ -140,6 +140,15 @@ class EventStore(StoreBase):
                                          error=error))
         return failed
 
+    def postpone_events(self, ids: Sequence[int], *, due_at: datetime) -> None:
+        """Pending events due again at ``due_at``, with no attempt counted (the entity was
+        busy with another run: nothing was tried)."""
+        t = m.events
+        with self._writer.begin() as conn:
+            for chunk in chunks(list(ids), self._chunk):
+                conn.execute(sa.update(t).where(t.c.id.in_(chunk), t.c.status == "pending")
+                             .values(due_at=due_at))
+
     def event_counts(self) -> dict[str, int]:
         """How many events each status holds (every status named, 0 when none)."""
         t = m.events

@@ -172,6 +172,16 @@ class RunStore(StoreBase):
             return None
         return str(row[0].split(_HOLDER_SEP, 1)[0])
 
+    def lock_busy(self, name: str, *, now: datetime) -> tuple[str, datetime] | None:
+        """(owner, expires_at) when a live run holds ``name``: its lease runs past ``now`` and
+        it is not a dead process of this host (whose lock the next taker takes over)."""
+        t = m.locks
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.c.owner, t.c.expires_at).where(t.c.name == name)).first()
+        if row is None or row[1] <= now or _holder_dead(row[0]):
+            return None
+        return row[0].split(_HOLDER_SEP, 1)[0], row[1]
+
     def lock_holder(self, name: str) -> tuple[str, datetime] | None:
         """(owner, expires_at) of the lock row, expired or not; None when nobody holds it."""
         t = m.locks

@@ -185,12 +185,15 @@ def add_events(state_url: str) -> None:
              "action": "update", "attempts": 1, "received_at": now, "due_at": now,
              "processed_at": now if r["status"] != "pending" else None, "payload": None}
             for r in rows])
-        conn.execute(sa.insert(m.alerts), [
+        # the alerts a real evaluation already stored (verify evaluates them) stay as they are
+        known = set(conn.scalars(sa.select(m.alerts.c.condition)))
+        conn.execute(sa.insert(m.alerts), [a for a in [
             {"condition": "drift:customers", "active": True, "since": now,
              "detail": "the last verify found customers drifted (1 record)",
              "notified_at": now, "cleared_at": None},
             {"condition": "run_failed:orders", "active": False, "since": now,
-             "detail": "cleared", "notified_at": now, "cleared_at": now}])
+             "detail": "cleared", "notified_at": now, "cleared_at": now}]
+            if a["condition"] not in known])
 
 
 __all__ = ["REASON", "TOKEN", "Env", "add_events", "quarantine_one", "status_app", "status_served"]
