@@ -10,7 +10,7 @@ callback already there with the same key is left alone, one with another key is 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlencode
@@ -183,13 +183,7 @@ def register(settings: Settings, conns: Mapping[Side, Connector],
                           "ponte serve at (e.g. https://ponte.example.com) is needed to "
                           "register its webhooks")
     out = WebhookReport()
-    for side in SIDES:
-        spec = (settings.crm if side == "crm" else settings.erp).spec.webhooks
-        if spec is None:
-            continue
-        if spec.registration is None:
-            out.manual.append(manual(settings, side, spec, mappings))
-            continue
+    for side, spec in _registering(settings, mappings, out):
         secret = expected_secret(settings, side, spec)
         if not secret:
             raise ConfigError(f"PONTE_{side.upper()}__WEBHOOK_KEY is not set: the key the "
@@ -197,6 +191,20 @@ def register(settings: Settings, conns: Mapping[Side, Connector],
         out.callbacks += Registrar(side, spec, conns[side]).register(
             public, secret, collections(side, mappings))
     return out
+
+
+def _registering(settings: Settings, mappings: Mapping[str, EntityMapping],
+                 out: WebhookReport) -> Iterator[tuple[Side, WebhookSpec]]:
+    """The sides whose systems have a registration API; the others' manual set-up goes into
+    ``out``."""
+    for side in SIDES:
+        spec = (settings.crm if side == "crm" else settings.erp).spec.webhooks
+        if spec is None:
+            continue
+        if spec.registration is None:
+            out.manual.append(manual(settings, side, spec, mappings))
+            continue
+        yield side, spec
 
 
 def manual(settings: Settings, side: Side, spec: WebhookSpec,
@@ -213,13 +221,7 @@ def status(settings: Settings, conns: Mapping[Side, Connector],
            mappings: Mapping[str, EntityMapping]) -> WebhookReport:
     """What is registered at ponte's address in each system with a registration API."""
     out = WebhookReport()
-    for side in SIDES:
-        spec = (settings.crm if side == "crm" else settings.erp).spec.webhooks
-        if spec is None:
-            continue
-        if spec.registration is None:
-            out.manual.append(manual(settings, side, spec, mappings))
-            continue
+    for side, spec in _registering(settings, mappings, out):
         out.callbacks += Registrar(side, spec, conns[side]).status(settings.serve.public_url)
     return out
 

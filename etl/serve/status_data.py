@@ -25,11 +25,10 @@ from etl import binding, ops
 from etl.mapping import load_mappings
 from etl.metrics import Sample, last_runs
 from etl.settings import Settings
-from etl.state import QuarantineRow, Store
-from etl.state import models as m
+from etl.state import AlertRow, QuarantineRow, Store
 from etl.state.db import MIGRATIONS
+from etl.state.events import EventRow
 
-EVENT_STATUSES = ("pending", "done", "ignored", "failed")
 VERIFY_KINDS = ("verify", "verify-fix")
 RUNS_SHOWN = 20
 QUARANTINE_SHOWN = 200
@@ -66,21 +65,10 @@ def ping(url: str) -> None:
 
 
 @dataclass(frozen=True)
-class FailedEvent:
-    side: str
-    entity: str | None
-    key: str | None
-    action: str
-    attempts: int
-    at: datetime
-    error: str
-
-
-@dataclass(frozen=True)
 class Backlog:
     counts: dict[str, int]  # by status, every status present (0 when none)
     oldest_pending: datetime | None
-    failed: list[FailedEvent]
+    failed: list[EventRow]  # the latest failed events, newest first
 
     def oldest_pending_age_s(self, now: datetime) -> float:
         return (now - self.oldest_pending).total_seconds() if self.oldest_pending else 0.0
@@ -88,40 +76,17 @@ class Backlog:
 
 def backlog(store: Store, *, failed_shown: int = FAILED_EVENTS_SHOWN) -> Backlog:
     """Webhook events by status, the oldest pending one, the latest failed ones."""
-    t = m.events
-    with store.engine.connect() as conn:
-        counts = dict.fromkeys(EVENT_STATUSES, 0)
-        for status, n in conn.execute(sa.select(t.c.status, sa.func.count())
-                                      .group_by(t.c.status)):
-            counts[status] = int(n)
-        oldest = conn.execute(sa.select(sa.func.min(t.c.received_at))
-                              .where(t.c.status == "pending")).scalar()
-        rows = conn.execute(
-            sa.select(t.c.side, t.c.entity, t.c.key, t.c.action, t.c.attempts,
-                      sa.func.coalesce(t.c.processed_at, t.c.received_at), t.c.error)
-            .where(t.c.status == "failed").order_by(t.c.id.desc()).limit(failed_shown)).all()
-    failed = [FailedEvent(r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6] or "") for r in rows]
-    return Backlog(counts, oldest, failed)
+    return Backlog(store.event_counts(), store.oldest_pending_event(),
+                   store.events(status="failed", limit=failed_shown))
 
 
 # ------------------------------------------------------------------------------ alerts
 
 
-@dataclass(frozen=True)
-class Alert:
-    condition: str
-    active: bool
-    since: datetime
-    detail: str
-
-
-def alerts(store: Store) -> list[Alert]:
-    """Every alert condition known to the state, active ones first."""
-    t = m.alerts
-    with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(t.c.condition, t.c.active, t.c.since, t.c.detail)
-                            .order_by(t.c.active.desc(), t.c.since.desc())).all()
-    return [Alert(r[0], bool(r[1]), r[2], r[3]) for r in rows]
+def alerts(store: Store) -> list[AlertRow]:
+    """Every alert condition known to the state, active ones first, the newest first."""
+    rows = sorted(store.alerts(), key=lambda a: a.since, reverse=True)
+    return sorted(rows, key=lambda a: not a.active)
 
 
 # ------------------------------------------------------------------------------ verify
@@ -171,7 +136,7 @@ class PageData:
     quarantine_total: int
     verifies: list[LastVerify]
     backlog: Backlog
-    alerts: list[Alert] = field(default_factory=list)
+    alerts: list[AlertRow] = field(default_factory=list)
 
 
 def systems(settings: Settings) -> list[System]:

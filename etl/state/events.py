@@ -85,18 +85,16 @@ class EventStore(StoreBase):
 
     def next_event_due(self) -> datetime | None:
         """When the earliest pending event falls due (None: nothing pending)."""
-        t = m.events
-        with self.engine.connect() as conn:
-            value: datetime | None = conn.execute(
-                sa.select(sa.func.min(t.c.due_at)).where(t.c.status == "pending")).scalar()
-        return None if value is None else m.to_utc(value)
+        return self._earliest_pending(m.events.c.due_at)
 
     def oldest_pending_event(self) -> datetime | None:
         """When the oldest event still pending was received (a stalled backlog's age)."""
-        t = m.events
+        return self._earliest_pending(m.events.c.received_at)
+
+    def _earliest_pending(self, column: sa.Column[datetime]) -> datetime | None:
         with self.engine.connect() as conn:
             value: datetime | None = conn.execute(
-                sa.select(sa.func.min(t.c.received_at)).where(t.c.status == "pending")).scalar()
+                sa.select(sa.func.min(column)).where(m.events.c.status == "pending")).scalar()
         return None if value is None else m.to_utc(value)
 
     def events(self, *, status: str | None = None, limit: int = 100) -> list[EventRow]:
