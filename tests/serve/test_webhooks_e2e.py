@@ -139,7 +139,7 @@ def live(tmp_path: Path, *, customers: int = 12, orders: int = 4,
         (portal,) = report.manual
         r = erp.post(f"{OMIE}/_sandbox/webhooks",
                      json={"url": portal.url, "topics": list(portal.topics)})
-        assert r.status_code == 200, r.text
+        assert r.status_code == 201, r.text
         s.worker.start()
         yield s
     finally:
