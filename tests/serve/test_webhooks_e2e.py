@@ -156,6 +156,12 @@ def cliente_of(s: Live, contact_id: int) -> dict[str, Any] | None:
     return None if row is None else dict(row.data)
 
 
+def limit_of(w: World, cliente: int) -> Decimal | None:
+    """The ERP client's credit limit, as a number (None: not set)."""
+    value = w.erp.db["clientes"].get(cliente).data.get("valor_limite_credito")
+    return None if value in (None, "") else Decimal(str(value))
+
+
 def writes(report: dict[str, Any]) -> int:
     """Records created or updated by a run, from its stored report."""
     return sum(e[side][what] for e in report.get("entities", {}).values()
@@ -246,7 +252,8 @@ def test_a_crm_delete_follows_the_mappings_deletes_setting(tmp_path: Path, delet
                                                            ) -> None:
     folder = _mappings_with(tmp_path, "customers", deletes=deletes) if deletes != "ignore" \
         else None  # the shipped mappings say ignore
-    with live(tmp_path, customers=6, orders=0, mappings=folder) as s:
+    # one contact of 20 (5%): under the share of deletions a run may apply (10%)
+    with live(tmp_path, customers=20, orders=0, mappings=folder) as s:
         contact, cliente = (int(k) for k in s.store.links("customers")[0])
         r = s.crm.delete(f"/_sandbox/Contacts/{contact}")
         assert r.status_code == 200, r.text
@@ -300,24 +307,37 @@ def test_the_stored_payload_keeps_the_custom_field_map_without_the_key(tmp_path:
     with live(tmp_path, customers=4, orders=0) as s:
         w = s.world
         contact, cliente = (int(k) for k in s.store.links("customers")[0])
-        s.crm_edit("Contacts", contact, {"OtherProperties": [
-            {"FieldKey": LIMITE, "DecimalValue": 777.5}]})
-        assert wait_for(lambda: Decimal(str(w.erp.db["clientes"].get(cliente).data.get(
-            "valor_limite_credito"))) == Decimal("777.5"), 60), s.problems()
-        (event,) = [e for e in s.store.events(limit=1000)
-                    if e.side == "crm" and e.key == str(contact) and e.status == "done"][:1]  # newest first
-        payload = s.store.event_payload(event.id)
-        assert payload is not None and "ValidationKey" not in payload
-        assert CRM_KEY not in str(payload)
-        assert payload["New"]["OtherProperties"][LIMITE] == 777.5  # FieldKey -> value
-        # the worker reads the record by its key, not the payload: a call whose map says
-        # otherwise writes what the CRM holds (nothing, here)
+        email = w.erp.db["clientes"].get(cliente).data.get("email")
+        # the ERP's credit limit reaches the CRM's custom field; that write fires Ploomes'
+        # webhook back, its record's OtherProperties as a FieldKey -> value map
+        s.erp_edit("clientes", cliente, {"valor_limite_credito": 777.5})
+        assert wait_for(lambda: custom_value(w.crm.db["Contacts"].get(contact).data, LIMITE)
+                        == 777.5, 60), s.problems()
+
+        def stored() -> list[dict[str, Any]]:
+            out = []
+            for e in s.store.events(limit=1000):
+                payload = s.store.event_payload(e.id) if e.side == "crm" else None
+                if payload and e.key == str(contact) and isinstance(
+                        (payload.get("New") or {}).get("OtherProperties"), dict):
+                    out.append(payload)
+            return out
+
+        assert wait_for(lambda: any(p["New"]["OtherProperties"].get(LIMITE) == 777.5
+                                    for p in stored()), 30), s.problems()
+        for payload in stored():
+            assert "ValidationKey" not in payload and CRM_KEY not in str(payload)
+        # the worker reads the record by its key, never the payload: a call whose record says
+        # otherwise changes nothing on either side
         assert s.settled(), s.problems()
-        forged = {**payload, "ValidationKey": CRM_KEY,
-                  "New": {**payload["New"], "OtherProperties": {LIMITE: 1.0}}}
+        payload = stored()[0]
+        forged = {**payload, "ValidationKey": CRM_KEY, "New": {
+            **payload["New"], "Email": "forjado@exemplo.com.br",
+            "OtherProperties": {LIMITE: 1.0}}}
         answer = httpx.post(f"{s.url}/webhooks/ploomes?collection=Contacts", json=forged)
         assert answer.status_code == 200 and answer.json()["stored"] is True
         assert s.settled(), s.problems()
         assert s.store.event_counts()["pending"] == 0
-        assert Decimal(str(w.erp.db["clientes"].get(cliente).data.get(
-            "valor_limite_credito"))) == Decimal("777.5")
+        assert w.erp.db["clientes"].get(cliente).data.get("email") == email
+        assert limit_of(w, cliente) == Decimal("777.5")
+        assert custom_value(w.crm.db["Contacts"].get(contact).data, LIMITE) == 777.5
