@@ -237,8 +237,11 @@ def test_user_edits_flow_both_ways_without_polling_and_settle(tmp_path: Path) ->
         # ponte's own writes fired webhooks back: they settle, the last event runs write 0
         assert s.settled(), s.problems()
         runs = s.event_runs()
-        assert len(runs) <= 12, [r.report for r in runs]
-        assert writes(runs[0].report) == 0, runs[0].report  # newest first
+        written = [writes(r.report) for r in reversed(runs)]  # oldest first
+        print("\nevent runs' writes:", written, s.store.event_counts())
+        # each user edit made by one run; ponte's own writes came back and wrote nothing
+        assert len(runs) <= 3 * 4 and sum(1 for n in written if n) <= 4, written
+        assert written[-1] == 0 and written.count(0) >= 1, written
         counts = s.store.event_counts()
         assert counts["failed"] == 0 and counts["pending"] == 0
         assert len([r for r in w.erp.db["clientes"] if digits(r.data["cnpj_cpf"]) == tax]) == 1
