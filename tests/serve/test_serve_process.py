@@ -4,6 +4,7 @@ nothing once it is started again."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -165,3 +167,49 @@ def test_serve_with_poll_also_runs_the_schedules(tmp_path: Path) -> None:
         finally:
             _stop(p)
         assert s.store.live_lock_holder("entity:customers", now=datetime.now(UTC)) is None
+
+
+def _cli(s: Setup, *args: str) -> dict[str, Any]:
+    done = subprocess.run([str(PONTE), *args, "--json"], check=False, cwd=s.tmp, env=s.env,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    doc: dict[str, Any] = json.loads(done.stdout)
+    return doc
+
+
+def test_the_simulators_deliveries_reach_a_serve_process_registered_by_the_cli(
+        tmp_path: Path) -> None:
+    """``ponte webhooks register`` (CLI) in the Ploomes simulator, Omie's portal set to what
+    it printed, then user edits in both simulators reach the other side through ``ponte
+    serve`` alone, with ``ponte webhooks status`` listing the callbacks."""
+    with setup(tmp_path) as s:
+        s.env["PONTE_SERVE__PUBLIC_URL"] = s.url
+        registered = _cli(s, "webhooks", "register")
+        assert registered["changed"] == 9
+        assert CRM_KEY not in json.dumps(registered)
+        (portal,) = registered["manual"]
+        admin = s.sandbox.erp_url.split("/api/")[0]
+        httpx.post(f"{admin}/_sandbox/webhooks", json={"url": portal["url"], "topics":
+                                                       portal["topics"]}).raise_for_status()
+        assert _cli(s, "webhooks", "register")["changed"] == 0
+        status = _cli(s, "webhooks", "status")
+        assert len(status["callbacks"]) == 9 and all(
+            c["url"].startswith(f"{s.url}/webhooks/ploomes") for c in status["callbacks"])
+        crm_id, erp_id = (int(k) for k in s.store.links("customers")[0])
+        other_crm, other_erp = (int(k) for k in s.store.links("customers")[1])
+        p = s.start("serve")
+        try:
+            httpx.patch(f"{s.sandbox.crm_url}/_sandbox/Contacts/{crm_id}",
+                        json={"Email": "pelo.crm@exemplo.com.br"}).raise_for_status()
+            httpx.patch(f"{admin}/_sandbox/clientes/{other_erp}",
+                        json={"nome_fantasia": "Pelo ERP"}).raise_for_status()
+            assert wait_for(lambda: s.sandbox.erp.db["clientes"].get(erp_id).data.get(
+                "email") == "pelo.crm@exemplo.com.br" and s.sandbox.crm.db["Contacts"].get(
+                other_crm).data.get("Name") == "Pelo ERP", timeout=60), p.stderr()
+        finally:
+            p.proc.send_signal(signal.SIGTERM)
+            p.proc.wait(60)
+            _stop(p)
+        assert CRM_KEY not in p.stderr()
+        counts = s.store.event_counts()
+        assert counts["done"] >= 2 and counts["failed"] == 0
