@@ -32,17 +32,20 @@ class Deleted:
 
 def apply_deletes(m: EntityMapping, connectors: dict[Side, Connector], store: Store,
                   ctx: MapContext, vanished: list[tuple[str, str, Side]], n_links: int, *,
-                  max_delete_share: float, run_id: str, now: datetime) -> Deleted:
+                  max_delete_share: float, run_id: str, now: datetime,
+                  allowed: int = 0) -> Deleted:
     """Apply ``m.deletes`` to the partners of ``vanished`` links (crm key, erp key, the side
     the record vanished from), checkpointed a chunk at a time: a deleted pair's link and
     snapshots go, a deactivated one keeps its link as a tombstone. ``n_links``: how many
-    linked records the entity has (the share guard's base). Raises :class:`ConfigError` when
+    linked records the entity has (the share guard's base); ``allowed``: this many are never
+    held back by the share (delete events: one record the system announced and a read by key
+    confirmed gone is not a listing gone wrong, however small the account). Raises :class:`ConfigError` when
     ``deactivate`` has no way to deactivate."""
     out = Deleted()
     if not vanished or m.deletes == "ignore":
         return out
     share = len(vanished) / max(n_links, 1)
-    if share > max_delete_share:
+    if share > max_delete_share and len(vanished) > allowed:
         out.blocked = (
             f"{len(vanished)} of {n_links} linked {m.entity} ({share:.0%}) vanished from one "
             f"side; applying '{m.deletes}' to them exceeds PONTE_MAX_DELETE_SHARE="

@@ -208,7 +208,7 @@ class EventsFacade:
             done = apply_deletes(m, conns, store, build_context(store, conns), vanished,
                                  len(store.links(m.entity)),
                                  max_delete_share=self.settings.max_delete_share,
-                                 run_id=run_id, now=now)
+                                 run_id=run_id, now=now, allowed=1)
             out.blocked = done.blocked
             failed = {c if side == "crm" else e: err for c, e, err in done.failed}
             for c, e, _ in vanished:

@@ -239,3 +239,17 @@ def test_an_event_arriving_before_the_sync_is_covered_by_it(served: Served) -> N
     assert done.syncs == 1 and done.done == 2
     assert served.world.erp.db["clientes"].get(erp_id).data["email"] == "b@exemplo.com.br"
     assert served.store.event_counts()["pending"] == 0
+
+
+@pytest.mark.parametrize("deleting", ["delete"], indirect=True)
+def test_one_delete_event_is_never_held_back_by_the_share_guard(deleting: Served) -> None:
+    """One record the CRM announced deleted, and a read by key confirmed gone, is not a listing
+    gone wrong: it is deleted even where it alone is over the share (a small account)."""
+    served = _synced(deleting)
+    served.world.settings.max_delete_share = 0.01  # 1 of 20 linked = 5% > 1%
+    crm_id, erp_id = _linked_contact(served)
+    served.world.crm.ui_delete("Contacts", crm_id)
+    served.post_crm("Contacts", {"Action": "Delete", "Old": {"Id": crm_id}})
+    served.settle()
+    assert served.world.erp.db["clientes"].get(erp_id) is None
+    assert served.store.events()[0].status == "done"
