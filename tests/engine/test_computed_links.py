@@ -89,7 +89,8 @@ def test_a_customer_linked_later_by_tax_id_gets_the_sales_volume_of_its_stored_f
     """An ERP customer ponte does not create in the CRM (the mapping creates in the ERP only)
     has an invoiced order: its facts are stored and its mark cleared while it has no partner.
     When a CRM user later enters a contact with its tax id, the sync that links them writes
-    the sales volume, without waiting for another order to change."""
+    the sales volume, without waiting for another order to change, and the link marks the
+    customer so its values are worked out again after the orders."""
     world = make_world(f"sqlite:///{tmp_path / 'state.db'}", customers=12, products=6,
                        orders=6, overlap=0.5)
     folder = mappings_with_computed(tmp_path)
@@ -118,8 +119,14 @@ def test_a_customer_linked_later_by_tax_id_gets_the_sales_volume_of_its_stored_f
     contact = world.crm.ui_create("Contacts", {
         "Name": "Entered in the CRM", "TypeId": 1 if company else 2, "Register": tax,
         ("CNPJ" if company else "CPF"): tax})
-    report = world.sync()
+    report = world.sync("customers")
     assert report.entities["customers"].matched == 1, report.as_dict()
     assert contact_of(world, alone.id) == contact.id
     assert prop(world, contact.id, SALES) == pytest.approx(total(world, order.id))
+    # the link marked the customer: the pass after the orders works its values out again
+    with world.store() as store:
+        assert set(store.computed_marks("customers")) == {str(alone.id)}
     assert world.sync().writes == 0
+    with world.store() as store:
+        assert store.computed_marks("customers") == {}
+    assert prop(world, contact.id, SALES) == pytest.approx(total(world, order.id))
