@@ -9,8 +9,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from etl.errors import ConfigError
+from etl.mapping import load_mappings
 from etl.sandbox.ploomes.custom import FIELDS as FIELDS_SEEDED
 from etl.sandbox.ploomes.custom import OPTIONS
 from tests.engine.conftest import MAPPINGS, World, make_world
@@ -112,3 +115,22 @@ def test_an_option_chosen_in_the_crm_reaches_the_erp_by_its_name(tmp_path: Path)
     assert report.status == "ok", report.as_dict()
     assert characteristic(w, cliente) == "Pequeno"
     assert w.sync("customers").writes == 0
+
+
+def test_option_on_a_plain_path_or_a_field_that_has_no_options_stops_before_any_write(
+        tmp_path: Path) -> None:
+    folder = mappings_with_size(tmp_path, "erp")
+    file = folder / "customers.yaml"
+    data = yaml.safe_load(file.read_text())
+    data["fields"]["size"]["crm"] = {"path": f"OtherProperties[FieldKey={PORTE}].ObjectValueId",
+                                     "transform": "option"}
+    file.write_text(yaml.safe_dump(data, allow_unicode=True))
+    with pytest.raises(ConfigError, match=r"fields\.size\.crm\.transform: 'option' reads"):
+        load_mappings(folder)
+    data["fields"]["size"]["crm"] = {"custom": "Segmento", "transform": "option"}
+    file.write_text(yaml.safe_dump(data, allow_unicode=True))
+    w = make_world(f"sqlite:///{tmp_path / 'state.db'}", customers=2, overlap=1.0)
+    w.settings.mappings_dir = folder
+    with pytest.raises(ConfigError, match="'Segmento'.* not an option field"):
+        w.sync("customers")
+    assert w.write_requests() == 0
