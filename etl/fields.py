@@ -2,7 +2,8 @@
 
 The declared fields of the collection's schema (:mod:`etl.connectors.schema`), as native paths,
 plus its custom fields: the ones the system lists (Ploomes ``/Fields``, one request), each with
-its label, key and type, named in a mapping as ``{custom: <label or key>}``; or, for free-form
+its label, key and type (an option field: its option names, which a mapping may write with
+``transform: option``), named in a mapping as ``{custom: <label or key>}``; or, for free-form
 custom fields with no list (Omie's characteristics), the path pattern that names one.
 """
 
@@ -31,6 +32,7 @@ class FieldRow:
     type: str = ""  # custom fields: the type's name
     label: str = ""
     key: str = ""
+    options: tuple[str, ...] = ()  # an option field's option names (``transform: option``)
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ def _custom_rows(schema: CollectionSchema) -> list[FieldRow]:
         return [FieldRow(f"{schema.custom_list}[{schema.custom_key}=<name>]."
                          f"{schema.custom_value}", "custom", "free-form",
                          "any name (or {custom: <name>})")]
-    return [FieldRow(f"{{custom: {f.label}}}", "custom", f.type, f.label, f.key)
+    return [FieldRow(f"{{custom: {f.label}}}", "custom", f.type, f.label, f.key,
+                     tuple(name for _id, name in f.options or ()))
             for f in schema.custom_fields or ()]
 
 

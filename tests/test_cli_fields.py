@@ -148,3 +148,19 @@ def test_a_missing_label_stops_the_run_before_any_write(
         offline = runner.invoke(app, ["mappings", "check"])
         assert offline.exit_code == 0, offline.output
         assert "custom field 'Limite de credito'" in offline.output
+
+
+def test_fields_lists_the_option_names_of_an_option_field(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    from etl.sandbox.server import running_sandbox
+
+    with running_sandbox() as sb:
+        _sandbox_env(monkeypatch, sb)
+        result = runner.invoke(app, ["fields", "crm", "Contacts", "--json"])
+        assert result.exit_code == 0, result.output
+        custom = {r["label"]: r for r in json.loads(result.stdout)["fields"]
+                  if r["kind"] == "custom"}
+        assert custom["Porte"]["options"] == ["Pequeno", "Médio", "Grande"]
+        assert custom["Limite de crédito"]["options"] == []
+        table = runner.invoke(app, ["fields", "crm", "Contacts"], terminal_width=240)
+        assert "Pequeno, Médio, Grande" in table.output, table.output

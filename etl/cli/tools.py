@@ -45,7 +45,8 @@ def fields(
     as_json: Json = False,
 ) -> None:
     """What a mapping can name in one collection: the declared native paths and the custom
-    fields (label, key, type) the system lists — Ploomes /Fields is asked once."""
+    fields (label, key, type, an option field's options) the system lists — Ploomes /Fields
+    is asked once (and its options list, when a field has options)."""
     import json
 
     from rich.markup import escape
@@ -57,10 +58,11 @@ def fields(
                                "custom_listed": result.custom_listed,
                                "fields": [vars(r) for r in result.rows]}, ensure_ascii=False))
         return
-    table = Table("map as", "kind", "type", "label", "key",
+    table = Table("map as", "kind", "type", "label", "key", "options",
                   title=f"{result.system} {result.collection} ({result.side})")
     for r in result.rows:
-        table.add_row(*(escape(x) for x in (r.path, r.kind, r.type, r.label, r.key)))
+        table.add_row(*(escape(x) for x in (r.path, r.kind, r.type, r.label, r.key,
+                                            ", ".join(r.options))))
     out.print(table)
 
 

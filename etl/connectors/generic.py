@@ -39,7 +39,6 @@ from etl.connectors.hooks import HOOKS, wait_hooks
 from etl.connectors.http import HttpSession, RetryPolicy
 from etl.connectors.paginators import PAGINATORS, fingerprint, record_lists
 from etl.connectors.references import References
-from etl.connectors.schema import CustomField, custom_fields_from
 from etl.connectors.spec import (
     ByValues,
     ConnectorSpec,
@@ -382,21 +381,6 @@ class GenericConnector(Writes, References):
         found = [r for r in self._by_values(entity, spec, values, native_field)
                  if not spec.verify or lookups.norm(spec, dig(r, native_field)) in wanted]
         return self._unique(entity, found)
-
-    def custom_fields(self, entity_id: int) -> list[CustomField]:
-        """The custom fields the account defines for a system entity (``custom_fields``), with
-        their labels and types: one listing (paged) per call."""
-        spec = self.spec.custom_fields
-        if spec is None:
-            return []
-        call = self._call(spec, {"entity_id": int(entity_id)})
-        return custom_fields_from(spec, [f for page in self._pages(call, spec.paginator,
-                                                                   spec.records, "")
-                                         for f in page])
-
-    def custom_field_keys(self, entity_id: int) -> set[str]:
-        """The keys of :meth:`custom_fields`."""
-        return {f.key for f in self.custom_fields(entity_id)}
 
     def _unique(self, entity: str, records: list[Record]) -> list[Record]:
         return list({self.key_of(entity, r): r for r in records}.values())

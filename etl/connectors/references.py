@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from etl.connectors.auth import Call
 from etl.connectors.base import Record
 from etl.connectors.errors import Outcome
+from etl.connectors.schema import CustomField, custom_fields_from, options_from
 from etl.connectors.spec import ConnectorSpec, ReferenceList
 from etl.connectors.templates import dig
 from etl.errors import ConfigError, RecordError
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
 
 
 class References:
-    """The reference half of :class:`etl.connectors.generic.GenericConnector`."""
+    """The reference half of :class:`etl.connectors.generic.GenericConnector`, and the
+    custom fields the system lists (with the options of its option fields)."""
 
     spec: ConnectorSpec
 
@@ -31,7 +33,8 @@ class References:
         def _send(self, call: Call, kind: Literal["read", "write"], *,
                   attempts: int | None = None) -> tuple[Outcome, Any, Any]: ...
         def _call(self, req: Any, values: dict[str, Any], fmt: Any = None) -> Call: ...
-        def _pages(self, call: Call, paginator: Paginator, records: str, entity: str,
+        def _pages(self, call: Call, paginator: Paginator, records: str | list[str],
+                   entity: str,
                    size: int | None = None, limit: int | None = None
                    ) -> Iterator[list[Record]]: ...
 
@@ -81,3 +84,25 @@ class References:
                                   kind="rejected")
             key = found[0]
         return str(key)
+
+    def custom_fields(self, entity_id: int) -> list[CustomField]:
+        """The custom fields the account defines for a system entity (``custom_fields``), with
+        their labels and types: one listing (paged) per call, and one of the options when a
+        field has an options table (``custom_fields.options``)."""
+        spec = self.spec.custom_fields
+        if spec is None:
+            return []
+        call = self._call(spec, {"entity_id": int(entity_id)})
+        fields = [f for page in self._pages(call, spec.paginator, spec.records, "")
+                  for f in page]
+        options = None
+        if spec.options is not None and spec.options_table and any(
+                dig(f, spec.options_table) not in (None, "") for f in fields):
+            listing = self._call(spec.options, {})
+            options = options_from(spec.options, [o for page in self._pages(
+                listing, spec.options.paginator, spec.options.records, "") for o in page])
+        return custom_fields_from(spec, fields, options)
+
+    def custom_field_keys(self, entity_id: int) -> set[str]:
+        """The keys of :meth:`custom_fields`."""
+        return {f.key for f in self.custom_fields(entity_id)}

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
-from etl.connectors.spec import ConnectorSpec, CustomFieldList
+from etl.connectors.spec import ConnectorSpec, CustomFieldList, OptionList
 from etl.connectors.templates import dig
 from etl.errors import ConfigError
 
@@ -57,11 +57,16 @@ class CustomField:
     value: str | None = None
     transform: str = "text"
     args: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # an option field's options, (id, name) each, as the system lists them; None: not one
+    options: tuple[tuple[str, str], ...] | None = None
 
 
-def custom_fields_from(spec: CustomFieldList, records: list[dict[str, Any]]
+def custom_fields_from(spec: CustomFieldList, records: list[dict[str, Any]],
+                       options: Mapping[str, list[tuple[str, str]]] | None = None
                        ) -> list[CustomField]:
-    """The custom fields in the system's answer to its field list (``custom_fields``)."""
+    """The custom fields in the system's answer to its field list (``custom_fields``); an
+    option field (one naming an options table, ``options_table``) gets the options
+    ``options`` lists for its table (table -> (id, name) each)."""
     out = []
     for r in records:
         key = dig(r, spec.key)
@@ -70,11 +75,25 @@ def custom_fields_from(spec: CustomFieldList, records: list[dict[str, Any]]
         type_id = str(dig(r, spec.type)) if spec.type else ""
         known = spec.types.get(type_id)
         label = str(dig(r, spec.label) or key) if spec.label else str(key)
+        table = dig(r, spec.options_table) if spec.options_table else None
+        listed = None if table in (None, "") or options is None else tuple(
+            options.get(str(table), ()))
         if known is None:
-            out.append(CustomField(str(key), label, type_id or "?"))
+            out.append(CustomField(str(key), label, type_id or "?", options=listed))
         else:
             out.append(CustomField(str(key), label, known.name, known.value, known.transform,
-                                   MappingProxyType(dict(known.args))))
+                                   MappingProxyType(dict(known.args)), listed))
+    return out
+
+
+def options_from(spec: OptionList, records: list[dict[str, Any]]
+                 ) -> dict[str, list[tuple[str, str]]]:
+    """The system's options list by table: table -> (id, name) of each option."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for r in records:
+        key, name, table = dig(r, spec.key), dig(r, spec.value), dig(r, spec.table)
+        if key not in (None, "") and table not in (None, ""):
+            out.setdefault(str(table), []).append((str(key), str(name or key)))
     return out
 
 

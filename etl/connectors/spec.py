@@ -38,6 +38,7 @@ from etl.connectors.spec_parts import (
     BodyAuth,
     Credential,
     CursorPaging,
+    CustomFields,
     CustomFieldType,
     ErrorRule,
     HeaderAuth,
@@ -53,6 +54,7 @@ from etl.connectors.spec_parts import (
     QueryAuth,
     RangePaging,
     ReadCache,
+    SchemaSpec,
     Strict,
     TimeFormat,
     UpdatedAt,
@@ -175,36 +177,7 @@ class Idempotency(Strict):
     natural_key_field: str | None = None  # lookup by this payload field when no external id
 
 
-# --- schema ---------------------------------------------------------------------------------
-
-
-class CustomFields(Strict):
-    """Custom fields live in list ``list``, one item per field named by ``key``; the system's
-    field list (``discovery``) says which exist."""
-
-    list_field: str = Field(alias="list")
-    key: str = "FieldKey"
-    entity_id: int | None = None  # the system's id for the collection in its field list
-    value: str | None = None  # the item field holding every value (no typed field list: Omie)
-
-
-class SchemaSpec(Strict):
-    """Fields as a tree: ``_`` = leaf names (space separated), other keys = nested objects
-    (``Phones[]`` = a list of objects); a string value = an object with only those leaves."""
-
-    fields: dict[str, Any]
-    always_sent: str | None = None  # paths every record carries; unset = every field
-    custom: CustomFields | None = None
-
-
 # --- entities and the whole spec ------------------------------------------------------------
-
-
-class CustomFieldList(Paged):
-    key: str = "Key"  # the field of each item that names a custom field
-    label: str | None = None  # its label, as users see it (a mapping may name it by that)
-    type: str | None = None  # its type id, looked up in ``types``
-    types: dict[str, CustomFieldType] = Field(default_factory=dict)
 
 
 class ReferenceList(Request):
@@ -217,6 +190,21 @@ class ReferenceList(Request):
     noun: str = ""  # what one item is called in messages ("seller (vendedor)")
     paginator: Paginator = NoPaging(type="none")
     create: WriteSpec | None = None
+
+
+class OptionList(ReferenceList):
+    table: str = "TableId"
+
+
+class CustomFieldList(Paged):
+    key: str = "Key"  # the field of each item that names a custom field
+    label: str | None = None  # its label, as users see it (a mapping may name it by that)
+    type: str | None = None  # its type id, looked up in ``types``
+    types: dict[str, CustomFieldType] = Field(default_factory=dict)
+    # option fields: the field's attribute naming its options' table, and every option (``key``
+    # its id, ``value`` its name, ``table`` the attribute naming its table), listed with them
+    options_table: str | None = None
+    options: OptionList | None = None
 
 
 class EntitySpec(Strict):
@@ -376,6 +364,7 @@ __all__ = [
     "NoPaging",
     "OAuth2Auth",
     "OffsetPaging",
+    "OptionList",
     "PagePaging",
     "Paged",
     "Paginator",

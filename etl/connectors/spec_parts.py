@@ -310,3 +310,25 @@ class CustomFieldType(Strict):
     value: str  # the item property, e.g. ``DecimalValue``
     transform: str = "text"
     args: dict[str, object] = Field(default_factory=dict)
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+
+class CustomFields(Strict):
+    """Custom fields live in list ``list``, one item per field named by ``key``; the system's
+    field list (``discovery``) says which exist."""
+
+    list_field: str = Field(alias="list")
+    key: str = "FieldKey"
+    entity_id: int | None = None  # the system's id for the collection in its field list
+    value: str | None = None  # the item field holding every value (no typed field list: Omie)
+
+
+class SchemaSpec(Strict):
+    """Fields as a tree: ``_`` = leaf names (space separated), other keys = nested objects
+    (``Phones[]`` = a list of objects); a string value = an object with only those leaves."""
+
+    fields: dict[str, Any]
+    always_sent: str | None = None  # paths every record carries; unset = every field
+    custom: CustomFields | None = None

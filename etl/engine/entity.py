@@ -111,6 +111,7 @@ class EntitySync:
             if plan.link is not None:
                 cp.links.append(plan.link)
                 job.ctx.add_link(self.entity, *plan.link)
+                load.mark_computed(cp, plan.link)  # matched by natural key
             for target in SIDES:
                 writes[target].extend(plan.writes[target])
             job.report.add_changes(plan.changes, keep_all=job.opt.dry_run)

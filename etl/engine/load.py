@@ -86,6 +86,7 @@ class Load:
                             (key, intent.source_key)
                         cp.links.append(pair)
                         job.ctx.add_link(job.entity, *pair)
+                        self.mark_computed(cp, pair)
                         try:
                             vals = read_record(job.m, target, rec, job.ctx)
                             cp.snapshots.append(job.snap(target, key, vals, rec))
@@ -213,6 +214,15 @@ class Load:
                 if pair not in cp.links:
                     cp.links.append(pair)
                     job.ctx.add_link(job.entity, *pair)
+                    self.mark_computed(cp, pair)  # matched by natural key
+
+    def mark_computed(self, cp: Checkpoint, pair: tuple[str, str]) -> None:
+        """A pair linked now, not created now: the record on the side that computes fields is
+        marked (when it has stored facts), so its computed values reach its partner in this
+        run's pass after the source entity, or the next run — not only at its next fact."""
+        for side, key in zip(SIDES, pair, strict=True):
+            if self.job.m.computed_fields(side):
+                cp.computed_marks.append(key)
 
     def quarantine(self, cp: Checkpoint, side: Side, key: str, exc: RecordError,
                    record: Record) -> None:

@@ -3,9 +3,11 @@ mappings; ``--fix`` repairs what the mappings allow.
 
 Drift kinds, per entity:
 
-* ``mismatched``: a linked pair whose mapped fields differ, or whose record on one side lacks a
-  copy its mapping's ``also_write`` asks for (item kind ``incomplete``: e.g. a CRM contact with
-  its tax id in ``Register`` but not in ``CNPJ``); ``--fix`` writes the copy;
+* ``mismatched``: a linked pair whose mapped fields differ (computed fields included: the
+  value aggregated from the stored facts against the one the other side holds), or whose
+  record on one side lacks a copy its mapping's ``also_write`` asks for (item kind
+  ``incomplete``: e.g. a CRM contact with its tax id in ``Register`` but not in ``CNPJ``);
+  ``--fix`` writes the copy;
 * ``missing_in_crm`` / ``missing_in_erp``: a record on one side only, where the mapping would
   create it on the other (``create_in``);
 * ``unlinked``: the same natural key on both sides, not linked yet (a sync links them);
@@ -192,8 +194,7 @@ def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: S
         out.invalid += len(records) - len(seen[side])
     links = store.links(m.entity)
     linked = {"crm": {c for c, _ in links}, "erp": {e for _, e in links}}
-    shared = [f for f, spec in m.fields.items()
-              if spec.crm and spec.erp and not spec.crm.read_only and not spec.erp.read_only]
+    shared = compared_fields(m)
     nk = m.natural_key
 
     # duplicates by natural key on each side
@@ -301,6 +302,19 @@ def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: S
             out.items.append(DriftItem("delete_failed", crm_key, erp_key, detail=error))
         out.fixed += deleted.done
         out.sync = sync_report
+    return out
+
+
+def compared_fields(m: EntityMapping) -> list[str]:
+    """The fields verify compares: those both sides hold and may write, and the computed ones
+    (their expected value is aggregated from the stored facts when the record is read, the
+    same way a sync works it out, and compared with what the other side holds)."""
+    out: list[str] = []
+    for name, spec in m.fields.items():
+        if spec.crm is None or spec.erp is None:
+            continue
+        if all(not sf.read_only or sf.computed is not None for sf in (spec.crm, spec.erp)):
+            out.append(name)
     return out
 
 

@@ -12,6 +12,11 @@ type (``value`` overrides it), and a side that sets no ``transform`` gets the ty
 field list (Omie's characteristics, ``caracteristicas[campo=<name>].conteudo``) resolves any
 name at once.
 
+An option field (Ploomes "Lista") is written by the option's id; with ``transform: option`` a
+mapping gives the option's name instead, looked up in the options the system lists with its
+fields (read once per run); reading maps the id back to the name, and a name with no option
+quarantines the record with a reason naming the field and the nearest option names.
+
 A name that is neither a key nor a label of the collection's custom fields is a
 :class:`ConfigError` naming the name, the collection and the nearest labels.
 """
@@ -76,7 +81,14 @@ def resolve_side(sf: SideField, schema: CollectionSchema) -> SideField:
                           "know: say which item property holds its value with 'value:'")
     update: dict[str, object] = {
         "path": f"{schema.custom_list}[{schema.custom_key}={found.key}].{value}"}
-    if "transform" not in sf.model_fields_set and sf.value is None:
+    if sf.transform == "option":  # named by the option's name: the field's options go along
+        if found.options is None:
+            raise ConfigError(f"{schema.system} {schema.collection} custom field "
+                              f"{found.label!r} ({found.key}) is a {found.type} field, not an "
+                              "option field: 'transform: option' does not apply")
+        update["args"] = {**sf.args, "field": found.label,
+                          "options": [list(o) for o in found.options]}
+    elif "transform" not in sf.model_fields_set and sf.value is None:
         update["transform"] = found.transform
         update["args"] = {**found.args, **sf.args}
     return sf.model_copy(update=update)

@@ -138,6 +138,10 @@ def _check(m: EntityMapping, path: Path) -> None:
                 problems += [f"fields.{name}.{side}.args.{arg}: required by the transform "
                              f"{sf.transform!r}" for arg in REGISTRY[sf.transform].required
                              if arg not in sf.args]
+                if sf.transform == "option" and sf.custom is None and "options" not in sf.args:
+                    problems.append(f"fields.{name}.{side}.transform: 'option' reads the "
+                                    "options of a custom option field: name the field with "
+                                    "'custom:' (or list args.options as [id, name] pairs)")
     for ref, label in ((m.natural_key, "natural_key"),):
         if ref is not None and ref not in m.fields:
             problems.append(f"{label}: {ref!r} is not a mapped field (fields: {', '.join(m.fields)})")

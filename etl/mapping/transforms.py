@@ -13,6 +13,7 @@ list to send, with the items the mapping does not own kept as they were (see
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import unicodedata
@@ -350,3 +351,42 @@ class _Lines:
 
 # the phone transforms live in their own module; importing it registers them
 from etl.mapping import phones as _phones  # noqa: F401
+
+
+def _options(args: dict[str, Any]) -> list[tuple[str, str]]:
+    options = args.get("options")
+    if options is None:  # a custom field resolves this from the system's options list
+        raise RecordError(f"option field {args.get('field', '?')!r}: its options were not "
+                          "read from the system (name it with 'custom:')")
+    return [(str(i), str(n)) for i, n in options]
+
+
+@register("option", "an option field's option by its name, the system's option id natively "
+          "(a custom option field: its options are read from the system once per run)")
+class _Option:
+    @staticmethod
+    def read(raw: Raw, args: dict[str, Any], ctx: MapContext) -> Canon:
+        if _empty(raw):
+            return None
+        names = dict(_options(args))
+        key = str(int(raw)) if isinstance(raw, float) and raw.is_integer() else str(raw)
+        if key not in names:
+            raise RecordError(f"option field {args.get('field', '?')!r}: option id {raw!r} is "
+                              f"not among its options ({', '.join(names.values())})")
+        return names[key]
+
+    @staticmethod
+    def write(value: Canon, args: dict[str, Any], ctx: MapContext) -> Raw:
+        if value is None:
+            return None
+        options = _options(args)
+        folded = " ".join(unicodedata.normalize("NFC", value).casefold().split())
+        for key, name in options:
+            if " ".join(unicodedata.normalize("NFC", name).casefold().split()) == folded:
+                return int(key) if key.isdigit() else key
+        names = [n for _k, n in options]
+        near = difflib.get_close_matches(value, names, n=3, cutoff=0.5)
+        raise RecordError(
+            f"option field {args.get('field', '?')!r} has no option named {value!r}"
+            + (f"; nearest: {', '.join(repr(n) for n in near)}" if near else "")
+            + f" (its options: {', '.join(repr(n) for n in names) or 'none'})")

@@ -5,7 +5,8 @@
   reads, so no run has to read every order again;
 * marks: the records whose facts changed since their computed values were last worked out,
   set in the same transaction as the facts and cleared only by the run that computed them
-  again (a mark set meanwhile has a newer ``seq`` and stays);
+  again (a mark set meanwhile has a newer ``seq`` and stays); a record linked to a partner by
+  natural key or by crash recovery is marked too, when it has facts;
 * windows: the cutoff each source was last computed with, so that the records whose facts
   left the window since then are computed again.
 """
@@ -84,6 +85,17 @@ class ComputedStore(StoreBase):
                                           set_={"seq": t.c.seq + 1})
         for part in chunks([{"target": target, "key": k, "seq": 1} for k in keys], 5000):
             conn.execute(stmt, part)
+
+    def _mark_with_facts(self, conn: sa.Connection, target: str, keys: Sequence[str]) -> None:
+        """Mark the records of ``keys`` that have stored facts: linked just now (matched by
+        natural key, or a create found after a crash), their computed values were perhaps
+        never worked out for a partner; those without facts have nothing to compute."""
+        t = m.computed_facts
+        having: set[str] = set()
+        for chunk in chunks(unique(keys), self._chunk):
+            having.update(str(k) for k in conn.scalars(sa.select(t.c.link).distinct().where(
+                t.c.target == target, t.c.link.in_(chunk))))
+        self._mark(conn, target, sorted(having))
 
     def computed_marks(self, target: str) -> dict[str, int]:
         """Records of ``target`` to compute again: key -> the mark's sequence number."""

@@ -110,6 +110,9 @@ class Checkpoint:
     drop_snapshots: list[tuple[str, str]] = field(default_factory=list)  # (system, key)
     drop_links: list[tuple[str, str]] = field(default_factory=list)  # (crm_key, erp_key)
     tombstones: list[tuple[str, str, str]] = field(default_factory=list)  # (crm, erp, side)
+    # records linked by this page whose computed fields must be worked out (keys of the side
+    # that computes them); marked only when facts of theirs are stored
+    computed_marks: list[str] = field(default_factory=list)
 
 
 def quarantine_backoff(attempts: int) -> timedelta:

@@ -49,8 +49,8 @@ class Store(RecordStore, QuarantineStore, RunStore, ComputedStore, EventStore, A
     # ---------------------------------------------------------------- checkpoint
 
     def checkpoint(self, cp: Checkpoint, *, now: datetime, run_id: str | None = None) -> None:
-        """Commit one page: snapshots, quarantine, clears, deletes, links and watermarks, all
-        or none."""
+        """Commit one page: snapshots, quarantine, clears, deletes, links, watermarks and the
+        computed marks of records it linked, all or none."""
         try:
             with self._writer.begin() as conn:
                 if cp.snapshots:
@@ -77,6 +77,8 @@ class Store(RecordStore, QuarantineStore, RunStore, ComputedStore, EventStore, A
                     self._insert_links(conn, cp.entity, cp.links, now)
                 if cp.watermarks:
                     self._upsert_watermarks(conn, cp.entity, cp.watermarks, now)
+                if cp.computed_marks:
+                    self._mark_with_facts(conn, cp.entity, cp.computed_marks)
         except exc.IntegrityError as e:
             raise StateConflict(f"checkpoint of {cp.entity!r} rolled back: it breaks a "
                                 f"uniqueness rule of the state store ({e.orig})") from e

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from etl.state import Store
+from etl.state import Checkpoint, Store
 from etl.state.computed import FactRow
 
 T, S = "customers", "invoiced_orders"
@@ -55,3 +55,13 @@ def test_links_crossing_the_window_and_the_cutoff(store: Store) -> None:
     store.set_computed_cutoff(T, S, day(10))
     store.set_computed_cutoff(T, S, day(11))
     assert store.computed_cutoff(T, S) == day(11)
+
+
+def test_a_checkpoint_that_links_records_marks_those_with_facts(store: Store) -> None:
+    store.record_facts(T, S, [FactRow("o1", "c1", 10.0, day(1), True)])
+    store.clear_computed_marks(T, store.computed_marks(T))
+    store.checkpoint(Checkpoint(T, links=[("x1", "c1"), ("x2", "c2")],
+                                computed_marks=["c1", "c2"]), now=day(3))
+    # c2 has no facts: nothing to compute for it
+    assert set(store.computed_marks(T)) == {"c1"}
+    assert dict(store.links(T)) == {"x1": "c1", "x2": "c2"}
