@@ -55,6 +55,7 @@ import httpx
 
 from etl.sandbox.server import Sandbox, running_sandbox
 from etl.state import Store
+from etl.state.events import EventRow
 
 ROOT = Path(__file__).resolve().parents[1]
 MAPPINGS = ROOT / "mappings" / "ploomes_omie"
@@ -80,6 +81,7 @@ class Edit:
     marker: str
     answered: float = 0.0  # monotonic
     seen: float | None = None
+    answered_at: datetime | None = None  # wall clock, to compare with the stored events
 
 
 def free_port() -> int:
@@ -182,6 +184,35 @@ def start_serve(env: dict[str, str], cwd: Path, url: str, poll: bool) -> subproc
     raise RuntimeError("ponte serve did not answer /healthz within 120 s")
 
 
+def breakdown(edits: list[Edit], events: list[EventRow]) -> dict[str, float | None]:
+    """Where an edit's latency goes (medians): the webhook's delivery (edit answered ->
+    event stored), ponte's wait and sync (stored -> marked done: the debounce, the worker's
+    poll, the run) and the rest (done -> seen by the watcher: its period and a dump)."""
+    first: dict[tuple[str, str], EventRow] = {}
+    for ev in sorted(events, key=lambda ev: ev.id):
+        if ev.key is not None:
+            first.setdefault((ev.side, ev.key), ev)
+    delivery, processing, rest = [], [], []
+    for e in edits:
+        ev = first.get((e.side, str(e.crm_id if e.side == "crm" else e.erp_id)))
+        if ev is None or e.answered_at is None:
+            continue
+        received = to_utc(ev.received_at)
+        delivery.append((received - e.answered_at).total_seconds())
+        if ev.processed_at is not None:
+            done = to_utc(ev.processed_at)
+            processing.append((done - received).total_seconds())
+            if e.seen is not None:
+                seen_at = e.answered_at.timestamp() + (e.seen - e.answered)
+                rest.append(seen_at - done.timestamp())
+    return {"delivery": percentile(delivery, 50), "debounce_poll_sync": percentile(processing, 50),
+            "done_to_seen": percentile(rest, 50)}
+
+
+def to_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def percentile(values: list[float], q: int) -> float | None:
     if not values:
         return None
@@ -190,12 +221,13 @@ def percentile(values: list[float], q: int) -> float | None:
     return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 3)
 
 
-def run_mode(mode: str, rate: float, seconds: float) -> dict[str, Any]:
+def run_mode(mode: str, rate: float, seconds: float, customers: int = 0) -> dict[str, Any]:
     """One bench of ``mode``: set up, edit for ``seconds``, wait out the grace, count."""
     n_edits = round(rate * seconds)
+    customers = max(customers, n_edits + SPARE_CUSTOMERS)
     webhooks = mode == "webhooks"
     grace = WEBHOOK_GRACE_S if webhooks else 2.0 * POLL_EVERY_S
-    with running_sandbox(customers=n_edits + SPARE_CUSTOMERS, products=0, orders=0,
+    with running_sandbox(customers=customers, products=0, orders=0,
                          ploomes_rpm=RPM, omie_rpm=RPM, overlap=1.0) as sb, \
             tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -240,7 +272,7 @@ def run_mode(mode: str, rate: float, seconds: float) -> dict[str, Any]:
                              f"lat{n:05d}.{mode[0]}@exemplo.com.br")
                     time.sleep(max(0.0, t0 + n / rate - time.monotonic()))
                     edit(client, sb, e)
-                    e.answered = time.monotonic()
+                    e.answered, e.answered_at = time.monotonic(), datetime.now(UTC)
                     watcher.add(e)
                 edits_took = time.monotonic() - t0
             deadline = time.monotonic() + grace
@@ -255,11 +287,18 @@ def run_mode(mode: str, rate: float, seconds: float) -> dict[str, Any]:
                 serve.kill()
         after = counts(sb)
         events = store.event_counts()
+        stages = breakdown(watcher.edits, store.events(limit=100_000)) if webhooks else {}
         runs = [r for r in store.runs(limit=100_000) if r.started_at >= bench_start]
         store.close()
         deliveries = {side: {k: v for k, v in sim.deliveries.status().items()
                              if k in ("delivered", "retried", "dead_lettered")}
                       for side, sim in (("crm", sb.crm), ("erp", sb.erp))}
+        dead = [d["last_error"] for sim in (sb.crm, sb.erp)
+                for d in sim.deliveries.status()["dead_letters"]]
+        serve_log = (tmp / "serve.err").read_text()
+    if dead or any(e.seen is None for e in watcher.edits):
+        print(f"{mode}: webhook deliveries given up: {sorted(set(dead))[:5]}; "
+              f"the end of ponte serve's log:\n{serve_log[-3000:]}", file=sys.stderr)
     latencies = sorted(e.seen - e.answered for e in watcher.edits if e.seen is not None)
     run_s = [(r.finished_at - r.started_at).total_seconds() for r in runs
              if r.finished_at is not None and r.kind == ("event" if webhooks else "sync")]
@@ -276,7 +315,7 @@ def run_mode(mode: str, rate: float, seconds: float) -> dict[str, Any]:
         "sync_runs": sum(1 for r in runs if r.kind == "sync"),
         "run_s_p50": percentile(run_s, 50), "run_s_max": round(max(run_s), 3) if run_s else None,
         "failed_runs": sum(1 for r in runs if r.status not in ("ok", "partial")),
-        "grace_s": grace, "watch_every_s": WATCH_EVERY_S, "setup_sync_s": round(setup_sync_s, 1),
+        "stages_p50_s": stages, "grace_s": grace, "watch_every_s": WATCH_EVERY_S, "setup_sync_s": round(setup_sync_s, 1),
         "deliveries": deliveries,
         "rate_limits": f"raised to {RPM}/min on both simulators and in ponte's settings "
                        "(Ploomes documents 120/min)",
@@ -304,6 +343,8 @@ def main() -> None:
     parser.add_argument("--mode", choices=("webhooks", "polling", "both"), default="both")
     parser.add_argument("--rate", type=float, default=10.0, help="edits per second")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to edit")
+    parser.add_argument("--customers", type=int, default=0,
+                        help="customers on both sides (default: one per edit, plus a few)")
     parser.add_argument("--json", action="store_true", help="only the JSON objects")
     args = parser.parse_args()
     if not PONTE.exists():
@@ -312,7 +353,7 @@ def main() -> None:
     modes = ["webhooks", "polling"] if args.mode == "both" else [args.mode]
     results = []
     for mode in modes:
-        result = run_mode(mode, args.rate, args.seconds)
+        result = run_mode(mode, args.rate, args.seconds, args.customers)
         print(json.dumps(result), flush=True)
         results.append(result)
     if not args.json:
