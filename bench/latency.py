@@ -299,6 +299,10 @@ def run_mode(mode: str, rate: float, seconds: float, customers: int = 0) -> dict
     if dead or any(e.seen is None for e in watcher.edits):
         print(f"{mode}: webhook deliveries given up: {sorted(set(dead))[:5]}; "
               f"the end of ponte serve's log:\n{serve_log[-3000:]}", file=sys.stderr)
+    slow = [line for line in serve_log.splitlines()
+            if any(w in line.lower() for w in ("redundant", "retry", "retrying", "wait"))]
+    if slow:
+        print(f"{mode}: waits in ponte serve's log:\n" + "\n".join(slow[-20:]), file=sys.stderr)
     latencies = sorted(e.seen - e.answered for e in watcher.edits if e.seen is not None)
     run_s = [(r.finished_at - r.started_at).total_seconds() for r in runs
              if r.finished_at is not None and r.kind == ("event" if webhooks else "sync")]
