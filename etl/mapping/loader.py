@@ -27,13 +27,16 @@ def _where(loc: tuple[int | str, ...]) -> str:
 
 
 Schemas = Mapping[Side, SystemSchema]
+#: libyaml's safe loader when PyYAML was built with it: the same documents, ~10 times faster
+#: (``ponte serve`` loads the mappings for every event sync)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_mapping(path: Path, *, schemas: Schemas | None = None) -> EntityMapping:
     """One mapping file, validated; with ``schemas`` every native path it names must be a
     field the system declares (see :mod:`etl.mapping.paths`)."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except FileNotFoundError:
         raise ConfigError(f"{path}: mapping file not found") from None
     except yaml.YAMLError as exc:

@@ -6,6 +6,7 @@ worker ran are processed when one starts."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -253,3 +254,29 @@ def test_one_delete_event_is_never_held_back_by_the_share_guard(deleting: Served
     served.settle()
     assert served.world.erp.db["clientes"].get(erp_id) is None
     assert served.store.events()[0].status == "done"
+
+
+def test_the_worker_thread_follows_a_stream_and_refreshes_metrics_when_it_pauses(
+        served: Served, tmp_path: Path) -> None:
+    _synced(served)
+    metrics = tmp_path / "metrics" / "ponte.prom"
+    served.world.settings.metrics_file = metrics
+    pairs = [(int(c), int(e)) for c, e in served.store.links("customers")[:6]]
+    served.world.tick()
+    served.worker.start()
+    try:
+        for n, (crm_id, _erp) in enumerate(pairs):  # a stream: each event due during a pass
+            served.world.crm.ui_update("Contacts", crm_id, {"Email": f"fluxo{n}@exemplo.com.br"})
+            assert served.post_crm("Contacts", {"Action": "Update", "New": {"Id": crm_id}}
+                                   ).status_code == 200
+            time.sleep(0.1)
+        deadline = time.monotonic() + 60
+        while served.store.event_counts()["done"] < len(pairs) or not metrics.exists():
+            assert time.monotonic() < deadline, served.store.event_counts()
+            time.sleep(0.1)
+    finally:
+        served.worker.stop(30)
+    for n, (_crm, erp_id) in enumerate(pairs):
+        assert served.world.erp.db["clientes"].get(erp_id).data["email"] == \
+            f"fluxo{n}@exemplo.com.br"
+    assert 'ponte_last_run_status{entity="customers"' in metrics.read_text()  # after_run ran
