@@ -93,6 +93,16 @@ class Stopped(EtlError):
     """The run was asked to stop (SIGTERM/SIGINT) and did so between chunks."""
 
 
+class WaitAsked(Stopped):
+    """A system asked to wait longer than the run may wait in line (a targeted sync of
+    ``ponte serve``, whose other events must not stand behind it): the run stops between
+    chunks, and what it was doing is tried again ``seconds`` later."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
 class LockLost(EtlError):
     """Another run took this entity's lock (our lease expired): stop before writing more."""
 

@@ -59,7 +59,7 @@ from etl.connectors.templates import (
     put,
 )
 from etl.connectors.windows import add_window, edges, latest_in_order
-from etl.errors import ConfigError, SystemUnavailable
+from etl.errors import ConfigError, SystemUnavailable, WaitAsked
 from etl.settings import SideSettings
 from etl.watermark import Window
 
@@ -92,6 +92,8 @@ class GenericConnector(Writes, References):
         self._public = {n: credentials[n] for n, c in spec.credentials.items()
                         if not c.secret and n in credentials}  # {credentials.NAME}
         self._sleep = sleep
+        # a stated wait longer than this raises WaitAsked instead (None: always wait in line)
+        self.inline_wait_limit_s: float | None = None
         self._hooks = wait_hooks(spec)
         self._write_lock = threading.Lock()
         self._answers = Answers(spec.read_cache.seconds, clock) if spec.read_cache else None
@@ -207,6 +209,10 @@ class GenericConnector(Writes, References):
             outcome = classify(response, self.spec.errors, self._hooks)
             if outcome.action == "retry" and outcome.stated and outcome.wait is not None:
                 why = f" ({outcome.hint})" if outcome.hint else ""
+                limit = self.inline_wait_limit_s
+                if limit is not None and outcome.wait > limit:
+                    raise WaitAsked(f"{self.spec.title} asks to wait {outcome.wait:.0f} s before "
+                                    f"repeating {what.rsplit(' ', 1)[-1]}{why}", outcome.wait)
                 logger.info("{} asks to wait {:.0f} s before repeating {}{}; waiting",
                             self.spec.title, outcome.wait, what.rsplit(" ", 1)[-1], why)
                 self._sleep(outcome.wait)  # a wait the system states (the session's are done)

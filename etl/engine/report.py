@@ -94,6 +94,8 @@ class RunReport:
     duration_s: float = 0.0
     error: str | None = None
     dry_run: bool = False
+    # stopped because a system asked to wait this long (WaitAsked): when to try again
+    retry_after_s: float | None = None
 
     @property
     def quarantined(self) -> int:

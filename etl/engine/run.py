@@ -17,7 +17,7 @@ from etl.engine.entity import EntitySync
 from etl.engine.model import Options, Planned
 from etl.engine.references import RunReferences
 from etl.engine.report import EntityReport, RunReport
-from etl.errors import EtlError, LockHeld, Stopped, UnsentField
+from etl.errors import EtlError, LockHeld, Stopped, UnsentField, WaitAsked
 from etl.logging import redact
 from etl.mapping import EntityMapping, MapContext
 from etl.mapping.computed import feeds
@@ -133,6 +133,7 @@ def run_sync(
     except Stopped as exc:
         report.status = "stopped"
         report.error = str(exc)
+        report.retry_after_s = exc.seconds if isinstance(exc, WaitAsked) else None
         log.warning("run stopped: {}", exc)
     except LockHeld:
         report.status = "failed"

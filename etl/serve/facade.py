@@ -31,6 +31,10 @@ if TYPE_CHECKING:
     from etl.serve.app import ServeResult
     from etl.serve.register import WebhookReport
 
+#: a wait a system states (Omie's 60-s redundant-call rule) longer than this stops an event
+#: run and postpones its events instead of holding the worker (see etl/serve/worker.py)
+INLINE_WAIT_S = 5.0
+
 Session = AbstractContextManager[tuple[Store, dict[Side, Any], dict[str, EntityMapping]]]
 
 
@@ -139,6 +143,8 @@ class EventsFacade:
                 http = getattr(conn, "session", None)
                 if isinstance(http, HttpSession):
                     http.limiter = limiters.setdefault(side, http.limiter)
+                if hasattr(conn, "inline_wait_limit_s"):  # the other events must not stand
+                    conn.inline_wait_limit_s = INLINE_WAIT_S  # behind a long stated wait
             yield store, conns, maps
 
     def webhooks_register(self) -> WebhookReport:

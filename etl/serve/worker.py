@@ -114,6 +114,13 @@ class Worker:
                     log.info("delete event {} {} {}: {}", entity, side, key, what)
             else:
                 report = self.runner.sync_keys(entity, side, keys)
+                if report.retry_after_s is not None:  # the system asked to wait: not a failure
+                    self.store.postpone_events(ids, due_at=self.now() + timedelta(
+                        seconds=report.retry_after_s))
+                    out.retried += len(ids)
+                    log.info("{} events of {} {} wait {:.0f} s: {}", len(ids), entity, side,
+                             report.retry_after_s, report.error)
+                    return
                 error = report.error if report.status in ("failed", "stopped") else None
         except LockHeld as exc:
             self.store.postpone_events(ids, due_at=self.now() + timedelta(seconds=BUSY_WAIT_S))

@@ -280,3 +280,31 @@ def test_the_worker_thread_follows_a_stream_and_refreshes_metrics_when_it_pauses
         assert served.world.erp.db["clientes"].get(erp_id).data["email"] == \
             f"fluxo{n}@exemplo.com.br"
     assert 'ponte_last_run_status{entity="customers"' in metrics.read_text()  # after_run ran
+
+
+def test_a_stated_wait_postpones_the_events_instead_of_holding_the_worker(served: Served
+                                                                         ) -> None:
+    """Omie refuses the same listing twice within 60 s and says how long to wait: the event
+    run stops (no failed run, no attempt counted) and its events are due again after that
+    wait, while the worker goes on with the others."""
+    _synced(served)
+    (crm_a, erp_a), (crm_b, erp_b) = [(int(c), int(e))
+                                      for c, e in served.store.links("customers")[:2]]
+    served.world.erp.faults.redundant_rule = True
+    for n in (1, 2):  # the second read of the same record within 60 s is refused
+        served.world.erp.ui_update("clientes", erp_a, {"email": f"espera{n}@exemplo.com.br"})
+        served.post_erp("ClienteFornecedor.Alterado", {"codigo_cliente_omie": erp_a},
+                        message_id=f"m-wait-{n}")
+        served.settle()
+    waiting = served.store.events(status="pending")
+    assert len(waiting) == 1 and waiting[0].attempts == 0
+    assert waiting[0].due_at > served.world.now() + timedelta(seconds=30)  # Omie's stated wait
+    kinds = [(r.kind, r.status) for r in served.store.runs(limit=5)]
+    assert kinds[0] == ("event", "stopped") and ("event", "failed") not in kinds
+    # the worker is free: another record's event is synced at once
+    served.world.erp.ui_update("clientes", erp_b, {"email": "livre@exemplo.com.br"})
+    served.post_erp("ClienteFornecedor.Alterado", {"codigo_cliente_omie": erp_b},
+                    message_id="m-other")
+    served.settle()
+    assert served.world.crm.db["Contacts"].get(crm_b).data["Email"] == "livre@exemplo.com.br"
+    assert served.world.crm.db["Contacts"].get(crm_a).data["Email"] == "espera1@exemplo.com.br"
