@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from etl.serve.receiver import MAX_BODY_BYTES
 from tests.engine.conftest import make_world
 from tests.serve.conftest import Served, serve_world
 
@@ -99,3 +100,14 @@ def test_an_uncovered_collection_or_topic_is_acknowledged_as_ignored(served: Ser
 
 def test_an_unknown_path_is_not_found(served: Served) -> None:
     assert served.http.post("/webhooks/other", json={}).status_code == 404
+
+
+def test_a_body_over_the_limit_is_refused_and_nothing_stored(served: Served) -> None:
+    big = {"Action": "Update", "New": {"Id": 1, "Notes": "x" * (MAX_BODY_BYTES + 10)}}
+    answer = served.post_crm("Contacts", big)
+    assert answer.status_code == 413
+    # without a declared length (chunked), the stream is cut at the limit too
+    chunks = (b'{"pad": "' + b"x" * 65536 for _ in range(20))
+    answer = served.http.post("/webhooks/ploomes?collection=Contacts", content=chunks)
+    assert answer.status_code == 413
+    assert served.store.event_counts()["pending"] == 0
