@@ -194,16 +194,16 @@ class Planner:
 
     def _blank_computed(self, u: Unit, side: Side, out: UnitPlan) -> None:
         """A record created in the other side computes nothing yet (no record of the source
-        points at it): the fields that side computes and owns are put back to blank on
-        ``side``, where a user may have typed a value the create cannot carry. Without this
-        the pair is snapshotted as it stands and the typed value stays until the computed one
-        changes."""
+        points at it), nor holds the fields its owner alone may set (``seed: false``): those
+        fields are put back to blank on ``side``, where a user may have typed a value the
+        create cannot carry. Without this the pair is snapshotted as it stands and the typed
+        value stays until the owner's one changes."""
         target = other(side)
         held = u.seen[side].values
         back: dict[str, str | None] = {}
         for name, spec in self.m.fields.items():
             sf, tf = spec.side(side), spec.side(target)
-            if tf is None or tf.computed is None or sf is None or sf.read_only:
+            if tf is None or sf is None or sf.read_only or (tf.computed is None and spec.seed):
                 continue
             if self.m.field_owner(name) == target and held.get(name) is not None:
                 back[name] = None

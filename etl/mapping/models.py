@@ -137,6 +137,9 @@ class FieldSpec(Strict):
     crm: SideField | None = None
     erp: SideField | None = None
     owner: Side | None = None  # only the owner's changes flow; the other side seeds it on create
+    # False: not even that — a value only the owner may set (a credit limit, a discount); a
+    # value typed on the other side is put back to blank there when ponte creates the record
+    seed: bool = True
     required: bool = False  # a source record without it is quarantined
 
     def side(self, side: Side) -> SideField | None:
@@ -248,7 +251,7 @@ class EntityMapping(Strict):
         if src is None or dst is None or dst.read_only:
             return False
         owner = self.field_owner(name)
-        return create or owner is None or owner == source
+        return owner is None or owner == source or (create and spec.seed)
 
     def sources(self) -> list[Side]:
         """Sides whose records carry changes that flow out (read each run)."""

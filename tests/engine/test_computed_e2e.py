@@ -256,3 +256,26 @@ def test_a_sales_volume_typed_in_the_crm_is_cleared_when_the_contact_is_created_
         {"FieldKey": SALES, "DecimalValue": 10.0}]})
     world.sync("customers")
     assert prop(world, contact, SALES) is None
+
+
+@pytest.mark.parametrize("seed", [True, False])
+def test_a_credit_limit_typed_in_the_crm_seeds_a_new_erp_customer_only_without_seed_false(
+        tmp_path: Path, seed: bool) -> None:
+    """`seed: false` (the shipped mapping's credit limit and discount): a value a salesperson
+    typed in the CRM never becomes a new ERP customer's credit limit, and is put back to blank
+    in the CRM, the ERP being the owner; by default an owned field still seeds a create."""
+    world = make_world(f"sqlite:///{tmp_path / 'state.db'}", customers=6, overlap=0.0)
+    fields = {**FIELDS, "credit_limit": {**FIELDS["credit_limit"], "seed": seed}}
+    world.settings.mappings_dir = mappings_with_computed(tmp_path, **fields)
+    contact = next(r.id for r in world.crm.db["Contacts"])
+    world.crm.ui_update("Contacts", contact, {"OtherProperties": [
+        {"FieldKey": CREDIT, "DecimalValue": 90000.0}]})
+    assert world.sync("customers").status == "ok"
+    with world.store() as store:
+        erp_key = dict(store.links("customers"))[str(contact)]
+    limit = world.erp.db["clientes"].get(int(erp_key)).data.get("valor_limite_credito")
+    if seed:
+        assert limit == 90000.0 and prop(world, contact, CREDIT) == 90000.0
+    else:
+        assert not limit and prop(world, contact, CREDIT) is None
+    assert world.sync("customers").writes == 0
