@@ -194,6 +194,7 @@ class Ponte(EventsFacade):
         file."""
         try:
             with self._session(bind=True) as (store, conns, maps):
+                self.share_limiters(conns)  # with the process's other runs and event runs
                 report = run_sync(store=store, connectors=conns, mappings=maps,
                                   entities=[entity], kind="sync", now=self.clock.now,
                                   options=api.options_from(self.settings,

@@ -32,7 +32,7 @@ class Answers:
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.seconds = seconds
-        self._clock = clock
+        self.clock = clock
         self._kept: dict[str, tuple[str, float, Outcome, httpx.Response, bytes]] = {}
         self._lock = threading.Lock()
 
@@ -51,7 +51,7 @@ class Answers:
             k: v for k, v in response.headers.items() if k.lower() not in _BODY_HEADERS})
         with self._lock:
             self._prune()
-            self._kept[identity(call)] = (call.path, self._clock(), outcome, head, blob)
+            self._kept[identity(call)] = (call.path, self.clock(), outcome, head, blob)
 
     def forget(self, path: str) -> None:
         """After (and before) a write to ``path``: what was read from it is stale."""
@@ -62,7 +62,7 @@ class Answers:
     def _prune(self) -> None:
         """Forget answers older than the window: the system takes the read again (the caller
         holds the lock)."""
-        now = self._clock()
+        now = self.clock()
         for old in [k for k, v in self._kept.items() if now - v[1] >= self.seconds]:
             del self._kept[old]
 

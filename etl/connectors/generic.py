@@ -132,6 +132,13 @@ class GenericConnector(Writes, References):
     def entities(self) -> set[str]:
         return set(self.spec.entities)
 
+    def forget_reads(self) -> None:
+        """Drop the answers kept by ``read_cache``: a connector kept for several runs (ponte
+        serve's event runs) must read a record an event names as it is now, not as an
+        earlier run saw it."""
+        if self._answers is not None:
+            self._answers = Answers(self._answers.seconds, self._answers.clock)
+
     def close(self) -> None:
         """The client belongs to whoever made it."""
 

@@ -42,6 +42,9 @@ class Options:
     # only the records whose computed fields must be worked out again (marked by facts that
     # changed): no window is read, no watermark moves (see etl/engine/computed.py)
     computed_only: bool = False
+    # the reference lists (users, sellers, tags) read by earlier runs of the same session
+    # (ponte serve's event runs); None: read once for this run
+    references: Any = None
     # a targeted sync (a webhook event): only these keys of each side, read by key; no window
     # is read, no watermark moves, no due quarantine entry is retried
     keys: Mapping[Side, Sequence[str]] | None = None

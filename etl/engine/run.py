@@ -82,7 +82,7 @@ def run_sync(
     stopped: list[str] = []  # entities stopped before writing (a mapped path not sent)
     heartbeat: Heartbeat | None = None
     planned = Planned()  # a dry run's plan so far, for the entities that depend on earlier ones
-    refs = RunReferences(connectors, dry_run=opt.dry_run)  # users, sellers, tags: once a run
+    refs = opt.references or RunReferences(connectors, dry_run=opt.dry_run)  # once a run
     try:
         if record:
             for name in names:

@@ -5,6 +5,7 @@ session."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -15,10 +16,12 @@ import httpx
 
 from etl import api, scheduler
 from etl.clock import Clock
+from etl.connectors.base import ApiCalls, RetryStats
 from etl.connectors.factory import build_connectors
 from etl.connectors.http import HttpSession, RateLimiter
 from etl.engine import RunReport, run_sync
 from etl.engine.deletes import apply_deletes
+from etl.engine.references import RunReferences
 from etl.engine.run import build_context, lock_name
 from etl.errors import ConfigError, LockHeld
 from etl.mapping import EntityMapping, load_mappings
@@ -34,8 +37,20 @@ if TYPE_CHECKING:
 #: a wait a system states (Omie's 60-s redundant-call rule) longer than this stops an event
 #: run and postpones its events instead of holding the worker (see etl/serve/worker.py)
 INLINE_WAIT_S = 5.0
+#: how long event runs share one session (connectors, checked mappings, reference lists)
+SESSION_TTL_S = 60.0
 
 Session = AbstractContextManager[tuple[Store, dict[Side, Any], dict[str, EntityMapping]]]
+
+
+@dataclass
+class _EventSession:
+    opening: AbstractContextManager[Any]
+    store: Store
+    conns: dict[Side, Any]
+    maps: dict[str, EntityMapping]
+    refs: RunReferences
+    opened: float
 
 
 @dataclass
@@ -90,8 +105,8 @@ class EventsFacade:
             self._not_busy(store, entity)
             return run_sync(store=store, connectors=conns, mappings=maps, entities=[entity],
                             kind="event", now=self.clock.now,
-                            options=api.options_from(self.settings,
-                                                     keys={chosen: list(keys)}))
+                            options=api.options_from(self.settings, keys={chosen: list(keys)},
+                                                     references=self._event_references()))
 
     def mirror_deletes(self, entity: str, side: str, keys: Sequence[str]) -> MirroredDeletes:
         """Apply the mapping's ``deletes`` policy to the partners of records of ``side``
@@ -128,24 +143,68 @@ class EventsFacade:
             schedules = {n: self.settings.schedule_of(n) or "" for n in mappings}
             also = partial(scheduler.poll, {n: s for n, s in schedules.items() if s},
                            self.scheduled_sync)
-        return run(self.settings, self, mappings, now=self.clock.now, host=host, port=port,
-                   also=also, extra_routes=status_routes(self.settings, now=self.clock.now))
+        try:
+            return run(self.settings, self, mappings, now=self.clock.now, host=host,
+                       port=port, also=also,
+                       extra_routes=status_routes(self.settings, now=self.clock.now))
+        finally:
+            self.close_event_session()
+
+    def share_limiters(self, conns: dict[Side, Any]) -> None:
+        """Make ``conns`` use this façade's one rate limiter per side (and, for event runs, no
+        long in-line waits): runs of this process that overlap or follow each other closely
+        (event syncs, the scheduled runs of ``ponte run`` and ``--poll``) must not together
+        exceed a system's rate, nor each start with a burst of its own."""
+        limiters: dict[str, RateLimiter] = self.__dict__.setdefault("_limiters", {})
+        for side, conn in conns.items():
+            http = getattr(conn, "session", None)
+            if isinstance(http, HttpSession):
+                http.limiter = limiters.setdefault(side, http.limiter)
 
     @contextmanager
     def _event_session(self) -> Iterator[tuple[Store, dict[Side, Any],
                                                 dict[str, EntityMapping]]]:
-        """A session whose connectors share one rate limiter per side with every earlier
-        event session of this façade: event syncs follow each other closely, and a limiter
-        of their own would let each start with a burst, past the system's rate."""
-        limiters: dict[str, RateLimiter] = self.__dict__.setdefault("_event_limiters", {})
-        with self._session(bind=True) as (store, conns, maps):
-            for side, conn in conns.items():
-                http = getattr(conn, "session", None)
-                if isinstance(http, HttpSession):
-                    http.limiter = limiters.setdefault(side, http.limiter)
+        """The session of event runs, kept open for :data:`SESSION_TTL_S` and shared by the
+        event runs of that time: the mappings checked, the custom fields and the reference
+        lists (users, sellers, tags) read once, not for every event. Dropped when a run raises
+        (a connector may be in a bad state) and by :meth:`close_event_session`."""
+        cached: _EventSession | None = self.__dict__.get("_event_cache")
+        if cached is not None and time.monotonic() - cached.opened > SESSION_TTL_S:
+            self.close_event_session()
+            cached = None
+        if cached is None:
+            opening = self._session(bind=True)
+            store, conns, maps = opening.__enter__()
+            self.share_limiters(conns)
+            for conn in conns.values():
                 if hasattr(conn, "inline_wait_limit_s"):  # the other events must not stand
                     conn.inline_wait_limit_s = INLINE_WAIT_S  # behind a long stated wait
-            yield store, conns, maps
+            cached = _EventSession(opening, store, conns, maps, RunReferences(conns),
+                                   time.monotonic())
+            self.__dict__["_event_cache"] = cached
+        else:  # each run reports its own calls (the first one's include opening the session)
+            for conn in cached.conns.values():  # and reads what an event names as it is now
+                http = getattr(conn, "session", None)
+                if isinstance(http, HttpSession):
+                    http.calls, http.stats = ApiCalls(), RetryStats()
+                if hasattr(conn, "forget_reads"):
+                    conn.forget_reads()
+        try:
+            yield cached.store, cached.conns, cached.maps
+        except LockHeld:
+            raise  # nothing was sent: the session is as good as before
+        except BaseException:
+            self.close_event_session()
+            raise
+
+    def close_event_session(self) -> None:
+        cached: _EventSession | None = self.__dict__.pop("_event_cache", None)
+        if cached is not None:
+            cached.opening.__exit__(None, None, None)
+
+    def _event_references(self) -> RunReferences | None:
+        cached: _EventSession | None = self.__dict__.get("_event_cache")
+        return None if cached is None else cached.refs
 
     def webhooks_register(self) -> WebhookReport:
         """Register ponte's callbacks in the systems with an API for it (idempotent: a second

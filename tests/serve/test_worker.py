@@ -308,3 +308,21 @@ def test_a_stated_wait_postpones_the_events_instead_of_holding_the_worker(served
     served.settle()
     assert served.world.crm.db["Contacts"].get(crm_b).data["Email"] == "livre@exemplo.com.br"
     assert served.world.crm.db["Contacts"].get(crm_a).data["Email"] == "espera1@exemplo.com.br"
+
+
+def test_event_runs_share_one_session_reading_custom_fields_and_references_once(
+        served: Served) -> None:
+    """The event runs of a minute share their connectors, checked mappings and reference
+    lists: after the first, an event run asks the CRM only for the record it names."""
+    _synced(served)
+    pairs = [(int(c), int(e)) for c, e in served.store.links("customers")[:3]]
+    for n, (crm_id, _erp) in enumerate(pairs):
+        served.world.crm.ui_update("Contacts", crm_id, {"Email": f"sessao{n}@exemplo.com.br"})
+        served.post_crm("Contacts", {"Action": "Update", "New": {"Id": crm_id, "n": n}})
+        served.settle()
+    reads = [r.report["api_calls"]["crm"]["read"] for r in served.store.runs(limit=3)
+             if r.kind == "event"]
+    assert len(reads) == 3 and reads[:2] == [1, 1], reads  # newest first; the first opened
+    for n, (_crm, erp_id) in enumerate(pairs):
+        assert served.world.erp.db["clientes"].get(erp_id).data["email"] == \
+            f"sessao{n}@exemplo.com.br"
