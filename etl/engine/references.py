@@ -33,6 +33,12 @@ class RunReferences:
                               "'references'")
         return conn
 
+    def new_run(self) -> None:
+        """Lists kept for the next run of a session (ponte serve's event runs): a value a list
+        lacks may again make that list be read anew, once in the run, before it is created."""
+        with self._lock:
+            self._refreshed.clear()
+
     def rows(self, side: Side, name: str, *, fresh: bool = False) -> dict[str, str]:
         with self._lock:
             if fresh and (side, name) in self._rows and (side, name) not in self._refreshed:

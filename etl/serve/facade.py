@@ -189,6 +189,7 @@ class EventsFacade:
                     http.calls, http.stats = ApiCalls(), RetryStats()
                 if hasattr(conn, "forget_reads"):
                     conn.forget_reads()
+            cached.refs.new_run()
         try:
             yield cached.store, cached.conns, cached.maps
         except LockHeld:
