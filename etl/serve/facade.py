@@ -272,7 +272,7 @@ class EventsFacade:
                            "events wait for the next try")
         try:
             done = apply_deletes(m, conns, store, build_context(store, conns), vanished,
-                                 len(store.links(m.entity)),
+                                 store.count_links(m.entity),
                                  max_delete_share=self.settings.max_delete_share,
                                  run_id=run_id, now=now, allowed=1)
             out.blocked = done.blocked

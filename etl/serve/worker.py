@@ -95,7 +95,7 @@ class Worker:
     def _with_later(self, due: list[EventRow]) -> list[EventRow]:
         """The due events and the pending ones of the same records not due yet."""
         records = {(e.entity, e.side, e.key) for e in due}
-        later = [e for e in self.store.events(status="pending", limit=10_000)
+        later = [e for e in self.store.pending_of([e.key for e in due if e.key is not None])
                  if (e.entity, e.side, e.key) in records]
         by_id = {e.id: e for e in [*due, *later]}
         return [by_id[i] for i in sorted(by_id)]

@@ -83,6 +83,17 @@ class EventStore(StoreBase):
         with self.engine.connect() as conn:
             return [EventRow(*r) for r in conn.execute(query)]
 
+    def pending_of(self, keys: Sequence[str]) -> list[EventRow]:
+        """The pending events naming any of ``keys`` (due or not), oldest first."""
+        t = m.events
+        out: list[EventRow] = []
+        with self.engine.connect() as conn:
+            for chunk in chunks(list(dict.fromkeys(keys)), self._chunk):
+                out += [EventRow(*r) for r in conn.execute(
+                    sa.select(*(t.c[c] for c in _COLUMNS))
+                    .where(t.c.status == "pending", t.c.key.in_(chunk)).order_by(t.c.id))]
+        return out
+
     def next_event_due(self) -> datetime | None:
         """When the earliest pending event falls due (None: nothing pending)."""
         return self._earliest_pending(m.events.c.due_at)

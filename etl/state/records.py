@@ -100,6 +100,13 @@ class RecordStore(StoreBase):
 
     # ---------------------------------------------------------------- links
 
+    def count_links(self, entity: str) -> int:
+        """How many pairs of ``entity`` are linked (the delete share's base), not loading them."""
+        t = m.links
+        with self.engine.connect() as conn:
+            return int(conn.scalar(sa.select(sa.func.count()).select_from(t).where(
+                t.c.entity == entity)) or 0)
+
     def links(self, entity: str, *, crm_keys: Sequence[str] | None = None,
               erp_keys: Sequence[str] | None = None) -> list[tuple[str, str]]:
         """(crm_key, erp_key) pairs of ``entity``: all of them, or those touching any of the
