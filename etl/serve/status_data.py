@@ -14,19 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 
 from etl import binding, ops
 from etl.mapping import load_mappings
 from etl.metrics import Sample, last_runs
 from etl.settings import Settings
 from etl.state import AlertRow, QuarantineRow, Store
-from etl.state.db import MIGRATIONS
 from etl.state.events import EventRow
 
 VERIFY_KINDS = ("verify", "verify-fix")
@@ -35,22 +31,11 @@ QUARANTINE_SHOWN = 200
 FAILED_EVENTS_SHOWN = 5
 
 
-@lru_cache(maxsize=1)
-def head_revision() -> str | None:
-    """The newest migration shipped with this ponte."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(cfg).get_current_head()
-
-
 @contextmanager
 def open_state(url: str) -> Iterator[Store]:
-    """The state database for one request. Migrations are applied only when the schema is
-    behind (a new install: the first use creates the tables, as any ponte command does);
-    otherwise nothing is written. Closed at the end of the request."""
-    with Store.open(url, migrate=False) as store:
-        if store.revision() != head_revision():
-            store.upgrade()
+    """The state database for one request, closed at its end. A schema already at head is not
+    written to (a new install's first use creates the tables, as any ponte command does)."""
+    with Store.open(url) as store:
         yield store
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Self
 
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -42,6 +44,14 @@ def unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(values))
 
 
+@lru_cache(maxsize=1)
+def head_revision() -> str | None:
+    """The newest migration shipped with this ponte."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
 class StoreBase:
     """The state database's engine and its dialect's particulars."""
 
@@ -57,7 +67,7 @@ class StoreBase:
         self._writer = engine.execution_options(ponte_begin="IMMEDIATE")
         self._chunk = _CHUNK[self.dialect]
         self._insert = sqlite_dialect.insert if self.dialect == "sqlite" else pg_dialect.insert
-        if migrate:
+        if migrate and self.revision() != head_revision():  # at head: no write lock taken
             self.upgrade()
 
     @classmethod
