@@ -61,7 +61,7 @@ def evaluate_alerts(settings: Settings, now: datetime) -> AlertOutcome:
     transitions and send the announcements. Delivery problems are logged as warnings and
     retried next time; a state database that cannot be opened raises ``ConfigError``."""
     mappings = load_mappings(settings.mappings_dir)
-    with Store.open(settings.state_url) as store:
+    with settings.open_state() as store:
         return evaluate_in(store, mappings, settings.alerts, now=now)
 
 

@@ -117,7 +117,7 @@ def session(
     mappings = check_mappings(settings).mappings
     connectors = build_connectors(settings, crm_client=crm_client, erp_client=erp_client)
     try:
-        store = Store.open(settings.state_url)
+        store = settings.open_state()
     except BaseException:
         for c in connectors.values():
             c.close()

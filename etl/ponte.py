@@ -110,7 +110,7 @@ class Ponte(EventsFacade):
         custom fields its mappings name), so ``ponte runs`` shows it like any failed run."""
         names = list(entities) if entities else list(load_mappings(self.settings.mappings_dir))
         now = self.clock.now()
-        with Store.open(self.settings.state_url) as store:
+        with self.settings.open_state() as store:
             run_id = store.start_run(kind, names, now=now)
             report = RunReport(run_id=run_id, kind=kind, status="failed", error=str(exc))
             store.finish_run(run_id, "failed", report.as_dict(), now=now)
@@ -238,7 +238,7 @@ class Ponte(EventsFacade):
     def check_binding(self) -> BindingStatus:
         """Refuse early (``StateBoundElsewhere``, exit 2) when the state belongs to other
         systems: the daemon checks at start instead of failing every scheduled run."""
-        with Store.open(self.settings.state_url) as store:
+        with self.settings.open_state() as store:
             return binding.ensure(store, self.settings, bind=False, now=self.clock.now())
 
     def publish_metrics(self) -> MetricsPublished:
@@ -251,7 +251,7 @@ class Ponte(EventsFacade):
 
         try:
             names = list(load_mappings(self.settings.mappings_dir))
-            with Store.open(self.settings.state_url) as store:
+            with self.settings.open_state() as store:
                 write_metrics(path, store, names, now=self.clock.now(),
                               safety_lag=timedelta(seconds=self.settings.safety_lag_s))
         except (OSError, ConfigError) as exc:
@@ -273,7 +273,7 @@ class Ponte(EventsFacade):
         command changes the state, so a state built with other systems stops it (exit 2) and
         a state not bound yet is bound to the configured systems (see :mod:`etl.binding`)."""
         mappings = load_mappings(self.settings.mappings_dir)
-        with Store.open(self.settings.state_url) as store:
+        with self.settings.open_state() as store:
             if writes:
                 binding.ensure(store, self.settings, bind=True, now=self.clock.now())
             yield store, mappings
@@ -364,7 +364,7 @@ class Ponte(EventsFacade):
     def rebind(self, *, confirm: Callable[[list[str], str], None] | None = None) -> Rebind:
         """Bind the state to the configured systems; ``confirm(changes, state_url)`` is asked
         first (not when it is already bound as configured: nothing is done then)."""
-        with Store.open(self.settings.state_url) as store:
+        with self.settings.open_state() as store:
             changes = binding.rebind_plan(store, self.settings)
             if not changes:
                 return Rebind(None)
@@ -375,7 +375,7 @@ class Ponte(EventsFacade):
 
     def upgrade_db(self) -> DbUpgrade:
         """Apply the state database migrations."""
-        with Store.open(self.settings.state_url, migrate=False) as store:
+        with self.settings.open_state(migrate=False) as store:
             store.upgrade()
             return DbUpgrade(store.safe_url, store.revision())
 

@@ -14,15 +14,15 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from dotenv import dotenv_values
 from loguru import logger
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
-from pydantic_settings.sources import DotenvType
+from pydantic_settings.sources import DotEnvSettingsSource, DotenvType
 
 from etl.errors import ConfigError
 from etl.settings_serve import AlertSettings, ServeSettings
@@ -37,6 +37,9 @@ from etl.settings_sides import (
     join_problems,
 )
 from etl.shipped import shipped_mappings_dir
+
+if TYPE_CHECKING:
+    from etl.state import Store
 
 #: Reserved for the test suite and its tools (PONTE_TEST_POSTGRES_URL, ...): never a setting.
 RESERVED_PREFIX = "PONTE_TEST_"
@@ -87,11 +90,46 @@ class Settings(BaseSettings):
     # PONTE_SCHEDULE__<ENTITY> (or PONTE_SCHEDULE as JSON), entity -> schedule; once built:
     # those set, plus the DEFAULT_SCHEDULES of the connectors' other entities
     schedule: dict[str, str] = Field(default_factory=dict)
+    # many companies (etl/connections.py): the folder of the named connections' files, and the
+    # Celery broker of ``ponte worker`` / ``ponte schedule``
+    connections_dir: Path | None = None
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+
+    #: a named connection's file and name (set on the subclass etl/connections.py builds for
+    #: it): the file's values win over the environment and .env
+    connection_file: ClassVar[Path | None] = None
+    connection_name: ClassVar[str | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if cls.connection_file is None:
+            return init_settings, env_settings, dotenv_settings, file_secret_settings
+        own = DotEnvSettingsSource(settings_cls, env_file=cls.connection_file)
+        return init_settings, own, env_settings, dotenv_settings, file_secret_settings
+
+    @property
+    def connection(self) -> str | None:
+        """The named connection these settings are of (None: the single-connection settings)."""
+        return self.connection_name
+
+    def open_state(self, *, migrate: bool = True) -> Store:
+        """The state store of these settings' connection (each connection has its own part of
+        the state database: etl/state/db.py)."""
+        from etl.state import Store
+
+        return Store.open(self.state_url, migrate=migrate, connection=self.connection)
 
     def __init__(self, **values: Any) -> None:
         env_file = values.get("_env_file", self.model_config.get("env_file"))
         file_values = read_env_files(env_file)
         problems = check_names(os.environ, file_values)
+        if self.connection_file is not None:
+            problems += check_names({}, dotenv_values(self.connection_file),
+                                    file_label=self.connection_file.name)
         problems += _unknown_arguments(values)
         if problems:
             raise ConfigError(join_problems(problems))
@@ -161,7 +199,7 @@ class Settings(BaseSettings):
     def _empty_is_shipped(cls, value: object) -> object:
         return shipped_mappings_dir() if value in ("", None) else value
 
-    @field_validator("connectors_dir", mode="before")
+    @field_validator("connectors_dir", "connections_dir", mode="before")
     @classmethod
     def _empty_dir_is_none(cls, value: object) -> object:
         return None if value in ("", None) else value
@@ -178,7 +216,14 @@ class Settings(BaseSettings):
         more = [self.crm.webhook_key, self.erp.webhook_key, self.serve.status_token,
                 self.serve.status_password, self.alerts.webhook_url, self.alerts.smtp_url]
         values += [v.get_secret_value() for v in more if v is not None]
-        return [v for v in values if v]
+        values += [url_password(self.broker_url), url_password(self.state_url)]
+        return [v for v in values if v and v != "guest"]
+
+
+def url_password(url: str) -> str:
+    """The password in a URL such as ``amqp://user:password@host/`` ('' when none)."""
+    match = _URL_PASSWORD.search(url)
+    return match.group(0)[len(match.group(1)):-1] if match else ""
 
 
 def connectors_dir_setting(env_file: Any = ".env") -> Path | None:
@@ -229,6 +274,7 @@ def setting_names() -> dict[str, bool]:
     entities with a default (any ``PONTE_SCHEDULE__<ENTITY>`` is accepted: see check_names)."""
     groups = _groups()
     names = {schedule_var(entity): False for entity in DEFAULT_SCHEDULES}
+    names[f"{PREFIX}CONNECTION"] = False  # which named connection (etl/connections.py)
     for name, field in Settings.model_fields.items():
         if name == "schedule":
             continue
@@ -269,7 +315,8 @@ def closest(name: str, valid: Iterable[str]) -> str | None:
 
 
 def check_names(environ: Mapping[str, str],
-                env_file: Mapping[str, str | None] | None = None) -> list[str]:
+                env_file: Mapping[str, str | None] | None = None, *,
+                file_label: str = ".env") -> list[str]:
     """One message per unknown ``PONTE_*`` name in ``environ`` or the ``.env`` values.
 
     Names are compared case-insensitively (as pydantic-settings reads them); names starting with
@@ -279,7 +326,7 @@ def check_names(environ: Mapping[str, str],
     groups = {f"{PREFIX}{g.upper()}" for g in _groups()}
     groups |= {f"{PREFIX}{g.upper()}{NESTED}CREDENTIALS" for g in _groups()}
     seen: dict[str, tuple[str, str | None, str]] = {}
-    for where, source in (("the environment", environ), (".env", env_file or {})):
+    for where, source in (("the environment", environ), (file_label, env_file or {})):
         for name, value in source.items():
             upper = name.upper()
             if (upper.startswith(PREFIX) and not upper.startswith(RESERVED_PREFIX)
@@ -288,7 +335,7 @@ def check_names(environ: Mapping[str, str],
     problems = []
     for upper in sorted(seen):
         name, value, where = seen[upper]
-        suffix = "" if where == "the environment" else " (in .env)"
+        suffix = "" if where == "the environment" else f" (in {where})"
         if upper in groups:
             fields = sorted(v for v in valid if v.startswith(upper + NESTED))
             problems.append(f"{name}{suffix}: a group, not a setting; set its fields one by "

@@ -33,6 +33,7 @@ def expected_names() -> set[str]:
              if k not in ("crm", "erp", "schedule", "serve", "alerts")}
     # one schedule per entity that has a default
     names |= {"PONTE_SCHEDULE__CUSTOMERS", "PONTE_SCHEDULE__PRODUCTS", "PONTE_SCHEDULE__ORDERS"}
+    names.add("PONTE_CONNECTION")  # which named connection: not a field, read before the settings
     names |= {f"PONTE_CRM__{k.upper()}" for k in CrmSettings.model_fields if k != "credentials"}
     names |= {f"PONTE_ERP__{k.upper()}" for k in ErpSettings.model_fields if k != "credentials"}
     names |= {f"PONTE_SERVE__{k.upper()}" for k in ServeSettings.model_fields}

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from etl import __version__
-from etl.cli import alerts, connectors, serve, state, sync, tools
+from etl.cli import alerts, common, connectors, serve, state, sync, tools
 from etl.exitcodes import HELP as EXIT_HELP
 
 app = typer.Typer(
@@ -38,8 +38,17 @@ def root(
         bool | None,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = None,
+    connection: Annotated[
+        str | None,
+        typer.Option("--connection", metavar="NAME",
+                     help="The named connection (a company's file NAME.env in "
+                          "PONTE_CONNECTIONS_DIR) to run for; default: PONTE_CONNECTION, else "
+                          "the settings of the environment and .env. Also accepted after the "
+                          "command."),
+    ] = None,
 ) -> None:
     """ponte: CRM <-> ERP sync middleware."""
+    common.CONNECTION[0] = connection
 
 
 # Commands, in the order `ponte --help` lists them (groups after single commands); a new
@@ -64,8 +73,31 @@ app.add_typer(connectors.connectors_app, name="connectors")  # etl/cli/connector
 app.add_typer(alerts.alerts_app, name="alerts")  # etl/cli/alerts.py
 
 
+def hoist_connection(argv: list[str]) -> list[str]:
+    """``ponte sync --connection acme`` means ``ponte --connection acme sync``: every command
+    takes the option, which the root command reads (arguments after ``--`` are left alone)."""
+    args, front, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            args += argv[i:]
+            break
+        if arg == "--connection" and i + 1 < len(argv):
+            front += argv[i:i + 2]
+            i += 2
+            continue
+        if arg.startswith("--connection="):
+            front.append(arg)
+        else:
+            args.append(arg)
+        i += 1
+    return front + args
+
+
 def main() -> None:
-    app()
+    import sys
+
+    app(args=hoist_connection(sys.argv[1:]), prog_name="ponte")
 
 
 __all__ = ["app", "main"]

@@ -23,12 +23,24 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
+#: ``ponte --connection NAME`` (set by the root command; None: PONTE_CONNECTION or none)
+CONNECTION: list[str | None] = [None]
+
+
+def current_settings() -> Settings:
+    """The settings of the connection this command runs for (``--connection``, else
+    ``PONTE_CONNECTION``, else the single-connection settings of the environment and ``.env``).
+    A :class:`ConfigError` names each bad variable (exit 2 via ``handle_errors``)."""
+    from etl.connections import selected, settings_for
+
+    return settings_for(selected(CONNECTION[0]))
+
+
 def settings_or_exit() -> Settings:
-    """Settings from the environment and ``.env`` (a :class:`ConfigError` naming each bad
-    variable otherwise: exit 2 via ``handle_errors``); logging configured from them."""
+    """:func:`current_settings`, with logging configured from them."""
     from etl.logging import configure
 
-    settings = Settings()
+    settings = current_settings()
     configure(secrets=settings.secrets(), fmt=settings.log_format, level=settings.log_level)
     return settings
 

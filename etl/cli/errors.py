@@ -62,9 +62,9 @@ def fail(label: str, text: str, code: Exit, as_json: bool, *, status: str = "fai
 
     text = redact(text)
     try:
-        from etl.settings import Settings
+        from etl.cli.common import current_settings
 
-        text = Redactor(Settings().secrets())(text)
+        text = Redactor(current_settings().secrets())(text)
     except ConfigError:
         pass
     err.print(f"{label}:{'' if text.startswith(chr(10)) else ' '}{text}", highlight=False,

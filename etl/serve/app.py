@@ -58,7 +58,7 @@ def run(settings: Settings, runner: Runner, mappings: dict[str, EntityMapping], 
 
     host = host or settings.serve.host
     port = port or settings.serve.port
-    with Store.open(settings.state_url) as store:
+    with settings.open_state() as store:
         app = build_app(settings, store, mappings, now=now, extra_routes=extra_routes)
         paths = tuple(f"/webhooks/{p}" for p in endpoints(settings, mappings))
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=None,

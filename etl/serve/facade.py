@@ -221,7 +221,7 @@ class EventsFacade:
 
         with self._connectors() as (conns, maps):
             out = register.status(self.settings, conns, maps)
-        with Store.open(self.settings.state_url) as store:
+        with self.settings.open_state() as store:
             out.events = store.event_counts()
         return out
 

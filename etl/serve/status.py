@@ -79,7 +79,7 @@ def status_routes(settings: Settings, *, now: Clock = _utcnow) -> list[BaseRoute
 
     async def healthz(request: Request) -> Response:
         try:
-            await run_in_threadpool(ping, settings.state_url)
+            await run_in_threadpool(ping, settings)
         except ConfigError as exc:  # names PONTE_STATE_URL, its password hidden
             return PlainTextResponse(f"unavailable: {exc}\n", status_code=503,
                                      headers=_NO_STORE)

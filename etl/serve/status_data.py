@@ -32,17 +32,17 @@ FAILED_EVENTS_SHOWN = 5
 
 
 @contextmanager
-def open_state(url: str) -> Iterator[Store]:
+def open_state(settings: Settings) -> Iterator[Store]:
     """The state database for one request, closed at its end. A schema already at head is not
     written to (a new install's first use creates the tables, as any ponte command does)."""
-    with Store.open(url) as store:
+    with settings.open_state() as store:
         yield store
 
 
-def ping(url: str) -> None:
+def ping(settings: Settings) -> None:
     """One trivial query against the state database; raises ``ConfigError`` (naming
     PONTE_STATE_URL, its password hidden) when it cannot be opened."""
-    with Store.open(url, migrate=False) as store, store.engine.connect() as conn:
+    with settings.open_state(migrate=False) as store, store.engine.connect() as conn:
         conn.execute(sa.text("SELECT 1"))
 
 
@@ -135,7 +135,7 @@ def systems(settings: Settings) -> list[System]:
 def page_data(settings: Settings, *, now: datetime) -> PageData:
     """Everything the status page shows, read in one go."""
     mappings = load_mappings(settings.mappings_dir)
-    with open_state(settings.state_url) as store:
+    with open_state(settings) as store:
         quarantined = store.quarantine()
         return PageData(
             now=now, state_url=store.safe_url, systems=systems(settings),
@@ -167,7 +167,7 @@ def metrics_text(settings: Settings, *, now: datetime) -> str:
     from etl.metrics import collect, render
 
     names = list(load_mappings(settings.mappings_dir))
-    with open_state(settings.state_url) as store:
+    with open_state(settings) as store:
         samples = collect(store, names, now=now,
                           safety_lag=timedelta(seconds=settings.safety_lag_s))
         samples += serve_samples(store, now=now)

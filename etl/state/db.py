@@ -71,21 +71,28 @@ class StoreBase:
             self.upgrade()
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> Self:
-        """Connect to ``url`` (the value of PONTE_STATE_URL) and bring the schema to head."""
+    def open(cls, url: str, *, migrate: bool = True, connection: str | None = None) -> Self:
+        """Connect to ``url`` (the value of PONTE_STATE_URL) and bring the schema to head.
+
+        ``connection``: a named connection's own part of the database (:func:`connection_url`).
+        """
         try:
             parsed = sa.make_url(url)
         except exc.ArgumentError as e:
             raise ConfigError(f"PONTE_STATE_URL: cannot parse the state database URL: {e}") from None
+        parsed, schema = connection_url(parsed, connection)
+        connect_args = {"options": f"-c search_path={schema}"} if schema else {}
         safe = parsed.render_as_string(hide_password=True)
         try:
-            engine = sa.create_engine(parsed)
+            engine = sa.create_engine(parsed, connect_args=connect_args)
             if engine.dialect.name == "sqlite":
                 _install_sqlite_events(engine)
         except (exc.ArgumentError, exc.NoSuchModuleError, ImportError, TypeError) as e:
             raise ConfigError(f"PONTE_STATE_URL: cannot use {safe}: "
                               f"{_scrub(str(e), parsed)}") from None
         try:
+            if schema:
+                _create_schema(parsed, schema)
             with engine.connect():
                 pass
             return cls(engine, migrate=migrate)
@@ -124,6 +131,49 @@ class StoreBase:
     def safe_url(self) -> str:
         """The state database's URL with any password hidden (for messages)."""
         return self.engine.url.render_as_string(hide_password=True)
+
+
+def connection_url(url: sa.URL, connection: str | None) -> tuple[sa.URL, str | None]:
+    """Where a named connection's state lives in the state database at ``url``.
+
+    PostgreSQL: its own schema (``conn_<name>``), set as the search path of every session, so
+    every table, lock and migration of that connection is in it and no query can see another
+    connection's rows. SQLite: its own file beside the default (``ponte.db`` ->
+    ``ponte.conn_<name>.db``). None (the single-connection settings): the database as given.
+    Returns the URL to open and the PostgreSQL schema (None elsewhere).
+    """
+    if connection is None:
+        return url, None
+    from etl.connections import state_part  # the name rules live with the connections
+
+    part = state_part(connection)
+    if url.get_backend_name() == "postgresql":
+        return url, part
+    if url.get_backend_name() == "sqlite":
+        path = url.database or ""
+        if path in ("", ":memory:") or path.startswith("file:"):
+            raise ConfigError(f"PONTE_STATE_URL: a named connection ({connection!r}) needs a "
+                              "state database file or PostgreSQL, not an in-memory SQLite")
+        stem, dot, ext = path.rpartition(".")
+        named = f"{stem}.{part}.{ext}" if dot and "/" not in ext else f"{path}.{part}"
+        return url.set(database=named), None
+    return url, None
+
+
+def _create_schema(url: sa.URL, schema: str) -> None:
+    """Create a connection's schema once (serialized with the migrations: no race between two
+    processes opening a new connection at the same time)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            exists = conn.execute(sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"),
+                                  {"s": schema}).first()
+            if exists is None:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"),
+                             {"id": _ADVISORY_LOCK_ID})
+                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    finally:
+        engine.dispose()
 
 
 def _scrub(text: str, url: sa.URL) -> str:
