@@ -30,7 +30,7 @@ from etl.settings import PREFIX, Settings, read_env_files
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 SUFFIX = ".env"
 #: set once for the whole deployment, never in a connection's file
-DEPLOYMENT_ONLY = ("CONNECTIONS_DIR", "BROKER_URL", "CONNECTION", "STATE_URL")
+DEPLOYMENT_ONLY = ("CONNECTIONS_DIR", "BROKER_URL", "CONNECTION", "STATE_URL", "LIMITER_URL")
 
 
 def connections_dir() -> Path | None:

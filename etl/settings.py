@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # Celery broker of ``ponte worker`` / ``ponte schedule``
     connections_dir: Path | None = None
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    # where the rate limits of a vendor account are shared by every process using it (a
+    # redis:// URL); empty: each process limits its own requests
+    limiter_url: str = ""
 
     #: a named connection's file and name (set on the subclass etl/connections.py builds for
     #: it): the file's values win over the environment and .env
@@ -216,7 +219,7 @@ class Settings(BaseSettings):
         more = [self.crm.webhook_key, self.erp.webhook_key, self.serve.status_token,
                 self.serve.status_password, self.alerts.webhook_url, self.alerts.smtp_url]
         values += [v.get_secret_value() for v in more if v is not None]
-        values += [url_password(self.broker_url), url_password(self.state_url)]
+        values += [url_password(u) for u in (self.broker_url, self.state_url, self.limiter_url)]
         return [v for v in values if v and v != "guest"]
 
 
