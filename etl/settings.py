@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from dotenv import dotenv_values
 from loguru import logger
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 from pydantic_settings.sources import DotEnvSettingsSource, DotenvType
@@ -140,6 +139,8 @@ class Settings(BaseSettings):
         try:
             super().__init__(**values)
         except ValidationError as exc:
+            from etl.settings_errors import describe_errors
+
             message = join_problems(describe_errors(exc, sources=_sources(env_file)))
         except SettingsError as exc:
             message = str(exc)
@@ -392,53 +393,7 @@ def _sources(env_file: DotenvType | None) -> dict[str, str]:
     return {k.upper(): " (in .env)" for k in read_env_files(env_file) if k.upper() not in env}
 
 
-# ----------------------------------------------------------------------------- values
-
-_PLAIN = {
-    "int_parsing": "not a valid integer",
-    "int_type": "not a valid integer",
-    "int_from_float": "not a valid integer (it has decimals)",
-    "float_parsing": "not a valid number",
-    "float_type": "not a valid number",
-    "bool_parsing": "not a valid boolean (use true or false)",
-    "path_type": "not a valid path",
-}
-_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
-           "less_than_equal": "<="}
-
-
-def _what(error: ErrorDetails) -> str:
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    if kind in _PLAIN:
-        return _PLAIN[kind]
-    if kind in _BOUNDS:
-        bound = next(iter(ctx.values()), "?")
-        return f"must be {_BOUNDS[kind]} {bound}"
-    if kind == "literal_error":
-        return f"must be {ctx.get('expected', '?')}"
-    if kind == "extra_forbidden":
-        return "unknown setting"
-    msg = str(error["msg"])
-    msg = msg.removeprefix("Value error, ")
-    return msg[:1].lower() + msg[1:]
-
-
-def describe_errors(exc: ValidationError, *, sources: Mapping[str, str] | None = None) -> list[str]:
-    """One line per pydantic error: ``VARIABLE='value': what is wrong`` (secrets masked)."""
-    secret_of = setting_names()
-    lines = []
-    for e in exc.errors():
-        var = PREFIX + NESTED.join(str(p).upper() for p in e["loc"])
-        # a name we cannot place is treated as a secret
-        secret = secret_of.get(var, not _schedule_name(var))
-        where = (sources or {}).get(var, "")
-        value = "" if e["type"] == "missing" else f"={shown(e.get('input'), secret=secret)}"
-        lines.append(f"{var}{value}{where}: {_what(e)}")
-    return lines
-
-
 __all__ = ["DEFAULT_SCHEDULES", "LOG_LEVELS", "MASK", "NESTED", "PREFIX", "RESERVED_PREFIX",
            "CrmSettings", "ErpSettings", "Settings", "SideSettings", "check_names", "closest",
-           "connectors_dir_setting", "credential_names", "describe_errors", "old_schedules",
+           "connectors_dir_setting", "credential_names", "old_schedules",
            "read_env_files", "schedule_var", "setting_names", "shown"]
