@@ -58,7 +58,7 @@ from etl.connectors.templates import (
     parse_instant,
     put,
 )
-from etl.connectors.windows import add_window, edges, latest_in_order
+from etl.connectors.windows import add_window, edges, latest_in_order, others_only
 from etl.errors import ConfigError, SystemUnavailable, WaitAsked
 from etl.settings import SideSettings
 from etl.watermark import Window
@@ -98,6 +98,7 @@ class GenericConnector(Writes, References):
         self._write_lock = threading.Lock()
         self._answers = Answers(spec.read_cache.seconds, clock) if spec.read_cache else None
         self.hook_state: dict[str, Any] = {}  # what hooks keep for the run (lookup caches)
+        self._me: dict[str, str | None] = {}  # the user ponte is, by the request that said so
         self._hook_lock = threading.Lock()
         precisions = [e.updated_at.precision_ms for e in spec.entities.values() if e.updated_at]
         self.capabilities = Capabilities(
@@ -317,7 +318,9 @@ class GenericConnector(Writes, References):
             return  # no whole step of the source's clock lies inside: nothing changed in it
         call = self._call(ls, bounds.values, ls.time)
         add_window(call, ls, bounds.values)
+        me = self.own_user(ls.last_updater.me) if window.skip_own and ls.last_updater else None
         pages = self._pages(call, ls.paginator, ls.records, entity, ls.page_size)
+        pages = others_only(call, ls, me, pages)  # ponte's own last changes left out
         if ls.changed_since == "none":
             yield from pages
             return
