@@ -1,0 +1,64 @@
+"""Quiet runs stay quiet after a big write: where a system records who last changed a record
+(Ploomes ``UpdaterId``), an incremental run's listing leaves out the records ponte itself
+changed last, so the lookback re-reads people's edits only; a person's edit made after ponte's
+write is read and synced as before; a system that cannot tell (Omie) re-reads as before."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from etl.sandbox.ploomes.schema import INTEGRATION_USER_ID
+from tests.engine.conftest import World, make_world
+
+
+def contact_pages(w: World) -> int:
+    return sum(n for (endpoint, _s), n in w.crm.requests.counts.items()
+               if endpoint == "GET /Contacts")
+
+
+@pytest.fixture
+def pushed(tmp_path: Path) -> World:
+    """A first sync that writes a few hundred customers into each side."""
+    w = make_world(f"sqlite:///{tmp_path / 'state.db'}", customers=500)
+    report = w.sync("customers")
+    assert report.status == "ok", report.as_dict()
+    c = report.entities["customers"]
+    assert c.crm.created + c.crm.updated > 300 and c.erp.created > 100, report.as_dict()
+    return w
+
+
+def test_a_quiet_rerun_after_a_big_write_reads_one_page_of_ploomes(pushed: World) -> None:
+    w = pushed
+    own = sum(r.data.get("UpdaterId") == INTEGRATION_USER_ID for r in w.crm.db["Contacts"])
+    assert own > 300  # ponte's writes, more than one page, inside the rerun's window
+    before = contact_pages(w)
+    report = w.sync("customers")
+    assert report.status == "ok", report.as_dict()
+    c = report.entities["customers"]
+    assert contact_pages(w) - before <= 1
+    assert c.crm.read == 0
+    assert report.writes == 0
+    # Omie cannot tell ponte's writes from another app's (uAlt is "WEBSERVICE" for every API
+    # write): its window is re-read as before, and the snapshot diff finds nothing
+    assert c.erp.read >= 100 and c.erp.unchanged == c.erp.read
+
+
+def test_a_person_edit_after_ponte_write_is_synced(pushed: World) -> None:
+    w = pushed
+    written = next(r for r in w.crm.db["Contacts"]
+                   if r.data.get("UpdaterId") == INTEGRATION_USER_ID
+                   and r.data.get("TypeId") == 1 and r.data.get("Email"))
+    link = {crm: erp for crm, erp in w.store().links("customers")}
+    erp_key = link[str(written.id)]
+    w.tick()
+    w.crm.ui_update("Contacts", written.id, {"Email": "pessoa.editou@exemplo.com.br"})
+    report = w.sync("customers")
+    assert report.status == "ok", report.as_dict()
+    assert report.entities["customers"].crm.read == 1
+    assert w.erp.db["clientes"].get(int(erp_key)).data["email"] == "pessoa.editou@exemplo.com.br"
+    # the person stays its last updater: the lookback reads it again, and it diffs unchanged
+    quiet = w.sync("customers")
+    assert quiet.entities["customers"].crm.read == quiet.entities["customers"].crm.unchanged == 1
+    assert quiet.writes == 0
