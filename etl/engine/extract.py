@@ -195,6 +195,19 @@ class Extract:
             if extra.records:
                 yield extra
 
+    def reread(self, side: Side) -> Chunk | None:
+        """The records of ``side`` this run wrote into while someone else changed them
+        (``Job.reread``), read again by key; None when there are none."""
+        job = self.job
+        keys, job.reread[side] = sorted(job.reread[side]), set()
+        if not keys:
+            return None
+        c = job.conn[side]
+        chunk = Chunk(side, from_window=False)
+        for record in c.read_by_keys(job.entity, keys):
+            chunk.records[c.key_of(job.entity, record)] = record
+        return chunk if chunk.records else None
+
     def changes(self, chunk: Chunk) -> Changes:
         """Normalize and diff one chunk: the records that changed since their snapshot."""
         job, side = self.job, chunk.side

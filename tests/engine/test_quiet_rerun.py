@@ -62,3 +62,25 @@ def test_a_person_edit_after_ponte_write_is_synced(pushed: World) -> None:
     quiet = w.sync("customers")
     assert quiet.entities["customers"].crm.read == quiet.entities["customers"].crm.unchanged == 1
     assert quiet.writes == 0
+
+
+def test_a_person_edit_that_ponte_write_covers_is_not_lost(pushed: World) -> None:
+    """A person changes a contact's name just after this run's signpost (the run's listing
+    does not see it), then the run writes the contact's e-mail from Omie: ponte is now its last
+    updater, so no later listing names it; the write's answer shows the name it did not write
+    changed, and the run reads the contact again."""
+    w = pushed
+    links = dict(w.store().links("customers"))
+    crm_key = next(k for k, r in ((str(r.id), r) for r in w.crm.db["Contacts"])
+                   if k in links and r.data.get("TypeId") == 1)
+    erp_key = links[crm_key]
+    w.tick()
+    w.erp.ui_update("clientes", int(erp_key), {"email": "novo.erp@exemplo.com.br"})
+    w.crm.clock.advance(30)  # the person's edit lands after the run's signpost
+    w.crm.ui_update("Contacts", int(crm_key), {"Name": "Nome Que A Pessoa Deu"})
+    report = w.sync("customers")
+    assert report.status == "ok", report.as_dict()
+    contact = w.crm.db["Contacts"].get(int(crm_key))
+    assert contact.data["Email"] == "novo.erp@exemplo.com.br"
+    assert contact.data["UpdaterId"] == INTEGRATION_USER_ID  # ponte wrote last
+    assert w.erp.db["clientes"].get(int(erp_key)).data["nome_fantasia"] == "Nome Que A Pessoa Deu"
