@@ -54,6 +54,7 @@ from etl.connectors.templates import (
     dig_all,
     encode,
     fill,
+    first_field,
     format_instant,
     parse_instant,
     put,
@@ -64,11 +65,6 @@ from etl.settings import SideSettings
 from etl.watermark import Window
 
 MAX_STATED_WAITS = 4  # waits a system states in its message, per request
-
-
-def _field(path: str) -> str:
-    """The field an updated-at path names first (``{info.dAlt} {info.hAlt}`` -> info.dAlt)."""
-    return path.split("{", 1)[1].split("}", 1)[0] if "{" in path else path
 
 
 class GenericConnector(Writes, References):
@@ -109,8 +105,10 @@ class GenericConnector(Writes, References):
                                        for e in spec.entities.values()),
             has_changed_since=all(e.listing is not None and e.listing.changed_since == "filter"
                                   for e in spec.entities.values()),
-            updated_at_paths={n: _field(e.updated_at.paths[0])
+            updated_at_paths={n: first_field(e.updated_at.paths[0])
                               for n, e in spec.entities.items() if e.updated_at},
+            skips_own_writes=frozenset(n for n, e in spec.entities.items()
+                                       if e.listing is not None and e.listing.last_updater),
             ordered_by_updated_at=all(e.listing is not None and e.listing.changed_since == "filter"
                                       and e.listing.sorted for e in spec.entities.values()))
 
