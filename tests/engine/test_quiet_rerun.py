@@ -87,3 +87,15 @@ def test_a_person_edit_that_ponte_write_covers_is_not_lost(pushed: World) -> Non
     assert contact.data["Email"] == "novo.erp@exemplo.com.br"
     assert contact.data["UpdaterId"] == INTEGRATION_USER_ID  # ponte wrote last
     assert w.erp.db["clientes"].get(int(erp_key)).data["nome_fantasia"] == "Nome Que A Pessoa Deu"
+
+
+def test_a_run_without_a_stored_watermark_reads_ponte_own_writes_too(pushed: World) -> None:
+    """After ``watermark reset`` (as on a first run) the state may not hold what an earlier
+    ponte wrote: everything is listed, ponte's own last changes included."""
+    w = pushed
+    w.ponte().reset_watermark("customers", side="crm")
+    report = w.sync("customers")
+    assert report.status == "ok", report.as_dict()
+    c = report.entities["customers"]
+    assert c.crm.read == len(w.crm.db["Contacts"]) and c.crm.unchanged == c.crm.read
+    assert report.writes == 0
