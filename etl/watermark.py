@@ -21,10 +21,15 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Window:
-    """Half-open ``[since, until)`` in aware UTC; ``since=None`` means from the beginning."""
+    """Half-open ``[since, until)`` in aware UTC; ``since=None`` means from the beginning.
+
+    ``skip_own``: the listing may leave out records whose last change was ponte's own, where
+    the system records who last changed a record (an incremental run: those writes are in the
+    snapshot already); a system that cannot tell lists them as before."""
 
     since: datetime | None
     until: datetime | None = None
+    skip_own: bool = False
 
 
 def floor_to(value: datetime, precision: timedelta) -> datetime:

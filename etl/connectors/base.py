@@ -38,6 +38,9 @@ class Capabilities:
     # list_changed yields a window in updated-at order (keyset paging), so every record up to
     # the last one yielded so far was read: the watermark may move per chunk
     ordered_by_updated_at: bool = False
+    # entities whose listing leaves out ponte's own last changes (``Window.skip_own``): a
+    # record ponte wrote is not listed again until someone else changes it
+    skips_own_writes: frozenset[str] = frozenset()
 
 
 @dataclass

@@ -54,21 +54,17 @@ from etl.connectors.templates import (
     dig_all,
     encode,
     fill,
+    first_field,
     format_instant,
     parse_instant,
     put,
 )
-from etl.connectors.windows import add_window, edges, latest_in_order
+from etl.connectors.windows import add_window, edges, latest_in_order, others_only
 from etl.errors import ConfigError, SystemUnavailable, WaitAsked
 from etl.settings import SideSettings
 from etl.watermark import Window
 
 MAX_STATED_WAITS = 4  # waits a system states in its message, per request
-
-
-def _field(path: str) -> str:
-    """The field an updated-at path names first (``{info.dAlt} {info.hAlt}`` -> info.dAlt)."""
-    return path.split("{", 1)[1].split("}", 1)[0] if "{" in path else path
 
 
 class GenericConnector(Writes, References):
@@ -98,6 +94,7 @@ class GenericConnector(Writes, References):
         self._write_lock = threading.Lock()
         self._answers = Answers(spec.read_cache.seconds, clock) if spec.read_cache else None
         self.hook_state: dict[str, Any] = {}  # what hooks keep for the run (lookup caches)
+        self._me: dict[str, str | None] = {}  # the user ponte is, by the request that said so
         self._hook_lock = threading.Lock()
         precisions = [e.updated_at.precision_ms for e in spec.entities.values() if e.updated_at]
         self.capabilities = Capabilities(
@@ -108,8 +105,10 @@ class GenericConnector(Writes, References):
                                        for e in spec.entities.values()),
             has_changed_since=all(e.listing is not None and e.listing.changed_since == "filter"
                                   for e in spec.entities.values()),
-            updated_at_paths={n: _field(e.updated_at.paths[0])
+            updated_at_paths={n: first_field(e.updated_at.paths[0])
                               for n, e in spec.entities.items() if e.updated_at},
+            skips_own_writes=frozenset(n for n, e in spec.entities.items()
+                                       if e.listing is not None and e.listing.last_updater),
             ordered_by_updated_at=all(e.listing is not None and e.listing.changed_since == "filter"
                                       and e.listing.sorted for e in spec.entities.values()))
 
@@ -317,7 +316,9 @@ class GenericConnector(Writes, References):
             return  # no whole step of the source's clock lies inside: nothing changed in it
         call = self._call(ls, bounds.values, ls.time)
         add_window(call, ls, bounds.values)
+        me = self.own_user(ls.last_updater.me) if window.skip_own and ls.last_updater else None
         pages = self._pages(call, ls.paginator, ls.records, entity, ls.page_size)
+        pages = others_only(call, ls, me, pages)  # ponte's own last changes left out
         if ls.changed_since == "none":
             yield from pages
             return

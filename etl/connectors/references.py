@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
+from loguru import logger
+
 from etl.connectors.auth import Call
 from etl.connectors.base import Record
 from etl.connectors.errors import Outcome
+from etl.connectors.paginators import record_lists
 from etl.connectors.schema import CustomField, custom_fields_from, options_from
-from etl.connectors.spec import ConnectorSpec, ReferenceList
+from etl.connectors.spec import ConnectorSpec, Myself, ReferenceList, Request
 from etl.connectors.templates import dig
 from etl.errors import ConfigError, RecordError
 
@@ -28,6 +31,7 @@ class References:
     custom fields the system lists (with the options of its option fields)."""
 
     spec: ConnectorSpec
+    _me: dict[str, str | None]  # the user ponte is, by the request that said so
 
     if TYPE_CHECKING:  # provided by the connector this mixes into
         def _send(self, call: Call, kind: Literal["read", "write"], *,
@@ -106,3 +110,28 @@ class References:
     def custom_field_keys(self, entity_id: int) -> set[str]:
         """The keys of :meth:`custom_fields`."""
         return {f.key for f in self.custom_fields(entity_id)}
+
+    # --- who ponte is ------------------------------------------------------------------------
+
+    def own_user(self, me: Myself) -> str | None:
+        """The user ponte's credentials are, as the system records a record's last updater
+        (read once per connector); None, with a warning, when the system does not say: its
+        records are then listed as before."""
+        if me.path in self._me:
+            return self._me[me.path]
+        outcome, answer, _ = self._send(self._call(Request(path=me.path, params={**me.params}), {}),
+                                        "read")
+        found: str | None = None
+        if outcome.action == "ok":
+            try:
+                records = next(iter(record_lists(answer, me.records)), [])
+                value = dig(records[0], me.value) if records else None
+            except (LookupError, TypeError):
+                value = None
+            found = None if value in (None, "") else str(value)
+        if found is None:
+            logger.warning("{} {}: cannot tell which user ponte is (HTTP {}); records ponte "
+                           "itself changed last are listed as before", self.spec.title, me.path,
+                           outcome.status)
+        self._me[me.path] = found  # a race reads it twice, to the same answer
+        return found

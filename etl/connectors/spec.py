@@ -43,6 +43,8 @@ from etl.connectors.spec_parts import (
     ErrorRule,
     HeaderAuth,
     KeysetPaging,
+    LastUpdater,
+    Myself,
     NextLinkPaging,
     NoAuth,
     NoPaging,
@@ -123,6 +125,15 @@ class ListSpec(Paged):
     collect: Literal["window", "page"] = "window"
     time: TimeFormat = TimeFormat()
     page_size: int | None = Field(None, ge=1)
+    last_updater: LastUpdater | None = None  # ponte's own last changes left out (spec_parts)
+
+    @model_validator(mode="after")
+    def _updater(self) -> ListSpec:
+        if self.last_updater is not None and self.last_updater.exclude and self.filter is None:
+            raise ValueError("last_updater.exclude: a clause of the listing's filter, but the "
+                             "listing has no filter (set filter, or leave exclude out to drop "
+                             "ponte's own changes client-side)")
+        return self
 
 
 class ByValues(Paged):
@@ -358,7 +369,9 @@ __all__ = [
     "HeaderAuth",
     "Idempotency",
     "KeysetPaging",
+    "LastUpdater",
     "ListSpec",
+    "Myself",
     "NextLinkPaging",
     "NoAuth",
     "NoPaging",

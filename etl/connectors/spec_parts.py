@@ -199,6 +199,28 @@ class ReadCache(Strict):
 # --- time -----------------------------------------------------------------------------------
 
 
+class Myself(Strict):
+    """A read that says which user the credentials are: a GET of ``path``, the first record
+    of the list at ``records`` (a dotted path; "" = the answer itself), its field ``value``."""
+
+    path: str
+    params: dict[str, str] = Field(default_factory=dict)
+    records: str = ""
+    value: str = "Id"
+
+
+class LastUpdater(Strict):
+    """Who last changed a record, where the system records it: ``field`` (a dotted path of a
+    record) holds that user, ``me`` reads which user ponte's credentials are. A listing of an
+    incremental run then leaves out the records whose last change was ponte's own (their
+    content is what ponte wrote, already in its snapshot): server-side with ``exclude``, one
+    more clause of the listing's filter naming ``{me}``, else client-side."""
+
+    field: str
+    me: Myself
+    exclude: str | None = None
+
+
 class TimeFormat(Strict):
     """How a system writes instants: ``iso`` (with or without offset), ``iso_offset`` (an ISO
     value without an offset is not an instant), ``epoch_s``, ``epoch_ms``, ``tagged``

@@ -29,6 +29,11 @@ def dig(value: Any, path: str) -> Any:
     return value
 
 
+def first_field(path: str) -> str:
+    """The field a path or template names first (``{info.dAlt} {info.hAlt}`` -> info.dAlt)."""
+    return path.split("{", 1)[1].split("}", 1)[0] if "{" in path else path
+
+
 def dig_all(value: Any, path: str) -> list[Any]:
     """Like :func:`dig`, but ``lines[].write_date`` collects the field of every list item."""
     head, many, rest = path.partition("[]")

@@ -3,7 +3,7 @@ its templates send, the edges its answer is trimmed to, and the order records ar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 from etl.connectors.auth import Call
 from etl.connectors.base import Record
 from etl.connectors.spec import ListSpec
-from etl.connectors.templates import ceil_to, fill, floor_to, put
+from etl.connectors.templates import ceil_to, dig, fill, floor_to, put
 from etl.watermark import Window
 
 
@@ -86,3 +86,18 @@ def latest_in_order(records: Iterable[Record], updated_at: Callable[[Record], da
 
 
 __all__ = ["Edges", "add_window", "edges", "latest_in_order"]
+
+
+
+def others_only(call: Call, ls: ListSpec, me: str | None, pages: Iterator[list[Record]]
+                ) -> Iterator[list[Record]]:
+    """The listing without the records whose last updater is ``me`` (ponte's own last
+    changes): the ``exclude`` clause joins ``call``'s filter, else they are dropped from the
+    pages here. ``me`` None, or no ``last_updater``: the pages as they are."""
+    lu = ls.last_updater
+    if me is None or lu is None:
+        return pages
+    if lu.exclude and ls.filter is not None:
+        call.filters[ls.filter.param].append(fill(lu.exclude, {"me": me}))
+        return pages  # the generator has not sent its first request yet
+    return (kept for page in pages if (kept := [r for r in page if str(dig(r, lu.field)) != me]))

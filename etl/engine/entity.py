@@ -200,6 +200,11 @@ class EntitySync:
                     batch[side] = chunk
             if batch:
                 yield batch
+        for _ in range(2):  # records someone changed while this run wrote into them
+            batch = {side: c for side in sides if (c := self.extract.reread(side)) is not None}
+            if not batch:
+                return
+            yield batch
 
     def run(self) -> None:
         job = self.job

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import pandas as pd
@@ -70,17 +70,22 @@ class Extract:
 
     def window(self, side: Side) -> wm.Window:
         """The run's window of a side: the explicit one of a backfill, else from the stored
-        watermark minus the lookback up to the signpost."""
+        watermark minus the lookback up to the signpost. From a stored watermark the side may
+        leave out the records ponte itself changed last (``Window.skip_own``): what ponte
+        wrote is in the snapshot already. A first run, a rescan, a backfill and ``verify``
+        read everything (the state may not hold what an earlier ponte wrote)."""
         job = self.job
         if job.opt.window is not None:
             return job.opt.window
-        return wm.window(
-            None if self.rescan else job.store.watermark(job.entity, side),
+        stored = None if self.rescan else job.store.watermark(job.entity, side)
+        window = wm.window(
+            stored,
             run_start=job.now,
             lookback=job.opt.lookback,
             safety_lag=job.opt.safety_lag,
             precision=job.conn[side].capabilities.clock_precision,
         )
+        return replace(window, skip_own=stored is not None)
 
     def pages(self, side: Side, window: wm.Window) -> Iterator[list[Record]]:
         """The window's pages as the side lists them; a stop request ends the read."""
@@ -189,6 +194,19 @@ class Extract:
                 extra.records[c.key_of(job.entity, record)] = record
             if extra.records:
                 yield extra
+
+    def reread(self, side: Side) -> Chunk | None:
+        """The records of ``side`` this run wrote into while someone else changed them
+        (``Job.reread``), read again by key; None when there are none."""
+        job = self.job
+        keys, job.reread[side] = sorted(job.reread[side]), set()
+        if not keys:
+            return None
+        c = job.conn[side]
+        chunk = Chunk(side, from_window=False)
+        for record in c.read_by_keys(job.entity, keys):
+            chunk.records[c.key_of(job.entity, record)] = record
+        return chunk if chunk.records else None
 
     def changes(self, chunk: Chunk) -> Changes:
         """Normalize and diff one chunk: the records that changed since their snapshot."""

@@ -173,6 +173,9 @@ class Load:
             # only the fields written take the echo: a field a user changed in the target
             # while this run was writing must still look changed next run, or it never flows
             base = dict(u.current(target) or {})
+            if job.entity in job.conn[target].capabilities.skips_own_writes and any(
+                    echoed.get(f) != v for f, v in base.items() if f not in w.values):
+                job.reread[target].add(key)  # someone else changed it since: read it again
             base.update({f: echoed.get(f) for f in w.values})
             # a list that kept the target's other items reads back more than was written when
             # one of them moved into what the mapping owns (a number cleared on the other side):

@@ -130,6 +130,10 @@ class Job:
     # keys this run wrote into a side whose window is spooled (read whole before any write):
     # the spooled copy of such a record is older than what was written, never processed
     written: dict[Side, set[str]] = field(default_factory=lambda: {"crm": set(), "erp": set()})
+    # keys whose write answer shows a field this run did not write changed since it was read
+    # or synced (someone edited the record meanwhile), on a side whose listing leaves out
+    # ponte's own last changes (it would not list them again): read by key before the end
+    reread: dict[Side, set[str]] = field(default_factory=lambda: {"crm": set(), "erp": set()})
     # computed sources that read this entity: (entity computed, source name, source)
     feeds: list[tuple[str, str, ComputedSource]] = field(default_factory=list)
     # the marks of records to compute again read by this run (key -> seq), cleared at its end

@@ -118,8 +118,8 @@ class _Api(Listing):
             if method == "POST":
                 body = await _json(request)
                 with self.sim.db.lock:
-                    data = self.sim.in_step(table, {}, self.sim.validate(table, body,
-                                                                         partial=False))
+                    data = self.sim.api_stamp(table, self.sim.in_step(
+                        table, {}, self.sim.validate(table, body, partial=False)), create=True)
                     row = self.sim.db[table].insert(data, self.sim.write_instant())
                     return envelope(request, collection, [self.shape(request, table, row)])
             raise BadRequest(f"{method} needs a record id: /{collection}(id)", status=405,
@@ -135,8 +135,8 @@ class _Api(Listing):
             if method == "GET":
                 return envelope(request, collection, [self.shape(request, table, row)])
             if method == "PATCH":
-                changes = self.sim.in_step(table, row.data,
-                                           self.sim.validate(table, body, partial=True))
+                changes = self.sim.api_stamp(table, self.sim.in_step(
+                    table, row.data, self.sim.validate(table, body, partial=True)), create=False)
                 row = self.sim.db[table].update(rid, changes, self.sim.write_instant())
                 return envelope(request, collection, [self.shape(request, table, row)])
             if method == "DELETE":

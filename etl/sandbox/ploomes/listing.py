@@ -25,14 +25,24 @@ from etl.sandbox.odata import (
     sort_records,
     to_instant,
 )
-from etl.sandbox.ploomes.schema import DEFAULT_TOP, LOOKUPS, MAX_TOP, NAV, SCHEMA, L
+from etl.sandbox.ploomes.schema import (
+    DEFAULT_TOP,
+    LOOKUPS,
+    MAX_TOP,
+    NAV,
+    PERSON_USER_ID,
+    SCHEMA,
+    L,
+)
 from etl.sandbox.ploomes.sim import PloomesSim
 from etl.sandbox.ploomes.validation import BadRequest
 from etl.sandbox.tables import Row
 
 #: Fields whose value ``$filter`` sees is rendered, not stored as is.
 _COMPUTED = frozenset({"Phones", "Products", "OrderNumber", "ContactName", "Amount"})
-_DERIVED = _COMPUTED | {"Id", "LastUpdateDate", "CreateDate"}
+#: Who created and last changed a record: a seeded record's is a person (rendered so).
+_AUDIT = frozenset({"CreatorId", "UpdaterId"})
+_DERIVED = _COMPUTED | _AUDIT | {"Id", "LastUpdateDate", "CreateDate"}
 
 
 class _View(Mapping[str, Any]):
@@ -53,6 +63,8 @@ class _View(Mapping[str, Any]):
         nav = NAV[self.table].get(name)
         if nav is not None:
             return self.sim.navigate(self.table, name, self.row.data.get(nav[0]))
+        if name in _AUDIT:
+            return self.row.data.get(name) or PERSON_USER_ID
         if name in _COMPUTED:
             if self._rendered is None:
                 self._rendered = self.sim.render(self.table, self.row)
@@ -182,7 +194,7 @@ class Listing:
 
     def _row_key(self, table: str) -> Callable[[Path], Callable[[Row], Any]]:
         """Sort keys straight from the row where possible (the hot path of every listing)."""
-        computed = _COMPUTED
+        computed = _COMPUTED | _AUDIT
 
         def key_for(path: Path) -> Callable[[Row], Any]:
             name = path[0]

@@ -46,10 +46,16 @@ SCHEMA: dict[str, dict[str, str]] = {
                  "CallbackUrl": S, "ValidationKey": S, "CreatorId": I, "Active": B,
                  "UserWebhook": B},
 }
+#: The tables whose records carry ``CreatorId``/``UpdaterId`` (who created and last changed them).
+AUDITED = {"Contacts", "Products", "Deals", "Orders"}
+for _table in AUDITED:
+    SCHEMA[_table].update({"CreatorId": I, "UpdaterId": I})
 WRITABLE = {"Contacts", "Products", "Deals", "Orders", "Tags"}
 REQUIRED = {"Contacts": ("Name",), "Products": ("Name",), "Deals": ("Title",),
             "Orders": ("ContactId",), "Tags": ("Name",)}
-READ_ONLY = {"Id", "CreateDate", "LastUpdateDate"}
+# who created and last changed a record (reference A3): set by the simulator, never written
+READ_ONLY = {"Id", "CreateDate", "LastUpdateDate", "CreatorId", "UpdaterId"}
+
 
 #: The webhook action ids (``/Webhooks@Actions``; 1 and 3 unconfirmed [U]).
 WEBHOOK_ACTIONS: list[dict[str, Any]] = [
@@ -115,4 +121,5 @@ USERS = [
     {"Name": "Ana Souza", "Email": "ana.souza@example.com.br"},
     {"Name": "Integração ponte", "Email": "integracao@example.com.br"},
 ]
-INTEGRATION_USER_ID = 2
+INTEGRATION_USER_ID = 2  # the user the sandbox's User-Key belongs to (``/Self``)
+PERSON_USER_ID = 1  # who makes the admin API's edits (a person in the UI), and seeded records

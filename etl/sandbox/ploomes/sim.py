@@ -11,7 +11,16 @@ from etl.sandbox import geo
 from etl.sandbox.core import BRT, Simulator
 from etl.sandbox.keys import SANDBOX_USER_KEY
 from etl.sandbox.ploomes import custom, hooks
-from etl.sandbox.ploomes.schema import LOOKUPS, NAV, SCHEMA, USERS, L
+from etl.sandbox.ploomes.schema import (
+    AUDITED,
+    INTEGRATION_USER_ID,
+    LOOKUPS,
+    NAV,
+    PERSON_USER_ID,
+    SCHEMA,
+    USERS,
+    L,
+)
 from etl.sandbox.ploomes.validation import documents_in_step, validate
 from etl.sandbox.tables import Row
 
@@ -88,9 +97,28 @@ class PloomesSim(Simulator):
             return changes
         return documents_in_step(current, changes)
 
+    def by_user(self, table: str, changes: dict[str, Any], user: int, *, create: bool
+                ) -> dict[str, Any]:
+        """``changes`` stamped with who made them: ``UpdaterId`` (and ``CreatorId`` on a create)
+        of an audited table. A write through the API is the User-Key's user's
+        (:data:`INTEGRATION_USER_ID`); an admin-API edit is a person's, or the user its body
+        names."""
+        if table not in AUDITED:
+            return changes
+        user = changes.get("UpdaterId") or user
+        stamped = {**changes, "UpdaterId": user}
+        if create:
+            stamped["CreatorId"] = changes.get("CreatorId") or user
+        return stamped
+
+    def api_stamp(self, table: str, changes: dict[str, Any], *, create: bool) -> dict[str, Any]:
+        """A vendor-API write's changes, stamped as the integration user's."""
+        return self.by_user(table, changes, INTEGRATION_USER_ID, create=create)
+
     def ui_create(self, table: str, data: dict[str, Any]) -> Row:
         with self.db.lock:
-            row = super().ui_create(table, self.in_step(table, {}, dict(data)))
+            data = self.by_user(table, dict(data), PERSON_USER_ID, create=True)
+            row = super().ui_create(table, self.in_step(table, {}, data))
             self.watch()
             return row
 
@@ -98,7 +126,8 @@ class PloomesSim(Simulator):
         with self.db.lock:
             row = self.db[table].get(rid)
             current = row.data if row is not None else {}
-            row = super().ui_update(table, rid, self.in_step(table, current, dict(changes)))
+            changes = self.by_user(table, dict(changes), PERSON_USER_ID, create=False)
+            row = super().ui_update(table, rid, self.in_step(table, current, changes))
             self.watch()
             return row
 
@@ -142,6 +171,9 @@ class PloomesSim(Simulator):
                 out["Amount"] = round(sum(x["Total"] for x in lines) - (out.get("Discount") or 0), 2)
         if table in ("Orders", "Deals") and out.get("ContactName") is None:
             out["ContactName"] = self._field("Contacts", out.get("ContactId"), "Name")
+        if table in AUDITED:  # seeded records: a person's
+            out["CreatorId"] = out.get("CreatorId") or PERSON_USER_ID
+            out["UpdaterId"] = out.get("UpdaterId") or PERSON_USER_ID
         out["CreateDate"] = format_instant(row.created)
         if table != "Webhooks":
             out["LastUpdateDate"] = format_instant(row.updated)
