@@ -171,4 +171,4 @@ def metrics_text(settings: Settings, *, now: datetime) -> str:
         samples = collect(store, names, now=now,
                           safety_lag=timedelta(seconds=settings.safety_lag_s))
         samples += serve_samples(store, now=now)
-    return render(samples)
+    return render(samples, connection=settings.connection)

@@ -253,4 +253,4 @@ def test_a_scheduled_run_that_crashes_is_recorded_failed_and_the_daemon_goes_on(
         assert run.status == "failed" and run.report["error"].startswith(
             "internal error: ValueError: a record's key 'None'")
     text = cli_env.metrics.read_text()  # the metrics still follow the failed run
-    assert 'ponte_last_run_status{entity="customers",status="failed"} 1' in text
+    assert 'ponte_last_run_status{connection="",entity="customers",status="failed"} 1' in text
