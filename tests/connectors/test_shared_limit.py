@@ -77,6 +77,45 @@ def test_two_workers_with_one_account_are_never_refused(redis_url: str) -> None:
     assert _statuses(sim) == {200: 24}
 
 
+def send_from_a_process(base_url: str, user_key: str, redis_url: str, key: str,
+                        requests: int) -> None:
+    """A worker process's part: its own connector, session and limiter object."""
+    import httpx
+
+    with httpx.Client(base_url=base_url) as http:
+        conn = GenericConnector(get("ploomes").spec, http, system="crm",
+                                credentials={"user_key": user_key},
+                                retry=RetryPolicy(attempts=4, base_s=0.0, cap_s=0.0),
+                                sleep=lambda _s: None)
+        conn.session.limiter = SharedRateLimiter(client_for(redis_url), key, 10, url=redis_url,
+                                                 window_s=2.0)
+        for _ in range(requests):
+            conn.session.request("GET", "Users", kind="read", headers={"User-Key": user_key},
+                                 classify=lambda r: ("ok", None) if r.status_code < 400
+                                 else ("retry", 0.0))
+
+
+def test_two_processes_with_one_account_are_never_refused(redis_url: str) -> None:
+    """As above, from two processes against the simulator on a loopback port."""
+    import multiprocessing
+
+    from etl.sandbox.server import running_sandbox
+
+    with running_sandbox() as sb:
+        sb.crm.limiter = SimLimiter(12, window_s=2.0)
+        key = account_key("ploomes", _unique_url(), sb.crm.user_key)
+        spawn = multiprocessing.get_context("spawn")
+        procs = [spawn.Process(target=send_from_a_process,
+                               args=(sb.crm_url, sb.crm.user_key, redis_url, key, 12))
+                 for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+        assert [p.exitcode for p in procs] == [0, 0]
+        assert _statuses(sb.crm) == {200: 24}
+
+
 def test_limiters_each_for_itself_are_refused() -> None:
     """The same load with a limiter per session (what the shared one replaces): refused. Shows
     the test above can fail."""
