@@ -103,7 +103,7 @@ def fleet_table(fleet: Any) -> Table:
     for c in fleet.connections:
         rows = status_rows(c.report) if c.report is not None else []
         if not rows:
-            table.add_row(c.name, f"ERROR: {c.error}" if c.error else "(no entities)",
+            table.add_row(c.name, "ERROR (below)" if c.error else "(no entities)",
                           *[""] * (len(STATUS_COLUMNS) - 1))
         for i, row in enumerate(rows):
             table.add_row(c.name if i == 0 else "", *row)

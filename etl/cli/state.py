@@ -79,6 +79,8 @@ def status_all(as_json: bool) -> None:
     else:
         out.print(fleet_table(fleet))
         for c in fleet.connections:
+            if c.error:
+                err.print(f"{c.name}: {c.error}", highlight=False, markup=False)
             binding = c.report.binding if c.report else None
             if binding and not binding["matches"]:
                 err.print(f"{c.name}: its state was built with other systems than the "

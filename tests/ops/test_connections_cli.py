@@ -125,6 +125,8 @@ def test_status_all_shows_a_broken_connection_and_the_others(two: Two) -> None:
     assert "entities" in doc[two.a] and "entities" in doc[two.b]
     table = ponte("status", "--all")
     assert table.exit_code == Exit.CONFIG and "ERROR" in table.stdout and two.b in table.stdout
+    assert "gamma: PONTE_STATE_URL (in gamma.env): set once for the whole deployment" \
+        in table.stderr
 
 
 def test_status_all_refuses_a_connection_and_needs_the_folder(two: Two,
