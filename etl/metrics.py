@@ -28,7 +28,13 @@ Series (gauges; ``*_total`` values are the counts of the entity's last run):
 * ``ponte_webhook_oldest_pending_age_seconds`` — age of the oldest pending event (0: none)
 * ``ponte_alert_active{condition}`` — 1 while the alert condition is active, 0 once cleared
 
-No secrets: labels are entity, side, kind and status names only.
+Every series carries ``connection``: the named connection it is of (etl/connections.py), ``""``
+for the single-connection settings (Prometheus reads an empty label as absent, so the queries
+of a single-connection deployment stay as they were, and no connection name is taken). A named
+connection's file is :func:`metrics_path`: one file per connection beside the one set, so
+connections sharing ``PONTE_METRICS_FILE`` never overwrite each other's series.
+
+No secrets: labels are connection, entity, side, kind and status names only.
 """
 
 from __future__ import annotations
@@ -144,8 +150,19 @@ def collect(store: Store, entities: Sequence[str], *, now: datetime,
     return samples
 
 
-def render(samples: Sequence[Sample]) -> str:
-    """Prometheus text exposition format, one HELP/TYPE block per metric name."""
+def metrics_path(path: Path, connection: str | None) -> Path:
+    """Where a connection's metrics go: ``ponte.prom`` -> ``ponte.acme.prom`` for connection
+    ``acme`` (node_exporter's textfile collector reads every ``*.prom`` of the folder)."""
+    if connection is None:
+        return path
+    return path.with_name(f"{path.stem}.{connection}{path.suffix or '.prom'}")
+
+
+def render(samples: Sequence[Sample], *, connection: str | None = None) -> str:
+    """Prometheus text exposition format, one HELP/TYPE block per metric name; every series
+    labelled ``connection`` (``""``: the single-connection settings)."""
+    samples = [Sample(s.name, {"connection": connection or "", **s.labels}, s.value)
+               for s in samples]
     lines: list[str] = []
     by_name: dict[str, list[Sample]] = {}
     for s in samples:
@@ -161,10 +178,12 @@ def render(samples: Sequence[Sample]) -> str:
 
 
 def write_metrics(path: Path, store: Store, entities: Sequence[str], *, now: datetime,
-                  safety_lag: timedelta = timedelta(0)) -> None:
-    """Rebuild the metrics file atomically (temp file in the same directory + os.replace)."""
-    text = render(collect(store, entities, now=now, safety_lag=safety_lag))
-    path = Path(path)
+                  safety_lag: timedelta = timedelta(0), connection: str | None = None) -> Path:
+    """Rebuild the metrics file atomically (temp file in the same directory + os.replace);
+    a named connection's own file (:func:`metrics_path`). Returns the path written."""
+    text = render(collect(store, entities, now=now, safety_lag=safety_lag),
+                  connection=connection)
+    path = metrics_path(Path(path), connection)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -175,6 +194,7 @@ def write_metrics(path: Path, store: Store, entities: Sequence[str], *, now: dat
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
 def _escape(value: str) -> str:

@@ -252,8 +252,9 @@ class Ponte(EventsFacade):
         try:
             names = list(load_mappings(self.settings.mappings_dir))
             with self.settings.open_state() as store:
-                write_metrics(path, store, names, now=self.clock.now(),
-                              safety_lag=timedelta(seconds=self.settings.safety_lag_s))
+                path = write_metrics(path, store, names, now=self.clock.now(),
+                                     safety_lag=timedelta(seconds=self.settings.safety_lag_s),
+                                     connection=self.settings.connection)
         except (OSError, ConfigError) as exc:
             logger.warning("metrics not written to {}: {}", path, exc)
             return MetricsPublished(path, written=False, error=str(exc))

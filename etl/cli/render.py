@@ -47,11 +47,18 @@ def verify_table(report: Any, *, fix: bool) -> Table:
     return table
 
 
-def status_table(report: Any) -> Table:
-    table = Table(title=f"ponte status — {ts(report.now)}")
-    for col in ("entity", "side", "watermark (lag)", "last run", "read/new/upd", "quar.",
-                "next run"):
+STATUS_COLUMNS = ("entity", "side", "watermark (lag)", "last run", "read/new/upd", "quar.",
+                  "next run")
+
+
+def _status_columns(table: Table, columns: Sequence[str]) -> None:
+    for col in columns:
         table.add_column(col, justify="right" if col in ("read/new/upd", "quar.") else "left")
+
+
+def status_rows(report: Any) -> list[list[str]]:
+    """The rows of ``ponte status``: one per entity and side."""
+    rows = []
     for e in report.entities:
         last = e.last_run
         for i, s in enumerate(e.sides or []):
@@ -65,19 +72,42 @@ def status_table(report: Any) -> Table:
             mark = f"{short(s.watermark)} ({ago(s.lag_s)})" if s.watermark else "none"
             if s.ahead_s is not None:
                 mark = f"{ts(s.watermark)} (AHEAD {ago(s.ahead_s)})"
-            table.add_row(
+            rows.append([
                 e.entity if first else "", s.side, mark,
                 when,
                 "/".join(str(counts.get(k, "-")) for k in ("read", "created", "updated"))
                 if last else "-",
                 str(s.quarantined),
                 f"{short(e.next_run)} ({e.schedule})" if first and e.schedule else "",
-            )
+            ])
+    return rows
+
+
+def status_table(report: Any) -> Table:
+    table = Table(title=f"ponte status — {ts(report.now)}")
+    _status_columns(table, STATUS_COLUMNS)
+    for row in status_rows(report):
+        table.add_row(*row)
     scoped = [f"{e.entity}: {e.scope}" + (" (widened: the next sync re-reads it from the "
                                           "beginning)" if e.scope_widened else "")
               for e in report.entities if getattr(e, "scope", None)]
     if scoped:
         table.caption = "pilot scope — " + "; ".join(scoped)
+    return table
+
+
+def fleet_table(fleet: Any) -> Table:
+    """``ponte status --all``: the rows of ``ponte status`` of every connection."""
+    table = Table(title=f"ponte status --all — {ts(fleet.now)}")
+    _status_columns(table, ("connection", *STATUS_COLUMNS))
+    for c in fleet.connections:
+        rows = status_rows(c.report) if c.report is not None else []
+        if not rows:
+            table.add_row(c.name, "ERROR (below)" if c.error else "(no entities)",
+                          *[""] * (len(STATUS_COLUMNS) - 1))
+        for i, row in enumerate(rows):
+            table.add_row(c.name if i == 0 else "", *row)
+        table.add_section()
     return table
 
 

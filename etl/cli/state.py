@@ -24,11 +24,19 @@ db_app = typer.Typer(help="The state database.", no_args_is_help=True)
 
 
 @handle_errors
-def status(as_json: Json = False) -> None:
+def status(
+    as_json: Json = False,
+    every: Annotated[bool, typer.Option(
+        "--all", help="Every connection of PONTE_CONNECTIONS_DIR in one table (exit 2 when "
+                      "one cannot be read; the others are still shown).")] = False,
+) -> None:
     """Per entity and side: watermark and its lag behind now, the last run (when, status,
     counts), quarantined records, the next scheduled run."""
     from etl.cli.render import ago, status_table
 
+    if every:
+        status_all(as_json)
+        return
     report = ponte().status()
     if as_json:
         print_doc(report.as_dict())
@@ -47,6 +55,39 @@ def status(as_json: Json = False) -> None:
                   "plan, backfill, verify and state changes refuse to run (see `ponte db "
                   "rebind --help`):\n  " + "\n  ".join(report.binding["differences"]),
                   highlight=False, markup=False)
+
+
+def status_all(as_json: bool) -> None:
+    """``ponte status --all``: :func:`etl.fleet.status_all` over every connection."""
+    from etl.cli.common import CONNECTION
+    from etl.cli.render import fleet_table
+    from etl.errors import ConfigError
+    from etl.exitcodes import Exit
+    from etl.fleet import load, status_all
+    from etl.logging import configure
+    from etl.settings import Settings
+
+    if CONNECTION[0] is not None:
+        raise ConfigError(f"--all shows every connection: leave out --connection "
+                          f"{CONNECTION[0]!r} (or drop --all)")
+    loaded = load()
+    secrets = [v for s in loaded.values() if isinstance(s, Settings) for v in s.secrets()]
+    configure(secrets=secrets)
+    fleet = status_all(loaded)
+    if as_json:
+        print_doc(fleet.as_dict())
+    else:
+        out.print(fleet_table(fleet))
+        for c in fleet.connections:
+            if c.error:
+                err.print(f"{c.name}: {c.error}", highlight=False, markup=False)
+            binding = c.report.binding if c.report else None
+            if binding and not binding["matches"]:
+                err.print(f"{c.name}: its state was built with other systems than the "
+                          "configured ones (see `ponte status --connection "
+                          f"{c.name}`)", highlight=False, markup=False)
+    if any(c.error for c in fleet.connections):
+        raise typer.Exit(Exit.CONFIG)
 
 
 # ------------------------------------------------------------------------------------- watermark

@@ -59,6 +59,31 @@ def build_connectors(
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[Side, Connector]:
     """Connectors for both sides. Clients may be injected (tests use the in-process sandbox),
-    and so may ``sleep``, so that retries and waits cost a test no time."""
-    return {"crm": build_connector("crm", settings.crm, crm_client, sleep=sleep),
-            "erp": build_connector("erp", settings.erp, erp_client, sleep=sleep)}
+    and so may ``sleep``, so that retries and waits cost a test no time. With
+    ``PONTE_LIMITER_URL`` set, each side's rate limit is the vendor account's, shared by every
+    process (:mod:`etl.connectors.shared_limit`)."""
+    conns: dict[Side, Connector] = {
+        "crm": build_connector("crm", settings.crm, crm_client, sleep=sleep),
+        "erp": build_connector("erp", settings.erp, erp_client, sleep=sleep)}
+    if settings.limiter_url:
+        for side, conn in conns.items():
+            share_limit(conn, settings.crm if side == "crm" else settings.erp,
+                        settings.limiter_url, sleep=sleep)
+    return conns
+
+
+def share_limit(conn: Connector, conf: SideSettings, limiter_url: str, *,
+                sleep: Callable[[float], None] = time.sleep) -> None:
+    """Make ``conn``'s HTTP session wait for its vendor account's limit in Redis at
+    ``limiter_url`` (:class:`ConfigError` naming PONTE_LIMITER_URL when it cannot be used)."""
+    from etl.binding import account_credential
+    from etl.connectors.http import HttpSession
+    from etl.connectors.shared_limit import SharedRateLimiter, account_key, client_for
+
+    session = getattr(conn, "session", None)
+    if not isinstance(session, HttpSession):
+        return  # a hand-written connector with its own HTTP access keeps its own limiter
+    field = account_credential(conf.spec)
+    key = account_key(conf.kind, conf.base_url, conf.credential(field) if field else "")
+    session.limiter = SharedRateLimiter(client_for(limiter_url), key,
+                                        session.limiter.per_minute, url=limiter_url, sleep=sleep)

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 from loguru import logger
@@ -20,6 +20,15 @@ from etl.connectors.base import ApiCalls, RetryStats
 from etl.errors import RetriableError, SystemUnavailable
 
 Verdict = Literal["ok", "retry", "fail"]
+
+
+class Limiter(Protocol):
+    """What a session needs of a rate limiter: ``acquire`` returns when a request may be sent
+    (:class:`RateLimiter` in this process; :mod:`etl.connectors.shared_limit` across them)."""
+
+    per_minute: int
+
+    def acquire(self) -> None: ...
 
 
 class RateLimiter:
@@ -96,7 +105,7 @@ class HttpSession:
     ) -> None:
         self.client = client
         self.system = system
-        self.limiter = RateLimiter(requests_per_minute, sleep=sleep)
+        self.limiter: Limiter = RateLimiter(requests_per_minute, sleep=sleep)
         self.concurrency = threading.BoundedSemaphore(max_concurrency)
         self.retry = retry or RetryPolicy()
         self.calls = ApiCalls()
@@ -193,6 +202,7 @@ class HttpSession:
 
 __all__ = [
     "HttpSession",
+    "Limiter",
     "RateLimiter",
     "RetriableError",
     "RetryPolicy",

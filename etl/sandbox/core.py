@@ -93,10 +93,12 @@ class Faults:
 
 
 class RateLimiter:
-    """Sliding one-minute window per bucket key (e.g. user key, or app key + method)."""
+    """Sliding one-minute window per bucket key (e.g. user key, or app key + method);
+    ``window_s`` shortens the minute (tests of rate limits that must not take minutes)."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: int, *, window_s: float = 60.0) -> None:
         self.per_minute = per_minute
+        self.window_s = window_s
         self._hits: dict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
 
@@ -105,10 +107,10 @@ class RateLimiter:
         t = time.monotonic() if now is None else now
         with self._lock:
             hits = self._hits[bucket]
-            while hits and hits[0] <= t - 60.0:
+            while hits and hits[0] <= t - self.window_s:
                 hits.popleft()
             if len(hits) >= self.per_minute:
-                return False, max(0.0, hits[0] + 60.0 - t)
+                return False, max(0.0, hits[0] + self.window_s - t)
             hits.append(t)
             return True, 0.0
 

@@ -18,7 +18,7 @@ from etl import api, scheduler
 from etl.clock import Clock
 from etl.connectors.base import ApiCalls, RetryStats
 from etl.connectors.factory import build_connectors
-from etl.connectors.http import HttpSession, RateLimiter
+from etl.connectors.http import HttpSession, Limiter
 from etl.engine import RunReport, run_sync
 from etl.engine.deletes import apply_deletes
 from etl.engine.references import RunReferences
@@ -155,7 +155,7 @@ class EventsFacade:
         long in-line waits): runs of this process that overlap or follow each other closely
         (event syncs, the scheduled runs of ``ponte run`` and ``--poll``) must not together
         exceed a system's rate, nor each start with a burst of its own."""
-        limiters: dict[str, RateLimiter] = self.__dict__.setdefault("_limiters", {})
+        limiters: dict[str, Limiter] = self.__dict__.setdefault("_limiters", {})
         for side, conn in conns.items():
             http = getattr(conn, "session", None)
             if isinstance(http, HttpSession):

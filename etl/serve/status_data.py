@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from etl import binding, ops
+from etl.fleet import ConnectionStatus
 from etl.mapping import load_mappings
 from etl.metrics import Sample, last_runs
 from etl.settings import Settings
@@ -122,6 +123,10 @@ class PageData:
     verifies: list[LastVerify]
     backlog: Backlog
     alerts: list[AlertRow] = field(default_factory=list)
+    # the connection this page is of (None: the single-connection settings), and with
+    # PONTE_CONNECTIONS_DIR set, the summary of every connection (etl/fleet.py)
+    connection: str | None = None
+    connections: list[ConnectionStatus] = field(default_factory=list)
 
 
 def systems(settings: Settings) -> list[System]:
@@ -133,8 +138,10 @@ def systems(settings: Settings) -> list[System]:
 
 
 def page_data(settings: Settings, *, now: datetime) -> PageData:
-    """Everything the status page shows, read in one go."""
+    """Everything the status page shows, read in one go (with ``PONTE_CONNECTIONS_DIR`` set,
+    every connection's summary too)."""
     mappings = load_mappings(settings.mappings_dir)
+    every = connections(settings, now=now)
     with open_state(settings) as store:
         quarantined = store.quarantine()
         return PageData(
@@ -144,7 +151,24 @@ def page_data(settings: Settings, *, now: datetime) -> PageData:
             quarantine=quarantined[:QUARANTINE_SHOWN], quarantine_total=len(quarantined),
             verifies=last_verifies(store, list(mappings)),
             backlog=backlog(store),
-            alerts=[a for a in alerts(store) if a.active])
+            alerts=[a for a in alerts(store) if a.active],
+            connection=settings.connection, connections=every)
+
+
+def connections(settings: Settings, *, now: datetime) -> list[ConnectionStatus]:
+    """Every connection's status when ``PONTE_CONNECTIONS_DIR`` is set (else none); a bad
+    folder is one line saying so, not a page that fails."""
+    if settings.connections_dir is None:
+        return []
+    from etl.clock import ManualClock
+    from etl.errors import ConfigError
+    from etl.fleet import load, status_all
+
+    try:
+        loaded = load(settings.connections_dir)
+    except ConfigError as exc:
+        return [ConnectionStatus("PONTE_CONNECTIONS_DIR", None, str(exc))]
+    return status_all(loaded, clock=ManualClock(now)).connections
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -171,4 +195,4 @@ def metrics_text(settings: Settings, *, now: datetime) -> str:
         samples = collect(store, names, now=now,
                           safety_lag=timedelta(seconds=settings.safety_lag_s))
         samples += serve_samples(store, now=now)
-    return render(samples)
+    return render(samples, connection=settings.connection)

@@ -13,6 +13,7 @@ from typing import Any
 
 from jinja2 import Environment
 
+from etl.fleet import ConnectionStatus
 from etl.serve.status_data import PageData
 from etl.state import RunRow
 
@@ -111,6 +112,28 @@ def run_line(row: RunRow) -> RunLine:
                    run_counts(row.report), first_line(error))
 
 
+@dataclass(frozen=True)
+class ConnectionLine:
+    """One row of the connections' summary."""
+
+    name: str
+    current: bool  # the connection this page is of
+    entities: int
+    last_run: Any  # the newest etl.ops.LastRun of its entities, or None
+    max_lag_s: float | None
+    quarantined: int
+    failing: list[str]  # entities whose last run did not end ok
+    error: str
+
+
+def connection_line(c: ConnectionStatus, current: str | None) -> ConnectionLine:
+    runs = [e.last_run for e in c.report.entities if e.last_run] if c.report else []
+    last = max(runs, key=lambda r: r.finished_at or r.started_at, default=None)
+    return ConnectionLine(c.name, c.name == current,
+                          len(c.report.entities) if c.report else 0, last, c.max_lag_s,
+                          c.quarantined, c.failing, first_line(c.error))
+
+
 class PageView:
     """What the template iterates over, built from one :class:`PageData`."""
 
@@ -127,3 +150,4 @@ class PageView:
         self.runs = [run_line(r) for r in data.runs]
         self.binding_differences: list[str] = list(
             (data.status.binding or {}).get("differences") or [])
+        self.connections = [connection_line(c, data.connection) for c in data.connections]

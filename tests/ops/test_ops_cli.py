@@ -67,11 +67,11 @@ def test_sync_then_status_runs_and_metrics(cli_env: Env) -> None:
                  "ponte_records_total", "ponte_watermark_lag_seconds",
                  "ponte_run_duration_seconds", "ponte_api_calls_total"):
         assert f"# TYPE {name} gauge" in text
-    m = re.search(r'^ponte_records_total\{entity="customers",side="crm",kind="read"\} (\d+)$',
+    m = re.search(r'^ponte_records_total\{connection="",entity="customers",side="crm",kind="read"\} (\d+)$',
                   text, re.MULTILINE)
     assert m and int(m.group(1)) == cust["last_run"]["counts"]["crm"]["read"] > 0
-    assert re.search(r'ponte_last_run_status\{entity="customers",status="ok"\} 1', text) or \
-        re.search(r'ponte_last_run_status\{entity="customers",status="partial"\} 1', text)
+    assert re.search(r'ponte_last_run_status\{connection="",entity="customers",status="ok"\} 1', text) or \
+        re.search(r'ponte_last_run_status\{connection="",entity="customers",status="partial"\} 1', text)
     for secret in (cli_env.sandbox.user_key, cli_env.sandbox.app_key,
                    cli_env.sandbox.app_secret):
         assert secret not in text
@@ -253,4 +253,4 @@ def test_a_scheduled_run_that_crashes_is_recorded_failed_and_the_daemon_goes_on(
         assert run.status == "failed" and run.report["error"].startswith(
             "internal error: ValueError: a record's key 'None'")
     text = cli_env.metrics.read_text()  # the metrics still follow the failed run
-    assert 'ponte_last_run_status{entity="customers",status="failed"} 1' in text
+    assert 'ponte_last_run_status{connection="",entity="customers",status="failed"} 1' in text

@@ -88,10 +88,10 @@ def test_a_watermark_ahead_in_the_state_fails_the_sync_and_shows(cli_env: Env) -
     assert cli_env.write_requests() == writes
     # the metrics file written after the failed sync reports it
     m = parse(cli_env.metrics.read_text())
-    assert m['ponte_watermark_ahead_seconds{entity="customers",side="crm"}'] > 3 * 365 * 86400
-    assert m['ponte_watermark_lag_seconds{entity="customers",side="crm"}'] < 0
-    assert m['ponte_watermark_ahead_seconds{entity="customers",side="erp"}'] == 0
-    assert m['ponte_last_run_status{entity="customers",status="failed"}'] == 1
+    assert m['ponte_watermark_ahead_seconds{connection="",entity="customers",side="crm"}'] > 3 * 365 * 86400
+    assert m['ponte_watermark_lag_seconds{connection="",entity="customers",side="crm"}'] < 0
+    assert m['ponte_watermark_ahead_seconds{connection="",entity="customers",side="erp"}'] == 0
+    assert m['ponte_last_run_status{connection="",entity="customers",status="failed"}'] == 1
     # and status
     st = json.loads(ponte("status", "--json").stdout)
     sides = {s["side"]: s for s in next(e for e in st["entities"]
@@ -103,5 +103,5 @@ def test_a_watermark_ahead_in_the_state_fails_the_sync_and_shows(cli_env: Env) -
     # the fix the message names works
     assert ponte("watermark", "reset", "customers", "--side", "crm", "--yes").exit_code == 0
     assert ponte("sync", "customers").exit_code == Exit.OK
-    assert 'ponte_watermark_ahead_seconds{entity="customers",side="crm"} 0' in \
+    assert 'ponte_watermark_ahead_seconds{connection="",entity="customers",side="crm"} 0' in \
         cli_env.metrics.read_text()

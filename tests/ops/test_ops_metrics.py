@@ -32,15 +32,15 @@ def test_metrics_after_runs_of_different_entities(world: World, tmp_path: Path) 
     text = path.read_text()
     m = parse(text)
     # both entities keep their series, though the last run only covered products
-    assert m['ponte_last_run_status{entity="customers",status="ok"}'] == 1
-    assert m['ponte_last_run_status{entity="customers",status="failed"}'] == 0
-    assert m['ponte_last_run_status{entity="products",status="ok"}'] == 1
-    assert m['ponte_records_total{entity="products",side="erp",kind="read"}'] == \
+    assert m['ponte_last_run_status{connection="",entity="customers",status="ok"}'] == 1
+    assert m['ponte_last_run_status{connection="",entity="customers",status="failed"}'] == 0
+    assert m['ponte_last_run_status{connection="",entity="products",status="ok"}'] == 1
+    assert m['ponte_records_total{connection="",entity="products",side="erp",kind="read"}'] == \
         report.entities["products"].erp.read
-    assert m['ponte_watermark_lag_seconds{entity="customers",side="crm"}'] >= 0
-    assert m['ponte_api_calls_total{side="erp",kind="read"}'] == report.api_calls["erp"]["read"]
-    assert m['ponte_run_duration_seconds{entity="customers"}'] > 0
-    assert m['ponte_last_run_timestamp_seconds{entity="products"}'] > 1.6e9
+    assert m['ponte_watermark_lag_seconds{connection="",entity="customers",side="crm"}'] >= 0
+    assert m['ponte_api_calls_total{connection="",side="erp",kind="read"}'] == report.api_calls["erp"]["read"]
+    assert m['ponte_run_duration_seconds{connection="",entity="customers"}'] > 0
+    assert m['ponte_last_run_timestamp_seconds{connection="",entity="products"}'] > 1.6e9
     assert 'entity="orders"' not in text.split("ponte_quarantine_records")[0]  # never ran
     for secret in world.settings.secrets():
         assert secret not in text
@@ -49,7 +49,7 @@ def test_metrics_after_runs_of_different_entities(world: World, tmp_path: Path) 
 
 def test_render_escapes_labels() -> None:
     text = render([Sample("ponte_x", {"entity": 'a"b\\c'}, 1.5)])
-    assert 'ponte_x{entity="a\\"b\\\\c"} 1.5' in text and "# TYPE ponte_x gauge" in text
+    assert 'ponte_x{connection="",entity="a\\"b\\\\c"} 1.5' in text and "# TYPE ponte_x gauge" in text
 
 
 def test_stopped_and_aborted_runs_have_their_own_status_and_a_running_one_is_not_counted(
@@ -65,7 +65,7 @@ def test_stopped_and_aborted_runs_have_their_own_status_and_a_running_one_is_not
         store.start_run("sync", ["customers", "products"], now=t0 + timedelta(seconds=10))
         write_metrics(path, store, NAMES, now=t0 + timedelta(seconds=20))
     m = parse(path.read_text())
-    assert m['ponte_last_run_status{entity="customers",status="stopped"}'] == 1
-    assert m['ponte_last_run_status{entity="customers",status="failed"}'] == 0
-    assert m['ponte_last_run_status{entity="products",status="aborted"}'] == 1
-    assert m['ponte_last_run_status{entity="products",status="stopped"}'] == 0
+    assert m['ponte_last_run_status{connection="",entity="customers",status="stopped"}'] == 1
+    assert m['ponte_last_run_status{connection="",entity="customers",status="failed"}'] == 0
+    assert m['ponte_last_run_status{connection="",entity="products",status="aborted"}'] == 1
+    assert m['ponte_last_run_status{connection="",entity="products",status="stopped"}'] == 0

@@ -122,13 +122,13 @@ def test_metrics_text_has_the_backlog_and_alert_series(store_url: str) -> None:
             m = LINE.match(line)
             assert m, f"not exposition format: {line!r}"
             values[m.group(1) + (m.group(2) or "")] = float(m.group(3))
-    assert values['ponte_webhook_events{status="pending"}'] == 2
-    assert values['ponte_webhook_events{status="failed"}'] == 1
-    assert values['ponte_webhook_events{status="ignored"}'] == 0
-    assert 0 <= values["ponte_webhook_oldest_pending_age_seconds"] < 600
-    assert values['ponte_alert_active{condition="drift:customers"}'] == 1
-    assert values['ponte_alert_active{condition="run_failed:orders"}'] == 0
-    assert values['ponte_quarantine_records{entity="customers"}'] == 1
+    assert values['ponte_webhook_events{connection="",status="pending"}'] == 2
+    assert values['ponte_webhook_events{connection="",status="failed"}'] == 1
+    assert values['ponte_webhook_events{connection="",status="ignored"}'] == 0
+    assert 0 <= values['ponte_webhook_oldest_pending_age_seconds{connection=""}'] < 600
+    assert values['ponte_alert_active{connection="",condition="drift:customers"}'] == 1
+    assert values['ponte_alert_active{connection="",condition="run_failed:orders"}'] == 0
+    assert values['ponte_quarantine_records{connection="",entity="customers"}'] == 1
     for name in ("ponte_webhook_events", "ponte_webhook_oldest_pending_age_seconds",
                  "ponte_alert_active"):
         assert re.search(rf"^# HELP {name} \w", r.text, re.MULTILINE), name

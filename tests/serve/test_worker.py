@@ -279,7 +279,7 @@ def test_the_worker_thread_follows_a_stream_and_refreshes_metrics_when_it_pauses
     for n, (_crm, erp_id) in enumerate(pairs):
         assert served.world.erp.db["clientes"].get(erp_id).data["email"] == \
             f"fluxo{n}@exemplo.com.br"
-    assert 'ponte_last_run_status{entity="customers"' in metrics.read_text()  # after_run ran
+    assert 'ponte_last_run_status{connection="",entity="customers"' in metrics.read_text()  # after_run ran
 
 
 def test_a_stated_wait_postpones_the_events_instead_of_holding_the_worker(served: Served
