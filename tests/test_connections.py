@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import click
 import pytest
 import sqlalchemy as sa
 
@@ -18,6 +19,7 @@ from etl.connections import (
     settings_for,
     state_part,
 )
+from etl.cli import hoist_connection
 from etl.errors import ConfigError
 from etl.state.db import connection_url
 
@@ -187,3 +189,22 @@ def test_each_connection_opens_its_own_sqlite_file(folder: Path, tmp_path: Path)
     assert (tmp_path / "ponte.conn_acme.db").is_file()
     assert (tmp_path / "ponte.conn_beta.db").is_file()
     assert not (tmp_path / "ponte.db").exists()
+
+
+# ------------------------------------------------------------------ --connection after the command
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["sync", "--connection", "acme", "customers"], ["--connection", "acme", "sync", "customers"]),
+    (["status", "--connection=acme"], ["--connection=acme", "status"]),
+    (["--connection", "acme", "status"], ["--connection", "acme", "status"]),
+    (["sync", "--", "--connection", "x"], ["sync", "--", "--connection", "x"]),
+])
+def test_the_option_is_read_wherever_it_is_written(argv: list[str], expected: list[str]) -> None:
+    assert hoist_connection(argv) == expected
+
+
+@pytest.mark.parametrize("argv", [["sync", "--connection"], ["sync", "--connection", "--json"]])
+def test_the_option_without_a_name_is_a_usage_error(argv: list[str]) -> None:
+    with pytest.raises(click.UsageError, match="needs a NAME"):
+        hoist_connection(argv)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import click
 import typer
 
 from etl import __version__
@@ -82,7 +83,10 @@ def hoist_connection(argv: list[str]) -> list[str]:
         if arg == "--":
             args += argv[i:]
             break
-        if arg == "--connection" and i + 1 < len(argv):
+        if arg == "--connection":
+            if i + 1 == len(argv) or argv[i + 1].startswith("-"):
+                raise click.UsageError("option '--connection' needs a NAME (a file NAME.env in "
+                                       "PONTE_CONNECTIONS_DIR)")
             front += argv[i:i + 2]
             i += 2
             continue
@@ -97,7 +101,12 @@ def hoist_connection(argv: list[str]) -> list[str]:
 def main() -> None:
     import sys
 
-    app(args=hoist_connection(sys.argv[1:]), prog_name="ponte")
+    try:
+        args = hoist_connection(sys.argv[1:])
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    app(args=args, prog_name="ponte")
 
 
 __all__ = ["app", "main"]
