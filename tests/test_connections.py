@@ -10,6 +10,7 @@ import click
 import pytest
 import sqlalchemy as sa
 
+from etl.cli import hoist_connection
 from etl.connections import (
     DEPLOYMENT_ONLY,
     all_settings,
@@ -19,7 +20,6 @@ from etl.connections import (
     settings_for,
     state_part,
 )
-from etl.cli import hoist_connection
 from etl.errors import ConfigError
 from etl.state.db import connection_url
 
