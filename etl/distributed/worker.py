@@ -13,6 +13,7 @@ chunk and their jobs go back to the queue, to be finished by another worker or a
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -20,6 +21,10 @@ from typing import Any
 
 from etl.distributed.app import PonteCelery
 from etl.distributed.jobs import Job
+
+#: standard-library loggers of libraries ponte uses, quiet below WARNING in a worker (ponte's
+#: own lines go through loguru)
+QUIET_LOGGERS = ("httpx", "httpcore", "alembic", "apscheduler")
 
 
 class SecretLog:
@@ -59,6 +64,8 @@ def start_worker(app: PonteCelery, *, concurrency: int, loglevel: str = "INFO",
         app.stop.set()
 
     worker_shutting_down.connect(stopping, weak=False)
+    for quiet in QUIET_LOGGERS:  # Celery's logging would print every request at INFO
+        logging.getLogger(quiet).setLevel(logging.WARNING)
     name = hostname or f"ponte-{os.getpid()}@{socket.gethostname()}"
     worker = app.Worker(pool="threads", concurrency=concurrency, queues=[app.queue],
                         loglevel=loglevel, hostname=name, without_gossip=True,
