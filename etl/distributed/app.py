@@ -116,6 +116,9 @@ def execute(app: PonteCelery, job: Job, *, wait: bool, retries: int,
     try:
         if app.before_job is not None:
             app.before_job(job)
+        if not wait and job.origin == "schedule" and lock_wait(job) is not None:
+            log.info("{}: skipped, another run holds it", job.label())  # no failed run row
+            return {"job": job.as_dict(), "status": "skipped"}
         outcome = run_job(job, lease_s=app.lease_s, should_stop=app.stop.is_set)
     except LockHeld as exc:
         if not (wait or job.origin == "hand"):

@@ -91,18 +91,32 @@ class Fleet:
                                  f"{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def start_worker(self, *, concurrency: int = 2, lease: int = 60) -> subprocess.Popen[bytes]:
-        n = len(self.workers)
-        log = open(self.folder.parent / f"worker{n}.log", "wb")  # noqa: SIM115 - the process's
-        proc = subprocess.Popen([PONTE, "worker", "--queue", self.queue, "--concurrency",
-                                 str(concurrency), "--lease", str(lease)],
-                                env=self.env(), cwd=self.folder.parent, stdout=log,
-                                stderr=subprocess.STDOUT)
+    def spawn(self, log: str, *args: str) -> subprocess.Popen[bytes]:
+        """``ponte ARGS...`` in the background, its output in the file ``log``."""
+        with open(self.folder.parent / log, "wb") as out:
+            proc = subprocess.Popen([PONTE, *args], env=self.env(), cwd=self.folder.parent,
+                                    stdout=out, stderr=subprocess.STDOUT)
         self.workers.append(proc)
         return proc
 
+    def start_worker(self, *, concurrency: int = 2, lease: int = 60) -> subprocess.Popen[bytes]:
+        n = sum(1 for p in self.folder.parent.glob("worker*.log"))
+        return self.spawn(f"worker{n}.log", "worker", "--queue", self.queue, "--concurrency",
+                          str(concurrency), "--lease", str(lease))
+
+    def log(self, name: str) -> str:
+        return (self.folder.parent / name).read_text(errors="replace")
+
     def worker_log(self, n: int) -> str:
-        return (self.folder.parent / f"worker{n}.log").read_text(errors="replace")
+        return self.log(f"worker{n}.log")
+
+    def wait_log(self, name: str, text: str, *, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log(name):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in {name} within {timeout:.0f} s:\n"
+                                     f"{self.log(name)[-3000:]}")
+            time.sleep(0.2)
 
     def store(self, name: str) -> Store:
         return Store.open(self.state_url, connection=name)
@@ -125,7 +139,8 @@ class Fleet:
             if not pending and (until is None or until()):
                 return
             if time.monotonic() > deadline:
-                logs = "\n".join(self.worker_log(i)[-3000:] for i in range(len(self.workers)))
+                logs = "\n".join(p.read_text(errors="replace")[-3000:]
+                                  for p in self.folder.parent.glob("*.log"))
                 raise AssertionError(f"runs not done within {timeout:.0f} s: {pending}\n{logs}")
             time.sleep(0.5)
 
@@ -157,7 +172,8 @@ def make_fleet(tmp_path: Path, rabbitmq_url: str, postgres_url: str
     tag = uuid.uuid4().hex[:6]
     made: list[Fleet] = []
 
-    def make(n: int, *, customers: int = 8, products: int = 4, orders: int = 4) -> Fleet:
+    def make(n: int, *, customers: int = 8, products: int = 4, orders: int = 4,
+             **settings: object) -> Fleet:
         folder = tmp_path / "connections"
         folder.mkdir()
         pairs = {}
@@ -167,7 +183,7 @@ def make_fleet(tmp_path: Path, rabbitmq_url: str, postgres_url: str
                                                      ploomes_rpm=FAST, omie_rpm=FAST))
             sb.erp.faults.redundant_rule = False  # fast: no 60 s between identical listings
             name = f"t{tag}-{i:02d}"
-            (folder / f"{name}.env").write_text(connection_file(sb))
+            (folder / f"{name}.env").write_text(connection_file(sb, **settings))
             pairs[name] = sb
         fleet = Fleet(folder, postgres_url, rabbitmq_url, f"ponte-test-{tag}", pairs)
         made.append(fleet)
