@@ -94,7 +94,8 @@ def make_app(broker_url: str, *, queue: str = DEFAULT_QUEUE,
 
 
 def _register(app: PonteCelery) -> None:
-    @app.task(name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True)  # type: ignore[untyped-decorator]
+    @app.task(name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True,  # type: ignore[untyped-decorator]
+              shared=False)
     def run(self: Any, job: dict[str, Any], wait: bool = False) -> dict[str, Any]:
         delivery = self.request.delivery_info or {}
         redelivered = bool(delivery.get("redelivered"))
