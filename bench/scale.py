@@ -249,7 +249,13 @@ def run_round(args: argparse.Namespace, pairs: list[Sandbox], workers: int) -> d
             ceiling_s = crm_ok / (args.rpm / 60) + erp_ok / (OMIE_RPM / 60)
             ceiling += made / ceiling_s if ceiling_s else 0.0
         rate = created / seconds
+        starts = sorted((r.started_at - sent_at).total_seconds() for r in done.values())
+        lengths = sorted(float(r.report.get("duration_s") or 0) for r in done.values())
         return {"workers": workers, "seconds": round(seconds, 1), "created": created,
+                "run_s_median": round(lengths[len(lengths) // 2], 1),
+                "run_s_max": round(lengths[-1], 1),
+                "start_after_s": [round(starts[0], 1), round(starts[len(starts) // 2], 1),
+                                  round(starts[-1], 1)],
                 "records_per_s": round(rate, 2), "ceiling_records_per_s": round(ceiling, 2),
                 "ceiling_share": round(rate / ceiling, 3) if ceiling else None,
                 "over_limit": over,

@@ -130,7 +130,7 @@ def enqueue(
 ) -> None:
     """Put jobs on the queue for the workers: one per entity (default: all, each connection's
     in dependency order) of the connection (--connection, PONTE_CONNECTION) or of --all.
-    Returns once they are queued; `ponte runs --connection NAME` shows them once run."""
+    Returns once they are queued; `ponte --connection NAME runs` shows them once run."""
     from etl.distributed.enqueue import plan_jobs, send
     from etl.distributed.jobs import KINDS
 

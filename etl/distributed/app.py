@@ -107,32 +107,33 @@ def _register(app: PonteCelery) -> None:
 
 
 def execute(app: PonteCelery, job: Job, *, wait: bool, retries: int,
-            retry: Any) -> dict[str, Any]:
-    """The task's body: run the job; a lock held by a live run is waited for (``retry``) or
-    skipped as the module's rules say; a run stopped by the worker's shutdown goes back to the
-    queue. Returns the outcome as a dict (logged; no result backend keeps it)."""
+            retry: Callable[[float], BaseException]) -> dict[str, Any]:
+    """The task's body: run the job; an entity held by a live run is waited for (``retry``)
+    or skipped as the module's rules say; a run stopped by the worker's shutdown goes back to
+    the queue. Returns the outcome as a dict (logged; no result backend keeps it)."""
     log = logger.bind(job=job.label())
     if wait and retries == 0:
         log.info("{}: delivered again (its worker died?); running it", job.label())
     try:
         if app.before_job is not None:
             app.before_job(job)
-        if not wait and job.origin == "schedule" and lock_wait(job) is not None:
-            log.info("{}: skipped, another run holds it", job.label())  # no failed run row
-            return {"job": job.as_dict(), "status": "skipped"}
-        outcome = run_job(job, lease_s=app.lease_s, should_stop=app.stop.is_set)
-    except LockHeld as exc:
-        if not (wait or job.origin == "hand"):
-            log.info("{}: skipped, another run holds it ({})", job.label(), exc)
-            return {"job": job.as_dict(), "status": "skipped", "error": str(exc)}
-        if retries >= MAX_LOCK_RETRIES:
-            log.error("{}: gave up waiting for the lock after {} tries", job.label(), retries)
-            return {"job": job.as_dict(), "status": "failed", "error": str(exc)}
+        # a busy entity is seen before a run is recorded (a failed "lock held" run would
+        # raise the run_failed alert); the run's own lock attempt still settles a race
         left = lock_wait(job)
-        countdown = 1.0 if left is None else min(left + 1.0, WAIT_STEP_S)
-        log.info("{}: another run holds it; trying again in {:.0f} s", job.label(), countdown)
-        raise retry(countdown) from None
-    except Stopped:
+        if left is None:
+            try:
+                outcome = run_job(job, lease_s=app.lease_s, should_stop=app.stop.is_set)
+            except LockHeld:
+                left = lock_wait(job)
+            else:
+                if outcome.status == "stopped" and app.stop.is_set():
+                    log.warning("{}: stopped by the worker's shutdown; back to the queue",
+                                job.label())
+                    raise Reject(requeue=True)
+                log.info("{}: {}{}", job.label(), outcome.status,
+                         f" (run {outcome.run_id[:8]})" if outcome.run_id else "")
+                return outcome.as_dict()
+    except Stopped:  # a verify stopped between pages
         if app.stop.is_set():
             log.warning("{}: stopped by the worker's shutdown; back to the queue", job.label())
             raise Reject(requeue=True) from None
@@ -143,12 +144,24 @@ def execute(app: PonteCelery, job: Job, *, wait: bool, retries: int,
     except EtlError as exc:
         log.error("{}: failed: {}", job.label(), exc)
         return {"job": job.as_dict(), "status": "failed", "error": str(exc)}
-    if outcome.status == "stopped" and app.stop.is_set():
-        log.warning("{}: stopped by the worker's shutdown; back to the queue", job.label())
-        raise Reject(requeue=True)
-    log.info("{}: {}{}", job.label(), outcome.status,
-             f" (run {outcome.run_id[:8]})" if outcome.run_id else "")
-    return outcome.as_dict()
+    return _busy(job, left, wait=wait, retries=retries, retry=retry)
+
+
+def _busy(job: Job, left: float | None, *, wait: bool, retries: int,
+          retry: Callable[[float], BaseException]) -> dict[str, Any]:
+    """Another live run holds the job's entity (its lease ends in ``left`` seconds): a
+    scheduled sync is skipped; a job by hand or delivered again waits (raises ``retry``)."""
+    log = logger.bind(job=job.label())
+    if not (wait or job.origin == "hand"):
+        log.info("{}: skipped, another run holds it (the next scheduled run catches up)",
+                 job.label())
+        return {"job": job.as_dict(), "status": "skipped"}
+    if retries >= MAX_LOCK_RETRIES:
+        log.error("{}: gave up waiting for the lock after {} tries", job.label(), retries)
+        return {"job": job.as_dict(), "status": "failed", "error": "lock held"}
+    countdown = 1.0 if left is None else min(left + 1.0, WAIT_STEP_S)
+    log.info("{}: another run holds it; trying again in {:.0f} s", job.label(), countdown)
+    raise retry(countdown)
 
 
 __all__ = ["DEFAULT_QUEUE", "MAX_LOCK_RETRIES", "TASK", "WAIT_STEP_S", "WORKER_LEASE_S",

@@ -55,6 +55,19 @@ class SecretLog:
                 self._configure()
 
 
+def preload() -> None:
+    """Import the engine, the connectors and the state store now, not in the first jobs: a
+    worker's first jobs would otherwise each start about a second late (more when several
+    workers start on one host at once)."""
+    import etl.alerts
+    import etl.api
+    import etl.connectors.factory
+    import etl.engine.run
+    import etl.engine.verify
+    import etl.ponte
+    import etl.state  # noqa: F401 - imported for their side effect: loaded once
+
+
 def start_worker(app: PonteCelery, *, concurrency: int, loglevel: str = "INFO",
                  hostname: str | None = None) -> int:
     """Run the worker until it is shut down; its exit code."""
@@ -64,6 +77,7 @@ def start_worker(app: PonteCelery, *, concurrency: int, loglevel: str = "INFO",
         app.stop.set()
 
     worker_shutting_down.connect(stopping, weak=False)
+    preload()
     for quiet in QUIET_LOGGERS:  # Celery's logging would print every request at INFO
         logging.getLogger(quiet).setLevel(logging.WARNING)
     name = hostname or f"ponte-{os.getpid()}@{socket.gethostname()}"
