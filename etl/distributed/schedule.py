@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -27,7 +27,7 @@ from etl.distributed.enqueue import send
 from etl.distributed.jobs import Job
 from etl.distributed.lease import Lease
 from etl.errors import ConfigError
-from etl.scheduler import next_run, trigger_for
+from etl.scheduler import EVERY, next_run, trigger_for
 from etl.settings import Settings, schedule_var
 
 #: the scheduler's lease: a standby on another host takes over at most this long after the
@@ -69,8 +69,10 @@ def entries(connections: Sequence[str | None]) -> list[Entry]:
 
 def period_s(spec: str, now: datetime) -> float:
     """Seconds between two runs of ``spec`` after ``now`` (how long a queued run may wait)."""
-    first = next_run(spec, now)
-    second = next_run(spec, first) if first is not None else None
+    if spec.strip().startswith(EVERY):
+        return max(1.0, float(spec.strip()[len(EVERY):]))
+    first = next_run(spec, now)  # a crontab's next fire time may be ``now`` itself
+    second = next_run(spec, first + timedelta(seconds=1)) if first is not None else None
     if first is None or second is None:
         return 300.0
     return max(1.0, (second - first).total_seconds())
