@@ -133,3 +133,25 @@ def test_a_worker_killed_mid_run_has_its_job_redelivered(make_fleet, monkeypatch
     monkeypatch.chdir(fleet.folder.parent)
     report = Ponte(settings_for(name, fleet.folder)).verify(["customers"])
     assert report.drift == 0, report.as_dict(items=True)
+
+
+def test_sigterm_stops_a_run_after_its_chunk_and_requeues_its_job(make_fleet) -> None:
+    fleet = make_fleet(1, customers=300, products=2, orders=0)
+    (name, sb), = fleet.pairs.items()
+    sb.crm.faults.latency_ms = sb.erp.faults.latency_ms = 20
+    before = len(sb.crm.db["Contacts"]) + len(sb.erp.db["clientes"])
+    first = fleet.start_worker(concurrency=1)
+    fleet.ponte("enqueue", "--connection", name, "--queue", fleet.queue, "customers")
+    deadline = time.monotonic() + 60
+    while len(sb.crm.db["Contacts"]) + len(sb.erp.db["clientes"]) - before < 5:
+        assert time.monotonic() < deadline, fleet.worker_log(0)[-3000:]
+        time.sleep(0.05)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=120) == 0
+    assert "stopped by the worker's shutdown; back to the queue" in fleet.worker_log(0)
+    fleet.start_worker(concurrency=1)
+    fleet.wait_runs(2, timeout=120)
+    runs = sorted(fleet.runs(name), key=lambda r: r.started_at)
+    assert [r.status for r in runs] == ["stopped", "ok"], [(r.status, r.report) for r in runs]
+    sb.crm.faults.latency_ms = sb.erp.faults.latency_ms = 0
+    assert_no_duplicates(fleet)
