@@ -101,8 +101,10 @@ class Fleet:
 
     def start_worker(self, *, concurrency: int = 2, lease: int = 60) -> subprocess.Popen[bytes]:
         n = sum(1 for p in self.folder.parent.glob("worker*.log"))
-        return self.spawn(f"worker{n}.log", "worker", "--queue", self.queue, "--concurrency",
+        proc = self.spawn(f"worker{n}.log", "worker", "--queue", self.queue, "--concurrency",
                           str(concurrency), "--lease", str(lease))
+        self.wait_log(f"worker{n}.log", " ready.")  # consuming: the jobs sent next reach it
+        return proc
 
     def log(self, name: str) -> str:
         return (self.folder.parent / name).read_text(errors="replace")

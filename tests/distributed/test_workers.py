@@ -71,8 +71,8 @@ def assert_isolated(fleet: Fleet) -> None:
 
 def test_ten_connections_over_three_workers_converge(make_fleet, monkeypatch) -> None:
     fleet = make_fleet(10)
-    for _ in range(3):
-        fleet.start_worker(concurrency=2)
+    for _ in range(3):  # 12 slots: the 10 connections' chains run at once
+        fleet.start_worker(concurrency=4)
     queued = json.loads(fleet.ponte("enqueue", "--all", "--queue", fleet.queue,
                                     "--json").stdout)
     assert queued["jobs"] == 30 and len(queued["chains"]) == 10
