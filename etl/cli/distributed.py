@@ -70,13 +70,12 @@ def worker(
     of one connection each), CONCURRENCY at a time. Jobs are acknowledged after they ran: a
     worker killed mid-run has its jobs redelivered to another. SIGTERM: runs in progress stop
     after their current chunk and go back to the queue."""
+    from etl.connections import settings_for
     from etl.distributed.worker import SecretLog, start_worker
 
     settings = _deployment()
     secrets = list(settings.secrets())
-    for name in _deployment_connections():
-        from etl.connections import settings_for
-
+    for name in _deployment_connections():  # a bad connection file stops the worker here
         secrets += settings_for(name).secrets()
     log = SecretLog(secrets, fmt=settings.log_format, level=settings.log_level)
     app = _app(settings, queue, lease)
