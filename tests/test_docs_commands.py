@@ -97,7 +97,7 @@ def test_every_make_target_exists(doc: Path) -> None:
             assert target in targets, f"{doc.name}: `make {target}`: no such target"
 
 
-PATH = re.compile(r"(?:^|(?<=[\s`(]))((?:etl|tests|bench|cron|mappings|\.ci)/[\w./*-]*)")
+PATH = re.compile(r"(?:^|(?<=[\s`(]))((?:etl|tests|bench|cron|mappings|\.ci)/[\w./*@-]*)")
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=IDS)

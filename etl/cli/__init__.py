@@ -15,7 +15,7 @@ import click
 import typer
 
 from etl import __version__
-from etl.cli import alerts, common, connectors, serve, state, sync, tools
+from etl.cli import alerts, common, connectors, distributed, serve, state, sync, tools
 from etl.exitcodes import HELP as EXIT_HELP
 
 app = typer.Typer(
@@ -64,6 +64,9 @@ app.command("run")(sync.run)
 app.command("serve")(serve.serve)  # etl/cli/serve.py: webhooks
 app.command("backfill")(sync.backfill)
 app.command("status")(state.status)  # etl/cli/state.py: the state database
+app.command("worker")(distributed.worker)  # etl/cli/distributed.py: Celery workers
+app.command("schedule")(distributed.schedule)
+app.command("enqueue")(distributed.enqueue)
 app.add_typer(tools.mappings_app, name="mappings")
 app.add_typer(state.db_app, name="db")
 app.add_typer(state.watermark_app, name="watermark")

@@ -13,7 +13,8 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 
 CRON = Path(__file__).resolve().parents[2] / "cron"
-UNITS = ["ponte-sync.service", "ponte-sync.timer", "ponte.service", "ponte-serve.service"]
+UNITS = ["ponte-sync.service", "ponte-sync.timer", "ponte.service", "ponte-serve.service",
+         "ponte-schedule.service", "ponte-worker@.service"]
 SHIPPED_BIN = "/opt/ponte/.venv/bin/ponte"
 
 
@@ -49,16 +50,20 @@ def unit_settings(name: str) -> dict[str, list[str]]:
 def test_systemd_units_verify(tmp_path: Path) -> None:
     tool = systemd_analyze()
     ponte = Path(sys.executable).parent / "ponte"
+    names = []
     for name in UNITS:  # point ExecStart at this checkout's ponte: verify checks it exists
         text = (CRON / name).read_text()
+        name = name.replace("@.", "@1.")  # a template is verified as one of its instances
         (tmp_path / name).write_text(text.replace(SHIPPED_BIN, str(ponte)))
-    result = subprocess.run([tool, "verify", "--man=no", *(str(tmp_path / n) for n in UNITS)],
+        names.append(name)
+    result = subprocess.run([tool, "verify", "--man=no", *(str(tmp_path / n) for n in names)],
                             check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr.strip() == "", result.stderr  # no warnings either
 
 
-@pytest.mark.parametrize("name", ["ponte-sync.service", "ponte.service", "ponte-serve.service"])
+@pytest.mark.parametrize("name", ["ponte-sync.service", "ponte.service", "ponte-serve.service",
+                                  "ponte-schedule.service", "ponte-worker@.service"])
 def test_services_run_as_ponte_sandboxed(name: str) -> None:
     s = unit_settings(name)
     assert s["User"] == ["ponte"] and s["EnvironmentFile"] == ["/etc/ponte/ponte.env"]
@@ -76,6 +81,9 @@ def test_oneshot_sync_and_daemon_and_timer() -> None:
     assert unit_settings("ponte.service")["ExecStart"] == [f"{SHIPPED_BIN} run"]
     assert unit_settings("ponte-serve.service")["ExecStart"] == [f"{SHIPPED_BIN} serve --poll"]
     assert unit_settings("ponte-sync.timer")["Unit"] == ["ponte-sync.service"]
+    assert unit_settings("ponte-schedule.service")["ExecStart"] == [f"{SHIPPED_BIN} schedule"]
+    assert unit_settings("ponte-worker@.service")["ExecStart"] == [
+        f"{SHIPPED_BIN} worker --concurrency 5"]
 
 
 def test_crontab_line_is_five_valid_fields_and_ponte_sync() -> None:
