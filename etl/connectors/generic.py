@@ -96,6 +96,7 @@ class GenericConnector(Writes, References):
         self.inline_wait_limit_s: float | None = None
         self._hooks = wait_hooks(spec)
         self._write_lock = threading.Lock()
+        self._writer_pools = {}
         self._answers = Answers(spec.read_cache.seconds, clock) if spec.read_cache else None
         self.hook_state: dict[str, Any] = {}  # what hooks keep for the run (lookup caches)
         self._hook_lock = threading.Lock()
@@ -140,7 +141,8 @@ class GenericConnector(Writes, References):
             self._answers = Answers(self._answers.seconds, self._answers.clock)
 
     def close(self) -> None:
-        """The client belongs to whoever made it."""
+        """Stops the writer threads; the client belongs to whoever made it."""
+        self.close_writers()
 
     def _entity(self, entity: str) -> EntitySpec:
         try:

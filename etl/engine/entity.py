@@ -13,14 +13,16 @@ whole window was processed. The engine never knows which vendor a side is.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from etl import watermark as wm
 from etl.connectors.base import Connector
 from etl.engine import computed, scope
 from etl.engine.extract import Changes, Chunk, Extract
-from etl.engine.load import Load
+from etl.engine.load import Load, Sending
 from etl.engine.model import (
     CHUNK,
     READ_CHUNK,
@@ -42,6 +44,28 @@ from etl.state import Checkpoint, Store
 
 __all__ = ["CHUNK", "READ_CHUNK", "EntitySync", "LockLost", "Options", "Planned", "Seen",
            "Stopped", "Unit"]
+
+
+IN_FLIGHT = 3  # write chunks sent and not yet checkpointed, at most
+
+
+@dataclass
+class _InFlight:
+    """A write chunk whose writes are on their way: checkpointed once they are all answered."""
+
+    units: Sequence[Unit]
+    cp: Checkpoint
+    writes: dict[Side, list[Write]]
+    sending: dict[Side, Sending | None] = field(
+        default_factory=lambda: {"crm": None, "erp": None})
+
+    def done(self) -> bool:
+        return all(s is None or s.done() for s in self.sending.values())
+
+    def cancel(self) -> None:
+        for s in self.sending.values():
+            if s is not None:
+                s.cancel()
 
 
 class EntitySync:
@@ -88,16 +112,30 @@ class EntitySync:
         return units
 
     def process(self, units: list[Unit]) -> None:
-        """Plan and load the units in write chunks of :data:`CHUNK`, each checkpointed."""
-        for start in range(0, len(units), CHUNK):
-            if self.job.opt.stop_requested():
-                raise Stopped(f"stopped after {start} of {len(units)} {self.entity} records "
-                              "(whole chunks committed; watermark not moved past them)")
-            self._process_chunk(units[start:start + CHUNK])
-            if not self.job.opt.dry_run:
-                self.renew_lock()
+        """Plan and load the units in write chunks of :data:`CHUNK`, each checkpointed.
 
-    def _process_chunk(self, units: Sequence[Unit]) -> None:
+        No barrier between chunks: a chunk's writes are sent (intents first) and the next
+        chunk is planned and sent while they are in flight, up to :data:`IN_FLIGHT` chunks, so
+        the target's writers never wait for planning or checkpoints. Chunks are checkpointed in
+        order, each once the target has answered all of its writes."""
+        window: deque[_InFlight] = deque()
+        try:
+            for start in range(0, len(units), CHUNK):
+                if self.job.opt.stop_requested():
+                    while window:
+                        self._finish_chunk(window.popleft())
+                    raise Stopped(f"stopped after {start} of {len(units)} {self.entity} records "
+                                  "(whole chunks committed; watermark not moved past them)")
+                window.append(self._start_chunk(units[start:start + CHUNK]))
+                while window and (len(window) > IN_FLIGHT or window[0].done()):
+                    self._finish_chunk(window.popleft())
+            while window:
+                self._finish_chunk(window.popleft())
+        finally:  # a failure: writes not sent yet are never sent (their intents stay)
+            for flight in window:
+                flight.cancel()
+
+    def _start_chunk(self, units: Sequence[Unit]) -> _InFlight:
         job, load = self.job, self.load
         cp = Checkpoint(self.entity)
         writes: dict[Side, list[Write]] = {"crm": [], "erp": []}
@@ -120,16 +158,24 @@ class EntitySync:
                 load.quarantine(cp, side, u.key(side) or "?", plan.error, u.seen[side].record)
                 continue
             self.planner.note_planned(u, plan)
+        flight = _InFlight(units, cp, writes)
         for target in SIDES:
             if job.opt.dry_run:
                 load.count_planned(target, writes[target])
             else:
-                load.write(target, writes[target], cp)
-        load.snapshot_sources(units, cp)
+                flight.sending[target] = load.send(target, writes[target])
+        return flight
+
+    def _finish_chunk(self, flight: _InFlight) -> None:
+        job, load, cp = self.job, self.load, flight.cp
+        for target in SIDES:
+            load.receive(target, flight.writes[target], flight.sending[target], cp)
+        load.snapshot_sources(flight.units, cp)
         if not job.opt.dry_run:
             load.checkpoint(cp)
+            self.renew_lock()
         if job.opt.progress:
-            job.opt.progress(f"{self.entity}: write", len(units))
+            job.opt.progress(f"{self.entity}: write", len(flight.units))
 
     # --- lock and watermarks -------------------------------------------------------------------
 
