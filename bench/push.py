@@ -9,7 +9,8 @@ Per writers count, this process runs both simulators as real servers on loopback
 (``running_sandbox``) with their rate limits raised to :data:`RPM`, and ``faults.latency_ms`` on
 Ploomes; ponte runs as its own process, as in production: ``ponte sync customers --json`` with
 ``PONTE_CRM__REQUESTS_PER_MINUTE`` / ``PONTE_ERP__REQUESTS_PER_MINUTE`` = :data:`RPM` and
-``PONTE_CRM__MAX_CONCURRENCY`` = the writers. The ERP holds ``--records`` customers, the CRM none
+``PONTE_CRM__WRITE_CONCURRENCY`` = the writers; ``PONTE_CRM__MAX_CONCURRENCY`` = the writers plus
+:data:`READ_SLOTS`, so the natural-key searches before creates go beside the writes. The ERP holds ``--records`` customers, the CRM none
 (the seeder's ERP-only share, the CRM-only remainder deleted), so every record is one create.
 
 ``efficiency = records_per_s / (writers / latency_s)``: the share of what ``writers`` requests
@@ -45,6 +46,7 @@ PONTE = Path(sys.executable).parent / "ponte"
 ENTITY = "customers"
 RPM = 1_000_000  # simulators and ponte alike: no rate limit in the way
 GOAL = 0.85
+READ_SLOTS = 1  # requests beside the writers: the natural-key searches, the listings
 
 
 def seed_erp_only(sb: Sandbox, records: int) -> None:
@@ -99,7 +101,8 @@ def run_one(records: int, writers: int, latency_ms: float, profile: Path | None
             "PONTE_CRM__BASE_URL": sb.crm_url, "PONTE_ERP__BASE_URL": sb.erp_url,
             "PONTE_CRM__REQUESTS_PER_MINUTE": str(RPM),
             "PONTE_ERP__REQUESTS_PER_MINUTE": str(RPM),
-            "PONTE_CRM__MAX_CONCURRENCY": str(writers),
+            "PONTE_CRM__WRITE_CONCURRENCY": str(writers),
+            "PONTE_CRM__MAX_CONCURRENCY": str(writers + READ_SLOTS),
             "PONTE_LOG_LEVEL": "WARNING",
         })
         sb.crm.requests.reset()
@@ -118,7 +121,8 @@ def run_one(records: int, writers: int, latency_ms: float, profile: Path | None
                                                                                "DELETE")))
              for side, seen in quiet_requests.items()}
     return {
-        "records": records, "writers": writers, "latency_ms": latency_ms,
+        "records": records, "writers": writers, "max_concurrency": writers + READ_SLOTS,
+        "latency_ms": latency_ms,
         "status": report["status"], "created": counts["crm"]["created"],
         "created_in_sim": created,
         "failed": counts["crm"]["quarantined"] + counts["erp"]["quarantined"],

@@ -77,6 +77,7 @@ class GenericConnector(Writes, References):
     def __init__(self, spec: ConnectorSpec, client: httpx.Client, *, system: str,
                  credentials: dict[str, str], requests_per_minute: int | None = None,
                  max_concurrency: int | None = None, page_size: int | None = None,
+                 write_concurrency: int | None = None,
                  retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         d = spec.defaults
@@ -97,6 +98,7 @@ class GenericConnector(Writes, References):
         self._hooks = wait_hooks(spec)
         self._write_lock = threading.Lock()
         self._writer_pools = {}
+        self.write_concurrency = write_concurrency  # None: max_concurrency
         self._answers = Answers(spec.read_cache.seconds, clock) if spec.read_cache else None
         self.hook_state: dict[str, Any] = {}  # what hooks keep for the run (lookup caches)
         self._hook_lock = threading.Lock()
@@ -120,7 +122,8 @@ class GenericConnector(Writes, References):
         return cls(conf.spec, client, system=side, credentials={
             n: conf.credential(n) for n in conf.credentials},
             requests_per_minute=conf.requests_per_minute, max_concurrency=conf.max_concurrency,
-            page_size=conf.page_size, sleep=sleep)
+            page_size=conf.page_size, write_concurrency=conf.write_concurrency or None,
+            sleep=sleep)
 
     @property
     def calls(self) -> ApiCalls:

@@ -64,6 +64,7 @@ class Writes:
     _sleep: Callable[[float], None]
     _write_lock: threading.Lock
     _writer_pools: dict[int, ThreadPoolExecutor]  # the writer threads, by their number
+    write_concurrency: int | None
 
     if TYPE_CHECKING:  # provided by the connector this mixes into
         def _entity(self, entity: str) -> EntitySpec: ...
@@ -84,11 +85,13 @@ class Writes:
             pending.cancel()
 
     def writers(self, entity: str) -> int:
-        """How many writes of ``entity`` may be in flight at once: the spec's
-        ``write_concurrency``, else the side's ``max_concurrency`` (``PONTE_<SIDE>__MAX_
-        CONCURRENCY``), never more than the latter."""
+        """How many writes of ``entity`` may be in flight at once: the side's
+        ``PONTE_<SIDE>__WRITE_CONCURRENCY`` and the spec's ``write_concurrency`` for the
+        entity (a vendor rule), the smaller of those set, else ``PONTE_<SIDE>__MAX_CONCURRENCY``
+        (the spec's default); never more than the latter, which bounds reads and writes."""
         most = self.capabilities.max_concurrency
-        return min(self._entity(entity).write_concurrency or most, most)
+        limits = [n for n in (self.write_concurrency, self._entity(entity).write_concurrency) if n]
+        return min([*limits, most])
 
     def start_batch(self, entity: str, ops: Sequence[WriteOp]) -> PendingWrites:
         """Send these writes on the connector's writer threads and return at once: the

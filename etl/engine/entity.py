@@ -15,11 +15,12 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from etl import watermark as wm
-from etl.connectors.base import Connector
+from etl.connectors.base import Connector, Record
 from etl.engine import computed, scope
 from etl.engine.extract import Changes, Chunk, Extract
 from etl.engine.load import Load, Sending
@@ -33,7 +34,15 @@ from etl.engine.model import (
     Unit,
     ordered_by_updated_at,
 )
-from etl.engine.pairing import fetch_links, fetch_matches, link_units, match
+from etl.engine.pairing import (
+    fetch_links,
+    fetch_matches,
+    find_wanted,
+    link_units,
+    lonely_wanted,
+    match,
+    match_found,
+)
 from etl.engine.plan import Planner, Write, fetch_dependencies
 from etl.engine.report import EntityReport
 from etl.errors import LockLost, Stopped, WatermarkAhead
@@ -93,6 +102,7 @@ class EntitySync:
         self.planner = Planner(mapping, ctx, {s: c.kind for s, c in connectors.items()},
                                planned=planned)
         self.windows: dict[Side, wm.Window] = {}
+        self._claimed: set[tuple[Side, str]] = set()  # partners found by search, in flight
         self._started = time.monotonic()
         if planned is not None:
             for entity, crm_key, erp_key in planned.links:
@@ -108,7 +118,8 @@ class EntitySync:
         """Units of these changes: by link, then by natural key (fetches first, then the pure
         pairing)."""
         units = link_units(changes, fetch_links(self.job, changes))
-        self.job.report.matched += match(self.job.m, units, fetch_matches(self.job, units))
+        self.job.report.matched += match(self.job.m, units,
+                                         fetch_matches(self.job, units, search=False))
         return units
 
     def process(self, units: list[Unit]) -> None:
@@ -119,14 +130,21 @@ class EntitySync:
         the target's writers never wait for planning or checkpoints. Chunks are checkpointed in
         order, each once the target has answered all of its writes."""
         window: deque[_InFlight] = deque()
+        self._claimed = set()
+        chunks = [units[start:start + CHUNK] for start in range(0, len(units), CHUNK)]
+        # the natural-key searches of the chunks, in order on their own thread, ahead of the
+        # writes; only the requests go there, what they found is applied here
+        searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ponte-search")
+        searches = [searcher.submit(find_wanted, self.job, lonely_wanted(self.job, chunk))
+                    for chunk in chunks]
         try:
-            for start in range(0, len(units), CHUNK):
+            for n, start in enumerate(range(0, len(units), CHUNK)):
                 if self.job.opt.stop_requested():
                     while window:
                         self._finish_chunk(window.popleft())
                     raise Stopped(f"stopped after {start} of {len(units)} {self.entity} records "
                                   "(whole chunks committed; watermark not moved past them)")
-                window.append(self._start_chunk(units[start:start + CHUNK]))
+                window.append(self._start_chunk(chunks[n], searches[n].result()))
                 while window and (len(window) > IN_FLIGHT or window[0].done()):
                     self._finish_chunk(window.popleft())
             while window:
@@ -134,11 +152,15 @@ class EntitySync:
         finally:  # a failure: writes not sent yet are never sent (their intents stay)
             for flight in window:
                 flight.cancel()
+            searcher.shutdown(wait=True, cancel_futures=True)
 
-    def _start_chunk(self, units: Sequence[Unit]) -> _InFlight:
+    def _start_chunk(self, units: Sequence[Unit], found: Mapping[Side, list[Record]]
+                     ) -> _InFlight:
         job, load = self.job, self.load
         cp = Checkpoint(self.entity)
         writes: dict[Side, list[Write]] = {"crm": [], "erp": []}
+        units = list(units)
+        job.report.matched += match_found(job, units, found, self._claimed)
         self.planner.dependencies = fetch_dependencies(job, units)
         for u in units:
             plan = self.planner.plan(u)
