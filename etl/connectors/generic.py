@@ -122,7 +122,7 @@ class GenericConnector(Writes, References):
         return cls(conf.spec, client, system=side, credentials={
             n: conf.credential(n) for n in conf.credentials},
             requests_per_minute=conf.requests_per_minute, max_concurrency=conf.max_concurrency,
-            page_size=conf.page_size, write_concurrency=conf.write_concurrency or None,
+            page_size=conf.page_size, write_concurrency=conf.write_concurrency,
             sleep=sleep)
 
     @property
