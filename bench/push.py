@@ -3,14 +3,15 @@ Ploomes, the CRM answering each request after ``--latency-ms``, no rate limit in
 record per request, with 1, 4 and 16 writers.
 
     .venv/bin/python bench/push.py [--records 10000] [--writers 1,4,16] [--latency-ms 20]
-        [--profile DIR] [--json]
+        [--read-slots 1] [--profile DIR] [--json]
 
 Per writers count, this process runs both simulators as real servers on loopback
 (``running_sandbox``) with their rate limits raised to :data:`RPM`, and ``faults.latency_ms`` on
 Ploomes; ponte runs as its own process, as in production: ``ponte sync customers --json`` with
 ``PONTE_CRM__REQUESTS_PER_MINUTE`` / ``PONTE_ERP__REQUESTS_PER_MINUTE`` = :data:`RPM` and
 ``PONTE_CRM__WRITE_CONCURRENCY`` = the writers; ``PONTE_CRM__MAX_CONCURRENCY`` = the writers plus
-:data:`READ_SLOTS`, so the natural-key searches before creates go beside the writes. The ERP holds ``--records`` customers, the CRM none
+``--read-slots`` (:data:`READ_SLOTS`), so the natural-key searches before creates go beside the
+writes (``--read-slots 0``: they share the writers' slots). The ERP holds ``--records`` customers, the CRM none
 (the seeder's ERP-only share, the CRM-only remainder deleted), so every record is one create.
 
 ``efficiency = records_per_s / (writers / latency_s)``: the share of what ``writers`` requests
@@ -46,7 +47,7 @@ PONTE = Path(sys.executable).parent / "ponte"
 ENTITY = "customers"
 RPM = 1_000_000  # simulators and ponte alike: no rate limit in the way
 GOAL = 0.85
-READ_SLOTS = 1  # requests beside the writers: the natural-key searches, the listings
+READ_SLOTS = 1  # default requests beside the writers: the natural-key searches, the listings
 
 
 def seed_erp_only(sb: Sandbox, records: int) -> None:
@@ -87,8 +88,8 @@ def requests_seen(sb: Sandbox) -> dict[str, dict[str, int]]:
             for side, sim in (("crm", sb.crm), ("erp", sb.erp))}
 
 
-def run_one(records: int, writers: int, latency_ms: float, profile: Path | None
-            ) -> dict[str, Any]:
+def run_one(records: int, writers: int, latency_ms: float, profile: Path | None, *,
+            read_slots: int = READ_SLOTS) -> dict[str, Any]:
     with running_sandbox(customers=0, ploomes_rpm=RPM, omie_rpm=RPM) as sb, \
             tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -102,7 +103,7 @@ def run_one(records: int, writers: int, latency_ms: float, profile: Path | None
             "PONTE_CRM__REQUESTS_PER_MINUTE": str(RPM),
             "PONTE_ERP__REQUESTS_PER_MINUTE": str(RPM),
             "PONTE_CRM__WRITE_CONCURRENCY": str(writers),
-            "PONTE_CRM__MAX_CONCURRENCY": str(writers + READ_SLOTS),
+            "PONTE_CRM__MAX_CONCURRENCY": str(writers + read_slots),
             "PONTE_LOG_LEVEL": "WARNING",
         })
         sb.crm.requests.reset()
@@ -121,7 +122,7 @@ def run_one(records: int, writers: int, latency_ms: float, profile: Path | None
                                                                                "DELETE")))
              for side, seen in quiet_requests.items()}
     return {
-        "records": records, "writers": writers, "max_concurrency": writers + READ_SLOTS,
+        "records": records, "writers": writers, "max_concurrency": writers + read_slots,
         "latency_ms": latency_ms,
         "status": report["status"], "created": counts["crm"]["created"],
         "created_in_sim": created,
@@ -162,6 +163,8 @@ def main() -> None:
     parser.add_argument("--writers", default="1,4,16",
                         help="comma-separated writers counts, one run each")
     parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--read-slots", type=int, default=READ_SLOTS,
+                        help="CRM requests allowed beside the writers (max_concurrency - writers)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="a folder for a cProfile dump of each first sync")
     parser.add_argument("--json", action="store_true", help="JSON lines only, no table")
@@ -170,7 +173,8 @@ def main() -> None:
         args.profile.mkdir(parents=True, exist_ok=True)
     results = []
     for writers in (int(w) for w in args.writers.split(",")):
-        result = run_one(args.records, writers, args.latency_ms, args.profile)
+        result = run_one(args.records, writers, args.latency_ms, args.profile,
+                         read_slots=args.read_slots)
         print(json.dumps(result), flush=True)
         results.append(result)
     if not args.json:
