@@ -126,6 +126,11 @@ class GenericConnector(Writes, References):
             sleep=sleep)
 
     @property
+    def refuses_repeated_reads(self) -> bool:
+        """The system refuses an identical read repeated within some seconds (``read_cache``)."""
+        return self._answers is not None
+
+    @property
     def calls(self) -> ApiCalls:
         return self.session.calls
 

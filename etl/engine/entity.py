@@ -135,8 +135,15 @@ class EntitySync:
         # the natural-key searches of the chunks, in order on their own thread, ahead of the
         # writes; only the requests go there, what they found is applied here
         searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ponte-search")
-        searches = [searcher.submit(find_wanted, self.job, lonely_wanted(self.job, chunk))
-                    for chunk in chunks]
+        wanted = lonely_wanted(self.job, units)
+        if any(getattr(self.job.conn[side], "refuses_repeated_reads", False) for side in wanted):
+            # a system that refuses an identical read repeated soon after (Omie) is searched
+            # once for the whole batch, as before anything is written
+            whole = searcher.submit(find_wanted, self.job, wanted)
+            searches = [whole] * len(chunks)
+        else:
+            searches = [searcher.submit(find_wanted, self.job, lonely_wanted(self.job, chunk))
+                        for chunk in chunks]
         try:
             for n, start in enumerate(range(0, len(units), CHUNK)):
                 if self.job.opt.stop_requested():
