@@ -50,10 +50,15 @@ class SideSettings(BaseModel):
     # unset (the default 0, never validated) = the spec's default; a value set must be >= 1
     requests_per_minute: int = Field(0, ge=1)
     max_concurrency: int = Field(0, ge=1)
+    # writes in flight at once (unset: max_concurrency); never above max_concurrency, nor
+    # above an entity's write_concurrency in the spec (a vendor rule)
+    write_concurrency: int | None = Field(None, ge=1)  # empty: unset
     timeout_s: float = Field(0.0, gt=0)
     page_size: int = Field(0, ge=1)
     # the secret a vendor's webhook calls must carry (Ploomes: the ValidationKey ponte registers)
     webhook_key: SecretStr | None = None
+    _empty_writers = field_validator("write_concurrency", mode="before")(
+        lambda value: None if value in ("", None) else value)
     _empty_key = field_validator("webhook_key", mode="before")(
         lambda value: None if value in ("", None) else value)
     _spec: ConnectorSpec | None = PrivateAttr(None)
@@ -94,6 +99,10 @@ class SideSettings(BaseModel):
         if d.page_size_max is not None and self.page_size > d.page_size_max:
             problems.append(f"{var}PAGE_SIZE={str(self.page_size)!r}: must be <= {d.page_size_max} "
                             f"({spec.title}'s largest page)")
+        most = self.max_concurrency or d.max_concurrency
+        if self.write_concurrency is not None and self.write_concurrency > most:
+            problems.append(f"{var}WRITE_CONCURRENCY={str(self.write_concurrency)!r}: must be <= "
+                            f"{var}MAX_CONCURRENCY ({most}): writes are requests too")
         base_url = self.base_url or spec.base_url or ""
         if not base_url:
             problems.append(f"{var}BASE_URL: required ({spec.title} has no default)")

@@ -111,6 +111,8 @@ BAD_VALUES = [
      "PONTE_CRM__REQUESTS_PER_MINUTE='fast': not a valid integer"),
     ("PONTE_CRM__REQUESTS_PER_MINUTE", "0", "PONTE_CRM__REQUESTS_PER_MINUTE='0': must be >= 1"),
     ("PONTE_ERP__PAGE_SIZE", "900", "PONTE_ERP__PAGE_SIZE='900': must be <= 500"),
+    ("PONTE_CRM__WRITE_CONCURRENCY", "8", ("PONTE_CRM__WRITE_CONCURRENCY='8': must be <= "
+                                           "PONTE_CRM__MAX_CONCURRENCY (4)")),
     ("PONTE_ERP__TIMEOUT_S", "soon", "PONTE_ERP__TIMEOUT_S='soon': not a valid number"),
     ("PONTE_LOG_FORMAT", "xml", "PONTE_LOG_FORMAT='xml': must be 'text' or 'json'"),
     ("PONTE_CRM__KIND", "hubspot", "PONTE_CRM__KIND='hubspot': unknown connector (valid: bottlecrm, ploomes)"),

@@ -73,6 +73,7 @@ class GenericConnector(Writes, References):
     def __init__(self, spec: ConnectorSpec, client: httpx.Client, *, system: str,
                  credentials: dict[str, str], requests_per_minute: int | None = None,
                  max_concurrency: int | None = None, page_size: int | None = None,
+                 write_concurrency: int | None = None,
                  retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         d = spec.defaults
@@ -92,6 +93,8 @@ class GenericConnector(Writes, References):
         self.inline_wait_limit_s: float | None = None
         self._hooks = wait_hooks(spec)
         self._write_lock = threading.Lock()
+        self._writer_pools = {}
+        self.write_concurrency = write_concurrency  # None: max_concurrency
         self._answers = Answers(spec.read_cache.seconds, clock) if spec.read_cache else None
         self.hook_state: dict[str, Any] = {}  # what hooks keep for the run (lookup caches)
         self._me: dict[str, str | None] = {}  # the user ponte is, by the request that said so
@@ -118,7 +121,13 @@ class GenericConnector(Writes, References):
         return cls(conf.spec, client, system=side, credentials={
             n: conf.credential(n) for n in conf.credentials},
             requests_per_minute=conf.requests_per_minute, max_concurrency=conf.max_concurrency,
-            page_size=conf.page_size, sleep=sleep)
+            page_size=conf.page_size, write_concurrency=conf.write_concurrency,
+            sleep=sleep)
+
+    @property
+    def refuses_repeated_reads(self) -> bool:
+        """The system refuses an identical read repeated within some seconds (``read_cache``)."""
+        return self._answers is not None
 
     @property
     def calls(self) -> ApiCalls:
@@ -139,7 +148,8 @@ class GenericConnector(Writes, References):
             self._answers = Answers(self._answers.seconds, self._answers.clock)
 
     def close(self) -> None:
-        """The client belongs to whoever made it."""
+        """Stops the writer threads; the client belongs to whoever made it."""
+        self.close_writers()
 
     def _entity(self, entity: str) -> EntitySpec:
         try:

@@ -13,7 +13,7 @@ import copy
 import re
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
 from loguru import logger
@@ -32,6 +32,26 @@ class Refused(SystemUnavailable):
     """The system refused us for good (credentials, blocked): never retried."""
 
 
+class PendingWrites:
+    """Writes sent on a connector's writer threads, in their order: :meth:`done` tells
+    without waiting, :meth:`results` waits for all (raising what a write raised, e.g.
+    :class:`SystemUnavailable`), :meth:`cancel` drops those not sent yet."""
+
+    def __init__(self, futures: list[Future[WriteResult]],
+                 finish: Callable[[list[WriteResult]], list[WriteResult]]) -> None:
+        self._futures, self._finish = futures, finish
+
+    def done(self) -> bool:
+        return all(f.done() for f in self._futures)
+
+    def results(self) -> list[WriteResult]:
+        return self._finish([f.result() for f in self._futures])
+
+    def cancel(self) -> None:
+        for f in self._futures:
+            f.cancel()
+
+
 class Writes:
     """The write half of :class:`etl.connectors.generic.GenericConnector`."""
 
@@ -43,6 +63,8 @@ class Writes:
     hook_state: dict[str, Any]
     _sleep: Callable[[float], None]
     _write_lock: threading.Lock
+    _writer_pools: dict[int, ThreadPoolExecutor]  # the writer threads, by their number
+    write_concurrency: int | None
 
     if TYPE_CHECKING:  # provided by the connector this mixes into
         def _entity(self, entity: str) -> EntitySpec: ...
@@ -56,22 +78,52 @@ class Writes:
         def _call(self, req: Any, values: dict[str, Any], fmt: Any = None) -> Call: ...
 
     def write_batch(self, entity: str, ops: Sequence[WriteOp]) -> list[WriteResult]:
+        pending = self.start_batch(entity, ops)
+        try:
+            return pending.results()
+        finally:  # aborted: writes not yet sent are never sent
+            pending.cancel()
+
+    def writers(self, entity: str) -> int:
+        """How many writes of ``entity`` may be in flight at once: the side's
+        ``PONTE_<SIDE>__WRITE_CONCURRENCY`` and the spec's ``write_concurrency`` for the
+        entity (a vendor rule), the smaller of those set, else ``PONTE_<SIDE>__MAX_CONCURRENCY``
+        (the spec's default); never more than the latter, which bounds reads and writes."""
+        most = self.capabilities.max_concurrency
+        limits = [n for n in (self.write_concurrency, self._entity(entity).write_concurrency) if n]
+        return min([*limits, most])
+
+    def start_batch(self, entity: str, ops: Sequence[WriteOp]) -> PendingWrites:
+        """Send these writes on the connector's writer threads and return at once: the
+        writes queue behind those already in flight (a sliding window as wide as
+        :meth:`writers`), so the caller plans and checkpoints while they go."""
         e = self._entity(entity)
         if "before_batch" in e.hooks:  # e.g. reference lookups primed once for the batch
             HOOKS[e.hooks["before_batch"]](self, entity, ops)
-        workers = e.write_concurrency or self.capabilities.max_concurrency
-        if workers > 1 and len(ops) > 1:
-            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{self.kind}-write")
-            try:
-                results = [f.result() for f in [pool.submit(self._write_one, entity, op)
-                                                for op in ops]]
-            finally:  # aborted: writes not yet sent are never sent
-                pool.shutdown(wait=True, cancel_futures=True)
-        else:
-            with self._write_lock:
-                results = [self._write_one(entity, op) for op in ops]
+        pool = self._writer_pool(self.writers(entity))
+        futures = [pool.submit(self._write_one, entity, op) for op in ops]
+        return PendingWrites(futures, lambda results: self._read_back(entity, results))
+
+    def _writer_pool(self, workers: int) -> ThreadPoolExecutor:
+        with self._write_lock:
+            pool = self._writer_pools.get(workers)
+            if pool is None:
+                pool = self._writer_pools[workers] = ThreadPoolExecutor(
+                    max_workers=workers, thread_name_prefix=f"{self.kind}-write")
+            return pool
+
+    def close_writers(self) -> None:
+        """Stop the writer threads (writes queued and not yet sent are never sent)."""
+        with self._write_lock:
+            pools, self._writer_pools = self._writer_pools, {}
+        for pool in pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _read_back(self, entity: str, results: list[WriteResult]) -> list[WriteResult]:
+        """Written, answer without the (whole) record: read them back in one go."""
+        e = self._entity(entity)
         todo = [r for r in results if r.ok and r.record is None and r.key]
-        if todo:  # written, answer without the (whole) record: read them back in one go
+        if todo:
             keys = [str(t.key) for t in todo]
             back = (self._by_values(entity, e.read_one, keys) if e.read_one and len(todo) == 1
                     else self.read_by_keys(entity, keys))
@@ -238,4 +290,4 @@ def _key_ok(spec: WriteSpec, key: str | None) -> bool:
                                         and re.fullmatch(spec.key_pattern, str(key)) is not None)
 
 
-__all__ = ["Refused", "Writes"]
+__all__ = ["PendingWrites", "Refused", "Writes"]

@@ -13,14 +13,17 @@ whole window was processed. The engine never knows which vendor a side is.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from etl import watermark as wm
-from etl.connectors.base import Connector
+from etl.connectors.base import Connector, Record
 from etl.engine import computed, scope
 from etl.engine.extract import Changes, Chunk, Extract
-from etl.engine.load import Load
+from etl.engine.load import Load, Sending
 from etl.engine.model import (
     CHUNK,
     READ_CHUNK,
@@ -31,7 +34,15 @@ from etl.engine.model import (
     Unit,
     ordered_by_updated_at,
 )
-from etl.engine.pairing import fetch_links, fetch_matches, link_units, match
+from etl.engine.pairing import (
+    fetch_links,
+    fetch_matches,
+    find_wanted,
+    link_units,
+    lonely_wanted,
+    match,
+    match_found,
+)
 from etl.engine.plan import Planner, Write, fetch_dependencies
 from etl.engine.report import EntityReport
 from etl.errors import LockLost, Stopped, WatermarkAhead
@@ -42,6 +53,28 @@ from etl.state import Checkpoint, Store
 
 __all__ = ["CHUNK", "READ_CHUNK", "EntitySync", "LockLost", "Options", "Planned", "Seen",
            "Stopped", "Unit"]
+
+
+IN_FLIGHT = 3  # write chunks sent and not yet checkpointed, at most
+
+
+@dataclass
+class _InFlight:
+    """A write chunk whose writes are on their way: checkpointed once they are all answered."""
+
+    units: Sequence[Unit]
+    cp: Checkpoint
+    writes: dict[Side, list[Write]]
+    sending: dict[Side, Sending | None] = field(
+        default_factory=lambda: {"crm": None, "erp": None})
+
+    def done(self) -> bool:
+        return all(s is None or s.done() for s in self.sending.values())
+
+    def cancel(self) -> None:
+        for s in self.sending.values():
+            if s is not None:
+                s.cancel()
 
 
 class EntitySync:
@@ -69,6 +102,7 @@ class EntitySync:
         self.planner = Planner(mapping, ctx, {s: c.kind for s, c in connectors.items()},
                                planned=planned)
         self.windows: dict[Side, wm.Window] = {}
+        self._claimed: set[tuple[Side, str]] = set()  # partners found by search, in flight
         self._started = time.monotonic()
         if planned is not None:
             for entity, crm_key, erp_key in planned.links:
@@ -84,23 +118,56 @@ class EntitySync:
         """Units of these changes: by link, then by natural key (fetches first, then the pure
         pairing)."""
         units = link_units(changes, fetch_links(self.job, changes))
-        self.job.report.matched += match(self.job.m, units, fetch_matches(self.job, units))
+        self.job.report.matched += match(self.job.m, units,
+                                         fetch_matches(self.job, units, search=False))
         return units
 
     def process(self, units: list[Unit]) -> None:
-        """Plan and load the units in write chunks of :data:`CHUNK`, each checkpointed."""
-        for start in range(0, len(units), CHUNK):
-            if self.job.opt.stop_requested():
-                raise Stopped(f"stopped after {start} of {len(units)} {self.entity} records "
-                              "(whole chunks committed; watermark not moved past them)")
-            self._process_chunk(units[start:start + CHUNK])
-            if not self.job.opt.dry_run:
-                self.renew_lock()
+        """Plan and load the units in write chunks of :data:`CHUNK`, each checkpointed.
 
-    def _process_chunk(self, units: Sequence[Unit]) -> None:
+        No barrier between chunks: a chunk's writes are sent (intents first) and the next
+        chunk is planned and sent while they are in flight, up to :data:`IN_FLIGHT` chunks, so
+        the target's writers never wait for planning or checkpoints. Chunks are checkpointed in
+        order, each once the target has answered all of its writes."""
+        window: deque[_InFlight] = deque()
+        self._claimed = set()
+        chunks = [units[start:start + CHUNK] for start in range(0, len(units), CHUNK)]
+        # the natural-key searches of the chunks, in order on their own thread, ahead of the
+        # writes; only the requests go there, what they found is applied here
+        searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ponte-search")
+        wanted = lonely_wanted(self.job, units)
+        if any(getattr(self.job.conn[side], "refuses_repeated_reads", False) for side in wanted):
+            # a system that refuses an identical read repeated soon after (Omie) is searched
+            # once for the whole batch, as before anything is written
+            whole = searcher.submit(find_wanted, self.job, wanted)
+            searches = [whole] * len(chunks)
+        else:
+            searches = [searcher.submit(find_wanted, self.job, lonely_wanted(self.job, chunk))
+                        for chunk in chunks]
+        try:
+            for n, start in enumerate(range(0, len(units), CHUNK)):
+                if self.job.opt.stop_requested():
+                    while window:
+                        self._finish_chunk(window.popleft())
+                    raise Stopped(f"stopped after {start} of {len(units)} {self.entity} records "
+                                  "(whole chunks committed; watermark not moved past them)")
+                window.append(self._start_chunk(chunks[n], searches[n].result()))
+                while window and (len(window) > IN_FLIGHT or window[0].done()):
+                    self._finish_chunk(window.popleft())
+            while window:
+                self._finish_chunk(window.popleft())
+        finally:  # a failure: writes not sent yet are never sent (their intents stay)
+            for flight in window:
+                flight.cancel()
+            searcher.shutdown(wait=True, cancel_futures=True)
+
+    def _start_chunk(self, units: Sequence[Unit], found: Mapping[Side, list[Record]]
+                     ) -> _InFlight:
         job, load = self.job, self.load
         cp = Checkpoint(self.entity)
         writes: dict[Side, list[Write]] = {"crm": [], "erp": []}
+        units = list(units)
+        job.report.matched += match_found(job, units, found, self._claimed)
         self.planner.dependencies = fetch_dependencies(job, units)
         for u in units:
             plan = self.planner.plan(u)
@@ -120,16 +187,24 @@ class EntitySync:
                 load.quarantine(cp, side, u.key(side) or "?", plan.error, u.seen[side].record)
                 continue
             self.planner.note_planned(u, plan)
+        flight = _InFlight(units, cp, writes)
         for target in SIDES:
             if job.opt.dry_run:
                 load.count_planned(target, writes[target])
             else:
-                load.write(target, writes[target], cp)
-        load.snapshot_sources(units, cp)
+                flight.sending[target] = load.send(target, writes[target])
+        return flight
+
+    def _finish_chunk(self, flight: _InFlight) -> None:
+        job, load, cp = self.job, self.load, flight.cp
+        for target in SIDES:
+            load.receive(target, flight.writes[target], flight.sending[target], cp)
+        load.snapshot_sources(flight.units, cp)
         if not job.opt.dry_run:
             load.checkpoint(cp)
+            self.renew_lock()
         if job.opt.progress:
-            job.opt.progress(f"{self.entity}: write", len(units))
+            job.opt.progress(f"{self.entity}: write", len(flight.units))
 
     # --- lock and watermarks -------------------------------------------------------------------
 

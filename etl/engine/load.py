@@ -7,7 +7,7 @@ watermark when it may move.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 from loguru import logger
@@ -25,6 +25,30 @@ from etl.rowhash import hash_frame
 from etl.state import Checkpoint, QuarantineEntry
 
 
+class Sending(Protocol):
+    """Writes on their way (:class:`etl.connectors.generic_writes.PendingWrites`)."""
+
+    def done(self) -> bool: ...
+    def results(self) -> list[WriteResult]: ...
+    def cancel(self) -> None: ...
+
+
+class _Done:
+    """Writes already done, as a :class:`Sending`."""
+
+    def __init__(self, results: list[WriteResult]) -> None:
+        self._results = results
+
+    def done(self) -> bool:
+        return True
+
+    def results(self) -> list[WriteResult]:
+        return self._results
+
+    def cancel(self) -> None:
+        pass
+
+
 class Load:
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -37,14 +61,15 @@ class Load:
         job = self.job
         if job.conn[target].capabilities.has_external_id_upsert:
             return
+        intents = []
         for w in writes:
             if w.op.action != "create":
                 continue
             field_name, value = self._recovery_key(target, w.op, w.values)
             if field_name is None:
                 continue
-            job.store.record_intent(job.entity, target, w.unit.key(other(target)) or "",
-                                    value or "", {"field": field_name}, now=job.now)
+            intents.append((w.unit.key(other(target)) or "", value or "", {"field": field_name}))
+        job.store.record_intents(job.entity, target, intents, now=job.now)
 
     def _recovery_key(self, target: Side, op: WriteOp, values: Values
                       ) -> tuple[str | None, str | None]:
@@ -128,12 +153,28 @@ class Load:
 
     def write(self, target: Side, writes: Sequence[Write], cp: Checkpoint) -> None:
         """Send the writes to ``target`` (intents first) and put their outcome into ``cp``."""
+        self.receive(target, writes, self.send(target, writes), cp)
+
+    def send(self, target: Side, writes: Sequence[Write]) -> Sending | None:
+        """Record the intents of the creates, then send the writes without waiting for them
+        (the connector's writer threads carry them): :meth:`receive` collects them."""
         if not writes:
-            return
+            return None
         self.merge_current(target, writes)
         self.record_intents(target, writes)
-        results = self.job.conn[target].write_batch(self.job.entity, [w.op for w in writes])
-        for w, res in zip(writes, results, strict=True):
+        c, ops = self.job.conn[target], [w.op for w in writes]
+        start = getattr(c, "start_batch", None)
+        if start is None:  # a connector without writer threads: written here and now
+            return _Done(c.write_batch(self.job.entity, ops))
+        sending: Sending = start(self.job.entity, ops)
+        return sending
+
+    def receive(self, target: Side, writes: Sequence[Write], sending: Sending | None,
+                cp: Checkpoint) -> None:
+        """Wait for the writes :meth:`send` sent and put their outcome into ``cp``."""
+        if sending is None:
+            return
+        for w, res in zip(writes, sending.results(), strict=True):
             self.apply_result(target, w, res, cp)
 
     def apply_result(self, target: Side, w: Write, res: WriteResult, cp: Checkpoint) -> None:

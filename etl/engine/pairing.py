@@ -135,11 +135,12 @@ def _lonely_sides(m: EntityMapping, units: Sequence[Unit]
             yield side, target, lonely, _index(m, units, target)
 
 
-def fetch_matches(job: Job, units: Sequence[Unit]) -> Candidates:
+def fetch_matches(job: Job, units: Sequence[Unit], *, search: bool = True) -> Candidates:
     """What :func:`match` may pair lonely units with: the other side's snapshots by natural
     key, and a search of the other side itself for keys found nowhere else — a record there
     may not have been read (that side is not read each run, or its record lies outside this
-    window: a clock ahead of ours, a failed earlier write, a later chunk of this run)."""
+    window: a clock ahead of ours, a failed earlier write, a later chunk of this run).
+    ``search=False`` leaves the search to :func:`search_lonely`, write chunk by write chunk."""
     m, out = job.m, Candidates()
     nk = m.natural_key
     if nk is None:
@@ -154,10 +155,63 @@ def fetch_matches(job: Job, units: Sequence[Unit]) -> Candidates:
             out.known_linked[target] = {p[1] if target == "erp" else p[0] for p in pairs}
         field_name = m.systems[target].natural_key_field
         still = [v for v in wanted if v not in index and v not in out.known[target]]
-        if field_name and still:
+        if field_name and still and search:
             out.remote[target] = _search(job, target, field_name, still)
     out.by_fallback = fallback.fetch(job, units)
     return out
+
+
+Wanted = dict[Side, tuple[str, list[str]]]  # target -> (native field, natural-key values)
+
+
+def lonely_wanted(job: Job, units: Sequence[Unit]) -> Wanted:
+    """What to search the other side for, by natural key, for the units that :func:`match`
+    left lonely (nothing in their chunk or in ponte's snapshots has their key)."""
+    nk, out = job.m.natural_key, Wanted()
+    if nk is None:
+        return out
+    for side in SIDES:
+        target = other(side)
+        field_name = job.m.systems[target].natural_key_field
+        values = [str(u.seen[side].values[nk]) for u in _lonely(job.m, units, side)
+                  if u.duplicate_of is None and u.ambiguous is None]
+        if field_name and values:
+            out[target] = (field_name, list(dict.fromkeys(values)))
+    return out
+
+
+def find_wanted(job: Job, wanted: Wanted) -> dict[Side, list[Record]]:
+    """The search itself (requests only, safe on another thread): the records found."""
+    return {target: job.conn[target].find_by(job.entity, field_name, values)
+            for target, (field_name, values) in wanted.items()}
+
+
+def match_found(job: Job, units: Sequence[Unit], found: Mapping[Side, list[Record]],
+                claimed: set[tuple[Side, str]]) -> int:
+    """Pair the lonely units with what :func:`find_wanted` found, just before they are
+    planned. A record found is the partner of one unit only (``claimed``: the keys taken so
+    far, kept by the caller across the chunks that are not checkpointed yet); those linked
+    already are no partners. Returns how many were matched."""
+    nk = job.m.natural_key
+    if nk is None:
+        return 0
+    matched = 0
+    for target, records in found.items():
+        side = other(target)
+        by_value = {str(s.values[nk]): s for s in unlinked(job, target, records)
+                    if s.values.get(nk) and (target, s.key) not in claimed}
+        for u in _lonely(job.m, units, side):
+            if u.duplicate_of is not None or u.ambiguous is not None:
+                continue
+            s = by_value.pop(str(u.seen[side].values[nk]), None)
+            if s is None:
+                continue
+            claimed.add((target, s.key))
+            u.set_key(target, s.key)
+            u.seen[target] = s
+            u.linked, u.matched = False, True
+            matched += 1
+    return matched
 
 
 def _search(job: Job, target: Side, field_name: str, values: list[str]) -> dict[str, Seen]:
@@ -170,8 +224,13 @@ def _search(job: Job, target: Side, field_name: str, values: list[str]) -> dict[
 def search_unlinked(job: Job, target: Side, field_name: str, values: list[str]) -> list[Seen]:
     """The side's records whose native ``field_name`` holds one of ``values``, less those
     linked already (partners of other records) and those that cannot be read."""
+    return unlinked(job, target, job.conn[target].find_by(job.entity, field_name, values))
+
+
+def unlinked(job: Job, target: Side, found: Sequence[Record]) -> list[Seen]:
+    """Records found on ``target`` less those linked already (partners of other records) and
+    those that cannot be read."""
     c = job.conn[target]
-    found = c.find_by(job.entity, field_name, values)
     keys = [c.key_of(job.entity, r) for r in found]
     taken = {p[1] if target == "erp" else p[0] for p in job.store.links(
         job.entity, **{f"{target}_keys": keys})} if keys else set()

@@ -139,10 +139,21 @@ class QuarantineStore(StoreBase):
     def record_intent(self, entity: str, target_system: str, source_key: str, external_id: str,
                       payload: dict[str, Any], *, now: datetime) -> None:
         """Remember, durably and before sending, that a create is about to happen."""
+        self.record_intents(entity, target_system, [(source_key, external_id, payload)],
+                            now=now)
+
+    def record_intents(self, entity: str, target_system: str,
+                       intents: Sequence[tuple[str, str, dict[str, Any]]], *,
+                       now: datetime) -> None:
+        """Several intents ``(source_key, external_id, payload)`` in one transaction (a write
+        chunk's creates), durable before any of them is sent."""
+        if not intents:
+            return
         t = m.intents
-        stmt = self._insert(t).values(entity=entity, target_system=target_system,
-                                      source_key=source_key, external_id=external_id,
-                                      payload=payload, created_at=now)
+        rows = {k: {"entity": entity, "target_system": target_system, "source_key": k,
+                    "external_id": ext, "payload": payload, "created_at": now}
+                for k, ext, payload in intents}  # one row per source key: the last wins
+        stmt = self._insert(t).values(list(rows.values()))
         stmt = stmt.on_conflict_do_update(
             index_elements=[t.c.entity, t.c.target_system, t.c.source_key],
             set_={"external_id": stmt.excluded.external_id, "payload": stmt.excluded.payload,

@@ -3,6 +3,7 @@ small REST simulator in-process (tests/connectors/minicrm.py)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -116,6 +117,38 @@ def test_a_create_whose_answer_is_lost_is_not_made_twice(sim: MiniCrm, make: Mak
                                                               "acme@example.com"},
                                                    external_id="erp:42")])
     assert again[0].ok and again[0].key == result.key and len(sim.records) == 1  # 409 -> found
+
+
+@pytest.mark.parametrize(("max_concurrency", "write_concurrency", "spec_writers", "writers"), [
+    (None, None, None, 2),  # the spec's max_concurrency
+    (8, None, None, 8),  # PONTE_CRM__MAX_CONCURRENCY
+    (8, 3, None, 3),  # PONTE_CRM__WRITE_CONCURRENCY
+    (8, 3, 1, 1),  # the spec's write_concurrency is a vendor rule: never exceeded
+    (8, None, 5, 5),
+])
+def test_writers_are_set_and_honoured(sim: MiniCrm, make: Make, max_concurrency: int | None,
+                                      write_concurrency: int | None, spec_writers: int | None,
+                                      writers: int) -> None:
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    if spec_writers is not None:
+        raw["entities"]["customers"]["write_concurrency"] = spec_writers
+    conn = make(parse_spec(raw, "minicrm.yaml"), max_concurrency=max_concurrency,
+                write_concurrency=write_concurrency)
+    assert conn.writers("customers") == writers
+    before = set(threading.enumerate())
+
+    def writer_threads() -> set[threading.Thread]:
+        return {t for t in set(threading.enumerate()) - before
+                if t.name.startswith("minicrm-write") and t.is_alive()}
+
+    try:
+        results = conn.write_batch("customers", [WriteOp("create", {"name": f"C{i}"})
+                                                 for i in range(40)])
+        assert all(r.ok for r in results) and len(sim.records) == 40
+        assert 1 <= len(writer_threads()) <= writers  # the writer threads, no more
+    finally:
+        conn.close()
+    assert not writer_threads()  # stopped with the connector
 
 
 def test_updates_deletes_and_a_rejected_record(sim: MiniCrm, make: Make) -> None:
