@@ -31,20 +31,6 @@ PONTE = str(Path(sys.executable).with_name("ponte"))
 FAST = 1_000_000
 
 
-@pytest.fixture(scope="session")
-def rabbitmq_url() -> str:
-    """The RabbitMQ broker for these tests; skipped unless PONTE_TEST_RABBITMQ_URL is set
-    (``.ci/run`` sets it and PONTE_TEST_REQUIRE_RABBITMQ, which turns the skip into a
-    failure)."""
-    url = os.environ.get("PONTE_TEST_RABBITMQ_URL")
-    if not url:
-        if os.environ.get("PONTE_TEST_REQUIRE_RABBITMQ"):
-            pytest.fail("PONTE_TEST_REQUIRE_RABBITMQ is set but PONTE_TEST_RABBITMQ_URL is not")
-        pytest.skip("distributed tests need PONTE_TEST_RABBITMQ_URL (e.g. "
-                    "amqp://guest:guest@127.0.0.1:5672//)")
-    return url
-
-
 def connection_file(sb: Sandbox, **extra: object) -> str:
     values = {
         "PONTE_CRM__BASE_URL": sb.crm_url,
