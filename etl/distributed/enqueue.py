@@ -15,6 +15,7 @@ from celery import chain  # type: ignore[import-untyped]
 
 from etl.distributed.app import TASK, PonteCelery
 from etl.distributed.jobs import Job
+from etl.errors import ConfigError, SystemUnavailable
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,41 @@ def send(app: PonteCelery, chains: Sequence[Sequence[Job]], *,
     options: dict[str, object] = {"queue": app.queue}
     if expires_s is not None:
         options["expires"] = expires_s
-    sent = []
+    sent: list[tuple[Job, ...]] = []
     for jobs in chains:
         if not jobs:
             continue
         sigs = [app.signature(TASK, kwargs={"job": j.as_dict()}, immutable=True, **options)
                 for j in jobs]
-        (sigs[0] if len(sigs) == 1 else chain(*sigs)).apply_async()
+        try:
+            (sigs[0] if len(sigs) == 1 else chain(*sigs)).apply_async()
+        except Exception as exc:  # noqa: BLE001 - sorted by broker_error (a bug stays itself)
+            raise broker_error(app, exc, sent) from None
         sent.append(tuple(jobs))
     return Enqueued(app.queue, tuple(sent))
 
 
-__all__ = ["Enqueued", "plan_jobs", "send"]
+def broker_error(app: PonteCelery, exc: Exception, sent: Sequence[Sequence[Job]]) -> Exception:
+    """What the operator is told when the broker cannot take the jobs: a refused login is bad
+    configuration, a broker down or unreachable is a system unavailable; both name
+    ``PONTE_BROKER_URL`` (its password hidden) and what was sent before. Anything else is
+    ``exc`` itself (a bug, reported as one)."""
+    from amqp.exceptions import AccessRefused, AMQPError  # type: ignore[import-untyped]
+    from kombu.exceptions import OperationalError
+
+    from etl.settings import shown
+
+    url = shown(app.conf.broker_url, secret=False, quote=False)
+    reason = " ".join(str(exc).split())
+    done = (f"; {len(sent)} chain(s) were sent before it, the others were not"
+            if sent else "; nothing was sent")
+    if isinstance(exc, AccessRefused) or "ACCESS_REFUSED" in reason:
+        return ConfigError(f"PONTE_BROKER_URL={url}: the broker refused the login ({reason}); "
+                           f"check the user, password and vhost{done}")
+    if isinstance(exc, OperationalError | AMQPError | OSError):
+        return SystemUnavailable("broker", f"PONTE_BROKER_URL={url}: cannot send the jobs "
+                                 f"({reason}); is the broker running?{done}")
+    return exc
+
+
+__all__ = ["Enqueued", "broker_error", "plan_jobs", "send"]

@@ -3,6 +3,7 @@ what would be valid — before anything is written anywhere."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -186,8 +187,10 @@ def load_mappings(directory: Path, entities: list[str] | None = None, *,
     if entities:
         unknown = [e for e in entities if e not in found]
         if unknown:
+            guesses = [g for e in unknown for g in difflib.get_close_matches(e, list(found), 1)]
+            hint = f"; did you mean {', '.join(guesses)}?" if guesses else ""
             raise ConfigError(
-                f"unknown entity {', '.join(unknown)} (valid: {', '.join(found)})"
+                f"unknown entity {', '.join(unknown)} (valid: {', '.join(found)}){hint}"
             )
     try:  # each entity after the ones it depends on (orders after customers and products)
         order = entity_order(found)

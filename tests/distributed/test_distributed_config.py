@@ -36,6 +36,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (["enqueue", "--fix"], "--fix is for --kind verify"),
     (["enqueue", "--kind", "backfill", "--side", "both"], "--side 'both': must be crm or erp"),
     (["enqueue", "nothing"], "unknown entity nothing"),
+    (["enqueue", "customerz"], "did you mean customers?"),
     (["enqueue", "--all"], "PONTE_CONNECTIONS_DIR is not set"),
 ])
 def test_bad_options_stop_before_anything_is_sent(args: list[str], says: str) -> None:
@@ -53,6 +54,24 @@ def test_a_bad_broker_url_is_named(monkeypatch: pytest.MonkeyPatch, url: str, sa
     result = runner.invoke(app, ["enqueue", "customers"])
     assert result.exit_code == Exit.CONFIG, result.output
     assert says in result.output
+
+
+def test_a_broker_that_does_not_answer_is_named_not_a_bug() -> None:
+    result = runner.invoke(app, ["enqueue", "customers"])  # CLOSED: nothing listens
+    assert result.exit_code == Exit.FAILED, result.output
+    assert "PONTE_BROKER_URL=amqp://guest:***@127.0.0.1:9//: cannot send the jobs" in result.output
+    assert "nothing was sent" in result.output and "bug" not in result.output
+
+
+def test_a_refused_broker_login_is_bad_configuration(monkeypatch: pytest.MonkeyPatch,
+                                                     rabbitmq_url: str) -> None:
+    scheme, rest = rabbitmq_url.split("://", 1)
+    wrong = f"{scheme}://ponte-nobody:not-the-password@{rest.rsplit('@', 1)[-1]}"
+    monkeypatch.setenv("PONTE_BROKER_URL", wrong)
+    result = runner.invoke(app, ["enqueue", "customers"])
+    assert result.exit_code == Exit.CONFIG, result.output
+    assert "the broker refused the login" in result.output
+    assert "not-the-password" not in result.output and "bug" not in result.output
 
 
 def test_a_bad_connection_file_stops_enqueue_all(monkeypatch: pytest.MonkeyPatch,
