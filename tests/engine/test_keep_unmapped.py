@@ -124,15 +124,16 @@ def test_both_sides_edited_in_one_run_keep_the_third_phone(empty_world: World) -
 def test_a_number_cleared_in_the_erp_lets_the_third_move_up_and_nothing_is_lost(
         empty_world: World) -> None:
     """The ERP clears telefone2: that CRM phone goes (the mapping owns it); the CRM's third
-    phone moves up into the second place and is copied to telefone2 on the next run."""
+    phone moves up into the second place and is copied to telefone2. Ploomes' listing leaves
+    out ponte's own last changes, so the contact ponte just wrote is read again by key in the
+    same run (the moved-up phone is not what ponte wrote): one run, not two."""
     w = empty_world
     cid = linked_with_three_phones(w)
     cliente = next(iter(w.erp.db["clientes"]))
     w.erp.ui_update("clientes", cliente.id, {"telefone2_ddd": "", "telefone2_numero": ""})
-    w.sync("customers")
-    assert numbers(w, cid) == ["1134567890", "2122223333"]
     report = w.sync("customers")
-    assert (writes(report, "crm"), writes(report, "erp")) == (0, 1)
+    assert numbers(w, cid) == ["1134567890", "2122223333"]
+    assert (writes(report, "crm"), writes(report, "erp")) == (1, 1)
     assert erp_phones(w) == ["1134567890", "2122223333"]
     final = w.sync("customers")
     assert final.writes == 0, final.as_dict(with_changes=True)
