@@ -53,8 +53,9 @@ class StopRequest:
             self._event.set()
             again = ("press Ctrl-C again to abort now" if self._abort_on_second
                      else "the run in progress finishes its chunk first")
-            self._announce(f"{name} received: stopping after the current chunk (whole chunks "
-                           f"are kept, the watermark does not move{self._hint}); {again}")
+            self._announce(f"{name} received: stopping after the current chunk and the writes "
+                           f"already sent (whole chunks are kept, the watermark does not "
+                           f"move{self._hint}); {again}")
             if self._on_first is not None:
                 self._on_first()
             return

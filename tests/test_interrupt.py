@@ -27,8 +27,9 @@ def test_first_signal_asks_to_stop_second_aborts_or_not(first: signal.Signals,
         assert not stop()
         os.kill(os.getpid(), first)
         assert stop() and stop.signal_name == first.name
-        assert said == [f"{first.name} received: stopping after the current chunk (whole chunks "
-                        "are kept, the watermark does not move); " + (
+        assert said == [f"{first.name} received: stopping after the current chunk and the "
+                        "writes already sent (whole chunks are kept, the watermark does not "
+                        "move); " + (
                             "press Ctrl-C again to abort now" if abort_on_second
                             else "the run in progress finishes its chunk first")]
         if aborts:

@@ -31,7 +31,8 @@ def sync(
 ) -> None:
     """One incremental sync of ENTITY... (what cron or the systemd timer calls). Shows live
     progress (records read per entity and side, written) on a terminal. Ctrl-C or SIGTERM stops
-    it after the current chunk (recorded as stopped, exit 3); a second Ctrl-C aborts at once."""
+    it after the current chunk and the writes already sent (recorded as stopped, exit 3); a
+    second Ctrl-C aborts at once."""
     from etl.cli.progress import terminal_progress
     from etl.interrupt import stop_on_signals
 
