@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
@@ -88,6 +88,9 @@ def _served(client: TestClient, text: str, top: int) -> tuple[int, list[int]]:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(records=RECORDS, edits=EDITS, filters=st.lists(FILTERS, min_size=1, max_size=3),
        top=st.sampled_from([1, 2, 300]))
+# found once: the row of the wrong type is outside the window, which a scan applies first
+@example(records=[{"Register": "1"}, {"Register": 1}], edits=[],
+         filters=["(Register eq '1') and (LastUpdateDate ge 2024-03-01T15:00:05Z)"], top=1)
 def test_indexed_filter_answers_what_a_scan_answers(records: list[dict[str, Any]],
                                                     edits: list[tuple[int, str, str, Any]],
                                                     filters: list[str], top: int) -> None:

@@ -164,7 +164,10 @@ class Listing:
             return [r for r in found if r is not None]
         if flt is not None and (ids := flt.candidates(partial(self._index, table))) is not None:
             found = (rows.get(i) for i in sorted(ids))
-            return [r for r in found if r is not None]
+            # from the earliest LastUpdateDate the filter allows, as a scan reads them: a row
+            # the window excludes is never compared (a scan would not raise on it either)
+            since = flt.lower_bound("LastUpdateDate")
+            return [r for r in found if r is not None and (since is None or r.updated >= since)]
         return None
 
     def _candidates(self, table: str, flt: Filter | None) -> list[Row]:
