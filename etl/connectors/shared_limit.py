@@ -130,8 +130,10 @@ class SharedRateLimiter:
 
 
 def _scrub(text: str, url: str) -> str:
-    match = re.search(r"//[^:/@]*:([^@/]*)@", url)
-    return text.replace(match.group(1), "***") if match and match.group(1) else text
+    from etl.settings import url_password  # the one rule for a URL's password
+
+    password = url_password(url)
+    return text.replace(password, "***") if password else text
 
 
 __all__ = ["SharedRateLimiter", "account_key", "client_for", "safe_url"]
