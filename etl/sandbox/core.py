@@ -8,6 +8,7 @@ Brasília time at second precision).
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -53,10 +54,19 @@ class Clock:
         self.frozen = at
 
 
+async def answer_at(arrived: float, latency_ms: float) -> None:
+    """Wait until ``latency_ms`` after ``arrived`` (a ``time.monotonic()`` instant): the
+    simulator's answer takes the latency asked, not the latency plus its own work."""
+    if latency_ms:
+        await asyncio.sleep(max(0.0, arrived + latency_ms / 1000 - time.monotonic()))
+
+
 @dataclass
 class Faults:
     """Fault knobs. Rates are probabilities per request in [0, 1]."""
 
+    #: each answered request is sent this long after it arrived, the simulator's own work
+    #: included (a request that took longer to serve is answered when done)
     latency_ms: float = 0.0
     error_rate: float = 0.0  # answer 500 (Ploomes) / a 500 server fault (Omie)
     timeout_rate: float = 0.0  # sleep ``timeout_s`` before answering (client should time out)

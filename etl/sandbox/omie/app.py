@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -16,7 +17,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from etl.sandbox.admin import admin_routes
-from etl.sandbox.core import DroppedConnection
+from etl.sandbox.core import DroppedConnection, answer_at
 from etl.sandbox.omie.hooks import PortalError
 from etl.sandbox.omie.sim import OmieSim
 from etl.sandbox.omie.validation import F_SERVER, SERVICES
@@ -30,6 +31,7 @@ class _Service:
         self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        arrived = time.monotonic()
         sim, faults = self.sim, self.sim.faults
         body = b""
         if scope["method"] == "GET":  # the generated PHP client's ``?JSON=`` form
@@ -41,10 +43,9 @@ class _Service:
                 message = await receive()
                 body += message.get("body", b"")
                 more = message.get("more_body", False)
-        if faults.latency_ms:
-            await asyncio.sleep(faults.latency_ms / 1000)
         if faults.drop_rate and sim.rng.random() < faults.drop_rate:
             sim.requests.record(self._label(body), 0)
+            await answer_at(arrived, faults.latency_ms)
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"application/json"),
                                     (b"content-length", b"4096")]})
@@ -65,6 +66,7 @@ class _Service:
             else:
                 response = JSONResponse(payload, status_code=status, headers=headers)
         sim.requests.record(label, response.status_code)
+        await answer_at(arrived, faults.latency_ms)
         await response(scope, receive, send)
 
     def _label(self, body: bytes) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,7 +17,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from etl.sandbox.admin import admin_routes
-from etl.sandbox.core import DroppedConnection
+from etl.sandbox.core import DroppedConnection, answer_at
 from etl.sandbox.odata import FilterError
 from etl.sandbox.ploomes import hooks
 from etl.sandbox.ploomes.listing import Listing, envelope
@@ -44,11 +45,12 @@ class _Api(Listing):
     """The vendor routes of one simulator."""
 
     async def endpoint(self, request: Request) -> Response:
+        arrived = time.monotonic()
         match = _PATH.match(request.url.path)
         collection = match["coll"] if match else request.url.path.lstrip("/")
         endpoint = f"{request.method} /{collection}"
         try:
-            response = await self.handle(request, match)
+            response = await self.handle(request, match, arrived)
         except BadRequest as exc:
             response = _error(exc.status, exc.code, str(exc))
         except FilterError as exc:
@@ -57,7 +59,8 @@ class _Api(Listing):
                                  else response.status_code)
         return response
 
-    async def handle(self, request: Request, match: re.Match[str] | None) -> Response:
+    async def handle(self, request: Request, match: re.Match[str] | None, arrived: float
+                     ) -> Response:
         sim = self.sim
         key = request.headers.get("User-Key")
         if not key or key != sim.user_key:
@@ -69,19 +72,21 @@ class _Api(Listing):
         allowed, wait = sim.limiter.allow(key)
         if not allowed:
             return self._too_many(wait)
-        if faults.latency_ms:
-            await asyncio.sleep(faults.latency_ms / 1000)
-        drop = bool(faults.drop_rate) and sim.rng.random() < faults.drop_rate
-        if drop and request.method == "GET":
-            return _DropResponse()
-        if faults.error_rate and sim.rng.random() < faults.error_rate:
-            return _error(500, "InternalServerError", "An error has occurred.")
-        if faults.timeout_rate and sim.rng.random() < faults.timeout_rate:
-            await asyncio.sleep(faults.timeout_s)
-        if match is None:
-            raise BadRequest(f"no resource at {request.url.path}", status=404, code="NotFound")
-        response = await self.dispatch(request, match["coll"], match["id"])
-        return _DropResponse() if drop else response
+        try:
+            drop = bool(faults.drop_rate) and sim.rng.random() < faults.drop_rate
+            if drop and request.method == "GET":
+                return _DropResponse()
+            if faults.error_rate and sim.rng.random() < faults.error_rate:
+                return _error(500, "InternalServerError", "An error has occurred.")
+            if faults.timeout_rate and sim.rng.random() < faults.timeout_rate:
+                await asyncio.sleep(faults.timeout_s)
+            if match is None:
+                raise BadRequest(f"no resource at {request.url.path}", status=404,
+                                 code="NotFound")
+            response = await self.dispatch(request, match["coll"], match["id"])
+            return _DropResponse() if drop else response
+        finally:
+            await answer_at(arrived, faults.latency_ms)
 
     def _too_many(self, wait: float) -> JSONResponse:
         seconds = max(1, math.ceil(wait))
