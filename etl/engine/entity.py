@@ -192,6 +192,8 @@ class EntitySync:
             if job.opt.dry_run:
                 load.count_planned(target, writes[target])
             else:
+                if writes[target]:  # a side still being read whole takes no write yet
+                    self.extract.whole(target)
                 flight.sending[target] = load.send(target, writes[target])
         return flight
 

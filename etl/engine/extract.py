@@ -11,8 +11,6 @@ window, unless the window had them already.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -36,6 +34,7 @@ from etl.engine.model import (
 )
 from etl.engine.report import Problem
 from etl.engine.scope import ScopeFilter
+from etl.engine.spool import Spool
 from etl.errors import RecordError, Stopped, UnsentField
 from etl.mapping import read_record
 from etl.mapping.models import Side
@@ -67,6 +66,7 @@ class Extract:
         self.job = job
         self.scope = ScopeFilter(job.m, job.ctx)
         self.rescan = False  # a widened scope: every side read from the beginning
+        self.spools: dict[Side, Spool] = {}  # the spooled windows of this run, by side
 
     def window(self, side: Side) -> wm.Window:
         """The run's window of a side: the explicit one of a backfill, else from the stored
@@ -99,26 +99,24 @@ class Extract:
                               "kept, watermark not moved")
 
     def spooled(self, side: Side, window: wm.Window) -> Iterator[list[Record]]:
-        """The window's pages, all read before the first is handed on, through a temporary
-        file (one JSON record a line) instead of memory. For a side not listed in updated-at
-        order (Omie pages by number): this run's own writes into it would move records out of
-        the filtered listing and shift its later pages, skipping records."""
-        with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
-            per_page = 0
-            for page in self.pages(side, window):
-                per_page = max(per_page, len(page))
-                for record in page:
-                    spool.write(json.dumps(record, ensure_ascii=False))
-                    spool.write("\n")
-            spool.seek(0)
-            page = []
-            for line in spool:
-                page.append(json.loads(line))
-                if len(page) >= per_page:
-                    yield page
-                    page = []
-            if page:
-                yield page
+        """The window's pages read whole on a thread of their own, through a temporary file,
+        handed on as they arrive (:class:`~etl.engine.spool.Spool`). For a side not listed in
+        updated-at order (Omie pages by number): this run's own writes into it would move
+        records out of the filtered listing and shift its later pages, skipping records, so a
+        write into it waits for :meth:`whole`."""
+        spool = Spool(self.pages(side, window), name=f"ponte-read-{self.job.entity}-{side}")
+        self.spools[side] = spool
+        try:
+            yield from spool
+        finally:
+            spool.close()
+
+    def whole(self, side: Side) -> None:
+        """Return once the side's spooled window (if it has one) is read to its end; raise
+        what stopped that reading. Called before any write into the side."""
+        spool = self.spools.get(side)
+        if spool is not None:
+            spool.whole()
 
     def read(self, side: Side, window: wm.Window) -> dict[str, Record]:
         """Every record of the window, by key (the last version wins): for small windows and

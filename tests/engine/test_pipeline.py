@@ -227,3 +227,65 @@ def test_a_record_written_by_this_run_is_not_read_back_from_an_older_spooled_pag
     again, _ = run(world, read_chunk=5)
     c = again.entities["customers"]  # type: ignore[attr-defined]
     assert (c.crm.created, c.crm.updated, c.erp.created, c.erp.updated) == (0, 0, 0, 0)
+
+
+def calls_in_order(world: World) -> list[str]:
+    """Every request either simulator answers from now on, in the order answered
+    (``crm POST /Contacts``, ``erp geral/clientes/ListarClientes``)."""
+    seen: list[str] = []
+    for side, sim in (("crm", world.crm), ("erp", world.erp)):
+        record = sim.requests.record
+
+        def noted(endpoint: str, status: int, record=record, side=side) -> None:  # type: ignore[no-untyped-def]
+            seen.append(f"{side} {endpoint}")
+            record(endpoint, status)
+
+        sim.requests.record = noted  # type: ignore[method-assign]
+    return seen
+
+
+def test_the_crm_is_written_while_omie_is_still_being_read(tmp_path) -> None:
+    """Omie's window is read whole before this run writes into Omie, but on its own thread:
+    the creates into the CRM start with its first pages, not after its last."""
+    world = small_pages(make_world(f"sqlite:///{tmp_path / 'state.db'}", customers=60,
+                                   overlap=0.0), 5)
+    for row in list(world.crm.db["Contacts"]):  # ERP-only customers: creates into the CRM
+        world.crm.ui_delete("Contacts", row.id)
+    world.erp.faults.latency_ms = 40  # reading 7+ pages of 5 takes a while
+    calls = calls_in_order(world)
+    report, _ = run(world, read_chunk=5)
+    assert report.status == "ok"  # type: ignore[attr-defined]
+    listings = [i for i, c in enumerate(calls) if c.endswith("ListarClientes")]
+    creates = [i for i, c in enumerate(calls) if c == "crm POST /Contacts"]
+    assert len(listings) > 3 and creates
+    assert creates[0] < listings[-1], calls[:20]
+    assert not [c for c in calls if c.startswith("erp ") and "Listar" not in c]
+    crm, erp = tax_ids(world)
+    assert set(erp) <= set(crm)  # every ERP customer reached the CRM
+
+
+def test_nothing_is_written_into_omie_before_its_window_is_read_whole(tmp_path) -> None:
+    """A write into Omie while its listing is read would move records out of the filtered
+    listing and shift its later pages: Omie's writes wait for its last page."""
+    world = small_pages(make_world(f"sqlite:///{tmp_path / 'state.db'}", customers=40), 5)
+    run(world)
+    world.tick(400)
+    store = world.store()
+    links = {int(e): int(c) for c, e in store.links("customers")}
+    store.close()
+    for erp_id in sorted(links)[:20]:  # four pages of Omie changes to read
+        world.erp.ui_update("clientes", erp_id, {"complemento": f"SALA {erp_id}"})
+    for erp_id in sorted(links)[20:30]:  # CRM changes that flow into Omie
+        world.crm.ui_update("Contacts", links[erp_id], {"Email": f"c{erp_id}@exemplo.com.br"})
+    world.erp.faults.latency_ms = 30
+    calls = calls_in_order(world)
+    run(world, read_chunk=5, dry_run=True)  # writes nothing: its listings are the window's
+    pages = sum(c.endswith("ListarClientes") for c in calls)
+    calls.clear()
+    report, _ = run(world, read_chunk=5)
+    assert report.status == "ok"  # type: ignore[attr-defined]
+    omie = [c.rsplit("/", 1)[-1] for c in calls if c.startswith("erp ")]
+    first_write = next(i for i, c in enumerate(omie) if c.startswith(("Alterar", "Incluir")))
+    assert pages >= 4 and omie[:first_write].count("ListarClientes") >= pages, omie
+    for erp_id in sorted(links)[20:30]:
+        assert world.erp.db["clientes"].get(erp_id).data["email"] == f"c{erp_id}@exemplo.com.br"

@@ -1,0 +1,92 @@
+"""A side's window read whole on a thread of its own, through a temporary file, and handed on
+page by page as soon as each page is in.
+
+A side listed by page number rather than in updated-at order (Omie) is read whole before this
+run writes into it: its writes would move records out of the filtered listing and shift the
+later pages, skipping records. Nothing stops the run from planning and writing into the
+*other* side meanwhile, so the reading goes on beside the writes instead of before them: the
+run takes pages as they come, and only a write into the spooled side waits for
+:meth:`Spool.whole`. The file keeps the memory to one page at a time, however long the
+window.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+from collections.abc import Iterator
+
+from etl.connectors.base import Record
+
+
+class Spool:
+    """Reads ``pages`` to the end on its own thread (named ``name``) as soon as it is made;
+    iterate it for the pages in order, as they arrive."""
+
+    def __init__(self, pages: Iterator[list[Record]], name: str) -> None:
+        self._pages = pages
+        self._file = tempfile.TemporaryFile("w+b")  # noqa: SIM115 - closed by close()
+        self._cond = threading.Condition()
+        self._spans: list[tuple[int, int]] = []  # (offset, length) of each page in the file
+        self._done = False
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._thread = threading.Thread(target=self._read, name=name, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        end = 0
+        error: BaseException | None = None
+        try:
+            for page in self._pages:
+                data = json.dumps(page, ensure_ascii=False).encode()
+                with self._cond:
+                    if self._cancelled:
+                        break
+                    self._file.seek(end)
+                    self._file.write(data)
+                    self._spans.append((end, len(data)))
+                    end += len(data)
+                    self._cond.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
+            error = exc
+        finally:
+            close = getattr(self._pages, "close", None)
+            if close is not None:  # a generator: its own clean-up runs on this thread
+                close()
+            with self._cond:
+                self._done, self._error = True, error
+                self._cond.notify_all()
+
+    def __iter__(self) -> Iterator[list[Record]]:
+        n = 0
+        while True:
+            with self._cond:
+                while n >= len(self._spans) and not self._done:
+                    self._cond.wait()
+                if self._error is not None:
+                    raise self._error
+                if n >= len(self._spans):
+                    return
+                offset, length = self._spans[n]
+                self._file.seek(offset)
+                data = self._file.read(length)
+            n += 1
+            page: list[Record] = json.loads(data)
+            yield page
+
+    def whole(self) -> None:
+        """Wait until every page is read; raise what stopped the reading, if anything did."""
+        with self._cond:
+            while not self._done:
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+
+    def close(self) -> None:
+        """Stop reading after the page in progress, wait for the thread, drop the file."""
+        with self._cond:
+            self._cancelled = True
+        self._thread.join()
+        self._file.close()
