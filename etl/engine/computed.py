@@ -23,10 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 from loguru import logger
 
 from etl.connectors.base import Record
@@ -38,9 +36,12 @@ from etl.mapping.models import Side
 from etl.mapping.transforms import REGISTRY
 from etl.state.computed import FactRow
 
+if TYPE_CHECKING:  # pandas is imported where it is used: a run with nothing to do needs none
+    import pandas as pd
+
 # --- pure parts -------------------------------------------------------------------------------
 
-_NAT = np.iinfo("int64").min  # NaT as int64 nanoseconds
+_NAT = -(2**63)  # NaT as int64 nanoseconds (the smallest int64)
 
 
 def _text(value: Any) -> str:
@@ -93,6 +94,8 @@ def read_date(source: ComputedSource, record: Record) -> datetime | None:
 
 def cutoff(source: ComputedSource, now: datetime) -> datetime | None:
     """The oldest calendar day (UTC midnight) still inside the source's window at ``now``."""
+    import pandas as pd
+
     if source.window is None:
         return None
     w = source.window
@@ -108,6 +111,9 @@ def aggregate(facts: pd.DataFrame, refs: Mapping[str, ComputedRef], *,
     is), ``max`` of their dates (NaT when none is); ``windowed: false`` fields take every
     counted fact, however old. The links are factorized once and each aggregation is one
     vectorized pass over their codes."""
+    import numpy as np
+    import pandas as pd
+
     counted = facts[facts["counts"].to_numpy(bool) & facts["link"].notna().to_numpy()]
     codes, links = pd.factorize(counted["link"], sort=False)
     n = len(links)
@@ -133,6 +139,8 @@ def aggregate(facts: pd.DataFrame, refs: Mapping[str, ComputedRef], *,
 
 def raw_value(ref: ComputedRef, value: Any) -> Any:
     """An aggregate as the native value the field's transform reads."""
+    import pandas as pd
+
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
     if ref.agg == "max":

@@ -15,13 +15,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-import pandas as pd
 from loguru import logger
 
 from etl import watermark as wm
 from etl.connectors.base import Record
 from etl.connectors.schema import SCHEMAS
-from etl.diff import diff
 from etl.engine import computed
 from etl.engine.model import (
     GONE_SEP,
@@ -223,6 +221,10 @@ class Extract:
         latest = max((s.updated for s in seen if s.updated is not None), default=None)
         if not seen:
             return Changes(side, [], latest)
+        import pandas as pd
+
+        from etl.diff import diff
+
         columns = job.columns
         incoming = pd.DataFrame(
             [{"key": s.key, **{col: s.values.get(col) for col in columns}} for s in seen],

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import pandas as pd
 from loguru import logger
 
 from etl.connectors.base import Record, WriteOp, WriteResult
@@ -21,7 +20,6 @@ from etl.errors import RecordError
 from etl.mapping import kept_fields, merge_kept, read_record
 from etl.mapping.apply import get_path
 from etl.mapping.models import SIDES, Side, other
-from etl.rowhash import hash_frame
 from etl.state import Checkpoint, QuarantineEntry
 
 
@@ -287,6 +285,10 @@ class Load:
         """Hash the checkpoint's snapshots in bulk and commit it in one transaction."""
         job = self.job
         if cp.snapshots:
+            import pandas as pd
+
+            from etl.rowhash import hash_frame
+
             columns = job.columns
             frame = pd.DataFrame([[s.data.get(c) for c in columns] for s in cp.snapshots],
                                  columns=columns, dtype=object)

@@ -16,14 +16,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 
 from etl.state import models as m
 from etl.state.db import StoreBase, chunks, unique
 from etl.state.models import to_utc
+
+if TYPE_CHECKING:  # imported where used: a run with nothing to do loads no pandas
+    import pandas as pd
 
 FACT_COLUMNS = ["link", "amount", "at", "counts"]
 
@@ -154,6 +156,8 @@ class ComputedStore(StoreBase):
 
 def facts_frame(rows: Sequence[Any]) -> pd.DataFrame:
     """Fact rows as a typed frame: link (object), amount (float64), at (UTC), counts (bool)."""
+    import pandas as pd
+
     frame = pd.DataFrame.from_records(list(rows), columns=FACT_COLUMNS)
     frame["amount"] = pd.to_numeric(frame["amount"], errors="coerce").astype("float64")
     frame["at"] = pd.to_datetime(frame["at"], utc=True)

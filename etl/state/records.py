@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 
 from etl.errors import StateConflict
@@ -19,6 +18,9 @@ from etl.state import models as m
 from etl.state.db import StoreBase, chunks, unique
 from etl.state.models import to_utc
 from etl.state.rows import SnapshotRow, WatermarkRow
+
+if TYPE_CHECKING:  # imported where used: a run with nothing to do loads no pandas
+    import pandas as pd
 
 _SNAPSHOT_COLUMNS = ["key", "h1", "h2", "data", "natural_key", "source_updated"]
 
@@ -86,6 +88,8 @@ class RecordStore(StoreBase):
         with self.engine.connect() as conn:
             for chunk in chunks(unique(values), self._chunk):
                 rows.extend(conn.execute(base.where(column.in_(chunk))).all())
+        import pandas as pd
+
         frame = pd.DataFrame.from_records(rows, columns=_SNAPSHOT_COLUMNS)
         frame["h1"] = frame["h1"].astype("int64")
         frame["h2"] = frame["h2"].astype("int64")

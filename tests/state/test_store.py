@@ -60,6 +60,30 @@ def test_migrations_create_schema_and_are_idempotent(open_store: Callable[[], St
         assert conn.scalar(sa.text("SELECT version_num FROM alembic_version")) == HEAD
 
 
+def test_the_head_read_from_file_names_is_alembics_head_and_revision_follows_it(
+        store_url: str) -> None:
+    """ponte reads the head and the schema's revision without alembic (a run whose schema is
+    current never loads it): both must agree with alembic's own reading."""
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from etl.state.db import MIGRATIONS, head_revision
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert head_revision() == ScriptDirectory.from_config(cfg).get_current_head() == HEAD
+    store = Store.open(store_url, migrate=False)
+    try:
+        assert store.revision() is None  # no alembic_version table yet
+        store.upgrade()
+        with store.engine.connect() as conn:
+            assert store.revision() == MigrationContext.configure(conn).get_current_revision()
+        assert store.revision() == HEAD
+    finally:
+        store.close()
+
+
 def test_open_without_migrate_leaves_the_database_empty(store_url: str) -> None:
     store = Store.open(store_url, migrate=False)
     try:
