@@ -336,10 +336,15 @@ def parse_spec(raw: object, source: str) -> ConnectorSpec:
         raise ConfigError(describe(exc, source)) from None
 
 
+#: libyaml's safe loader when PyYAML was built with it: the same documents, ~10 times faster
+#: (every command loads the connector specs; ``ponte serve`` the mappings for every event sync)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_spec(path: Path) -> ConnectorSpec:
     """One spec file, validated (:class:`ConfigError` naming file, path, value and choices)."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
     except FileNotFoundError:
         raise ConfigError(f"{path}: connector spec not found") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -21,8 +21,9 @@ orders are computed right after the orders, in a pass over the marked keys only.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -93,15 +94,20 @@ def read_date(source: ComputedSource, record: Record) -> datetime | None:
 
 
 def cutoff(source: ComputedSource, now: datetime) -> datetime | None:
-    """The oldest calendar day (UTC midnight) still inside the source's window at ``now``."""
-    import pandas as pd
-
+    """The oldest calendar day (UTC midnight) still inside the source's window at ``now``: the
+    UTC day of ``now`` less the window's days, or its months (a day past the end of the
+    month reached is that month's last day: 31 March less one month is 28 or 29 February)."""
     if source.window is None:
         return None
     w = source.window
-    offset = pd.DateOffset(months=w.months) if w.months else pd.DateOffset(days=w.days or 0)
-    day = (pd.Timestamp(now).tz_convert(UTC) - offset).normalize()
-    return day.to_pydatetime()
+    day = now.astimezone(UTC).date()
+    if w.months:
+        year, month0 = divmod(day.year * 12 + day.month - 1 - w.months, 12)
+        last = calendar.monthrange(year, month0 + 1)[1]
+        day = date(year, month0 + 1, min(day.day, last))
+    else:
+        day -= timedelta(days=w.days or 0)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def aggregate(facts: pd.DataFrame, refs: Mapping[str, ComputedRef], *,

@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from etl.connectors.schema import CollectionSchema, SystemSchema
-from etl.connectors.spec import entity_order
+from etl.connectors.spec import SAFE_LOADER, entity_order
 from etl.errors import ConfigError
 from etl.mapping.computed import check_computed, check_sources
 from etl.mapping.custom import resolve_custom
@@ -28,9 +28,6 @@ def _where(loc: tuple[int | str, ...]) -> str:
 
 
 Schemas = Mapping[Side, SystemSchema]
-#: libyaml's safe loader when PyYAML was built with it: the same documents, ~10 times faster
-#: (``ponte serve`` loads the mappings for every event sync)
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_mapping(path: Path, *, schemas: Schemas | None = None) -> EntityMapping:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import yaml
 from etl.engine.computed import aggregate, cutoff, raw_value, read_fact
 from etl.errors import ConfigError, RecordError
 from etl.mapping import load_mappings
-from etl.mapping.computed import ComputedRef, ComputedSource
+from etl.mapping.computed import ComputedRef, ComputedSource, Window
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings" / "ploomes_omie"
 CUSTOM = "OtherProperties[FieldKey=contact_5E1A0C7B-3D2F-4A8B-9C61-2F7D0B9E4A13].DecimalValue"
@@ -142,6 +142,24 @@ def facts(*rows: tuple[str | None, float, str, bool]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["link", "amount", "at", "counts"])
     frame["at"] = pd.to_datetime(frame["at"], utc=True)
     return frame
+
+
+@pytest.mark.parametrize("window", [{"months": 1}, {"months": 12}, {"months": 13},
+                                    {"days": 1}, {"days": 30}, {"days": 400}])
+@pytest.mark.parametrize("now", [
+    datetime(2026, 3, 31, 23, 59, tzinfo=UTC), datetime(2024, 3, 30, 12, tzinfo=UTC),
+    datetime(2026, 1, 1, 0, 0, tzinfo=UTC), datetime(2025, 12, 31, 2, tzinfo=UTC),
+    datetime(2026, 5, 31, 22, tzinfo=timezone(timedelta(hours=-3))),  # 1 June in UTC
+])
+def test_the_cutoff_is_the_day_pandas_calendar_arithmetic_gives(window: dict[str, int],
+                                                                 now: datetime) -> None:
+    """The cutoff is worked out without pandas (a run with nothing to do loads none); it is
+    the day pandas' DateOffset gives, month ends included (31 March less a month is the last
+    day of February)."""
+    source = SRC.model_copy(update={"window": Window.model_validate(window)})
+    offset = pd.DateOffset(**window)
+    expected = (pd.Timestamp(now).tz_convert(UTC) - offset).normalize().to_pydatetime()
+    assert cutoff(source, now) == expected
 
 
 def test_aggregation_sums_counts_and_takes_the_last_date_inside_the_window() -> None:
