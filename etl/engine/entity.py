@@ -56,19 +56,6 @@ __all__ = ["CHUNK", "READ_CHUNK", "EntitySync", "LockLost", "Options", "Planned"
 
 
 IN_FLIGHT = 3  # write chunks sent and not yet checkpointed, at most
-#: the sizes of the first write chunks of a batch, before :data:`CHUNK`: its writes start after
-#: one natural-key search of a few records, not after the searches of a whole chunk
-RAMP = (10, 30)
-
-
-def write_chunks(units: Sequence[Unit]) -> list[Sequence[Unit]]:
-    """``units`` in write chunks: the :data:`RAMP` sizes first, then :data:`CHUNK` each."""
-    sizes, out, start = iter(RAMP), [], 0
-    while start < len(units):
-        size = next(sizes, CHUNK)
-        out.append(units[start:start + size])
-        start += size
-    return out
 
 
 @dataclass
@@ -136,7 +123,7 @@ class EntitySync:
         return units
 
     def process(self, units: list[Unit]) -> None:
-        """Plan and load the units in write chunks (:func:`write_chunks`), each checkpointed.
+        """Plan and load the units in write chunks of :data:`CHUNK`, each checkpointed.
 
         No barrier between chunks: a chunk's writes are sent (intents first) and the next
         chunk is planned and sent while they are in flight, up to :data:`IN_FLIGHT` chunks, so
@@ -144,7 +131,7 @@ class EntitySync:
         order, each once the target has answered all of its writes."""
         window: deque[_InFlight] = deque()
         self._claimed = set()
-        chunks = write_chunks(units)
+        chunks = [units[start:start + CHUNK] for start in range(0, len(units), CHUNK)]
         # the natural-key searches of the chunks, in order on their own thread, ahead of the
         # writes; only the requests go there, what they found is applied here
         searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ponte-search")
@@ -158,15 +145,13 @@ class EntitySync:
             searches = [searcher.submit(find_wanted, self.job, lonely_wanted(self.job, chunk))
                         for chunk in chunks]
         try:
-            start = 0
-            for n, chunk in enumerate(chunks):
+            for n, start in enumerate(range(0, len(units), CHUNK)):
                 if self.job.opt.stop_requested():
                     while window:
                         self._finish_chunk(window.popleft())
                     raise Stopped(f"stopped after {start} of {len(units)} {self.entity} records "
                                   "(whole chunks committed; watermark not moved past them)")
-                window.append(self._start_chunk(chunk, searches[n].result()))
-                start += len(chunk)
+                window.append(self._start_chunk(chunks[n], searches[n].result()))
                 while window and (len(window) > IN_FLIGHT or window[0].done()):
                     self._finish_chunk(window.popleft())
             while window:
