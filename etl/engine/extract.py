@@ -92,9 +92,14 @@ class Extract:
             if job.opt.progress:
                 job.opt.progress(f"{job.entity}: read {side}", len(page))
             yield page
-            if job.opt.stop_requested():
-                raise Stopped(f"stopped while reading {job.entity} from {side}; whole chunks "
-                              "kept, watermark not moved")
+            self.check_stop(side)
+
+    def check_stop(self, side: Side) -> None:
+        """Raise :class:`Stopped` when a stop was requested while reading ``side``."""
+        job = self.job
+        if job.opt.stop_requested():
+            raise Stopped(f"stopped while reading {job.entity} from {side}; whole chunks "
+                          "kept, watermark not moved")
 
     def spooled(self, side: Side, window: wm.Window) -> Iterator[list[Record]]:
         """The window's pages read whole on a thread of their own, through a temporary file,
@@ -102,7 +107,8 @@ class Extract:
         updated-at order (Omie pages by number): this run's own writes into it would move
         records out of the filtered listing and shift its later pages, skipping records, so a
         write into it waits for :meth:`whole`."""
-        spool = Spool(self.pages(side, window), name=f"ponte-read-{self.job.entity}-{side}")
+        spool = Spool(self.pages(side, window), name=f"ponte-read-{self.job.entity}-{side}",
+                      check=lambda: self.check_stop(side))
         self.spools[side] = spool
         try:
             yield from spool

@@ -8,6 +8,11 @@ later pages, skipping records. Nothing stops the run from planning and writing i
 run takes pages as they come, and only a write into the spooled side waits for
 :meth:`Spool.whole`. The file keeps the memory to one page at a time, however long the
 window.
+
+A stop is seen while the run waits for a page (not only between pages: a vendor can keep one
+page waiting a minute, as Omie's rule against repeated calls does). The reading thread is then
+told to end after the page in progress and is not waited for: it holds nothing of the run's
+state, and its page, if it comes, is dropped.
 """
 
 from __future__ import annotations
@@ -15,17 +20,25 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from etl.connectors.base import Record
+
+#: how often a run waiting for a page looks for a stop request, in seconds
+CHECK_EVERY_S = 0.2
+#: how long :meth:`Spool.close` waits for the reading thread to end before leaving it
+CLOSE_WAIT_S = 0.5
 
 
 class Spool:
     """Reads ``pages`` to the end on its own thread (named ``name``) as soon as it is made;
-    iterate it for the pages in order, as they arrive."""
+    iterate it for the pages in order, as they arrive. ``check`` is called while the reader
+    waits for a page and raises to stop it (a stop request)."""
 
-    def __init__(self, pages: Iterator[list[Record]], name: str) -> None:
+    def __init__(self, pages: Iterator[list[Record]], name: str, *,
+                 check: Callable[[], None] | None = None) -> None:
         self._pages = pages
+        self._check = check
         self._file = tempfile.TemporaryFile("w+b")  # noqa: SIM115 - closed by close()
         self._cond = threading.Condition()
         self._spans: list[tuple[int, int]] = []  # (offset, length) of each page in the file
@@ -57,6 +70,8 @@ class Spool:
                 close()
             with self._cond:
                 self._done, self._error = True, error
+                if self._cancelled:  # nobody reads on: the file is this thread's to drop
+                    self._file.close()
                 self._cond.notify_all()
 
     def __iter__(self) -> Iterator[list[Record]]:
@@ -64,7 +79,9 @@ class Spool:
         while True:
             with self._cond:
                 while n >= len(self._spans) and not self._done:
-                    self._cond.wait()
+                    self._cond.wait(CHECK_EVERY_S)
+                    if self._check is not None:
+                        self._check()
                 if self._error is not None:
                     raise self._error
                 if n >= len(self._spans):
@@ -77,16 +94,23 @@ class Spool:
             yield page
 
     def whole(self) -> None:
-        """Wait until every page is read; raise what stopped the reading, if anything did."""
+        """Wait until every page is read; raise what stopped the reading, if anything did
+        (and ``check``'s stop while waiting)."""
         with self._cond:
             while not self._done:
-                self._cond.wait()
+                self._cond.wait(CHECK_EVERY_S)
+                if self._check is not None:
+                    self._check()
             if self._error is not None:
                 raise self._error
 
     def close(self) -> None:
-        """Stop reading after the page in progress, wait for the thread, drop the file."""
+        """Stop reading after the page in progress and drop the file. The thread is waited
+        for :data:`CLOSE_WAIT_S` at most (it is done already when every page was read); one
+        still waiting on its vendor ends on its own and drops the file itself."""
         with self._cond:
             self._cancelled = True
-        self._thread.join()
-        self._file.close()
+        self._thread.join(CLOSE_WAIT_S)
+        with self._cond:
+            if self._done:
+                self._file.close()

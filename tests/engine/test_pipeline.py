@@ -4,6 +4,7 @@ out) and the sequencer streaming a window through them chunk by chunk."""
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -289,3 +290,22 @@ def test_nothing_is_written_into_omie_before_its_window_is_read_whole(tmp_path) 
     assert pages >= 4 and omie[:first_write].count("ListarClientes") >= pages, omie
     for erp_id in sorted(links)[20:30]:
         assert world.erp.db["clientes"].get(erp_id).data["email"] == f"c{erp_id}@exemplo.com.br"
+
+
+def test_a_stop_is_seen_while_omie_keeps_a_page_waiting(tmp_path) -> None:
+    """Omie's window is read on a thread of its own; a stop requested while the run waits for a
+    slow page (Omie can hold a repeated call back for a minute) ends the run at once, not when
+    the page comes: the run is stopped, nothing was written, no watermark moved."""
+    world = small_pages(make_world(f"sqlite:///{tmp_path / 'state.db'}", customers=30), 5)
+    world.erp.faults.latency_ms = 4000  # each Omie page takes 4 s
+    asked = time.monotonic() + 1.0
+    started = time.monotonic()
+    report, _ = run(world, should_stop=lambda: time.monotonic() > asked)
+    took = time.monotonic() - started
+    assert report.status == "stopped", report.as_dict()  # type: ignore[attr-defined]
+    assert "stopped while reading customers from erp" in (report.error or "")  # type: ignore[attr-defined]
+    assert took < 3.5, took  # the first page alone takes 4 s
+    assert world.write_requests() == 0
+    store = world.store()
+    assert store.watermark("customers", "erp") is None
+    store.close()
