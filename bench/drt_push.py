@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from push import RPM, seed_erp_only
+from push import RPM, efficiency, requests_seen, seed_erp_only
 
 from etl.sandbox.server import Sandbox, running_sandbox
 
@@ -128,7 +128,7 @@ def run_one(drt: Path, records: int, writers: int, latency_ms: float) -> dict[st
                                f"{proc.stderr[-3000:]}")
         report: dict[str, Any] = json.loads(proc.stdout[proc.stdout.find("{"):])
         created = len(sb.crm.db["Contacts"])
-        seen = {f"{e} {s}": n for (e, s), n in sorted(sb.crm.requests.counts.items())}
+        seen = requests_seen(sb)["crm"]
         version = drt_version(drt)
     rps = created / seconds
     inside = float(report["total_duration_seconds"])
@@ -136,7 +136,7 @@ def run_one(drt: Path, records: int, writers: int, latency_ms: float) -> dict[st
         "tool": "drt", "drt_version": version, "records": records, "writers": writers,
         "latency_ms": latency_ms, "seconds": round(seconds, 2),
         "records_per_s": round(rps, 2),
-        "efficiency": round(rps / (writers / (latency_ms / 1000)), 3),
+        "efficiency": efficiency(rps, writers, latency_ms),
         "overhead_ms_per_write": round(seconds * 1000 * writers / records - latency_ms, 2),
         "drt_run_s": inside,
         "drt_overhead_ms_per_write": round(inside * 1000 * writers / records - latency_ms, 2),

@@ -88,6 +88,11 @@ def requests_seen(sb: Sandbox) -> dict[str, dict[str, int]]:
             for side, sim in (("crm", sb.crm), ("erp", sb.erp))}
 
 
+def efficiency(records_per_s: float, writers: int, latency_ms: float) -> float:
+    """The share of what ``writers`` requests of ``latency_ms`` each, back to back, allow."""
+    return round(records_per_s / (writers / (latency_ms / 1000)), 3)
+
+
 def run_one(records: int, writers: int, latency_ms: float, profile: Path | None, *,
             read_slots: int = READ_SLOTS) -> dict[str, Any]:
     with running_sandbox(customers=0, ploomes_rpm=RPM, omie_rpm=RPM) as sb, \
@@ -128,7 +133,7 @@ def run_one(records: int, writers: int, latency_ms: float, profile: Path | None,
         "created_in_sim": created,
         "failed": counts["crm"]["quarantined"] + counts["erp"]["quarantined"],
         "seconds": round(seconds, 1), "records_per_s": round(rps, 2),
-        "efficiency": round(rps / (writers / (latency_ms / 1000)), 3),
+        "efficiency": efficiency(rps, writers, latency_ms),
         "api_calls": report["api_calls"], "requests_seen": first_requests,
         "quiet_rerun_s": round(quiet_s, 2), "quiet_rerun_status": quiet["status"],
         "quiet_rerun_reads": {f"{ENTITY} {side}": n for side, n in reads.items()},

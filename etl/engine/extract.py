@@ -11,7 +11,7 @@ window, unless the window had them already.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -85,7 +85,7 @@ class Extract:
         )
         return replace(window, skip_own=stored is not None)
 
-    def pages(self, side: Side, window: wm.Window) -> Iterator[list[Record]]:
+    def pages(self, side: Side, window: wm.Window) -> Generator[list[Record], None, None]:
         """The window's pages as the side lists them; a stop request ends the read."""
         job = self.job
         for page in job.conn[side].list_changed(job.entity, window):

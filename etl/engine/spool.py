@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from etl.connectors.base import Record
 
@@ -35,7 +35,7 @@ class Spool:
     iterate it for the pages in order, as they arrive. ``check`` is called while the reader
     waits for a page and raises to stop it (a stop request)."""
 
-    def __init__(self, pages: Iterator[list[Record]], name: str, *,
+    def __init__(self, pages: Generator[list[Record], None, None], name: str, *,
                  check: Callable[[], None] | None = None) -> None:
         self._pages = pages
         self._check = check
@@ -65,9 +65,7 @@ class Spool:
         except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
             error = exc
         finally:
-            close = getattr(self._pages, "close", None)
-            if close is not None:  # a generator: its own clean-up runs on this thread
-                close()
+            self._pages.close()  # the generator's own clean-up runs on this thread
             with self._cond:
                 self._done, self._error = True, error
                 if self._cancelled:  # nobody reads on: the file is this thread's to drop
@@ -78,10 +76,7 @@ class Spool:
         n = 0
         while True:
             with self._cond:
-                while n >= len(self._spans) and not self._done:
-                    self._cond.wait(CHECK_EVERY_S)
-                    if self._check is not None:
-                        self._check()
+                self._wait(pages=n + 1)
                 if self._error is not None:
                     raise self._error
                 if n >= len(self._spans):
@@ -97,12 +92,17 @@ class Spool:
         """Wait until every page is read; raise what stopped the reading, if anything did
         (and ``check``'s stop while waiting)."""
         with self._cond:
-            while not self._done:
-                self._cond.wait(CHECK_EVERY_S)
-                if self._check is not None:
-                    self._check()
+            self._wait(pages=None)
             if self._error is not None:
                 raise self._error
+
+    def _wait(self, *, pages: int | None) -> None:
+        """Under the lock: wait until ``pages`` pages are in (None: all of them) or the reading
+        is over, calling ``check`` every :data:`CHECK_EVERY_S` meanwhile."""
+        while not self._done and (pages is None or len(self._spans) < pages):
+            self._cond.wait(CHECK_EVERY_S)
+            if self._check is not None:
+                self._check()
 
     def close(self) -> None:
         """Stop reading after the page in progress and drop the file. The thread is waited
