@@ -6,6 +6,7 @@ Pure functions; links to other entities come in through :class:`MapContext`.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,25 +20,37 @@ _INDEX = re.compile(r"^(\w+)\[(\d+)\]$")
 _SELECT = re.compile(r"^(\w+)\[(\w+)=([^\]]+)\]$")  # the list item whose field = value
 
 
+#: One part of a native path: a plain key, ``name[index]`` or ``name[Field=value]``.
+_Step = tuple[str, str, Any, Any]
+
+
+@functools.lru_cache(maxsize=4096)
+def _steps(path: str) -> tuple[_Step, ...]:
+    """``path`` parsed once: every record of a run reads the same few dozen paths."""
+    out: list[_Step] = []
+    for part in path.split("."):
+        if (match := _INDEX.match(part)) is not None:
+            out.append(("index", match[1], int(match[2]), None))
+        elif (selector := _SELECT.match(part)) is not None:
+            out.append(("select", selector[1], selector[2], selector[3]))
+        else:
+            out.append(("key", part, None, None))
+    return tuple(out)
+
+
 def get_path(record: Any, path: str) -> Any:
     """``a.b[0].c`` or ``a.b[Key=value].c`` inside nested dicts/lists; missing parts give
     ``None``. ``[Key=value]`` picks the first list item whose ``Key`` is ``value`` (Ploomes
     custom fields: ``OtherProperties[FieldKey=contact_…].StringValue``)."""
     value = record
-    for part in path.split("."):
-        match = _INDEX.match(part)
-        selector = _SELECT.match(part) if match is None else None
-        if match:
-            value = value.get(match[1]) if isinstance(value, dict) else None
-            idx = int(match[2])
-            value = value[idx] if isinstance(value, list) and idx < len(value) else None
-        elif selector:
-            items = value.get(selector[1]) if isinstance(value, dict) else None
-            value = next((x for x in items if isinstance(x, dict)
-                          and str(x.get(selector[2])) == selector[3]), None) \
-                if isinstance(items, list) else None
-        else:
-            value = value.get(part) if isinstance(value, dict) else None
+    for kind, name, arg, wanted in _steps(path):
+        value = value.get(name) if isinstance(value, dict) else None
+        if kind == "index":
+            value = value[arg] if isinstance(value, list) and arg < len(value) else None
+        elif kind == "select":
+            value = next((x for x in value if isinstance(x, dict)
+                          and str(x.get(arg)) == wanted), None) \
+                if isinstance(value, list) else None
         if value is None:
             return None
     return value
@@ -147,6 +160,43 @@ class MapContext:
         return erp_key
 
 
+@dataclass(frozen=True)
+class _ReadField:
+    """How :func:`read_record` reads one mapped field of one side (worked out once)."""
+
+    name: str
+    paths: tuple[str, ...]
+    several: bool  # ``paths``: the transform gets the list of their values
+    fallbacks: tuple[str, ...]
+    read: Callable[[Any, dict[str, Any], MapContext], str | None]
+    args: dict[str, Any]
+    required: bool
+
+
+#: The read plans of the mappings in use, by ``(id(mapping), side)``, with the mapping itself
+#: (an id is only ever reused by another object once the first is gone).
+_READ_PLANS: dict[tuple[int, Side], tuple[EntityMapping, tuple[_ReadField, ...]]] = {}
+_READ_PLANS_MAX = 64
+
+
+def _read_plan(mapping: EntityMapping, side: Side) -> tuple[_ReadField, ...]:
+    cached = _READ_PLANS.get((id(mapping), side))
+    if cached is not None and cached[0] is mapping:
+        return cached[1]
+    plan: list[_ReadField] = []
+    for name, spec in mapping.fields.items():
+        sf = spec.side(side)
+        if sf is None or sf.computed is not None:  # computed: filled by the engine
+            continue
+        plan.append(_ReadField(name, tuple(sf.native_paths()), bool(sf.paths),
+                               tuple(sf.fallbacks()), REGISTRY[sf.transform].read, sf.args,
+                               spec.required))
+    if len(_READ_PLANS) >= _READ_PLANS_MAX:  # mappings are reloaded by each run of a daemon
+        _READ_PLANS.clear()
+    _READ_PLANS[(id(mapping), side)] = (mapping, tuple(plan))
+    return tuple(plan)
+
+
 def read_record(
     mapping: EntityMapping, side: Side, record: Mapping[str, Any], ctx: MapContext
 ) -> dict[str, str | None]:
@@ -156,30 +206,30 @@ def read_record(
     """
     ctx = ctx.for_side(side)
     values: dict[str, str | None] = {}
-    for name, spec in mapping.fields.items():
-        sf = spec.side(side)
-        if sf is None or sf.computed is not None:  # computed: filled by the engine
-            continue
-        paths = sf.native_paths()
-        raw: Any = [get_path(record, p) for p in paths] if sf.paths else get_path(record, paths[0])
-        where = "+".join(paths)
-        for fallback in sf.fallbacks():
+    for f in _read_plan(mapping, side):
+        paths = f.paths
+        raw: Any = [get_path(record, p) for p in paths] if f.several \
+            else get_path(record, paths[0])
+        where = None
+        for fallback in f.fallbacks:
             if not _blank(raw):
                 break
             raw, where = get_path(record, fallback), fallback
         try:
-            value = REGISTRY[sf.transform].read(raw, sf.args, ctx)
+            value = f.read(raw, f.args, ctx)
         except RecordError as exc:
             raise RecordError(
-                f"{mapping.entity} field {name!r} ({side} {where}): {exc}", field=name
+                f"{mapping.entity} field {f.name!r} ({side} {where or '+'.join(paths)}): {exc}",
+                field=f.name,
             ) from None
-        if value is None and spec.required:
-            tried = " or ".join([*paths, *sf.fallbacks()]) if sf.fallbacks() else where
+        if value is None and f.required:
+            tried = " or ".join([*paths, *f.fallbacks]) if f.fallbacks \
+                else where or "+".join(paths)
             raise RecordError(
-                f"{mapping.entity} field {name!r} ({side} {tried}) is required but empty",
-                field=name,
+                f"{mapping.entity} field {f.name!r} ({side} {tried}) is required but empty",
+                field=f.name,
             )
-        values[name] = value
+        values[f.name] = value
     return values
 
 

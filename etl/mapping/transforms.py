@@ -14,6 +14,7 @@ list to send, with the items the mapping does not own kept as they were (see
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 import unicodedata
@@ -157,6 +158,13 @@ class _Digits:
         return value or ""
 
 
+@functools.lru_cache(maxsize=8192)
+def _valid_tax_id(digits: str) -> bool:
+    """The check digits of a CNPJ (14 digits) or CPF (11): a run reads each document twice,
+    from its source and from the record written, and the check is ~40 µs."""
+    return bool((std_cnpj if len(digits) == 14 else std_cpf).is_valid(digits))
+
+
 @register("tax_id", "CNPJ (14 digits) or CPF (11 digits) with valid check digits, digits only; "
           "args.write_format: digits | punctuated")
 class _TaxId:
@@ -166,10 +174,10 @@ class _TaxId:
         if value is None:
             return None
         if len(value) == 14:
-            if not std_cnpj.is_valid(value):
+            if not _valid_tax_id(value):
                 raise RecordError(f"CNPJ {value} has invalid check digits")
         elif len(value) == 11:
-            if not std_cpf.is_valid(value):
+            if not _valid_tax_id(value):
                 raise RecordError(f"CPF {value} has invalid check digits")
         else:
             raise RecordError(f"{value!r} has {len(value)} digits; a CNPJ has 14 and a CPF 11")
