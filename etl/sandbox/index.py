@@ -29,15 +29,20 @@ def _keyed(value: Any) -> bool:
 class FieldIndex:
     """The rows of one table by the value of one top-level field of their ``data``."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, default: Any = None) -> None:
         self.name = name
+        self.default = default  # what a record without a value is read as (None: nothing)
         self.by_value: dict[Any, set[int]] = {}
         self.strings: set[int] = set()  # rows holding a string
         self.numbers: set[int] = set()  # rows holding a number
         self.strays: set[int] = set()  # rows holding any other non-null value
 
-    def add(self, rid: int, data: dict[str, Any]) -> None:
+    def _value(self, data: dict[str, Any]) -> Any:
         value = data.get(self.name)
+        return self.default if self.default is not None and not value else value
+
+    def add(self, rid: int, data: dict[str, Any]) -> None:
+        value = self._value(data)
         if value is None:
             return
         if _keyed(value):
@@ -47,7 +52,7 @@ class FieldIndex:
             self.strays.add(rid)
 
     def remove(self, rid: int, data: dict[str, Any]) -> None:
-        value = data.get(self.name)
+        value = self._value(data)
         if value is None:
             return
         if _keyed(value):
@@ -66,6 +71,17 @@ class FieldIndex:
             return None
         other_kind = self.numbers if isinstance(literal, str) else self.strings
         return self.by_value.get(literal, set()) | other_kind | self.strays
+
+    def exactly(self, literal: Any) -> set[int] | None:
+        """Rows whose value equals ``literal`` and is of its kind: ``ne`` is false there and
+        cannot raise (None: not answerable here)."""
+        if not _keyed(literal):
+            return None
+        return set(self.by_value.get(literal, ()))  # a number never keys a string, nor back
+
+    def valued(self) -> set[int]:
+        """Rows with a value: ``eq null`` is false there."""
+        return self.strings | self.numbers | self.strays
 
     def among(self, literals: list[Any]) -> set[int] | None:
         """Rows whose value may equal one of ``literals`` under ``in`` (no kind errors there:

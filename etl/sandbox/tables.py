@@ -46,13 +46,16 @@ class Table:
             cached = self._orders[name] = (self.version, sorted(self.rows.values(), key=key))
         return cached[1]
 
-    def index(self, name: str) -> FieldIndex:
-        """The equality index of field ``name`` (built on first use, then kept current)."""
+    def index(self, name: str, default: Any = None) -> FieldIndex:
+        """The equality index of field ``name`` (built on first use, then kept current);
+        ``default``: the value a record without one is read as (always the same per field)."""
         found = self.indexes.get(name)
         if found is None:
-            found = self.indexes[name] = FieldIndex(name)
+            found = self.indexes[name] = FieldIndex(name, default)
             for row in self.rows.values():
                 found.add(row.id, row.data)
+        if found.default != default:
+            raise ValueError(f"{self.name}.{name} is indexed with default {found.default!r}")
         return found
 
     def insert(self, data: dict[str, Any], at: datetime, *, id: int | None = None) -> Row:

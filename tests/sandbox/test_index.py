@@ -26,7 +26,8 @@ from etl.sandbox.tables import Row
 
 T0 = datetime(2024, 3, 1, 15, 0, tzinfo=UTC)
 KEY = "test-index-key"
-FIELDS = ["Register", "CNPJ", "CPF", "Key", "TypeId"]
+# UpdaterId: read as a person's where none is stored (its index keys that default)
+FIELDS = ["Register", "CNPJ", "CPF", "Key", "TypeId", "UpdaterId"]
 # stored values: mostly strings, some numbers, and kinds a comparison rejects (bool, list)
 STORED = st.sampled_from(["1", "a", "a'b", "11.222.333/0001-81", "11222333000181", "", None,
                           1, 2, 1.0, 2.5, True, ["x"]])
@@ -37,11 +38,14 @@ LITERALS = st.sampled_from(["'1'", "'a'", "'a''b'", "'11.222.333/0001-81'",
 def _clause() -> st.SearchStrategy[str]:
     field = st.sampled_from(FIELDS)
     eq = st.builds(lambda f, v: f"{f} eq {v}", field, LITERALS)
+    ne = st.builds(lambda f, v: f"{f} ne {v}", field, LITERALS)
     among = st.builds(lambda f, vs: f"{f} in ({', '.join(vs)})", field,
                       st.lists(LITERALS, min_size=2, max_size=3))
     other = st.sampled_from(["Id gt 3", "contains(Name, 'a')", "Name eq 'n1'", "Register ne '1'",
-                             "TypeId gt 1", "LastUpdateDate ge 2024-03-01T15:00:05Z"])
-    return st.one_of(eq, eq, among, other)
+                             "TypeId gt 1", "LastUpdateDate ge 2024-03-01T15:00:05Z",
+                             "LastUpdateDate lt 2024-03-01T15:00:08Z",
+                             "CreateDate le 2024-03-01T15:00:03Z"])
+    return st.one_of(eq, eq, ne, among, other)
 
 
 FILTERS = st.recursive(
@@ -91,6 +95,11 @@ def _served(client: TestClient, text: str, top: int) -> tuple[int, list[int]]:
 # found once: the row of the wrong type is outside the window, which a scan applies first
 @example(records=[{"Register": "1"}, {"Register": 1}], edits=[],
          filters=["(Register eq '1') and (LastUpdateDate ge 2024-03-01T15:00:05Z)"], top=1)
+# the listing of a quiet run: records last changed by ponte's own user (2) left out
+@example(records=[{"UpdaterId": 2}, {"UpdaterId": None}, {"UpdaterId": "2"}, {"UpdaterId": 1}],
+         edits=[], top=300, filters=[
+             "(LastUpdateDate ge 2024-03-01T15:00:00Z) and (LastUpdateDate lt "
+             "2024-03-01T15:00:08Z) and (UpdaterId ne 2 or UpdaterId eq null)"])
 def test_indexed_filter_answers_what_a_scan_answers(records: list[dict[str, Any]],
                                                     edits: list[tuple[int, str, str, Any]],
                                                     filters: list[str], top: int) -> None:
@@ -237,3 +246,19 @@ def test_listing_by_change_answers_what_a_sort_answers(
                     table.delete(rid)
             table.insert({"Name": "new"}, at)
         assert served() == _scan_by_change(sim, text, top)
+
+
+def test_a_quiet_listing_reads_the_last_updater_index_not_every_record() -> None:
+    """``UpdaterId ne <ponte's user>`` behind the window's ``LastUpdateDate`` bounds narrows
+    through the index of ``UpdaterId`` (a person's where none is stored): the contacts ponte
+    wrote last are never evaluated, the others are answered as a scan answers."""
+    sim = PloomesSim(user_key=KEY)
+    for i in range(1, 301):
+        sim.db["Contacts"].insert({"Name": f"c{i}", "UpdaterId": 2 if i % 100 else None}, T0)
+    text = ("(LastUpdateDate ge 2024-03-01T14:00:00Z) and (LastUpdateDate lt "
+            "2024-03-01T16:00:00Z) and (UpdaterId ne 2 or UpdaterId eq null)")
+    with TestClient(create_app(sim), headers={"User-Key": KEY}) as client:
+        assert _served(client, text, 300) == _scan(sim, text, 300) == (200, [100, 200, 300])
+    index = sim.db["Contacts"].indexes["UpdaterId"]
+    assert index.default == 1 and index.by_value[1] == {100, 200, 300}
+    assert len(index.by_value[2]) == 297

@@ -152,12 +152,16 @@ class Filter:
         """The only values ``name`` can have in a matching record (None if unrestricted)."""
         return _key_set(self.tree, name)
 
-    def candidates(self, index_of: Callable[[str], Any]) -> set[int] | None:
+    def candidates(self, index_of: Callable[[str], Any], *,
+                   every: Callable[[], set[int]] | None = None,
+                   instants: frozenset[str] = frozenset()) -> set[int] | None:
         """Ids of the only records that can match, or raise, when evaluated in id order (None:
         any record can). ``index_of(name)`` gives a :class:`etl.sandbox.index.FieldIndex` of
-        a field or None; ``eq``/``in`` on indexed fields narrow, ``and`` by its left side,
-        ``or`` when both sides narrow."""
-        return _candidates(self.tree, index_of)
+        a field or None; ``eq``/``in`` on indexed fields narrow, ``or`` when both sides narrow,
+        ``and`` by its left side, or by its right when its left cannot raise. With ``every``
+        (the ids of all records), ``ne`` a literal and ``eq null`` narrow too. ``instants``:
+        fields every record holds as an instant (comparing them with a date never raises)."""
+        return _candidates(self.tree, index_of, every, instants)
 
     def paths(self) -> set[Path]:
         """The record property paths the filter reads (lambda variables excluded)."""
@@ -208,16 +212,20 @@ def _key_set(node: Any, name: str) -> set[Any] | None:
     return None
 
 
-def _candidates(node: Any, index_of: Callable[[str], Any]) -> set[int] | None:
+def _candidates(node: Any, index_of: Callable[[str], Any],
+                every: Callable[[], set[int]] | None, instants: frozenset[str]
+                ) -> set[int] | None:
     if isinstance(node, ast.BoolOp):
-        left = _candidates(node.left, index_of)
-        if isinstance(node.op, ast.And):  # its right is evaluated only where its left holds
-            return left  # (not narrowed by its right: a left that raises raises either way)
+        left = _candidates(node.left, index_of, every, instants)
+        if isinstance(node.op, ast.And):  # its right is evaluated only where its left holds:
+            if left is None and _never_raises(node.left, instants):  # narrowed by its right
+                return _candidates(node.right, index_of, every, instants)  # only when its
+            return left  # left cannot raise on the records left out
         if left is None:
             return None
-        right = _candidates(node.right, index_of)
+        right = _candidates(node.right, index_of, every, instants)
         return None if right is None else left | right
-    if not isinstance(node, ast.Compare) or not isinstance(node.comparator, ast.Eq | ast.In):
+    if not isinstance(node, ast.Compare):
         return None
     path = _path_of(node.left)
     if path is None or len(path) != 1:
@@ -230,7 +238,25 @@ def _candidates(node: Any, index_of: Callable[[str], Any]) -> set[int] | None:
             and all(isinstance(v, literals) for v in node.right.val)):
         index = index_of(path[0])
         return None if index is None else index.among([v.py_val for v in node.right.val])
+    if every is not None and isinstance(node.comparator, ast.NotEq) and isinstance(
+            node.right, literals) and (index := index_of(path[0])) is not None:
+        same: set[int] | None = index.exactly(node.right.py_val)
+        return None if same is None else every() - same
+    if every is not None and isinstance(node.comparator, ast.Eq) and isinstance(
+            node.right, ast.Null) and (index := index_of(path[0])) is not None:
+        valued: set[int] = index.valued()
+        return every() - valued
     return None
+
+
+def _never_raises(node: Any, instants: frozenset[str]) -> bool:
+    """Comparisons of instant fields with date literals, joined by and/or: true or false on
+    every record, never an error."""
+    if isinstance(node, ast.BoolOp):
+        return _never_raises(node.left, instants) and _never_raises(node.right, instants)
+    return (isinstance(node, ast.Compare) and not isinstance(node.comparator, ast.In)
+            and _path_of(node.left) in {(name,) for name in instants}
+            and isinstance(node.right, ast.DateTime | ast.Date))
 
 
 def _path_of(node: Any) -> Path | None:

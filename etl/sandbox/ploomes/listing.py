@@ -43,6 +43,8 @@ _COMPUTED = frozenset({"Phones", "Products", "OrderNumber", "ContactName", "Amou
 #: Who created and last changed a record: a seeded record's is a person (rendered so).
 _AUDIT = frozenset({"CreatorId", "UpdaterId"})
 _DERIVED = _COMPUTED | _AUDIT | {"Id", "LastUpdateDate", "CreateDate"}
+#: Fields every record holds as an instant.
+_INSTANTS = frozenset({"LastUpdateDate", "CreateDate"})
 
 
 class _View(Mapping[str, Any]):
@@ -162,7 +164,9 @@ class Listing:
         if flt is not None and (wanted := flt.key_set("Id")) is not None:
             found = (rows.get(i) for i in sorted(wanted) if isinstance(i, int))
             return [r for r in found if r is not None]
-        if flt is not None and (ids := flt.candidates(partial(self._index, table))) is not None:
+        if flt is not None and (ids := flt.candidates(
+                partial(self._index, table), every=lambda: set(rows.rows),
+                instants=_INSTANTS)) is not None:
             found = (rows.get(i) for i in sorted(ids))
             # from the earliest LastUpdateDate the filter allows, as a scan reads them: a row
             # the window excludes is never compared (a scan would not raise on it either)
@@ -190,7 +194,10 @@ class Listing:
         return (ordered[i] for i in range(start, len(ordered)))
 
     def _index(self, table: str, name: str) -> FieldIndex | None:
-        """The equality index of ``name`` if ``$filter`` sees that field as stored."""
+        """The equality index of ``name`` if ``$filter`` sees that field as stored (the audit
+        fields: a person's where none is stored, as :class:`_View` reads them)."""
+        if name in _AUDIT and name in SCHEMA[table]:
+            return self.sim.db[table].index(name, default=PERSON_USER_ID)
         if name in _DERIVED or name in NAV[table] or name not in SCHEMA[table]:
             return None
         return self.sim.db[table].index(name)
