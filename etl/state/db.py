@@ -9,6 +9,7 @@ path, so they work from an installed wheel.
 
 from __future__ import annotations
 
+import importlib
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
@@ -17,8 +18,6 @@ from typing import Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from etl.errors import ConfigError
 
@@ -64,7 +63,8 @@ class StoreBase:
         # Write transactions: BEGIN IMMEDIATE on SQLite (see :mod:`etl.state.store`).
         self._writer = engine.execution_options(ponte_begin="IMMEDIATE")
         self._chunk = _CHUNK[self.dialect]
-        self._insert = sqlite_dialect.insert if self.dialect == "sqlite" else pg_dialect.insert
+        # the dialect's own INSERT (upserts); only the one in use is imported (~35 ms each)
+        self._insert = importlib.import_module(f"sqlalchemy.dialects.{self.dialect}").insert
         if migrate and self.revision() != head_revision():  # at head: no write lock taken
             self.upgrade()
 
