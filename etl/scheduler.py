@@ -18,18 +18,15 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
 
 from etl.errors import ConfigError
 from etl.interrupt import stop_on_signals
+
+if TYPE_CHECKING:  # APScheduler is imported where a schedule is read (a sync needs none)
+    from apscheduler.triggers.base import BaseTrigger
 
 MISFIRE_GRACE_S = 600
 EVERY = "every:"
@@ -40,6 +37,9 @@ def trigger_for(spec: str, *, setting: str = "schedule", start: datetime | None 
     """A trigger for a schedule string; a bad one is a :class:`ConfigError` naming the setting.
 
     ``start`` anchors ``every:N`` intervals (the daemon's start, or the last run)."""
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
     text = spec.strip()
     var = f"PONTE_{setting.upper()}"
     if text.startswith(EVERY):
@@ -73,7 +73,7 @@ def next_run(spec: str, now: datetime, *, setting: str = "schedule",
     ``now``."""
     if spec.strip().startswith(EVERY):
         trig = trigger_for(spec, setting=setting, start=last_run or now, timezone=now.tzinfo)
-        step = cast(IntervalTrigger, trig).interval
+        step = cast(timedelta, cast(Any, trig).interval)
         fire: datetime = last_run or now
         while fire <= now:
             fire += step
@@ -95,6 +95,9 @@ def serve(
     SIGTERM/SIGINT (:mod:`etl.interrupt`, as every long command). The run in progress then
     stops at its next chunk boundary (whole chunks committed, watermark not moved; the run is
     recorded as ``stopped``) and this returns; a second signal does not cut that short."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
     triggers = {name: trigger_for(spec, setting=f"schedule__{name}")
                 for name, spec in schedules.items()}  # config errors before anything starts
     executor = ThreadPoolExecutor(max_workers=1)
@@ -128,6 +131,9 @@ def poll(schedules: dict[str, str], run_entity: Callable[[str, Callable[[], bool
     """Like :func:`serve`, in a background thread of another long-running process (``ponte
     serve --poll``): the schedules run, one run at a time, until ``should_stop()``; the run in
     progress then stops at its next chunk boundary."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.schedulers.background import BackgroundScheduler
+
     triggers = {name: trigger_for(spec, setting=f"schedule__{name}")
                 for name, spec in schedules.items()}
     sched = BackgroundScheduler(executors={"default": ThreadPoolExecutor(max_workers=1)},
