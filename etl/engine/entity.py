@@ -5,7 +5,8 @@
 
 Each source side's window is read in chunks of ``Options.read_chunk`` records; a chunk of each
 side goes through the pipeline together, then the next, so memory follows the chunk and not
-the window. Where a side lists its window in updated-at order (``Capabilities.
+the window (two batches at most: the next one is read and diffed while the last writes of
+the one before are answered; its copies of records those writes land on are dropped). Where a side lists its window in updated-at order (``Capabilities.
 ordered_by_updated_at``), its watermark moves after every chunk; otherwise only once the
 whole window was processed. The engine never knows which vendor a side is.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -56,6 +57,15 @@ __all__ = ["CHUNK", "READ_CHUNK", "EntitySync", "LockLost", "Options", "Planned"
 
 
 IN_FLIGHT = 3  # write chunks sent and not yet checkpointed, at most
+
+
+@dataclass
+class _Read:
+    """A batch read and diffed, with how many writes had landed on each side by then."""
+
+    batch: dict[Side, Chunk]
+    changes: dict[Side, Changes]
+    landed: dict[Side, int]
 
 
 @dataclass
@@ -122,13 +132,15 @@ class EntitySync:
                                          fetch_matches(self.job, units, search=False))
         return units
 
-    def process(self, units: list[Unit]) -> None:
+    def process(self, units: list[Unit], ahead: Callable[[], None] | None = None) -> None:
         """Plan and load the units in write chunks of :data:`CHUNK`, each checkpointed.
 
         No barrier between chunks: a chunk's writes are sent (intents first) and the next
         chunk is planned and sent while they are in flight, up to :data:`IN_FLIGHT` chunks, so
         the target's writers never wait for planning or checkpoints. Chunks are checkpointed in
-        order, each once the target has answered all of its writes."""
+        order, each once the target has answered all of its writes. ``ahead`` is called once
+        the last chunk is sent, before waiting for it: the next batch is read meanwhile (an
+        error there is raised after the writes in flight are checkpointed)."""
         window: deque[_InFlight] = deque()
         self._claimed = set()
         chunks = [units[start:start + CHUNK] for start in range(0, len(units), CHUNK)]
@@ -154,8 +166,16 @@ class EntitySync:
                 window.append(self._start_chunk(chunks[n], searches[n].result()))
                 while window and (len(window) > IN_FLIGHT or window[0].done()):
                     self._finish_chunk(window.popleft())
+            failed: BaseException | None = None
+            if ahead is not None:
+                try:
+                    ahead()
+                except Exception as exc:  # noqa: BLE001 - raised below, once the writes landed
+                    failed = exc
             while window:
                 self._finish_chunk(window.popleft())
+            if failed is not None:
+                raise failed
         finally:  # a failure: writes not sent yet are never sent (their intents stay)
             for flight in window:
                 flight.cancel()
@@ -277,11 +297,46 @@ class EntitySync:
                     batch[side] = chunk
             if batch:
                 yield batch
-        for _ in range(2):  # records someone changed while this run wrote into them
+
+    def _rereads(self, sides: Sequence[Side]) -> Iterator[dict[Side, Chunk]]:
+        """Records someone changed while this run wrote into them (known once every write of
+        the window has landed), read again by key; twice at most."""
+        for _ in range(2):
             batch = {side: c for side in sides if (c := self.extract.reread(side)) is not None}
             if not batch:
                 return
             yield batch
+
+    def _read(self, batches: Iterator[dict[Side, Chunk]]) -> _Read | None:
+        """The next batch, normalized and diffed; None once the window is read."""
+        landed = {side: len(self.job.landed[side]) for side in SIDES}  # before its pages
+        batch = next(batches, None)
+        if batch is None:
+            return None
+        return _Read(batch, {side: self.extract.changes(chunk) for side, chunk in batch.items()},
+                     landed)
+
+    def _fresh(self, read: _Read) -> dict[Side, Changes]:
+        """The changes of a batch, less the records a write of this run landed on after the
+        batch was read (it was read while the writes before it were in flight): that copy is
+        older than what was written, and is never processed (as a spooled one)."""
+        for side, ch in read.changes.items():
+            late = set(self.job.landed[side][read.landed[side]:])
+            stale = [s for s in ch.seen if s.key in late]
+            if stale:
+                ch.seen = [s for s in ch.seen if s.key not in late]
+                self.job.report.side(side).unchanged += len(stale)
+        return read.changes
+
+    def _after_batch(self, changes: Mapping[Side, Changes], batch: Mapping[Side, Chunk]
+                     ) -> None:
+        if self._moves_watermark():
+            self._advance(changes, batch)
+        if not self.job.opt.dry_run:
+            # every link made so far is in the state now, where the context finds it again on
+            # demand: its cache must not grow with the window
+            self.job.ctx.crm_to_erp.clear()
+            self.job.ctx.erp_to_crm.clear()
 
     def run(self) -> None:
         job = self.job
@@ -299,16 +354,25 @@ class EntitySync:
             self.extract.rescan = found and scope.widened(before, job.m.scope)
             job.report.rescanned = self.extract.rescan
         self.windows = {side: self.extract.window(side) for side in sides}
-        for batch in self._batches(sides):
+        # the window's batches: each next one is read and diffed while the last writes of the
+        # one before are in flight, then paired and planned once they have landed
+        window = self._batches(sides)
+        read = self._read(window)
+        while read is not None:
+            ahead: list[_Read | None] = []
+
+            def read_ahead(got: list[_Read | None] = ahead) -> None:
+                got.append(self._read(window))
+
+            changes = self._fresh(read)
+            self.process(self.pair({side: ch.seen for side, ch in changes.items()}),
+                         ahead=read_ahead)
+            self._after_batch(changes, read.batch)
+            read = ahead[0] if ahead else self._read(window)
+        for batch in self._rereads(sides):
             changes = {side: self.extract.changes(chunk) for side, chunk in batch.items()}
             self.process(self.pair({side: ch.seen for side, ch in changes.items()}))
-            if self._moves_watermark():
-                self._advance(changes, batch)
-            if not job.opt.dry_run:
-                # every link made so far is in the state now, where the context finds it
-                # again on demand: its cache must not grow with the window
-                job.ctx.crm_to_erp.clear()
-                job.ctx.erp_to_crm.clear()
+            self._after_batch(changes, batch)
         computed.finish(job, sides)
         if not self._moves_watermark():
             return

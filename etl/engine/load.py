@@ -187,6 +187,7 @@ class Load:
         counts = job.report.side(target)
         key = res.key or op.key
         assert key is not None
+        job.landed[target].append(key)
         if not ordered_by_updated_at(job.conn[target]):
             job.written[target].add(key)
         if op.action == "create":

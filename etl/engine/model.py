@@ -130,6 +130,9 @@ class Job:
     # keys this run wrote into a side whose window is spooled (read whole before any write):
     # the spooled copy of such a record is older than what was written, never processed
     written: dict[Side, set[str]] = field(default_factory=lambda: {"crm": set(), "erp": set()})
+    # every key a write of this run landed on, by side, in the order answered: a chunk read
+    # while earlier writes were in flight drops its copies of the ones that landed after it
+    landed: dict[Side, list[str]] = field(default_factory=lambda: {"crm": [], "erp": []})
     # keys whose write answer shows a field this run did not write changed since it was read
     # or synced (someone edited the record meanwhile), on a side whose listing leaves out
     # ponte's own last changes (it would not list them again): read by key before the end
