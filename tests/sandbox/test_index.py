@@ -98,8 +98,8 @@ def _served(client: TestClient, text: str, top: int) -> tuple[int, list[int]]:
 # the listing of a quiet run: records last changed by ponte's own user (2) left out
 @example(records=[{"UpdaterId": 2}, {"UpdaterId": None}, {"UpdaterId": "2"}, {"UpdaterId": 1}],
          edits=[], top=300, filters=[
-             "(LastUpdateDate ge 2024-03-01T15:00:00Z) and (LastUpdateDate lt "
-             "2024-03-01T15:00:08Z) and (UpdaterId ne 2 or UpdaterId eq null)"])
+             ("(LastUpdateDate ge 2024-03-01T15:00:00Z) and (LastUpdateDate lt "
+              "2024-03-01T15:00:08Z) and (UpdaterId ne 2 or UpdaterId eq null)")])
 def test_indexed_filter_answers_what_a_scan_answers(records: list[dict[str, Any]],
                                                     edits: list[tuple[int, str, str, Any]],
                                                     filters: list[str], top: int) -> None:
