@@ -71,6 +71,7 @@ def test_every_import_under_etl_is_a_declared_runtime_dependency() -> None:
 USED_WITHOUT_IMPORT = {
     "psycopg": "SQLAlchemy loads it for a postgresql+psycopg:// state URL",
     "tzdata": "zoneinfo's time zone data where the operating system has none",
+    "httptools": "uvicorn's HTTP parser, which the simulators' servers name (http='httptools')",
 }
 
 
