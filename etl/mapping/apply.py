@@ -223,8 +223,7 @@ def read_record(
                 field=f.name,
             ) from None
         if value is None and f.required:
-            tried = " or ".join([*paths, *f.fallbacks]) if f.fallbacks \
-                else where or "+".join(paths)
+            tried = " or ".join([*paths, *f.fallbacks]) if f.fallbacks else "+".join(paths)
             raise RecordError(
                 f"{mapping.entity} field {f.name!r} ({side} {tried}) is required but empty",
                 field=f.name,
