@@ -153,13 +153,13 @@ class QuarantineStore(StoreBase):
         rows = {k: {"entity": entity, "target_system": target_system, "source_key": k,
                     "external_id": ext, "payload": payload, "created_at": now}
                 for k, ext, payload in intents}  # one row per source key: the last wins
-        stmt = self._insert(t).values(list(rows.values()))
+        stmt = self._insert(t)
         stmt = stmt.on_conflict_do_update(
             index_elements=[t.c.entity, t.c.target_system, t.c.source_key],
             set_={"external_id": stmt.excluded.external_id, "payload": stmt.excluded.payload,
                   "created_at": stmt.excluded.created_at})
-        with self._writer.begin() as conn:
-            conn.execute(stmt)
+        with self._writer.begin() as conn:  # many rows, one statement compiled once (cached)
+            conn.execute(stmt, list(rows.values()))
 
     def pending_intents(self, entity: str, target_system: str) -> list[IntentRow]:
         t = m.intents
