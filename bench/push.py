@@ -67,15 +67,17 @@ def seed_erp_only(sb: Sandbox, records: int) -> None:
     assert len(sb.erp.db["clientes"]) == records and not len(sb.crm.db["Contacts"])
 
 
-def ponte_env(tmp: Path) -> dict[str, str]:
+def ponte_env() -> dict[str, str]:
     """This environment without PONTE_ settings, for a ``ponte`` process that starts as an
-    installed one does: from compiled modules. ponte's own are compiled here once, into
-    ``tmp`` (a checkout installed in editable mode has none, and with PYTHONDONTWRITEBYTECODE
-    set every start would compile them again: ~0.25 s that drt, installed from a wheel, never
-    pays)."""
+    installed one does: from compiled modules. Its dependencies were compiled when they were
+    installed; ponte's own are compiled here, in place (a checkout installed in editable mode
+    has none, and with PYTHONDONTWRITEBYTECODE set every start would compile them again:
+    ~0.25 s that drt, installed from a wheel, never pays). No PYTHONPYCACHEPREFIX: under one,
+    every dependency's compiled modules would be looked for there and pandas, SQLAlchemy and
+    the rest compiled again at the first start (seconds)."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("PONTE_") and k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+           if not k.startswith("PONTE_")
+           and k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "etl")], env=env,
                    check=True)
     return env
@@ -115,7 +117,7 @@ def run_one(records: int, writers: int, latency_ms: float, profile: Path | None,
         tmp = Path(tmp_name)
         seed_erp_only(sb, records)
         sb.crm.faults.latency_ms = latency_ms
-        env = ponte_env(tmp)
+        env = ponte_env()
         env.update({
             "PONTE_STATE_URL": f"sqlite:///{tmp / 'state.db'}",
             "PONTE_MAPPINGS_DIR": str(MAPPINGS),
