@@ -85,11 +85,13 @@ class Ponte(EventsFacade):
         ``should_stop`` is asked between pages and chunks (a signal): the run then ends as
         ``stopped`` with whole chunks kept. A real run rewrites PONTE_METRICS_FILE (when set)
         afterwards, whatever its outcome."""
+        began = False  # bad configuration stops before a run: no run, nothing to follow it
         try:
             if entities:  # names unknown ones, before any system is asked anything
                 load_mappings(self.settings.mappings_dir, list(entities))
             try:
                 with self._session(bind=not dry_run) as (store, conns, maps):
+                    began = True
                     return run_sync(
                         store=store, connectors=conns, mappings=maps, entities=entities or None,
                         kind="plan" if dry_run else "sync",
@@ -97,11 +99,12 @@ class Ponte(EventsFacade):
                                                  progress=progress, should_stop=should_stop),
                         now=self.clock.now)
             except SystemUnavailable as exc:  # before the run began (a custom-field list)
-                if not dry_run:
+                if not dry_run and not began:
+                    began = True
                     self._failed_before_start("sync", entities, exc)
                 raise
         finally:
-            if not dry_run:
+            if began and not dry_run:
                 self.after_run()
 
     def _failed_before_start(self, kind: str, entities: Sequence[str] | None,
@@ -163,8 +166,10 @@ class Ponte(EventsFacade):
         ``should_stop`` ends it between pages and chunks (``Stopped`` is raised)."""
         if entities:  # names unknown ones, before any system is asked anything
             load_mappings(self.settings.mappings_dir, list(entities))
+        began = False
         try:
             with self._session(bind=fix) as (store, conns, maps):
+                began = True
                 if entities:  # the session's mappings have their custom fields resolved
                     maps = {e: m for e, m in maps.items() if e in entities}
                 return run_verify(store=store, connectors=conns, mappings=maps,
@@ -172,7 +177,8 @@ class Ponte(EventsFacade):
                                   max_delete_share=self.settings.max_delete_share,
                                   now=self.clock.now(), should_stop=should_stop)
         finally:
-            alerts.evaluate_safely(self.settings, self.clock.now())
+            if began:  # not after bad configuration: the alerts would only repeat its error
+                alerts.evaluate_safely(self.settings, self.clock.now())
 
     def check_mappings(self, directory: Path | None = None, *, online: bool = False,
                        entities: Sequence[str] | None = None) -> api.MappingCheck:

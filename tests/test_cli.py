@@ -137,8 +137,9 @@ def test_plan_and_sync_with_a_path_typo_exit_2_and_write_nothing(
         _sandbox_env(monkeypatch, sb)
         result = runner.invoke(app, command)
         assert result.exit_code == Exit.CONFIG, result.output
-        assert "unknown Ploomes Contacts field 'Emial'; did you mean 'Email'?" in \
-            " ".join(result.output.split())
+        text = " ".join(result.output.split())
+        assert "unknown Ploomes Contacts field 'Emial'; did you mean 'Email'?" in text
+        assert text.count("'Emial'") == 1, text  # said once: no alert evaluation repeats it
         assert _writes(sb) == 0
         assert sum(sb.crm.requests.counts.values()) + sum(sb.erp.requests.counts.values()) == 0
 
@@ -182,6 +183,34 @@ def test_daemon_backfill_and_verify_refuse_a_path_typo_before_starting(
     result = runner.invoke(app, command)
     assert result.exit_code == Exit.CONFIG, result.output
     assert "unknown Ploomes Contacts field 'Emial'" in result.output
+    assert result.output.count("'Emial'") == 1, result.output
+
+
+@pytest.mark.parametrize(("folder", "hint"), [
+    ("pairs", "its folders ploomes_omie have some: set PONTE_MAPPINGS_DIR to one of them"),
+    ("yml", "customers.yml end in .yml: rename them to .yaml"),
+    ("empty", "leave PONTE_MAPPINGS_DIR empty for the mappings shipped with ponte"),
+])
+def test_a_mappings_folder_without_mappings_stops_sync_instead_of_syncing_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folder: str, hint: str) -> None:
+    # the parent of a pair's folder, a file saved as .yml: a run would have said "ok"
+    where = tmp_path / folder
+    if folder == "pairs":
+        _mappings_with(where, "fields:\n", "fields:\n")
+        (where / "mappings").rename(where / "ploomes_omie")
+    else:
+        where.mkdir()
+    if folder == "yml":
+        (where / "customers.yml").write_text((MAPPINGS / "customers.yaml").read_text())
+    monkeypatch.setenv("PONTE_MAPPINGS_DIR", str(where))
+    monkeypatch.setenv("PONTE_CRM__BASE_URL", "http://127.0.0.1:9")  # never reached
+    monkeypatch.setenv("PONTE_STATE_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    result = runner.invoke(app, ["sync"])
+    assert result.exit_code == Exit.CONFIG, result.output
+    text = " ".join(result.output.split())
+    assert f"mappings directory {where} has no mapping files (*.yaml)" in text
+    assert hint in text
+    assert not (tmp_path / "state.db").exists()  # stopped before the state was opened
 
 
 @pytest.mark.parametrize("command", [["sync"], ["run"], ["status"], ["db", "upgrade"],

@@ -160,6 +160,19 @@ def _check(m: EntityMapping, path: Path) -> None:
         raise ConfigError("\n".join(f"{path}: {p}" for p in problems))
 
 
+def _no_mappings_hint(directory: Path) -> str:
+    """What an empty mappings folder holds instead: folders of mappings (one system pair
+    each) or files named ``.yml``."""
+    pairs = sorted(d.name for d in directory.iterdir() if d.is_dir() and any(d.glob("*.yaml")))
+    if pairs:
+        return (f"; its folders {', '.join(pairs)} have some: set PONTE_MAPPINGS_DIR to one of "
+                f"them, e.g. {directory / pairs[0]}")
+    yml = sorted(f.name for f in directory.glob("*.yml"))
+    if yml:
+        return f"; {', '.join(yml)} end in .yml: rename them to .yaml"
+    return "; leave PONTE_MAPPINGS_DIR empty for the mappings shipped with ponte"
+
+
 def load_mappings(directory: Path, entities: list[str] | None = None, *,
                   schemas: Schemas | None = None) -> dict[str, EntityMapping]:
     """Every ``*.yaml`` in ``directory`` keyed by entity, in dependency order; with
@@ -174,6 +187,9 @@ def load_mappings(directory: Path, entities: list[str] | None = None, *,
         if mapping.entity in found:
             raise ConfigError(f"{file}: entity {mapping.entity!r} is mapped twice")
         found[mapping.entity] = mapping
+    if not found:  # a run over nothing would say "ok" and sync nothing, run after run
+        raise ConfigError(f"mappings directory {directory} has no mapping files (*.yaml)"
+                          f"{_no_mappings_hint(directory)}")
     for mapping in found.values():
         for dep in mapping.depends_on:
             if dep not in found:
