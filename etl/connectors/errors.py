@@ -29,11 +29,16 @@ class Outcome:
     hint: str | None = None  # the rule's advice (what to do, or what the rule is)
 
 
-def _body(response: httpx.Response) -> object:
+def answer_of(response: httpx.Response) -> object:
+    """The answer's JSON; None when it has none (empty, or not JSON)."""
     try:
         return response.json()
     except ValueError:
         return None
+
+
+#: :func:`classify` reads the answer itself
+_UNREAD = object()
 
 
 def _text(body: object, response: httpx.Response, path: str | None) -> str:
@@ -66,8 +71,9 @@ def _code_matches(wanted: Sequence[str], code: object) -> bool:
 
 
 def classify(response: httpx.Response, rules: Sequence[ErrorRule],
-             hooks: dict[str, WaitHook] | None = None) -> Outcome:
-    body = _body(response)
+             hooks: dict[str, WaitHook] | None = None, *, body: object = _UNREAD) -> Outcome:
+    """What ``response`` means; ``body``: its JSON, when the caller parsed it already."""
+    body = answer_of(response) if body is _UNREAD else body
     status = response.status_code
     for rule in rules:
         if not _status_matches(rule.status, status):

@@ -19,7 +19,7 @@ as a hand-written one.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,7 +33,7 @@ from etl.connectors import lookups
 from etl.connectors.answers import Answers
 from etl.connectors.auth import Authenticator, Call
 from etl.connectors.base import ApiCalls, Capabilities, Record, RetryStats
-from etl.connectors.errors import Outcome, classify, verdict
+from etl.connectors.errors import Outcome, answer_of, classify, verdict
 from etl.connectors.generic_writes import Refused, Writes
 from etl.connectors.hooks import HOOKS, wait_hooks
 from etl.connectors.http import HttpSession, RetryPolicy
@@ -207,12 +207,20 @@ class GenericConnector(Writes, References):
 
     def _exchange(self, call: Call, kind: Literal["read", "write"], attempts: int | None
                   ) -> tuple[Outcome, Any, httpx.Response]:
+        judged: list[Any] = [None, None, None]  # the last answer judged: its body, outcome
+
         def judge(response: httpx.Response) -> Any:
-            return verdict(classify(response, self.spec.errors, self._hooks))
+            body = answer_of(response)  # parsed once: the outcome and the caller both use it
+            judged[:] = [response, body, classify(response, self.spec.errors, self._hooks,
+                                                  body=body)]
+            return verdict(judged[2])
 
         what = self._what(call)
         for _ in range(MAX_STATED_WAITS + 1):
-            sent = copy.deepcopy(call)
+            # what is sent differs from ``call`` in its params and headers (filters, auth)
+            # only: the body is shared (auth replaces it whole; nothing changes it in place)
+            sent = dataclasses.replace(call, params=dict(call.params),
+                                       headers=dict(call.headers))
             for param, clauses in sent.filters.items():
                 if clauses:
                     sent.params[param] = compose(clauses, sent.joins.get(param, " and "))
@@ -222,7 +230,9 @@ class GenericConnector(Writes, References):
                 describe=f"{self.spec.title} {what}", attempts=attempts,
                 params=sent.params or None, headers=sent.headers or None,
                 json=sent.body if sent.body is not None else None)
-            outcome = classify(response, self.spec.errors, self._hooks)
+            if judged[0] is not response:  # the session returns the answer it judged last
+                judge(response)
+            answer, outcome = judged[1], judged[2]
             if outcome.action == "retry" and outcome.stated and outcome.wait is not None:
                 why = f" ({outcome.hint})" if outcome.hint else ""
                 limit = self.inline_wait_limit_s
@@ -243,10 +253,6 @@ class GenericConnector(Writes, References):
                               f"{outcome.status}); check {names or 'the credentials'}{hint}")
             if outcome.action == "unavailable":
                 raise Refused(self.system, f"{self.spec.title} {what}: {outcome.message}{hint}")
-            try:
-                answer = response.json() if response.content else None
-            except ValueError:
-                answer = None
             return outcome, answer, response
         raise SystemUnavailable(self.system, f"{self.spec.title} {what} kept asking to wait "
                                 f"({MAX_STATED_WAITS} waits)")

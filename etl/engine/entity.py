@@ -13,6 +13,7 @@ whole window was processed. The engine never knows which vendor a side is.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -57,6 +58,9 @@ __all__ = ["CHUNK", "READ_CHUNK", "EntitySync", "LockLost", "Options", "Planned"
 
 
 IN_FLIGHT = 3  # write chunks sent and not yet checkpointed, at most
+#: the first write chunk of a batch: small, so that the target's writers start once a few
+#: natural keys are searched rather than a whole chunk's (the next chunk tops it up to CHUNK)
+FIRST_CHUNK = 10
 
 
 @dataclass
@@ -133,7 +137,8 @@ class EntitySync:
         return units
 
     def process(self, units: list[Unit], ahead: Callable[[], None] | None = None) -> None:
-        """Plan and load the units in write chunks of :data:`CHUNK`, each checkpointed.
+        """Plan and load the units in write chunks of :data:`CHUNK` (the first of
+        :data:`FIRST_CHUNK`), each checkpointed.
 
         No barrier between chunks: a chunk's writes are sent (intents first) and the next
         chunk is planned and sent while they are in flight, up to :data:`IN_FLIGHT` chunks, so
@@ -143,7 +148,9 @@ class EntitySync:
         error there is raised after the writes in flight are checkpointed)."""
         window: deque[_InFlight] = deque()
         self._claimed = set()
-        chunks = [units[start:start + CHUNK] for start in range(0, len(units), CHUNK)]
+        starts = [0, *([FIRST_CHUNK] if len(units) > FIRST_CHUNK else []),
+                  *range(CHUNK, len(units), CHUNK)] if units else []
+        chunks = [units[a:b] for a, b in itertools.pairwise([*starts, len(units)])]
         # the natural-key searches of the chunks, in order on their own thread, ahead of the
         # writes; only the requests go there, what they found is applied here
         searcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ponte-search")
@@ -157,7 +164,7 @@ class EntitySync:
             searches = [searcher.submit(find_wanted, self.job, lonely_wanted(self.job, chunk))
                         for chunk in chunks]
         try:
-            for n, start in enumerate(range(0, len(units), CHUNK)):
+            for n, start in enumerate(starts):
                 if self.job.opt.stop_requested():
                     while window:
                         self._finish_chunk(window.popleft())
