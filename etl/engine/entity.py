@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from etl import watermark as wm
 from etl.connectors.base import Connector, Record
-from etl.engine import computed, scope
+from etl.engine import computed, heap, scope
 from etl.engine.extract import Changes, Chunk, Extract
 from etl.engine.load import Load, Sending
 from etl.engine.model import (
@@ -372,6 +372,7 @@ class EntitySync:
                 got.append(self._read(window))
 
             changes = self._fresh(read)
+            heap.settle()  # set up and a first batch diffed: what is alive now stays
             self.process(self.pair({side: ch.seen for side, ch in changes.items()}),
                          ahead=read_ahead)
             self._after_batch(changes, read.batch)
