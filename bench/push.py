@@ -21,8 +21,9 @@ package has them: :func:`ponte_env`). Right after, a second ``ponte sync custome
 nothing changed gives ``quiet_rerun_s`` and ``quiet_rerun_reads`` (the requests each simulator
 saw during it, by endpoint). Goals at 10,000 records, 20 ms: writers 1 and 4 >= 85 %.
 
-``--profile DIR`` runs the first sync under cProfile (``DIR/push-<writers>.prof``; the profiler
-slows ponte: use it to compare, not for the figures). Prints one JSON object per writers count,
+``--profile DIR`` runs both syncs under cProfile (``DIR/push-<writers>.prof``,
+``DIR/quiet-<writers>.prof``; the profiler slows ponte: use it to compare, not for the
+figures). Prints one JSON object per writers count,
 then a table unless ``--json``. Not part of the test suite.
 """
 
@@ -136,7 +137,8 @@ def run_one(records: int, writers: int, latency_ms: float, profile: Path | None,
         created = len(sb.crm.db["Contacts"])
         sb.crm.requests.reset()
         sb.erp.requests.reset()
-        quiet_s, quiet = sync(env, tmp)
+        quiet_prof = profile / f"quiet-{writers}.prof" if profile is not None else None
+        quiet_s, quiet = sync(env, tmp, quiet_prof)
         quiet_requests = requests_seen(sb)
     counts = report["entities"][ENTITY]
     rps = counts["crm"]["created"] / seconds
