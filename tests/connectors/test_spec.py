@@ -231,3 +231,28 @@ def test_a_package_adds_specs_through_the_entry_point_group(
 def test_every_built_in_spec_runs_on_the_generic_connector() -> None:
     assert [r.spec.name for r in registry.built_in() if r.spec.implementation] == []
     assert implementation(registry.get("omie").spec) is GenericConnector
+
+
+def test_a_session_sends_each_request_to_the_url_of_its_own_params() -> None:
+    """The session keeps the URLs it built: a kept one is never sent with other params, and
+    what is sent is what httpx itself makes of the path and params."""
+    from etl.connectors.http import TARGETS_KEPT, HttpSession
+
+    client, seen = _recorder([])
+    session = HttpSession(client, system="crm", requests_per_minute=10**6)
+    asked = [("Contacts", {"$expand": "City,Tags", "$filter": "Name eq 'A b'"}),
+             ("Contacts", {"$expand": "City,Tags", "$filter": "Name eq 'C&d'"}),
+             ("Contacts", {"$expand": "City,Tags", "$filter": "Name eq 'A b'"}),
+             ("Contacts(7)", None), ("Contacts", {"ids": ["1", "2"]}), ("Contacts", None)]
+    for _ in range(2):
+        for path, params in asked:
+            session.request("GET", path, kind="read", classify=lambda r: ("ok", None),
+                            params=params)
+    expected = [client.build_request("GET", path, params=params).url for path, params in asked]
+    assert [r.url for r in seen] == expected * 2
+    assert str(seen[1].url).endswith("%24filter=Name+eq+%27C%26d%27")
+    for n in range(TARGETS_KEPT + 5):  # a listing paging through many: the kept ones start over
+        session.request("GET", "Contacts", kind="read", classify=lambda r: ("ok", None),
+                        params={"$skip": str(n)})
+    assert str(seen[-1].url) == f"http://x.test/Contacts?%24skip={TARGETS_KEPT + 4}"
+    assert len(session._targets) <= TARGETS_KEPT
