@@ -1,9 +1,9 @@
 """The process's long-lived objects kept out of the cyclic garbage collector's walks.
 
-A full collection stops every thread while it walks every object the collector tracks: after a
-run has imported pandas, SQLAlchemy and the connectors' specs, that is over a million objects
-and ~0.1 s, about ten times in a write-heavy run, each time with the target's writers stopped
-(measured: 0.9-1.0 s of full collections in a run of 10,000 creates). :func:`settle` moves the
+A full collection stops every thread while it walks every object the collector tracks: ~118,000
+once ponte, pandas and SQLAlchemy are imported (50 ms), more once a run has set itself up and
+read a batch; 9-10 full collections of up to 0.13 s each in a run of 10,000 creates, each with
+the target's writers stopped (measured: 0.9-1.0 s in all). :func:`settle` moves the
 objects alive once a run has set itself up (modules, specs, mappings, clients) into the
 collector's permanent generation (:func:`gc.freeze`), once per process: later collections walk
 what runs create afterwards. A collection just before frees what is garbage already; reference
