@@ -117,6 +117,7 @@ class EntitySync:
                                planned=planned)
         self.windows: dict[Side, wm.Window] = {}
         self._claimed: set[tuple[Side, str]] = set()  # partners found by search, in flight
+        self._processed = 0  # records of the batches before this one, all processed
         self._started = time.monotonic()
         if planned is not None:
             for entity, crm_key, erp_key in planned.links:
@@ -168,8 +169,9 @@ class EntitySync:
                 if self.job.opt.stop_requested():
                     while window:
                         self._finish_chunk(window.popleft())
-                    raise Stopped(f"stopped after {start} of {len(units)} {self.entity} records "
-                                  "(whole chunks committed; watermark not moved past them)")
+                    raise Stopped(f"stopped after {self._processed + start} {self.entity} "
+                                  "records of this run (whole chunks committed; watermark not "
+                                  "moved past them)")
                 window.append(self._start_chunk(chunks[n], searches[n].result()))
                 while window and (len(window) > IN_FLIGHT or window[0].done()):
                     self._finish_chunk(window.popleft())
@@ -181,6 +183,7 @@ class EntitySync:
                     failed = exc
             while window:
                 self._finish_chunk(window.popleft())
+            self._processed += len(units)
             if failed is not None:
                 raise failed
         finally:  # a failure: writes not sent yet are never sent (their intents stay)
