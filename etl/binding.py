@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -147,33 +149,41 @@ def account_hash(account: str, salt: str) -> str:
     return hashlib.scrypt(account.encode(), salt=bytes.fromhex(salt), **_SCRYPT).hex()
 
 
+def account_hashes(pairs: Sequence[tuple[str, str]]) -> list[str]:
+    """:func:`account_hash` of each (account, salt), on threads of their own: scrypt lets go of
+    the interpreter lock, so both sides cost the time of one (~45 ms, at every command)."""
+    if len(pairs) < 2:
+        return [account_hash(account, salt) for account, salt in pairs]
+    with ThreadPoolExecutor(max_workers=len(pairs), thread_name_prefix="ponte-hash") as pool:
+        return list(pool.map(lambda pair: account_hash(*pair), pairs))
+
+
 def compare(store: Store, settings: Settings) -> BindingStatus:
     """The stored binding against the configured systems; reads only the state."""
     bound = store.bindings()
     configured = identities(settings)
+    bound_sides = [side for side in SIDES if side in bound]
+    hashes = dict(zip(bound_sides, account_hashes(
+        [(configured[side].account, bound[side].salt) for side in bound_sides]), strict=True))
     diffs: list[Difference] = []
-    for side in SIDES:
-        b, c = bound.get(side), configured[side]
-        if b is None:
-            continue
+    for side in bound_sides:
+        b, c = bound[side], configured[side]
         if b.kind != c.kind:
             diffs.append(Difference(side, "kind", b.kind, c.kind, f"PONTE_{side.upper()}__KIND"))
         if b.base_url != c.base_url:
             diffs.append(Difference(side, "base URL", b.base_url, c.base_url,
                                     f"PONTE_{side.upper()}__BASE_URL"))
-        if not hmac.compare_digest(b.account_hash, account_hash(c.account, b.salt)):
+        if not hmac.compare_digest(b.account_hash, hashes[side]):
             diffs.append(Difference(side, "account", None, None, c.account_setting))
     return BindingStatus(store.safe_url, bound, configured, diffs)
 
 
 def _rows(configured: dict[str, Identity], sides: list[str], now: datetime) -> list[BindingRow]:
-    rows = []
-    for side in sides:
-        c = configured[side]
-        salt = secrets.token_hex(16)
-        rows.append(BindingRow(side, c.kind, c.base_url, account_hash(c.account, salt), salt,
-                               now))
-    return rows
+    salts = {side: secrets.token_hex(16) for side in sides}
+    hashes = account_hashes([(configured[side].account, salts[side]) for side in sides])
+    return [BindingRow(side, configured[side].kind, configured[side].base_url, hashed,
+                       salts[side], now)
+            for side, hashed in zip(sides, hashes, strict=True)]
 
 
 def ensure(store: Store, settings: Settings, *, bind: bool, now: datetime) -> BindingStatus:

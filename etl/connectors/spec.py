@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -341,10 +342,19 @@ def parse_spec(raw: object, source: str) -> ConnectorSpec:
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+@lru_cache(maxsize=64)
+def parse_yaml(text: str) -> Any:
+    """``text`` parsed by :data:`SAFE_LOADER`, once per process for the same text: a command
+    loads the same mappings several times (checks, then the run), ``ponte serve`` for every
+    event. What it returns is shared: read it (pydantic validates without changing it),
+    never change it."""
+    return yaml.load(text, Loader=SAFE_LOADER)
+
+
 def load_spec(path: Path) -> ConnectorSpec:
     """One spec file, validated (:class:`ConfigError` naming file, path, value and choices)."""
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: connector spec not found") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -402,4 +412,5 @@ __all__ = [
     "entity_order",
     "load_spec",
     "parse_spec",
+    "parse_yaml",
 ]

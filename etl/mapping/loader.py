@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from etl.connectors.schema import CollectionSchema, SystemSchema
-from etl.connectors.spec import SAFE_LOADER, entity_order
+from etl.connectors.spec import entity_order, parse_yaml
 from etl.errors import ConfigError
 from etl.mapping.computed import check_computed, check_sources
 from etl.mapping.custom import resolve_custom
@@ -34,7 +34,7 @@ def load_mapping(path: Path, *, schemas: Schemas | None = None) -> EntityMapping
     """One mapping file, validated; with ``schemas`` every native path it names must be a
     field the system declares (see :mod:`etl.mapping.paths`)."""
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER)
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: mapping file not found") from None
     except yaml.YAMLError as exc:
