@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from etl import watermark as wm
 from etl.connectors.base import Connector, Record
-from etl.engine import computed, heap, scope
+from etl.engine import computed, heap, scope, switching
 from etl.engine.extract import Changes, Chunk, Extract
 from etl.engine.load import Load, Sending
 from etl.engine.model import (
@@ -350,6 +350,7 @@ class EntitySync:
 
     def run(self) -> None:
         job = self.job
+        switching.quick_switches()  # a writer whose answer came waits 0.5 ms at most, not 5
         sides = [s for s in job.m.sources() if job.opt.sides is None or s in job.opt.sides]
         if job.opt.computed_only:  # the marked records of the sides with computed fields
             sides = [s for s in sides if job.m.computed_fields(s)]
