@@ -6,7 +6,7 @@ the main thread computes gets the lock back when the main thread waits for somet
 the interpreter makes it let go: after the switch interval, 5 ms by default. That is a quarter
 of the whole 20 ms a write takes on a fast system, paid by a share of the writes that grows with
 the main thread's work. :func:`quick_switches` shortens the interval to :data:`SWITCH_S` for
-the process, once.
+the process.
 
 Measured (``bench/push.py``-style runs, 10,000 creates at 20 ms, 4 writers, same hour): 62.2
 and 62.7 s at 5 ms, 60.95 and 60.92 s at 0.5 ms. The main thread gives the lock away more often,
@@ -16,21 +16,16 @@ which costs it little: its own waits (pages, the state database) are where it sp
 from __future__ import annotations
 
 import sys
-import threading
 
 #: the interpreter's switch interval while ponte runs, in seconds (Python's default: 0.005)
 SWITCH_S = 0.0005
 
-_done = threading.Event()
-
 
 def quick_switches() -> None:
-    """Shorten the interpreter's switch interval to :data:`SWITCH_S`, once per process; an
-    interval already shorter (set by a program that embeds ponte) is kept."""
-    if not _done.is_set():
-        _done.set()
-        if sys.getswitchinterval() > SWITCH_S:
-            sys.setswitchinterval(SWITCH_S)
+    """Shorten the interpreter's switch interval to :data:`SWITCH_S` (at every run: two calls);
+    an interval already shorter, set by a program that embeds ponte, is kept."""
+    if sys.getswitchinterval() > SWITCH_S:
+        sys.setswitchinterval(SWITCH_S)
 
 
 __all__ = ["SWITCH_S", "quick_switches"]
