@@ -8,9 +8,11 @@ of the whole 20 ms a write takes on a fast system, paid by a share of the writes
 the main thread's work. :func:`quick_switches` shortens the interval to :data:`SWITCH_S` for
 the process.
 
-Measured (``bench/push.py``-style runs, 10,000 creates at 20 ms, 4 writers, same hour): 62.2
-and 62.7 s at 5 ms, 60.95 and 60.92 s at 0.5 ms. The main thread gives the lock away more often,
-which costs it little: its own waits (pages, the state database) are where it spends the run.
+Measured on 2026-12-03, 07:35-08:20 (``bench/push.py``'s run, 10,000 creates at 20 ms): four
+writers took 62.2, 62.7, 63.0 and 62.6 s at 5 ms, 60.95, 60.92 and 62.0 s at 0.5 ms; one writer
+225.5 s at 5 ms and 226.6 s at 0.5 ms (no difference: with one writer, little else runs). The
+main thread gives the lock away more often, which costs it little: its own waits (pages, the
+state database) are where it spends the run.
 """
 
 from __future__ import annotations
