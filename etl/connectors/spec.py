@@ -19,6 +19,7 @@ value's type (a page number stays a number; ``{key!i}`` makes it an integer).
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from functools import lru_cache
@@ -343,12 +344,15 @@ SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @lru_cache(maxsize=64)
-def parse_yaml(text: str) -> Any:
-    """``text`` parsed by :data:`SAFE_LOADER`, once per process for the same text: a command
-    loads the same mappings several times (checks, then the run), ``ponte serve`` for every
-    event. What it returns is shared: read it (pydantic validates without changing it),
-    never change it."""
+def _parsed(text: str) -> Any:
     return yaml.load(text, Loader=SAFE_LOADER)
+
+
+def parse_yaml(text: str) -> Any:
+    """``text`` parsed by :data:`SAFE_LOADER`, once per process for the same text (a command
+    loads the same mappings several times: checks, then the run; ``ponte serve`` for every
+    event); each caller gets its own copy, a fraction of a parse's cost."""
+    return copy.deepcopy(_parsed(text))
 
 
 def load_spec(path: Path) -> ConnectorSpec:
