@@ -2,7 +2,9 @@
 identical read repeated within some seconds (and would cost a wait of that length), the same
 read within them is answered from here. Kept zlib-compressed: a listing read whole within the
 window costs a fraction of its size, not a second copy; each hit gets its own copy. A write to a
-path forgets what was read from it."""
+path forgets what was read from it — but for a whole listing scanned for a natural-key search
+(:meth:`Answers.keep_scan`): such a search only ever uses records that are nobody's partner yet,
+and what ponte writes (its creates, linked at once; its updates, of linked records) never is."""
 
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ class Answers:
         self.seconds = seconds
         self.clock = clock
         self._kept: dict[str, tuple[str, float, Outcome, httpx.Response, bytes]] = {}
+        self._scans: dict[str, tuple[float, bytes]] = {}
+        self._flying: dict[str, threading.Event] = {}  # reads sent and not answered yet
         self._lock = threading.Lock()
 
     def recall(self, call: Call) -> tuple[Outcome, Any, httpx.Response] | None:
@@ -52,6 +56,45 @@ class Answers:
         with self._lock:
             self._prune()
             self._kept[identity(call)] = (call.path, self.clock(), outcome, head, blob)
+
+    def take_off(self, call: Call) -> threading.Event | None:
+        """Before sending a read: None when this thread is to send it (then :meth:`land` it
+        after), else the event an identical read already on its way sets when it lands. Two
+        threads reading the same page at once (a window's reader and a search's scan) send
+        it once: the second one would be refused for the system's whole window."""
+        ident = identity(call)
+        with self._lock:
+            flying = self._flying.get(ident)
+            if flying is None:
+                self._flying[ident] = threading.Event()
+            return flying
+
+    def land(self, call: Call) -> None:
+        """The read :meth:`take_off` let this thread send is answered (or failed)."""
+        with self._lock:
+            flying = self._flying.pop(identity(call), None)
+        if flying is not None:
+            flying.set()
+
+    def keep_scan(self, scan: str, records: list[Any], at: float) -> None:
+        """The records of a whole listing (``scan``: the :func:`identity` of its first call),
+        read from ``at`` (as :attr:`clock` told it) to search it by natural key: kept for the
+        window, whatever ponte writes meanwhile."""
+        blob = zlib.compress(json.dumps(records, separators=(",", ":")).encode(), 1)
+        with self._lock:
+            self._scans[scan] = (at, blob)
+
+    def recall_scan(self, scan: str) -> list[Any] | None:
+        """The records of ``scan`` kept within the window (a copy), or None."""
+        with self._lock:
+            hit = self._scans.get(scan)
+            if hit is not None and self.clock() - hit[0] >= self.seconds:
+                del self._scans[scan]
+                hit = None
+        if hit is None:
+            return None
+        records: list[Any] = json.loads(zlib.decompress(hit[1]))
+        return records
 
     def forget(self, path: str) -> None:
         """After (and before) a write to ``path``: what was read from it is stale."""

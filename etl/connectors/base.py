@@ -10,7 +10,8 @@ which native collection serves each.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -142,10 +143,14 @@ class Connector(Protocol):
         system's) are simply absent. Raises ``SystemUnavailable``."""
         ...
 
-    def find_by(self, entity: str, native_field: str, values: Sequence[str]) -> list[Record]:
+    def find_by(self, entity: str, native_field: str, values: Sequence[str], *,
+                unlinked_only: bool = False) -> list[Record]:
         """Records whose ``native_field`` (digits-only tax id, product code, external id) is in
-        ``values``; used to match before creating. ``ConfigError`` when the entity cannot be
-        searched by ``native_field``; ``SystemUnavailable``."""
+        ``values``; used to match before creating. ``unlinked_only``: the caller uses only
+        records that are no other record's partner yet (natural-key matching), so an answer
+        read earlier in the run may serve it after ponte's own writes, which only make or
+        change partners. ``ConfigError`` when the entity cannot be searched by
+        ``native_field``; ``SystemUnavailable``."""
         ...
 
     def write_batch(self, entity: str, ops: Sequence[WriteOp]) -> list[WriteResult]:
@@ -197,3 +202,19 @@ class HasReferences(Protocol):
     def create_reference(self, name: str, value: str) -> str:
         """Add ``value``; its key. A refusal is a raised :class:`RecordError`."""
         ...
+
+
+@contextmanager
+def stops_waits(connectors: Iterable[object], should_stop: Callable[[], bool] | None
+                ) -> Iterator[None]:
+    """For the block: a read that waits as its system asked (Omie's 60 s for a repeated
+    listing) gives way to ``should_stop`` (a signal), on the connectors that wait so (those
+    with a ``should_stop`` attribute). What they had before is put back after."""
+    before = [(c, c.should_stop) for c in connectors if hasattr(c, "should_stop")]
+    for c, _ in before:
+        setattr(c, "should_stop", should_stop)  # noqa: B010 - not every connector has it
+    try:
+        yield
+    finally:
+        for c, value in before:
+            setattr(c, "should_stop", value)  # noqa: B010

@@ -30,7 +30,7 @@ import httpx
 from loguru import logger
 
 from etl.connectors import lookups
-from etl.connectors.answers import Answers
+from etl.connectors.answers import Answers, identity
 from etl.connectors.auth import Authenticator, Call
 from etl.connectors.base import ApiCalls, Capabilities, Record, RetryStats
 from etl.connectors.errors import Outcome, answer_of, classify, verdict
@@ -60,11 +60,12 @@ from etl.connectors.templates import (
     put,
 )
 from etl.connectors.windows import add_window, edges, latest_in_order, others_only
-from etl.errors import ConfigError, SystemUnavailable, WaitAsked
+from etl.errors import ConfigError, Stopped, SystemUnavailable, WaitAsked
 from etl.settings import SideSettings
 from etl.watermark import Window
 
 MAX_STATED_WAITS = 4  # waits a system states in its message, per request
+STOP_CHECK_S = 0.5  # how often a read waiting as the system asked looks for a stop request
 
 
 class GenericConnector(Writes, References):
@@ -91,6 +92,9 @@ class GenericConnector(Writes, References):
         self._sleep = sleep
         # a stated wait longer than this raises WaitAsked instead (None: always wait in line)
         self.inline_wait_limit_s: float | None = None
+        # asked during a read's stated wait (a signal): the read stops instead of waiting on
+        # (set for a run's duration by :func:`etl.connectors.base.stops_waits`)
+        self.should_stop: Callable[[], bool] | None = None
         self._hooks = wait_hooks(spec)
         self._write_lock = threading.Lock()
         self._writer_pools = {}
@@ -187,23 +191,33 @@ class GenericConnector(Writes, References):
 
     def _send(self, call: Call, kind: Literal["read", "write"], *, attempts: int | None = None
               ) -> tuple[Outcome, Any, httpx.Response]:
-        """One request (answered from ``read_cache`` when the spec keeps reads); a write
-        forgets what was read from its path, before and after it is sent."""
-        if self._answers is None:
+        """One request (answered from ``read_cache`` when the spec keeps reads, and sent once
+        when two threads read the same at once); a write forgets what was read from its path,
+        before and after it is sent."""
+        answers = self._answers  # this one throughout, though forget_reads replaces it
+        if answers is None:
             return self._exchange(call, kind, attempts)
         if kind == "read":
-            hit = self._answers.recall(call)
-            if hit is not None:
-                return hit
-            sent = self._exchange(call, kind, attempts)
-            if sent[0].action == "ok":
-                self._answers.keep(call, sent[0], sent[1], sent[2])
-            return sent
-        self._answers.forget(call.path)
+            while True:
+                hit = answers.recall(call)
+                if hit is not None:
+                    return hit
+                flying = answers.take_off(call)
+                if flying is None:
+                    break
+                flying.wait()  # the same read on another thread: its answer, once kept
+            try:
+                sent = self._exchange(call, kind, attempts)
+                if sent[0].action == "ok":
+                    answers.keep(call, sent[0], sent[1], sent[2])
+                return sent
+            finally:
+                answers.land(call)
+        answers.forget(call.path)
         try:
             return self._exchange(call, kind, attempts)
         finally:  # also what a concurrent read kept meanwhile
-            self._answers.forget(call.path)
+            answers.forget(call.path)
 
     def _exchange(self, call: Call, kind: Literal["read", "write"], attempts: int | None
                   ) -> tuple[Outcome, Any, httpx.Response]:
@@ -241,7 +255,7 @@ class GenericConnector(Writes, References):
                                     f"repeating {what.rsplit(' ', 1)[-1]}{why}", outcome.wait)
                 logger.info("{} asks to wait {:.0f} s before repeating {}{}; waiting",
                             self.spec.title, outcome.wait, what.rsplit(" ", 1)[-1], why)
-                self._sleep(outcome.wait)  # a wait the system states (the session's are done)
+                self._wait_stated(outcome.wait, kind, what)
                 continue
             hint = "; " + outcome.hint.replace("{prefix}", f"PONTE_{self.system.upper()}") \
                 if outcome.hint else ""
@@ -256,6 +270,22 @@ class GenericConnector(Writes, References):
             return outcome, answer, response
         raise SystemUnavailable(self.system, f"{self.spec.title} {what} kept asking to wait "
                                 f"({MAX_STATED_WAITS} waits)")
+
+    def _wait_stated(self, seconds: float, kind: Literal["read", "write"], what: str) -> None:
+        """A wait the system states (the session's own are done). A read's gives way to a stop
+        request, asked every :data:`STOP_CHECK_S`: nothing it would have read is used yet, so
+        the run stops as between chunks. A write's is waited out: its outcome must be known."""
+        if kind == "write" or self.should_stop is None:
+            self._sleep(seconds)
+            return
+        left = seconds
+        while left > 0:
+            if self.should_stop():
+                raise Stopped(f"stopped while {self.spec.title} asked to wait {seconds:.0f} s "
+                              f"before repeating {what.rsplit(' ', 1)[-1]}")
+            step = min(left, STOP_CHECK_S)
+            self._sleep(step)
+            left -= step
 
     def _call(self, req: Request, values: dict[str, Any], fmt: TimeFormat | None = None) -> Call:
         """A request's template filled (filter clauses whose values are unset left out)."""
@@ -360,17 +390,12 @@ class GenericConnector(Writes, References):
             yield ordered[start:start + self.page_size]
 
     def _by_values(self, entity: str, spec: ByValues, values: Sequence[str],
-                   field: str = "") -> list[Record]:
+                   field: str = "", *, unlinked_only: bool = False) -> list[Record]:
         # kept answers hold only when the same values make the same requests: sorted
         wanted = lookups.wanted(spec, values, ordered=self._answers is not None)
         out: list[Record] = []
         if spec.scan_above is not None and len(wanted) > spec.scan_above:
-            ls = self._entity(entity).listing  # fewer requests to read everything once
-            assert ls is not None
-            call = self._call(ls, {}, ls.time)
-            for page in self._pages(call, ls.paginator, ls.records, entity, ls.page_size):
-                out.extend(page)
-            return out
+            return self._scan(entity, unlinked_only=unlinked_only)
         chunk = 1 if "{value}" in spec.path else spec.chunk
         if lookups.sends_no_value(spec):
             chunk = max(1, len(wanted))
@@ -393,6 +418,26 @@ class GenericConnector(Writes, References):
                 out.extend(page)
         return out
 
+    def _scan(self, entity: str, *, unlinked_only: bool) -> list[Record]:
+        """The entity's whole listing, for a search of more values than ``scan_above`` (fewer
+        requests than one per value). With ``unlinked_only`` (see :meth:`find_by`) on a system
+        that refuses a repeated read (``read_cache``), a scan made within its window is used
+        again, whatever ponte wrote since: the next batch of a big first sync does not wait
+        out Omie's minute for the same listing."""
+        ls = self._entity(entity).listing
+        assert ls is not None
+        call = self._call(ls, {}, ls.time)
+        scan = identity(call)  # before paging moves the call on
+        answers = self._answers if unlinked_only else None
+        if answers is not None and (kept := answers.recall_scan(scan)) is not None:
+            return kept
+        at = answers.clock() if answers is not None else 0.0
+        out = [r for page in self._pages(call, ls.paginator, ls.records, entity, ls.page_size)
+               for r in page]
+        if answers is not None:
+            answers.keep_scan(scan, out, at)
+        return out
+
     def read_by_keys(self, entity: str, keys: Sequence[str]) -> list[Record]:
         e, wanted = self._entity(entity), {str(k) for k in keys}
         if e.read_by_keys is None:
@@ -400,7 +445,8 @@ class GenericConnector(Writes, References):
         return self._unique(entity, [r for r in self._by_values(entity, e.read_by_keys, keys)
                                      if self.key_of(entity, r) in wanted])
 
-    def find_by(self, entity: str, native_field: str, values: Sequence[str]) -> list[Record]:
+    def find_by(self, entity: str, native_field: str, values: Sequence[str], *,
+                unlinked_only: bool = False) -> list[Record]:
         e = self._entity(entity)
         spec = e.find_by.get(native_field) or e.find_by.get("*")
         if spec is None:
@@ -408,7 +454,8 @@ class GenericConnector(Writes, References):
                               f"{native_field!r}; valid: {', '.join(e.find_by) or 'none'}")
         wanted = {lookups.norm(spec, v) for v in values} - {""}
         # a system that ignores a filter it does not know must not match every record
-        found = [r for r in self._by_values(entity, spec, values, native_field)
+        found = [r for r in self._by_values(entity, spec, values, native_field,
+                                            unlinked_only=unlinked_only)
                  if not spec.verify or lookups.norm(spec, dig(r, native_field)) in wanted]
         return self._unique(entity, found)
 

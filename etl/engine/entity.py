@@ -166,13 +166,19 @@ class EntitySync:
                         for chunk in chunks]
         try:
             for n, start in enumerate(starts):
-                if self.job.opt.stop_requested():
+                found = None
+                if not self.job.opt.stop_requested():
+                    try:
+                        found = searches[n].result()
+                    except Stopped:  # its read was waiting as the system asked: a stop too
+                        pass
+                if found is None:
                     while window:
                         self._finish_chunk(window.popleft())
                     raise Stopped(f"stopped after {self._processed + start} {self.entity} "
                                   "records of this run (whole chunks committed; watermark not "
                                   "moved past them)")
-                window.append(self._start_chunk(chunks[n], searches[n].result()))
+                window.append(self._start_chunk(chunks[n], found))
                 while window and (len(window) > IN_FLIGHT or window[0].done()):
                     self._finish_chunk(window.popleft())
             failed: BaseException | None = None

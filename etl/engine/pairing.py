@@ -182,7 +182,8 @@ def lonely_wanted(job: Job, units: Sequence[Unit]) -> Wanted:
 
 def find_wanted(job: Job, wanted: Wanted) -> dict[Side, list[Record]]:
     """The search itself (requests only, safe on another thread): the records found."""
-    return {target: job.conn[target].find_by(job.entity, field_name, values)
+    return {target: job.conn[target].find_by(job.entity, field_name, values,
+                                             unlinked_only=True)
             for target, (field_name, values) in wanted.items()}
 
 
@@ -224,7 +225,8 @@ def _search(job: Job, target: Side, field_name: str, values: list[str]) -> dict[
 def search_unlinked(job: Job, target: Side, field_name: str, values: list[str]) -> list[Seen]:
     """The side's records whose native ``field_name`` holds one of ``values``, less those
     linked already (partners of other records) and those that cannot be read."""
-    return unlinked(job, target, job.conn[target].find_by(job.entity, field_name, values))
+    return unlinked(job, target, job.conn[target].find_by(job.entity, field_name, values,
+                                                          unlinked_only=True))
 
 
 def unlinked(job: Job, target: Side, found: Sequence[Record]) -> list[Seen]:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from loguru import logger
 
-from etl.connectors.base import Connector
+from etl.connectors.base import Connector, stops_waits
 from etl.engine.entity import EntitySync
 from etl.engine.model import Options, Planned
 from etl.engine.references import RunReferences
@@ -65,11 +65,18 @@ def run_sync(
     The run row is always finished: an :class:`Aborted` run (second signal) is recorded as
     ``aborted``, any other exception (a bug, a malformed vendor record nobody foresaw) as
     ``failed`` with its text (secrets masked); both are re-raised after the locks are
-    released."""
+    released. A read waiting as its system asked gives way to the stop request too."""
     opt = options or Options()
+    with stops_waits(connectors.values(), opt.should_stop):
+        return _run_sync(store=store, connectors=connectors, mappings=mappings,
+                         names=list(entities or mappings), kind=kind, opt=opt, now=now)
+
+
+def _run_sync(*, store: Store, connectors: dict[Side, Connector],
+              mappings: dict[str, EntityMapping], names: list[str], kind: str, opt: Options,
+              now: Callable[[], datetime]) -> RunReport:
     started = time.monotonic()
     run_start = now()
-    names = list(entities or mappings)
     run_id = uuid.uuid4().hex
     report = RunReport(run_id=run_id, kind=kind, dry_run=opt.dry_run)
     record = not opt.dry_run

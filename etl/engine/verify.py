@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from etl.connectors.base import Connector, WriteOp
+from etl.connectors.base import Connector, WriteOp, stops_waits
 from etl.engine.deletes import apply_deletes
 from etl.engine.entity import EntitySync
 from etl.engine.model import Options, Seen, Unit
@@ -140,10 +140,12 @@ def verify(
             heartbeat = Heartbeat(store, held, run_id, lease_s=lease_s, now=lambda: now + (
                 timedelta(seconds=time.monotonic() - started)))
             heartbeat.start()
-        for name in names:
-            report.entities[name] = _verify_entity(
-                mappings[name], connectors, store, run_id=run_id, now=now, fix=fix,
-                max_delete_share=max_delete_share, should_stop=should_stop, lease_s=lease_s)
+        with stops_waits(connectors.values(), should_stop):  # a read's stated wait gives way too
+            for name in names:
+                report.entities[name] = _verify_entity(
+                    mappings[name], connectors, store, run_id=run_id, now=now, fix=fix,
+                    max_delete_share=max_delete_share, should_stop=should_stop,
+                    lease_s=lease_s)
     except Stopped as exc:
         status, error = "stopped", str(exc)
         raise

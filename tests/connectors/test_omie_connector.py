@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import tracemalloc
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from etl.connectors.base import Connector, WriteOp
 from etl.connectors.generic import GenericConnector
 from etl.connectors.http import RetryPolicy
 from etl.connectors.registry import get
-from etl.errors import ConfigError, SystemUnavailable
+from etl.errors import ConfigError, Stopped, SystemUnavailable
 from etl.sandbox.omie import OmieSim, create_app
 from etl.watermark import Window
 
@@ -262,6 +263,40 @@ def test_a_write_forgets_what_was_read_and_a_forced_wait_is_said_at_info(
     assert [w for w in omie_sleep.waits if w >= 1] == [61.0]
     assert ("Omie asks to wait 61 s before repeating ListarClientes (redundant-call rule); "
             "waiting") in info_lines
+
+
+def test_a_stop_request_ends_a_reads_stated_wait_within_half_a_second(
+        omie_http: TestClient, omie_sim: OmieSim, omie_sleep: FakeSleep) -> None:
+    """Ctrl-C while Omie holds a repeated listing back for a minute: the read stops at the next
+    half second of the wait, not after the minute; a write's wait is never cut short."""
+    put(omie_sim, "clientes", T0)
+    full = Window(None, T0 + S)
+    assert keys(make(omie_http, omie_sleep), "customers", full) == ["1"]
+    second = make(omie_http, omie_sleep)  # a second run: Omie asks it to wait
+    second.should_stop = lambda: sum(omie_sleep.waits) >= 1.0
+    with pytest.raises(Stopped, match="^stopped while Omie asked to wait 6[01] s before "
+                                      "repeating ListarClientes$"):
+        keys(second, "customers", full)
+    assert omie_sleep.waits == [0.5, 0.5]
+    counts = {(c["endpoint"], c["status"]): c["count"] for c in omie_sim.requests.as_list()}
+    assert counts == {("geral/clientes/ListarClientes", 200): 1,
+                      ("geral/clientes/ListarClientes", 500): 1}  # not sent again
+
+
+def test_the_same_read_on_two_threads_at_once_is_sent_once(
+        omie_conn: GenericConnector, omie_sim: OmieSim, omie_sleep: FakeSleep) -> None:
+    """A window's reader and a search's scan asking for the same page at the same moment: the
+    second waits for the first one's answer instead of sending the call again, which Omie
+    would refuse for a minute."""
+    put(omie_sim, "clientes", T0)
+    omie_sim.faults.latency_ms = 300
+    window = Window(T0, T0 + S)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        got = list(pool.map(lambda _: keys(omie_conn, "customers", window), range(2)))
+    assert got == [["1"], ["1"]]
+    counts = {(c["endpoint"], c["status"]): c["count"] for c in omie_sim.requests.as_list()}
+    assert counts == {("geral/clientes/ListarClientes", 200): 1}
+    assert omie_sleep.waits == []
 
 
 def test_two_runs_within_a_minute_wait_once_with_an_info_line(

@@ -7,9 +7,12 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from loguru import logger
+from stdnum.br import cpf
 
 from etl import api
 from etl.engine import run_sync
@@ -352,3 +355,67 @@ def test_a_stop_is_seen_while_omie_keeps_a_page_waiting(tmp_path) -> None:
     store = world.store()
     assert store.watermark("customers", "erp") is None
     store.close()
+
+
+@pytest.fixture
+def asked_to_wait() -> Iterator[list[str]]:
+    """The waits a system asked ponte for, as logged ("Omie asks to wait 60 s before repeating
+    ListarClientes (redundant-call rule); waiting")."""
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="INFO",
+                      filter=lambda r: "asks to wait" in r["message"])
+    yield lines
+    logger.remove(sink)
+
+
+def test_later_batches_search_omie_with_the_first_batchs_scan_not_a_minutes_wait(
+        tmp_path, asked_to_wait: list[str]) -> None:
+    """More of the CRM's new customers than one batch holds, Omie's redundant-call rule on:
+    each batch searches Omie by tax id before creating, above 25 values by one scan of the
+    whole list. The batches after the first use that scan, though the run wrote into Omie
+    since (what it wrote is linked, so never a search's answer), instead of sending the same
+    listing again and waiting out Omie's minute."""
+    world = small_pages(make_world(f"sqlite:///{tmp_path / 'state.db'}", customers=225,
+                                   overlap=0.0), 10)
+    world.erp.faults.redundant_rule = True
+    crm_only = len(world.crm.db["Contacts"])
+    assert crm_only == 3 * 30  # three batches of 30 (a page is 10)
+    started = time.monotonic()
+    report, _ = run(world, read_chunk=30)
+    assert report.status == "ok", report.as_dict()  # type: ignore[attr-defined]
+    assert time.monotonic() - started < 30  # one wait for the rule alone would take 60 s
+    assert asked_to_wait == []
+    assert report.entities["customers"].erp.created == crm_only  # type: ignore[attr-defined]
+    crm, erp = tax_ids(world)
+    assert sorted(crm) == sorted(erp)  # every customer on both sides, once
+
+
+def test_a_stop_is_seen_while_a_search_waits_out_omies_minute(
+        tmp_path, asked_to_wait: list[str]) -> None:
+    """Omie refuses a call repeated within a minute, and a search of more than 25 tax ids is
+    one scan of its whole list: a sync whose search repeats a scan made just before it (by
+    another command) is held back for the minute. A stop requested meanwhile ends the run
+    within a second, not after the minute, with nothing written."""
+    world = make_world(f"sqlite:///{tmp_path / 'state.db'}", customers=100, overlap=0.0)
+    world.erp.faults.redundant_rule = True
+    assert run(world)[0].status == "ok"  # type: ignore[attr-defined]
+    docs = []
+    for n in range(30):  # new CRM customers: more than 25 tax ids to search Omie for
+        docs.append(next(d for c in range(100)
+                         if cpf.is_valid(d := f"{123456000 + n:09d}{c:02d}")))
+        world.crm.ui_create("Contacts", {"Name": f"Nova {n}", "TypeId": 2, "Register": docs[-1]})
+    world.tick(61)  # the first run's calls may be repeated
+    crm_client, erp_client = world.clients()
+    with api.session(world.settings, crm_client=crm_client, erp_client=erp_client,
+                     now=world.now()) as (_store, connectors, _maps):
+        assert connectors["erp"].find_by("customers", "cnpj_cpf", docs) == []  # the scan
+    writes = world.write_requests()
+    started = time.monotonic()
+    report, _ = run(world, should_stop=lambda: bool(asked_to_wait))
+    took = time.monotonic() - started
+    assert report.status == "stopped", report.as_dict()  # type: ignore[attr-defined]
+    assert report.error.startswith(  # type: ignore[attr-defined]
+        "stopped after 0 customers records of this run (whole chunks committed")
+    assert took < 5, took
+    assert len(asked_to_wait) == 1 and "repeating ListarClientes" in asked_to_wait[0]
+    assert world.write_requests() == writes
