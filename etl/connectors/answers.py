@@ -40,39 +40,40 @@ class Answers:
         self._flying: dict[str, threading.Event] = {}  # reads sent and not answered yet
         self._lock = threading.Lock()
 
-    def recall(self, call: Call) -> tuple[Outcome, Any, httpx.Response] | None:
+    def recall(self, ident: str) -> tuple[Outcome, Any, httpx.Response] | None:
+        """The answer kept for the read ``ident`` (its :func:`identity`) within the window."""
         with self._lock:
             self._prune()
-            hit = self._kept.get(identity(call))
+            hit = self._kept.get(ident)
         if hit is None:
             return None
         _, _, outcome, head, blob = hit
         return outcome, json.loads(zlib.decompress(blob)), head
 
-    def keep(self, call: Call, outcome: Outcome, answer: Any, response: httpx.Response) -> None:
+    def keep(self, ident: str, call: Call, outcome: Outcome, answer: Any,
+             response: httpx.Response) -> None:
         blob = zlib.compress(json.dumps(answer, separators=(",", ":")).encode(), 1)
         head = httpx.Response(response.status_code, headers={  # the status and headers only
             k: v for k, v in response.headers.items() if k.lower() not in _BODY_HEADERS})
         with self._lock:
             self._prune()
-            self._kept[identity(call)] = (call.path, self.clock(), outcome, head, blob)
+            self._kept[ident] = (call.path, self.clock(), outcome, head, blob)
 
-    def take_off(self, call: Call) -> threading.Event | None:
+    def take_off(self, ident: str) -> threading.Event | None:
         """Before sending a read: None when this thread is to send it (then :meth:`land` it
         after), else the event an identical read already on its way sets when it lands. Two
         threads reading the same page at once (a window's reader and a search's scan) send
         it once: the second one would be refused for the system's whole window."""
-        ident = identity(call)
         with self._lock:
             flying = self._flying.get(ident)
             if flying is None:
                 self._flying[ident] = threading.Event()
             return flying
 
-    def land(self, call: Call) -> None:
+    def land(self, ident: str) -> None:
         """The read :meth:`take_off` let this thread send is answered (or failed)."""
         with self._lock:
-            flying = self._flying.pop(identity(call), None)
+            flying = self._flying.pop(ident, None)
         if flying is not None:
             flying.set()
 

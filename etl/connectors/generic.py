@@ -198,21 +198,22 @@ class GenericConnector(Writes, References):
         if answers is None:
             return self._exchange(call, kind, attempts)
         if kind == "read":
+            ident = identity(call)
             while True:
-                hit = answers.recall(call)
+                hit = answers.recall(ident)
                 if hit is not None:
                     return hit
-                flying = answers.take_off(call)
+                flying = answers.take_off(ident)
                 if flying is None:
                     break
                 flying.wait()  # the same read on another thread: its answer, once kept
             try:
                 sent = self._exchange(call, kind, attempts)
                 if sent[0].action == "ok":
-                    answers.keep(call, sent[0], sent[1], sent[2])
+                    answers.keep(ident, call, sent[0], sent[1], sent[2])
                 return sent
             finally:
-                answers.land(call)
+                answers.land(ident)
         answers.forget(call.path)
         try:
             return self._exchange(call, kind, attempts)
