@@ -49,11 +49,11 @@ FAST_RPM = 100_000
 # --------------------------------------------------------------------------------- the sandbox
 
 _LAUNCH = r"""
-import asyncio, json, sys
+import json, sys
 from etl.sandbox.omie import OmieSim
 from etl.sandbox.ploomes import PloomesSim
 from etl.sandbox.seed import seed
-from etl.sandbox.server import _bind, _run, _servers
+from etl.sandbox.server import _bind, _servers, run_servers
 
 cfg = json.loads(sys.argv[1])
 crm = PloomesSim(user_key=cfg["user_key"], rpm=cfg["rpm"], seed=cfg["seed"])
@@ -65,7 +65,7 @@ if cfg["customers"] or cfg["products"] or cfg["orders"]:
 socks = (_bind("127.0.0.1", 0), _bind("127.0.0.1", 0))
 print(json.dumps({"crm_port": socks[0].getsockname()[1],
                   "erp_port": socks[1].getsockname()[1]}), flush=True)
-asyncio.run(_run(_servers(crm, erp), socks, handle_signals=True))
+run_servers(_servers(crm, erp), socks, handle_signals=True)
 """
 
 DEFAULT_CREDS = {"user_key": "sandbox-ploomes-user-key", "app_key": "1000000000001",
