@@ -5,6 +5,7 @@ stopping a run between chunks, and the one clock every entry point reads."""
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 
 from etl import ops
 from etl.clock import ManualClock
-from etl.engine.entity import CHUNK, FIRST_CHUNK, IN_FLIGHT
+from etl.engine.entity import CHUNK, IN_FLIGHT, chunk_starts
 from etl.errors import ConfigError, LockHeld
 from etl.mapping import load_mappings
 from etl.ponte import Ponte
@@ -256,8 +257,10 @@ def test_a_stopped_run_keeps_whole_chunks_moves_no_watermark_and_the_next_conver
         assert report.status == "stopped" and "stopped" in (report.error or "")
         # whole chunks: the first, then the ones already sent when the stop was seen (the
         # write pipeline keeps up to IN_FLIGHT chunks on their way), and no more; a batch's
-        # first chunk is FIRST_CHUNK records, the next tops it up to CHUNK
-        whole = [FIRST_CHUNK, CHUNK - FIRST_CHUNK, *[CHUNK] * IN_FLIGHT]
+        # first chunk is FIRST_CHUNK records, each next one twice the last up to CHUNK
+        starts = chunk_starts(1000)
+        whole = [b - a for a, b in itertools.pairwise([*starts, 1000])]
+        assert whole[:6] == [10, 20, 40, 80, 100, 100]
         assert chunks and chunks == whole[:len(chunks)] and len(chunks) <= IN_FLIGHT + 1
         assert store.watermark("customers", "crm") is None
         assert store.watermark("customers", "erp") is None
