@@ -1,7 +1,8 @@
 """Extract: a side's window, read page by page in chunks, normalized and diffed against the
 stored snapshots; what comes out is what changed.
 
-Each chunk holds whole pages up to ``Options.read_chunk`` records (or one page more), so memory
+Each chunk holds whole pages up to ``Options.read_chunk`` records (or one page more; the first
+chunk up to :data:`~etl.engine.model.FIRST_READ_CHUNK`, so that writes start sooner), so memory
 follows the chunk, not the window. Per chunk: records dropped from quarantine and still as they were are skipped, every
 record is normalized through the mapping (one that fails is quarantined with the reason), and
 the rest are diffed by row hash; unchanged ones stop here (and a quarantine entry left from a
@@ -22,6 +23,7 @@ from etl.connectors.base import Record
 from etl.connectors.schema import SCHEMAS
 from etl.engine import computed
 from etl.engine.model import (
+    FIRST_READ_CHUNK,
     GONE_SEP,
     Job,
     Seen,
@@ -165,6 +167,7 @@ class Extract:
         elif not job.opt.computed_only:
             pages = self.spooled(side, window) if spooled else self.pages(side, window)
         chunk = Chunk(side, from_window=not targeted, spooled=spooled)
+        limit = min(size, FIRST_READ_CHUNK)  # the first chunk small: writes start sooner
         for page in pages:
             for record in page:
                 key = c.key_of(job.entity, record)
@@ -173,9 +176,10 @@ class Extract:
                 marked.pop(key, None)
             # whole pages only: a page read before an earlier chunk's writes could hold the
             # old version of a record those writes changed
-            if len(chunk.records) >= size:
+            if len(chunk.records) >= limit:
                 yield chunk
                 chunk = Chunk(side, from_window=not targeted, spooled=spooled)
+                limit = size
         if chunk.records:
             yield chunk
         if due:

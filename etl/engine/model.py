@@ -22,6 +22,9 @@ from etl.state import SnapshotRow, Store
 
 CHUNK = 100  # records per write-and-checkpoint step
 READ_CHUNK = 2000  # records read from a side before they go through the pipeline
+#: the first chunk of a window is this small (whole pages still), so that the first writes
+#: start after a page or two is read and diffed, not twenty (~1 s sooner at 2,000 records)
+FIRST_READ_CHUNK = 200
 GONE_SEP = "; it was quarantined for: "
 
 

@@ -3,6 +3,7 @@ out) and the sequencer streaming a window through them chunk by chunk."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 import time
@@ -16,7 +17,8 @@ from stdnum.br import cpf
 
 from etl import api
 from etl.engine import run_sync
-from etl.engine.model import Seen, Unit
+from etl.engine.entity import CHUNK, chunk_starts
+from etl.engine.model import FIRST_READ_CHUNK, Seen, Unit
 from etl.engine.pairing import Candidates, Links, link_units, match
 from etl.engine.plan import Planner
 from etl.engine.report import Change, EntityReport
@@ -185,6 +187,30 @@ def test_a_run_shortens_the_interpreter_switch_interval_and_keeps_a_shorter_one(
         assert sys.getswitchinterval() == pytest.approx(SWITCH_S / 5)
     finally:
         sys.setswitchinterval(given)
+
+
+def test_a_window_s_first_chunk_is_small_so_that_writes_start_after_a_few_pages(
+        tmp_path) -> None:
+    """The first chunk of a window holds FIRST_READ_CHUNK records (whole pages), the next ones
+    READ_CHUNK: the first writes wait for a few pages to be read and diffed, not for forty."""
+    world = small_pages(make_world(f"sqlite:///{tmp_path / 'state.db'}", customers=600), 50)
+    for row in list(world.crm.db["Contacts"]):  # every customer is new to the CRM
+        world.crm.ui_delete("Contacts", row.id)
+    total = len(world.erp.db["clientes"])
+    assert total > FIRST_READ_CHUNK + 2 * CHUNK
+    writes: list[int] = []
+    report, _ = run(world, progress=lambda phase, n: writes.append(n) if "write" in phase
+                    else None)
+    assert report.status == "ok"  # type: ignore[attr-defined]
+    # two batches: the first FIRST_READ_CHUNK records (4 pages), then the rest of the window;
+    # each in write chunks of 10, 20, 40... (chunk_starts)
+    def sizes(count: int) -> list[int]:
+        return [b - a for a, b in itertools.pairwise([*chunk_starts(count), count])]
+
+    assert writes == sizes(FIRST_READ_CHUNK) + sizes(total - FIRST_READ_CHUNK)
+    assert sizes(FIRST_READ_CHUNK) == [10, 20, 40, 80, 50]
+    crm, erp = tax_ids(world)
+    assert crm == erp and set(crm.values()) == {1}
 
 
 def test_an_ordered_side_keeps_its_progress_when_a_run_stops(tmp_path) -> None:
