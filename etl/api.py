@@ -5,7 +5,7 @@ state store bound to the configured systems, both connectors). Internal to
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from etl import binding
-from etl.connectors.base import Connector
+from etl.connectors.base import Connector, stops_waits
 from etl.connectors.factory import build_connectors
 from etl.connectors.schema import SystemSchema, schema_for
 from etl.engine import Options
@@ -107,13 +107,15 @@ def session(
     erp_client: httpx.Client | None = None,
     bind: bool = True,
     now: datetime,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[tuple[Store, dict[Side, Connector], dict[str, EntityMapping]]]:
     """Validated mappings, an open state store and both connectors — config errors first,
     before anything is written. Every native path of the mappings is checked against the
     systems' field schemas (and their custom fields, when a mapping names one). A state built
     with other systems stops here (:class:`~etl.errors.StateBoundElsewhere`), before any request
     is sent; ``bind`` (a command that writes) binds a state that is not bound yet to the
-    configured systems (``now``: when that binding is recorded)."""
+    configured systems (``now``: when that binding is recorded). ``should_stop`` (a signal)
+    ends the custom-field listing's waits and retries with :class:`~etl.errors.Stopped`."""
     mappings = check_mappings(settings).mappings
     connectors = build_connectors(settings, crm_client=crm_client, erp_client=erp_client)
     try:
@@ -125,7 +127,8 @@ def session(
     try:
         binding.ensure(store, settings, bind=bind, now=now)
         if unchecked_custom_fields(mappings, declared_schemas(settings)):
-            mappings = check_mappings(settings, connectors=connectors).mappings
+            with stops_waits(connectors.values(), should_stop):
+                mappings = check_mappings(settings, connectors=connectors).mappings
         yield store, connectors, mappings
     finally:
         store.close()

@@ -71,10 +71,10 @@ class Ponte(EventsFacade):
     # ------------------------------------------------------------------- runs against the systems
 
     @contextmanager
-    def _session(self, *, bind: bool) -> Iterator[
+    def _session(self, *, bind: bool, should_stop: ShouldStop | None = None) -> Iterator[
             tuple[Store, dict[Side, Any], dict[str, EntityMapping]]]:
         with api.session(self.settings, crm_client=self.crm_client, erp_client=self.erp_client,
-                         bind=bind, now=self.clock.now()) as opened:
+                         bind=bind, now=self.clock.now(), should_stop=should_stop) as opened:
             yield opened
 
     def sync(self, entities: Sequence[str] | None = None, *, dry_run: bool = False,
@@ -90,7 +90,8 @@ class Ponte(EventsFacade):
             if entities:  # names unknown ones, before any system is asked anything
                 load_mappings(self.settings.mappings_dir, list(entities))
             try:
-                with self._session(bind=not dry_run) as (store, conns, maps):
+                with self._session(bind=not dry_run,
+                                   should_stop=should_stop) as (store, conns, maps):
                     began = True
                     return run_sync(
                         store=store, connectors=conns, mappings=maps, entities=entities or None,
@@ -139,7 +140,7 @@ class Ponte(EventsFacade):
             raise ConfigError(f"--since {since_at.isoformat()} is not before --until "
                               f"{until_at.isoformat()}")
         load_mappings(self.settings.mappings_dir, [entity])  # an unknown one: before any request
-        with self._session(bind=not dry_run) as (store, conns, maps):
+        with self._session(bind=not dry_run, should_stop=should_stop) as (store, conns, maps):
             m = ops.entity_mapping(maps, entity)
             if chosen is not None:
                 missing = [s for s in chosen if s not in m.sources()]
@@ -168,7 +169,7 @@ class Ponte(EventsFacade):
             load_mappings(self.settings.mappings_dir, list(entities))
         began = False
         try:
-            with self._session(bind=fix) as (store, conns, maps):
+            with self._session(bind=fix, should_stop=should_stop) as (store, conns, maps):
                 began = True
                 if entities:  # the session's mappings have their custom fields resolved
                     maps = {e: m for e, m in maps.items() if e in entities}
@@ -199,7 +200,7 @@ class Ponte(EventsFacade):
         returned, not raised: the daemon goes on with the next schedule. Rewrites the metrics
         file."""
         try:
-            with self._session(bind=True) as (store, conns, maps):
+            with self._session(bind=True, should_stop=should_stop) as (store, conns, maps):
                 self.share_limiters(conns)  # with the process's other runs and event runs
                 report = run_sync(store=store, connectors=conns, mappings=maps,
                                   entities=[entity], kind="sync", now=self.clock.now,

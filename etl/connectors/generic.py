@@ -23,6 +23,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -95,6 +96,7 @@ class GenericConnector(Writes, References):
         # asked during a read's stated wait (a signal): the read stops instead of waiting on
         # (set for a run's duration by :func:`etl.connectors.base.stops_waits`)
         self.should_stop: Callable[[], bool] | None = None
+        self._tied = threading.local()  # .on: this thread's reads are part of a write
         self._hooks = wait_hooks(spec)
         self._write_lock = threading.Lock()
         self._writer_pools = {}
@@ -243,6 +245,9 @@ class GenericConnector(Writes, References):
             response = self.session.request(
                 sent.method, sent.path.lstrip("/"), kind=kind, classify=judge,
                 describe=f"{self.spec.title} {what}", attempts=attempts,
+                pause=None if kind == "write" else lambda seconds, last: self._pause(
+                    seconds, kind, f"{self.spec.title} {what} was to be tried again after "
+                    f"{seconds:.1f} s (last: {last})"),
                 params=sent.params or None, headers=sent.headers or None,
                 json=sent.body if sent.body is not None else None)
             if judged[0] is not response:  # the session returns the answer it judged last
@@ -256,7 +261,8 @@ class GenericConnector(Writes, References):
                                     f"repeating {what.rsplit(' ', 1)[-1]}{why}", outcome.wait)
                 logger.info("{} asks to wait {:.0f} s before repeating {}{}; waiting",
                             self.spec.title, outcome.wait, what.rsplit(" ", 1)[-1], why)
-                self._wait_stated(outcome.wait, kind, what)
+                self._pause(outcome.wait, kind, f"{self.spec.title} asked to wait "
+                            f"{outcome.wait:.0f} s before repeating {what.rsplit(' ', 1)[-1]}")
                 continue
             hint = "; " + outcome.hint.replace("{prefix}", f"PONTE_{self.system.upper()}") \
                 if outcome.hint else ""
@@ -272,21 +278,33 @@ class GenericConnector(Writes, References):
         raise SystemUnavailable(self.system, f"{self.spec.title} {what} kept asking to wait "
                                 f"({MAX_STATED_WAITS} waits)")
 
-    def _wait_stated(self, seconds: float, kind: Literal["read", "write"], what: str) -> None:
-        """A wait the system states (the session's own are done). A read's gives way to a stop
-        request, asked every :data:`STOP_CHECK_S`: nothing it would have read is used yet, so
-        the run stops as between chunks. A write's is waited out: its outcome must be known."""
-        if kind == "write" or self.should_stop is None:
+    def _pause(self, seconds: float, kind: Literal["read", "write"], why: str) -> None:
+        """A wait before sending again: the system asked for it, or a retry backs off. A
+        read's gives way to a stop request, asked every :data:`STOP_CHECK_S`, and raises
+        :class:`Stopped` ``"stopped while " + why``: nothing it would have read is used yet, so
+        the run stops as between chunks. A write's is waited out, and so is a read made for a
+        write (:meth:`for_write`): its outcome must be known."""
+        if kind == "write" or self.should_stop is None or getattr(self._tied, "on", False):
             self._sleep(seconds)
             return
         left = seconds
         while left > 0:
             if self.should_stop():
-                raise Stopped(f"stopped while {self.spec.title} asked to wait {seconds:.0f} s "
-                              f"before repeating {what.rsplit(' ', 1)[-1]}")
+                raise Stopped(f"stopped while {why}")
             step = min(left, STOP_CHECK_S)
             self._sleep(step)
             left -= step
+
+    @contextmanager
+    def for_write(self) -> Iterator[None]:
+        """For the block, on this thread: reads are part of a write (the look-up after an
+        ambiguous create, the read-back of its answer) and wait out their retries like it."""
+        before = getattr(self._tied, "on", False)
+        self._tied.on = True
+        try:
+            yield
+        finally:
+            self._tied.on = before
 
     def _call(self, req: Request, values: dict[str, Any], fmt: TimeFormat | None = None) -> Call:
         """A request's template filled (filter clauses whose values are unset left out)."""

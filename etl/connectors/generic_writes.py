@@ -14,6 +14,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Literal
 
 from loguru import logger
@@ -76,6 +77,7 @@ class Writes:
         def _send(self, call: Call, kind: Literal["read", "write"], *,
                   attempts: int | None = None) -> tuple[Outcome, Any, Any]: ...
         def _call(self, req: Any, values: dict[str, Any], fmt: Any = None) -> Call: ...
+        def for_write(self) -> AbstractContextManager[None]: ...
 
     def write_batch(self, entity: str, ops: Sequence[WriteOp]) -> list[WriteResult]:
         pending = self.start_batch(entity, ops)
@@ -101,8 +103,12 @@ class Writes:
         if "before_batch" in e.hooks:  # e.g. reference lookups primed once for the batch
             HOOKS[e.hooks["before_batch"]](self, entity, ops)
         pool = self._writer_pool(self.writers(entity))
-        futures = [pool.submit(self._write_one, entity, op) for op in ops]
+        futures = [pool.submit(self._write_tied, entity, op) for op in ops]
         return PendingWrites(futures, lambda results: self._read_back(entity, results))
+
+    def _write_tied(self, entity: str, op: WriteOp) -> WriteResult:
+        with self.for_write():  # its look-ups wait out their retries, a stop or not
+            return self._write_one(entity, op)
 
     def _writer_pool(self, workers: int) -> ThreadPoolExecutor:
         with self._write_lock:
@@ -125,8 +131,9 @@ class Writes:
         todo = [r for r in results if r.ok and r.record is None and r.key]
         if todo:
             keys = [str(t.key) for t in todo]
-            back = (self._by_values(entity, e.read_one, keys) if e.read_one and len(todo) == 1
-                    else self.read_by_keys(entity, keys))
+            with self.for_write():  # the writes landed: their records are read, a stop or not
+                back = (self._by_values(entity, e.read_one, keys)
+                        if e.read_one and len(todo) == 1 else self.read_by_keys(entity, keys))
             found = {self.key_of(entity, r): r for r in back}
             for r in todo:
                 r.record = found.get(str(r.key))

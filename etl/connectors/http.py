@@ -147,13 +147,17 @@ class HttpSession:
         classify: Callable[[httpx.Response], tuple[Verdict, float | None]],
         describe: str = "",
         attempts: int | None = None,
+        pause: Callable[[float, str], None] | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
         """Send with retries. Returns the response judged ``ok`` or ``fail`` by ``classify``
         (the caller turns ``fail`` into a record error or a config error); raises
         :class:`SystemUnavailable` when retries run out. ``attempts`` overrides the policy's
-        (1: a create that must not be repeated blindly; 429s are still waited out)."""
+        (1: a create that must not be repeated blindly; 429s are still waited out).
+        ``pause(seconds, last_failure)`` waits before a retry instead of sleeping (a read's
+        wait that gives way to a stop request raises from it)."""
         last: str = ""
+        wait_for = pause or (lambda seconds, _last: self._sleep(seconds))
         attempt = 0
         target = self._target(url, kwargs.pop("params", None))
         limit = attempts or self.retry.attempts
@@ -198,7 +202,7 @@ class HttpSession:
                         self.stats.retries += 1
                         logger.debug("{} {} {}: HTTP 429; waiting {:.2f}s", self.system, method,
                                      describe or url, delay)
-                        self._sleep(delay)
+                        wait_for(delay, "HTTP 429")
                         continue
                 elif response.status_code >= 500:
                     self.stats.got_5xx += 1
@@ -211,7 +215,7 @@ class HttpSession:
                 "{} {} {}: {}; retry {} in {:.2f}s", self.system, method, describe or url, last,
                 attempt, delay,
             )
-            self._sleep(delay)
+            wait_for(delay, last)
         raise SystemUnavailable(
             self.system,
             f"{describe or method + ' ' + url} failed {limit} times "

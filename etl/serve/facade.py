@@ -82,7 +82,8 @@ class EventsFacade:
     crm_client: httpx.Client | None
     erp_client: httpx.Client | None
 
-    def _session(self, *, bind: bool) -> Session:  # provided by Ponte
+    def _session(self, *, bind: bool, should_stop: Callable[[], bool] | None = None
+                 ) -> Session:  # provided by Ponte
         raise NotImplementedError
 
     def check_binding(self) -> object:  # provided by Ponte

@@ -14,7 +14,7 @@ from etl.connectors.base import Connector, Deactivates, Window, WriteOp
 from etl.connectors.generic import GenericConnector
 from etl.connectors.http import RetryPolicy
 from etl.connectors.templates import render
-from etl.errors import SystemUnavailable
+from etl.errors import Stopped, SystemUnavailable
 from etl.sandbox.ploomes import PloomesSim
 
 Make = Callable[..., GenericConnector]
@@ -341,3 +341,58 @@ def test_deactivate_runs_the_spec_request(ploomes_sim: PloomesSim,
     assert bad is not None and "invalid key 'CAF-1'" in str(bad)
     none = conn.deactivate("orders", "1")
     assert none is not None and "the spec has no deactivate" in str(none)
+
+
+class Waits:
+    """Records the waits asked for instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def sent(sim: PloomesSim, endpoint: str) -> int:
+    return sum(c["count"] for c in sim.requests.as_list() if c["endpoint"] == endpoint)
+
+
+@pytest.mark.parametrize("fault", ["500", "429"])
+def test_a_stop_request_ends_a_reads_retry_backoff_within_half_a_second(
+        ploomes_sim: PloomesSim, ploomes_connector: Make, fault: str) -> None:
+    """Ctrl-C while a system is down (or keeps answering 429): a read waiting to retry stops
+    at the next half second of its backoff, instead of riding out all its attempts."""
+    waits = Waits()
+    conn = ploomes_connector(retry=RetryPolicy(attempts=8, base_s=4.0, cap_s=30.0), sleep=waits)
+    if fault == "500":
+        ploomes_sim.faults.error_rate = 1.0
+    else:
+        ploomes_sim.faults.burst_429 = 50
+    conn.should_stop = lambda: len(waits.waits) >= 1
+    last = "HTTP 500" if fault == "500" else "HTTP 429"
+    with pytest.raises(Stopped, match=r"^stopped while Ploomes GET /Fields was to be tried "
+                                      rf"again after \d+\.\d s \(last: {last}\)$"):
+        conn.custom_fields(1)
+    assert waits.waits == [0.5]
+    assert sent(ploomes_sim, "GET /Fields") == 1  # not sent again
+    conn.should_stop = None  # no stop asked: the attempts are ridden out as before
+    if fault == "500":
+        with pytest.raises(SystemUnavailable, match="failed 8 times"):
+            conn.custom_fields(1)
+        assert sent(ploomes_sim, "GET /Fields") == 1 + 8
+
+
+def test_a_stop_request_does_not_cut_short_a_write_or_the_reads_it_makes(
+        ploomes_sim: PloomesSim, ploomes_connector: Make) -> None:
+    """A create whose answer never came is looked up before it is tried again: that look-up
+    is part of the write, whose outcome must be known, so it waits out its retries even when a
+    stop was asked; then the system is down, not "stopped"."""
+    waits = Waits()
+    conn = ploomes_connector(retry=RetryPolicy(attempts=3, base_s=1.0, cap_s=1.0), sleep=waits)
+    ploomes_sim.faults.error_rate = 1.0
+    conn.should_stop = lambda: True
+    with pytest.raises(SystemUnavailable, match="failed 3 times"):
+        conn.write_batch("customers", [WriteOp("create", {"Name": "x"}, external_id="e")])
+    assert sent(ploomes_sim, "POST /Contacts") == 1  # a lookup create is sent once
+    assert sent(ploomes_sim, "GET /Contacts") == 3  # its look-up, all attempts
+    assert len(waits.waits) == 2 and all(0.5 <= w <= 1.0 for w in waits.waits)

@@ -242,3 +242,30 @@ def test_a_signal_during_verify_or_plan_stops_it_with_exit_3(tmp_path: Path,
                        for n in ("customers", "products", "orders"))
         else:
             assert s.store.runs() == []  # a plan records nothing
+
+
+def test_a_signal_while_a_system_is_down_stops_at_once_not_after_its_retries(
+        tmp_path: Path) -> None:
+    """Nothing listens at the CRM's address: the custom-field list a run reads first is
+    retried with a backoff that would take ~40 s to run out; a signal ends that wait within a
+    second, as a stop (exit 3), naming what was being retried."""
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with setup(tmp_path) as s:
+        p = s.start("sync", "customers", "--json", PONTE_CRM__BASE_URL=down)
+        time.sleep(3.0)  # past the first retries: in a backoff wait of 2 s or more
+        assert p.proc.poll() is None, p.stderr()
+        p.proc.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        assert p.wait(timeout=60) == Exit.FAILED, p.stderr()
+        assert time.monotonic() - signalled < 5.0, p.stderr()
+        out = json.loads(p.stdout())
+        assert out["status"] == "stopped"
+        assert re.match(r"stopped while Ploomes GET /Fields was to be tried again after "
+                        r"\d+\.\d s \(last: connection failed \(ConnectError\)\)$",
+                        out["error"]), out["error"]
+        assert s.sandbox.erp.requests.as_list() == []  # nothing else was asked, or written
+        assert s.store.runs() == []  # stopped before the run began
