@@ -42,6 +42,9 @@ class Capabilities:
     # entities whose listing leaves out ponte's own last changes (``Window.skip_own``): a
     # record ponte wrote is not listed again until someone else changes it
     skips_own_writes: frozenset[str] = frozenset()
+    # an identical read repeated within this many seconds is refused (Omie's 60 s): a
+    # reference list one command read that recently serves the next one (None: no such rule)
+    repeat_refused_s: float | None = None
 
 
 @dataclass

@@ -118,6 +118,7 @@ class GenericConnector(Writes, References):
                               for n, e in spec.entities.items() if e.updated_at},
             skips_own_writes=frozenset(n for n, e in spec.entities.items()
                                        if e.listing is not None and e.listing.last_updater),
+            repeat_refused_s=spec.read_cache.seconds if spec.read_cache else None,
             ordered_by_updated_at=all(e.listing is not None and e.listing.changed_since == "filter"
                                       and e.listing.sorted for e in spec.entities.values()))
 

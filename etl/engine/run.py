@@ -30,7 +30,8 @@ def lock_name(entity: str) -> str:
 
 
 def build_context(store: Store, connectors: dict[Side, Connector] | None = None, *,
-                  dry_run: bool = False, refs: RunReferences | None = None) -> MapContext:
+                  dry_run: bool = False, refs: RunReferences | None = None,
+                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> MapContext:
     """A mapping context whose links come from the store on demand (cached per run), and whose
     reference lists (users, sellers, tags) from the connectors, each read once (``refs``: the
     run's lists, shared by its entities)."""
@@ -43,7 +44,7 @@ def build_context(store: Store, connectors: dict[Side, Connector] | None = None,
         return None
 
     if refs is None and connectors is not None:
-        refs = RunReferences(connectors, dry_run=dry_run)
+        refs = RunReferences(connectors, dry_run=dry_run, store=store, now=now)
     return MapContext(lookup=lookup, refs=refs)
 
 
@@ -89,7 +90,8 @@ def _run_sync(*, store: Store, connectors: dict[Side, Connector],
     stopped: list[str] = []  # entities stopped before writing (a mapped path not sent)
     heartbeat: Heartbeat | None = None
     planned = Planned()  # a dry run's plan so far, for the entities that depend on earlier ones
-    refs = opt.references or RunReferences(connectors, dry_run=opt.dry_run)  # once a run
+    refs = opt.references or RunReferences(connectors, dry_run=opt.dry_run, store=store,
+                                           now=now)  # once a run
     try:
         if record:
             for name in names:

@@ -180,7 +180,7 @@ def _verify_entity(m: EntityMapping, connectors: dict[Side, Connector], store: S
                    lease_s: float = LEASE_S) -> EntityVerify:
     out = EntityVerify()
     sync_report = EntityReport()
-    ctx = build_context(store, connectors, dry_run=not fix)
+    ctx = build_context(store, connectors, dry_run=not fix, now=lambda: now)
     sync = EntitySync(m, connectors, store, ctx, run_id=run_id, now=now,
                       options=Options(dry_run=not fix, window=Window(None, None),
                                       should_stop=should_stop, lease_s=lease_s),

@@ -43,8 +43,16 @@ def _value_of(ctx: MapContext, table: str, key: str) -> str | None:
 
 
 def _key_of(ctx: MapContext, table: str, value: str, args: dict[str, Any]) -> str | None:
-    rows = ctx.tables().rows(ctx.side, table)
-    return next((k for k, v in rows.items() if v and _fold(v, args) == value), None)
+    """The key of the item whose value is ``value``; missing from the copy at hand (read by
+    this run or, within the time its system refuses a repeat, by the command before), the list
+    is read again once."""
+    tables = ctx.tables()
+    for fresh in (False, True):
+        rows = tables.rows(ctx.side, table, fresh=fresh)
+        key = next((k for k, v in rows.items() if v and _fold(v, args) == value), None)
+        if key is not None:
+            return key
+    return None
 
 
 @register("reference", "an id in a reference list of the same system (args.table, from the "

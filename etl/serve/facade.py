@@ -180,7 +180,7 @@ class EventsFacade:
             for conn in conns.values():
                 if hasattr(conn, "inline_wait_limit_s"):  # the other events must not stand
                     conn.inline_wait_limit_s = INLINE_WAIT_S  # behind a long stated wait
-            cached = _EventSession(opening, store, conns, maps, RunReferences(conns),
+            cached = _EventSession(opening, store, conns, maps, RunReferences(conns, store=store),
                                    time.monotonic())
             self.__dict__["_event_cache"] = cached
         else:  # each run reports its own calls (the first one's include opening the session)

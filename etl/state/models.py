@@ -261,3 +261,12 @@ alerts = Table(
     Column("notified_at", UTCDateTime, nullable=True),
     Column("cleared_at", UTCDateTime, nullable=True),
 )
+
+reference_lists = Table(
+    "reference_lists", metadata,
+    Column("side", String(), nullable=False),  # crm | erp
+    Column("name", String(), nullable=False),  # the list's name in the connector's spec
+    Column("rows", JSONText, nullable=False),  # key -> value, as the system listed it
+    Column("read_at", UTCDateTime, nullable=False),  # when it was read (or an item added)
+    PrimaryKeyConstraint("side", "name", name="pk_reference_lists"),
+)

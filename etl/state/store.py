@@ -35,6 +35,7 @@ from etl.state import models as m
 from etl.state.alerts import AlertStore
 from etl.state.computed import ComputedStore
 from etl.state.events import EventStore
+from etl.state.lists import ReferenceListStore
 from etl.state.quarantine import QuarantineStore
 from etl.state.records import RecordStore
 from etl.state.rows import BindingRow, Checkpoint
@@ -43,7 +44,8 @@ from etl.state.runs import RunStore
 __all__ = ["Store"]
 
 
-class Store(RecordStore, QuarantineStore, RunStore, ComputedStore, EventStore, AlertStore):
+class Store(RecordStore, QuarantineStore, RunStore, ComputedStore, EventStore, AlertStore,
+            ReferenceListStore):
     """The state database. Build with :meth:`open` (URL) or ``Store(engine)``."""
 
     # ---------------------------------------------------------------- checkpoint

@@ -4,6 +4,7 @@ both simulators' HTTP APIs and a real state database."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from etl.state import Store
 from tests.engine.conftest import World
@@ -130,3 +131,45 @@ def test_a_plan_creates_no_tag(empty_world: World) -> None:
     report = w.sync("customers", dry_run=True)
     assert report.entities["customers"].crm.created == 1
     assert not list(w.crm.db["Tags"]) and not list(w.crm.db["Contacts"])
+
+
+def vendedores_reads(w: World) -> int:
+    return sum(c for (e, _), c in w.erp.requests.counts.items() if "ListarVendedores" in e)
+
+
+def test_a_command_right_after_another_takes_the_seller_list_from_the_state(
+        empty_world: World) -> None:
+    """Omie refuses an identical listing repeated within 60 s: a verify (or a sync) started
+    within that minute takes the seller list the previous command read, kept in the state,
+    instead of waiting for it; a minute later the list is read again."""
+    w = empty_world
+    new_contact(w, OwnerId=user_id(w, "ana.souza@example.com.br"))
+    assert w.sync("customers").status == "ok"
+    assert vendedores_reads(w) == 1
+    w.tick(30)
+    assert w.ponte().verify(["customers"]).drift == 0
+    assert vendedores_reads(w) == 1  # the sync's copy
+    with Store.open(w.settings.state_url) as store:
+        kept = store.kept_reference("erp", "sellers", since=w.now() - timedelta(seconds=60))
+    assert kept is not None and "ana.souza@example.com.br" in {v.lower() for v in kept[0].values()}
+    w.tick(31)  # 61 s after the sync's read
+    assert w.ponte().verify(["customers"]).drift == 0
+    assert vendedores_reads(w) == 2
+
+
+def test_a_seller_the_kept_list_lacks_makes_it_be_read_anew(empty_world: World) -> None:
+    """A seller added in Omie right after a command read the list: the next command's copy
+    from the state lacks it, so the list is read again (once) before the record is mapped."""
+    w = empty_world
+    new_contact(w, OwnerId=user_id(w, "ana.souza@example.com.br"))
+    assert w.sync("customers").status == "ok"
+    w.tick(5)
+    w.erp.ui_create("vendedores", {"nome": "Bia Lima", "email": "bia.lima@example.com.br"})
+    bia = w.crm.ui_create("Users", {"Name": "Bia Lima", "Email": "bia.lima@example.com.br"}).id
+    new_contact(w, Register="11444777000161", Name="Outra", LegalName="Outra SA", OwnerId=bia)
+    w.tick(5)
+    report = w.sync("customers")
+    assert report.status == "ok", report.as_dict()
+    assert erp_by_tax(w, "11444777000161")["recomendacoes"]["codigo_vendedor"] == \
+        seller_id(w, "bia.lima@example.com.br")
+    assert vendedores_reads(w) == 2
