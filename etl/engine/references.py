@@ -35,6 +35,7 @@ class RunReferences:
         self.store, self.now = store, now
         self._rows: dict[tuple[Side, str], dict[str, str]] = {}
         self._read_at: dict[tuple[Side, str], datetime] = {}  # of the lists shared by commands
+        self._borrowed: set[tuple[Side, str]] = set()  # the copies an earlier command read
         self._lock = threading.Lock()
         self._refreshed: set[tuple[Side, str]] = set()  # re-read at most once a run
         self.reads = 0  # lists read so far (a test checks once per run)
@@ -62,13 +63,22 @@ class RunReferences:
             if (side, name) not in self._rows:
                 conn = self._conn(side)
                 rows = None if fresh else self._kept(side, name)
-                if rows is None:
+                if rows is not None:
+                    self._borrowed.add((side, name))
+                else:
+                    self._borrowed.discard((side, name))
                     read_at = self.now()
                     rows = conn.reference(name)
                     self.reads += 1
                     self._keep(side, name, rows, read_at)
                 self._rows[(side, name)] = rows
             return self._rows[(side, name)]
+
+    def borrowed(self, side: Side, name: str) -> bool:
+        """Whether the run's copy of the list is one an earlier command read (from the state),
+        not read by this run."""
+        with self._lock:
+            return (side, name) in self._borrowed
 
     def _shared(self, side: Side) -> float | None:
         """How long a list of ``side`` read by one command serves the next (None: not kept)."""

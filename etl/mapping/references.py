@@ -43,16 +43,16 @@ def _value_of(ctx: MapContext, table: str, key: str) -> str | None:
 
 
 def _key_of(ctx: MapContext, table: str, value: str, args: dict[str, Any]) -> str | None:
-    """The key of the item whose value is ``value``; missing from the copy at hand (read by
-    this run or, within the time its system refuses a repeat, by the command before), the list
-    is read again once."""
+    """The key of the item whose value is ``value``. Missing from a copy an earlier command
+    read (kept while its system refuses to list it again), the list is read anew once: an
+    item may have been added since. Missing from this run's own reading, it is missing."""
     tables = ctx.tables()
-    for fresh in (False, True):
-        rows = tables.rows(ctx.side, table, fresh=fresh)
+    rows = tables.rows(ctx.side, table)
+    key = next((k for k, v in rows.items() if v and _fold(v, args) == value), None)
+    if key is None and tables.borrowed(ctx.side, table):
+        rows = tables.rows(ctx.side, table, fresh=True)
         key = next((k for k, v in rows.items() if v and _fold(v, args) == value), None)
-        if key is not None:
-            return key
-    return None
+    return key
 
 
 @register("reference", "an id in a reference list of the same system (args.table, from the "

@@ -173,3 +173,18 @@ def test_a_seller_the_kept_list_lacks_makes_it_be_read_anew(empty_world: World) 
     assert erp_by_tax(w, "11444777000161")["recomendacoes"]["codigo_vendedor"] == \
         seller_id(w, "bia.lima@example.com.br")
     assert vendedores_reads(w) == 2
+
+
+def test_a_seller_without_a_user_in_the_runs_own_list_does_not_read_it_again(
+        empty_world: World) -> None:
+    """A list this run read itself is not read again for a value it lacks (written to the
+    other side): the value most likely has no item, and the record is quarantined at once."""
+    w = empty_world
+    caio = w.erp.ui_create("vendedores", {"nome": "Caio", "email": "caio@example.com.br"}).id
+    w.erp.ui_create("clientes", {"razao_social": "Loja do Caio Ltda",
+                                 "cnpj_cpf": "11.222.333/0001-81",
+                                 "recomendacoes": {"codigo_vendedor": caio}})
+    report = w.sync("customers")
+    assert report.entities["customers"].erp.quarantined == 1, report.as_dict()
+    # one listing of the users: a page, and the empty page after it that ends a keyset listing
+    assert sum(c for (e, _), c in w.crm.requests.counts.items() if e == "GET /Users") == 2

@@ -24,6 +24,9 @@ class Lists:
     def rows(self, side: Side, name: str, *, fresh: bool = False) -> dict[str, str]:
         return self.data.setdefault((side, name), {})
 
+    def borrowed(self, side: Side, name: str) -> bool:
+        return False
+
     def create(self, side: Side, name: str, value: str) -> str:
         key = str(100 + len(self.created))
         self.created.append((side, name, value))
