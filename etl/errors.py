@@ -59,6 +59,17 @@ class SystemUnavailable(EtlError):
         self.system = system
 
 
+class NotSent(SystemUnavailable):
+    """Every attempt of a request failed before it reached the system: the connection was
+    refused or never made (or the system answered HTTP 429, refusing it unprocessed). A write
+    that ends so was never carried out: no look-up is needed to know it. ``last`` says how
+    the last attempt failed."""
+
+    def __init__(self, system: str, message: str, *, last: str = "") -> None:
+        super().__init__(system, message)
+        self.last = last
+
+
 class RecordError(EtlError):
     """One record cannot be synced: invalid, or rejected by the target.
 

@@ -246,9 +246,9 @@ class GenericConnector(Writes, References):
             response = self.session.request(
                 sent.method, sent.path.lstrip("/"), kind=kind, classify=judge,
                 describe=f"{self.spec.title} {what}", attempts=attempts,
-                pause=None if kind == "write" else lambda seconds, last: self._pause(
+                pause=lambda seconds, last, unsent: self._pause(
                     seconds, kind, f"{self.spec.title} {what} was to be tried again after "
-                    f"{seconds:.1f} s (last: {last})"),
+                    f"{seconds:.1f} s (last: {last})", unsent=unsent),
                 params=sent.params or None, headers=sent.headers or None,
                 json=sent.body if sent.body is not None else None)
             if judged[0] is not response:  # the session returns the answer it judged last
@@ -279,33 +279,45 @@ class GenericConnector(Writes, References):
         raise SystemUnavailable(self.system, f"{self.spec.title} {what} kept asking to wait "
                                 f"({MAX_STATED_WAITS} waits)")
 
-    def _pause(self, seconds: float, kind: Literal["read", "write"], why: str) -> None:
+    def _pause(self, seconds: float, kind: Literal["read", "write"], why: str, *,
+               unsent: bool = False) -> None:
         """A wait before sending again: the system asked for it, or a retry backs off. A
         read's gives way to a stop request, asked every :data:`STOP_CHECK_S`, and raises
         :class:`Stopped` ``"stopped while " + why``: nothing it would have read is used yet, so
         the run stops as between chunks. A write's is waited out, and so is a read made for a
-        write (:meth:`for_write`): its outcome must be known."""
-        if kind == "write" or self.should_stop is None or getattr(self._tied, "on", False):
+        write (:meth:`for_write`): its outcome must be known — unless the write never reached
+        the system (``unsent``: every attempt refused at connect time, or with HTTP 429), whose
+        outcome is known: not done; or the next run sends it again (an update: a stopped
+        run does not record it, so its record still looks changed)."""
+        stop = self.should_stop  # this wait's, though the run may end (and unset it) meanwhile
+        resent = kind == "write" and getattr(self._tied, "resent", False)
+        tied = kind == "write" or getattr(self._tied, "on", False)
+        if stop is None or (tied and not (kind == "write" and (unsent or resent))):
             self._sleep(seconds)
             return
+        if kind == "write":
+            why += "; it was never sent" if unsent else "; the next run sends it again"
         left = seconds
         while left > 0:
-            if self.should_stop():
+            if stop():
                 raise Stopped(f"stopped while {why}")
             step = min(left, STOP_CHECK_S)
             self._sleep(step)
             left -= step
 
     @contextmanager
-    def for_write(self) -> Iterator[None]:
+    def for_write(self, *, resent: bool = False) -> Iterator[None]:
         """For the block, on this thread: reads are part of a write (the look-up after an
-        ambiguous create, the read-back of its answer) and wait out their retries like it."""
-        before = getattr(self._tied, "on", False)
-        self._tied.on = True
+        ambiguous create, the read-back of its answer) and wait out their retries like it.
+        ``resent``: the write is one the next run sends again, the same, when this run does
+        not record it (an update), so its retries give way to a stop even once it may have
+        reached the system."""
+        before = (getattr(self._tied, "on", False), getattr(self._tied, "resent", False))
+        self._tied.on, self._tied.resent = True, resent
         try:
             yield
         finally:
-            self._tied.on = before
+            self._tied.on, self._tied.resent = before
 
     def _call(self, req: Request, values: dict[str, Any], fmt: TimeFormat | None = None) -> Call:
         """A request's template filled (filter clauses whose values are unset left out)."""

@@ -13,7 +13,7 @@ import copy
 import re
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,7 +26,7 @@ from etl.connectors.hooks import HOOKS, before_write
 from etl.connectors.http import HttpSession
 from etl.connectors.spec import ConnectorSpec, EntitySpec, Request, WriteSpec
 from etl.connectors.templates import dig, put
-from etl.errors import RecordError, SystemUnavailable
+from etl.errors import NotSent, RecordError, SystemUnavailable
 
 
 class Refused(SystemUnavailable):
@@ -36,7 +36,8 @@ class Refused(SystemUnavailable):
 class PendingWrites:
     """Writes sent on a connector's writer threads, in their order: :meth:`done` tells
     without waiting, :meth:`results` waits for all (raising what a write raised, e.g.
-    :class:`SystemUnavailable`), :meth:`cancel` drops those not sent yet."""
+    :class:`SystemUnavailable`), :meth:`cancel` drops those not sent yet, :meth:`settle`
+    waits for the others to end."""
 
     def __init__(self, futures: list[Future[WriteResult]],
                  finish: Callable[[list[WriteResult]], list[WriteResult]]) -> None:
@@ -51,6 +52,10 @@ class PendingWrites:
     def cancel(self) -> None:
         for f in self._futures:
             f.cancel()
+
+    def settle(self) -> None:
+        """Wait until every write not cancelled has ended (its outcome is not asked for)."""
+        wait(self._futures)
 
 
 class Writes:
@@ -77,7 +82,10 @@ class Writes:
         def _send(self, call: Call, kind: Literal["read", "write"], *,
                   attempts: int | None = None) -> tuple[Outcome, Any, Any]: ...
         def _call(self, req: Any, values: dict[str, Any], fmt: Any = None) -> Call: ...
-        def for_write(self) -> AbstractContextManager[None]: ...
+        def for_write(self, *, resent: bool = False) -> AbstractContextManager[None]: ...
+        def _what(self, call: Call) -> str: ...
+        def _pause(self, seconds: float, kind: Literal["read", "write"], why: str, *,
+                   unsent: bool = False) -> None: ...
 
     def write_batch(self, entity: str, ops: Sequence[WriteOp]) -> list[WriteResult]:
         pending = self.start_batch(entity, ops)
@@ -107,7 +115,8 @@ class Writes:
         return PendingWrites(futures, lambda results: self._read_back(entity, results))
 
     def _write_tied(self, entity: str, op: WriteOp) -> WriteResult:
-        with self.for_write():  # its look-ups wait out their retries, a stop or not
+        # its look-ups wait out their retries, a stop or not; an update's retries give way
+        with self.for_write(resent=op.action == "update"):
             return self._write_one(entity, op)
 
     def _writer_pool(self, workers: int) -> ThreadPoolExecutor:
@@ -170,6 +179,14 @@ class Writes:
         for attempt in range(1, self.session.retry.attempts + 1):
             try:
                 outcome, answer, _ = self._send(call, "write", attempts=1 if lookup else None)
+            except NotSent as exc:  # never reached the system: nothing to look up
+                if not lookup or attempt == self.session.retry.attempts:
+                    raise
+                delay = self.session.retry.backoff(attempt, None)
+                self._pause(delay, "write", f"{self.spec.title} {self._what(call)} was to "
+                            f"be tried again after {delay:.1f} s (last: {exc.last})",
+                            unsent=True)
+                continue
             except SystemUnavailable as exc:
                 if isinstance(exc, Refused) or not lookup or attempt == self.session.retry.attempts:
                     raise

@@ -17,7 +17,7 @@ import httpx
 from loguru import logger
 
 from etl.connectors.base import ApiCalls, RetryStats
-from etl.errors import RetriableError, SystemUnavailable
+from etl.errors import NotSent, RetriableError, SystemUnavailable
 
 Verdict = Literal["ok", "retry", "fail"]
 
@@ -90,6 +90,12 @@ class RetryPolicy:
         return float(min(self.cap_s, self.base_s * (2 ** (attempt - 1)))) * random.uniform(0.5, 1.0)
 
 
+def never_sent(exc: httpx.TransportError) -> bool:
+    """The request failed before any of it left: no connection could be made (refused, no
+    route, a failed TLS handshake, a connect timeout) or none was free in the pool in time."""
+    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+
+
 def retry_after_seconds(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
     if value is None:
@@ -147,17 +153,20 @@ class HttpSession:
         classify: Callable[[httpx.Response], tuple[Verdict, float | None]],
         describe: str = "",
         attempts: int | None = None,
-        pause: Callable[[float, str], None] | None = None,
+        pause: Callable[[float, str, bool], None] | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
         """Send with retries. Returns the response judged ``ok`` or ``fail`` by ``classify``
         (the caller turns ``fail`` into a record error or a config error); raises
         :class:`SystemUnavailable` when retries run out. ``attempts`` overrides the policy's
         (1: a create that must not be repeated blindly; 429s are still waited out).
-        ``pause(seconds, last_failure)`` waits before a retry instead of sleeping (a read's
-        wait that gives way to a stop request raises from it)."""
+        ``pause(seconds, last_failure, unsent)`` waits before a retry instead of sleeping (a
+        wait that gives way to a stop request raises from it); ``unsent`` is true while no
+        attempt has reached the system (:func:`never_sent`). Raises :class:`NotSent` when none
+        ever did."""
         last: str = ""
-        wait_for = pause or (lambda seconds, _last: self._sleep(seconds))
+        wait_for = pause or (lambda seconds, _last, _unsent: self._sleep(seconds))
+        unsent = True  # no attempt reached the system (so far)
         attempt = 0
         target = self._target(url, kwargs.pop("params", None))
         limit = attempts or self.retry.attempts
@@ -177,12 +186,14 @@ class HttpSession:
                     self.limiter.acquire()
                     started = time.perf_counter()
                     response = self.client.request(method, target, **kwargs)
-            except httpx.TimeoutException:
+            except httpx.TimeoutException as exc:
                 self.stats.timeouts += 1
+                unsent = unsent and never_sent(exc)
                 last, wait = "timed out", None
                 self._log_request(method, target, last, started)
             except httpx.TransportError as exc:
                 self.stats.dropped += 1
+                unsent = unsent and never_sent(exc)
                 last, wait = f"connection failed ({type(exc).__name__})", None
                 self._log_request(method, target, last, started)
             else:
@@ -191,6 +202,7 @@ class HttpSession:
                 verdict, wait = classify(response)
                 if verdict != "retry":
                     return response
+                unsent = unsent and response.status_code == 429  # refused, not carried out
                 if response.status_code == 429:
                     self.stats.got_429 += 1
                     delay = self.retry.backoff(1, wait)
@@ -202,7 +214,7 @@ class HttpSession:
                         self.stats.retries += 1
                         logger.debug("{} {} {}: HTTP 429; waiting {:.2f}s", self.system, method,
                                      describe or url, delay)
-                        wait_for(delay, "HTTP 429")
+                        wait_for(delay, "HTTP 429", unsent)
                         continue
                 elif response.status_code >= 500:
                     self.stats.got_5xx += 1
@@ -215,13 +227,13 @@ class HttpSession:
                 "{} {} {}: {}; retry {} in {:.2f}s", self.system, method, describe or url, last,
                 attempt, delay,
             )
-            wait_for(delay, last)
-        raise SystemUnavailable(
-            self.system,
-            f"{describe or method + ' ' + url} failed {limit} times "
-            f"(last: {last}); the system looks down — check its status and the base URL, "
-            "then run again (nothing past the last checkpoint was recorded)",
-        )
+            wait_for(delay, last, unsent)
+        message = (f"{describe or method + ' ' + url} failed {limit} times (last: {last}); the "
+                   "system looks down — check its status and the base URL, then run again "
+                   "(nothing past the last checkpoint was recorded)")
+        if unsent:
+            raise NotSent(self.system, message, last=last)
+        raise SystemUnavailable(self.system, message)
 
     def _log_request(self, method: str, url: str | httpx.URL, outcome: str,
                      started: float) -> None:
@@ -240,5 +252,6 @@ __all__ = [
     "RetriableError",
     "RetryPolicy",
     "RetryStats",
+    "never_sent",
     "retry_after_seconds",
 ]

@@ -115,6 +115,12 @@ class _InFlight:
             if s is not None:
                 s.cancel()
 
+    def settle(self) -> None:
+        """Wait until the writes already on their way have ended, whatever their outcome."""
+        for s in self.sending.values():
+            if s is not None:
+                s.settle()
+
 
 class EntitySync:
     def __init__(
@@ -198,13 +204,13 @@ class EntitySync:
                         pass
                 if found is None:
                     while window:
-                        self._finish_chunk(window.popleft())
+                        self._finish_first(window)
                     raise Stopped(f"stopped after {self._processed + start} {self.entity} "
                                   "records of this run (whole chunks committed; watermark not "
                                   "moved past them)")
                 window.append(self._start_chunk(chunks[n], found))
                 while window and (len(window) > IN_FLIGHT or window[0].done()):
-                    self._finish_chunk(window.popleft())
+                    self._finish_first(window)
             failed: BaseException | None = None
             if ahead is not None:
                 try:
@@ -212,14 +218,28 @@ class EntitySync:
                 except Exception as exc:  # noqa: BLE001 - raised below, once the writes landed
                     failed = exc
             while window:
-                self._finish_chunk(window.popleft())
+                self._finish_first(window)
             self._processed += len(units)
             if failed is not None:
                 raise failed
-        finally:  # a failure: writes not sent yet are never sent (their intents stay)
+        except BaseException as exc:
+            # writes not sent yet are never sent (their intents stay); those on their way end
+            # before the run goes on (or ends) while a stop request still stands: a write that
+            # never reached its system gives way to it, one that may have is waited out
             for flight in window:
                 flight.cancel()
+            if not isinstance(exc, KeyboardInterrupt):  # a second signal: at once
+                for flight in window:
+                    flight.settle()
+            raise
+        finally:
             searcher.shutdown(wait=True, cancel_futures=True)
+
+    def _finish_first(self, window: deque[_InFlight]) -> None:
+        """Checkpoint the oldest chunk in flight; it leaves the window only once done, so a
+        failure still finds it there (its writes not sent are then dropped)."""
+        self._finish_chunk(window[0])
+        window.popleft()
 
     def _start_chunk(self, units: Sequence[Unit], found: Mapping[Side, list[Record]]
                      ) -> _InFlight:

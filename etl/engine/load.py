@@ -29,6 +29,7 @@ class Sending(Protocol):
     def done(self) -> bool: ...
     def results(self) -> list[WriteResult]: ...
     def cancel(self) -> None: ...
+    def settle(self) -> None: ...
 
 
 class _Done:
@@ -44,6 +45,9 @@ class _Done:
         return self._results
 
     def cancel(self) -> None:
+        pass
+
+    def settle(self) -> None:
         pass
 
 

@@ -47,11 +47,13 @@ def _key_of(ctx: MapContext, table: str, value: str, args: dict[str, Any]) -> st
     read (kept while its system refuses to list it again), the list is read anew once: an
     item may have been added since. Missing from this run's own reading, it is missing."""
     tables = ctx.tables()
-    rows = tables.rows(ctx.side, table)
-    key = next((k for k, v in rows.items() if v and _fold(v, args) == value), None)
+
+    def find(rows: dict[str, str]) -> str | None:
+        return next((k for k, v in rows.items() if v and _fold(v, args) == value), None)
+
+    key = find(tables.rows(ctx.side, table))
     if key is None and tables.borrowed(ctx.side, table):
-        rows = tables.rows(ctx.side, table, fresh=True)
-        key = next((k for k, v in rows.items() if v and _fold(v, args) == value), None)
+        key = find(tables.rows(ctx.side, table, fresh=True))
     return key
 
 

@@ -115,14 +115,15 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _servers(crm: PloomesSim, erp: OmieSim) -> tuple[_Server, _Server]:
-    def make(app: Starlette) -> _Server:
-        # httptools, not h11: each answer leaves ~1 ms sooner, so an answer at ``latency_ms``
-        # comes close to that (measured: POST /Contacts at 20 ms, 22.3 -> 21.4 ms a request)
-        return _Server(uvicorn.Config(app, log_level="warning", lifespan="off", http="httptools",
-                                      access_log=False))
+def _server(app: Starlette) -> _Server:
+    # httptools, not h11: each answer leaves ~1 ms sooner, so an answer at ``latency_ms``
+    # comes close to that (measured: POST /Contacts at 20 ms, 22.3 -> 21.4 ms a request)
+    return _Server(uvicorn.Config(app, log_level="warning", lifespan="off", http="httptools",
+                                  access_log=False))
 
-    return make(ploomes_app(crm)), make(omie_app(erp))
+
+def _servers(crm: PloomesSim, erp: OmieSim) -> tuple[_Server, _Server]:
+    return _server(ploomes_app(crm)), _server(omie_app(erp))
 
 
 def run_servers(servers: tuple[_Server, ...], socks: tuple[socket.socket, ...], *,
@@ -236,3 +237,29 @@ def running_sandbox(*, customers: int = 0, products: int = 0, orders: int = 0, s
         erp.deliveries.close()
         for sock in socks:
             sock.close()
+
+
+@contextmanager
+def serving_ploomes(sim: PloomesSim, port: int = 0) -> Iterator[str]:
+    """``sim`` served on one more loopback port (``port``, or a free one), in a thread of its
+    own, until the block ends; yields its base URL. Leaving the block shuts that server down
+    as a server going away does (answers in progress are sent, kept-alive connections closed,
+    later connections refused); a new block on the same port brings it back with the same
+    data: a Ploomes that goes down in the middle of a run and returns."""
+    sock = _bind("127.0.0.1", port)
+    server = _server(ploomes_app(sim))
+    thread = threading.Thread(target=run_servers, args=((server,), (sock,)),
+                              kwargs={"handle_signals": False}, name="ponte-sandbox-ploomes",
+                              daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the Ploomes simulator's server did not start")
+            time.sleep(0.01)
+        yield _url("127.0.0.1", sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(timeout=START_TIMEOUT_S)
+        sock.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -13,8 +15,9 @@ from starlette.testclient import TestClient
 from etl.connectors.base import Connector, Deactivates, Window, WriteOp
 from etl.connectors.generic import GenericConnector
 from etl.connectors.http import RetryPolicy
+from etl.connectors.registry import get
 from etl.connectors.templates import render
-from etl.errors import Stopped, SystemUnavailable
+from etl.errors import NotSent, Stopped, SystemUnavailable
 from etl.sandbox.ploomes import PloomesSim
 
 Make = Callable[..., GenericConnector]
@@ -352,6 +355,11 @@ class Waits:
     def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
 
+    def backoffs(self) -> list[float]:
+        """The waits before a retry, without the rate limiter's (well under a millisecond
+        at 100,000 requests a minute)."""
+        return [w for w in self.waits if w >= 0.1]
+
 
 def sent(sim: PloomesSim, endpoint: str) -> int:
     return sum(c["count"] for c in sim.requests.as_list() if c["endpoint"] == endpoint)
@@ -396,3 +404,63 @@ def test_a_stop_request_does_not_cut_short_a_write_or_the_reads_it_makes(
     assert sent(ploomes_sim, "POST /Contacts") == 1  # a lookup create is sent once
     assert sent(ploomes_sim, "GET /Contacts") == 3  # its look-up, all attempts
     assert len(waits.waits) == 2 and all(0.5 <= w <= 1.0 for w in waits.waits)
+
+
+@contextmanager
+def connector_where_nothing_listens(waits: Waits, attempts: int) -> Iterator[GenericConnector]:
+    """The Ploomes connector pointed at a loopback port nothing listens on: every connection
+    is refused, before any byte of a request leaves."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}/") as client:
+        yield GenericConnector(get("ploomes").spec, client, system="crm",
+                               credentials={"user_key": "k"}, requests_per_minute=100_000,
+                               retry=RetryPolicy(attempts=attempts, base_s=4.0, cap_s=30.0),
+                               sleep=waits)
+
+
+@pytest.mark.parametrize("op", [WriteOp("create", {"Name": "x"}, external_id="e"),
+                                WriteOp("update", {"Name": "x"}, key="7")],
+                         ids=["create (looked up when in doubt)", "update"])
+def test_a_stop_request_ends_the_retries_of_a_write_that_never_reached_the_system(
+        op: WriteOp) -> None:
+    """The system is down: each attempt of a write is refused at connect time, so nothing of
+    it was sent and its outcome is known — not done. A stop request ends its retry backoff at
+    the next half second, as a read's; no look-up is made for it (the create's intent is left
+    for the next run). Without a stop the attempts run out as before, as :class:`NotSent`
+    (a :class:`SystemUnavailable`), still without a look-up."""
+    waits = Waits()
+    with connector_where_nothing_listens(waits, attempts=4) as conn:
+        conn.should_stop = lambda: len(waits.waits) >= 1
+        with pytest.raises(Stopped, match=r"^stopped while Ploomes (POST|PATCH) \S*Contacts\S* "
+                                          r"was to be tried again after \d+\.\d s \(last: "
+                                          r"connection failed \(ConnectError\)\); it was never "
+                                          r"sent$"):
+            conn.write_batch("customers", [op])
+        assert waits.backoffs() == [0.5]
+        assert (conn.session.calls.write, conn.session.calls.read) == (1, 0)
+        conn.should_stop = None
+        with pytest.raises(NotSent, match=r"failed \d times \(last: connection failed "
+                                          r"\(ConnectError\)\)"):
+            conn.write_batch("customers", [op])
+        assert (conn.session.calls.write, conn.session.calls.read) == (1 + 4, 0)
+        assert len(waits.backoffs()) == 1 + 3 and min(waits.backoffs()[1:]) >= 2.0
+
+
+def test_an_update_gives_way_to_a_stop_even_once_it_may_have_reached_the_system(
+        ploomes_sim: PloomesSim, ploomes_connector: Make) -> None:
+    """An update the system answered with HTTP 500 may have been carried out, but its outcome
+    need not be known to stop: a stopped run does not record it, so the next run finds the
+    record still changed and sends the same update again. Its retry backoff gives way to a
+    stop; a create's does not (its look-up must finish: the test above)."""
+    waits = Waits()
+    conn = ploomes_connector(retry=RetryPolicy(attempts=4, base_s=4.0, cap_s=30.0), sleep=waits)
+    ploomes_sim.faults.error_rate = 1.0
+    conn.should_stop = lambda: True
+    with pytest.raises(Stopped, match=r"^stopped while Ploomes PATCH \S*Contacts\S* was to be "
+                                      r"tried again after \d+\.\d s \(last: HTTP 500\); the "
+                                      r"next run sends it again$"):
+        conn.write_batch("customers", [WriteOp("update", {"Name": "x"}, key="7")])
+    assert waits.backoffs() == []  # not one backoff slept: the stop was asked already
+    assert conn.session.calls.write == 1

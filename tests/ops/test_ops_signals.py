@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from etl.exitcodes import Exit
-from etl.sandbox.server import Sandbox, running_sandbox
+from etl.sandbox.server import Sandbox, running_sandbox, serving_ploomes
 from etl.state import Store
 from tests.ops.conftest import FAST, env_for, wait_for
 
@@ -269,3 +269,49 @@ def test_a_signal_while_a_system_is_down_stops_at_once_not_after_its_retries(
                         out["error"]), out["error"]
         assert s.sandbox.erp.requests.as_list() == []  # nothing else was asked, or written
         assert s.store.runs() == []  # stopped before the run began
+
+
+def test_a_signal_while_writes_face_a_system_gone_down_stops_at_once_and_nothing_is_lost(
+        tmp_path: Path) -> None:
+    """The CRM goes away in the middle of a sync's writes: each later write is refused at
+    connect time, so none of it was sent, and the writers back off to try again (their
+    attempts would take over a minute to run out). A signal ends those waits within seconds,
+    as a stop (exit 3) naming what was being tried again. Once the CRM is back, the next sync
+    writes what was left, each record once, and the two systems agree.
+
+    The CRM takes updates only here (the customers only Omie had are removed first): a
+    create into it that a closing connection leaves in doubt is looked up before anything
+    else, and that look-up waits out its retries (tests/connectors/test_ploomes_connector.py)."""
+    with setup(tmp_path) as s:
+        registers = {r.data.get("Register") for r in s.sandbox.crm.db["Contacts"]}
+        for row in list(s.sandbox.erp.db["clientes"]):
+            if re.sub(r"\D", "", row.data.get("cnpj_cpf", "")) not in registers:
+                s.sandbox.erp.ui_delete("clientes", row.id)
+        s.faults("crm", latency_ms=15)  # each write takes a while: the CRM leaves mid-run
+        with serving_ploomes(s.sandbox.crm) as crm_url:
+            p = s.start("sync", "customers", "--json", PONTE_CRM__BASE_URL=crm_url)
+            assert wait_for(lambda: s.committed_a_chunk() or p.proc.poll() is not None)
+            assert p.proc.poll() is None, p.stderr()
+        time.sleep(2.5)  # the CRM is down: the writes are in their backoff waits
+        assert p.proc.poll() is None, p.stderr()
+        p.proc.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        assert p.wait(timeout=180) == Exit.FAILED, p.stderr()
+        assert time.monotonic() - signalled < 5.0, p.stderr()
+        out = json.loads(p.stdout())
+        assert out["status"] == "stopped", out
+        assert out["retries"]["crm"]["dropped"] > 0, out  # writes were being tried again
+        # what gave way first: a write ("...; it was never sent") or a read the run was making
+        assert re.match(r"stopped while Ploomes \S+ \S+ was to be tried again after \d+\.\d s "
+                        r"\(last: connection failed \(\w+\)\)", out["error"]), out
+        port = int(crm_url.rsplit(":", 1)[1])
+        with serving_ploomes(s.sandbox.crm, port):  # back, with the same data
+            code, again = s.run("sync", "customers", "--json", name="again",
+                                PONTE_CRM__BASE_URL=crm_url)
+            assert code == Exit.OK, again.stderr()
+            counts = json.loads(again.stdout())["entities"]["customers"]
+            assert counts["crm"]["updated"] > 0, counts  # what the stopped run left
+            s.no_duplicates()
+            code, verify = s.run("verify", "customers", name="verify",
+                                 PONTE_CRM__BASE_URL=crm_url)
+            assert code == Exit.OK, verify.stdout() + verify.stderr()  # no drift
