@@ -44,6 +44,16 @@ class Ponte:
     def stderr(self) -> str:
         return self.err.read_text()
 
+    def stop_soon(self, within: float) -> dict[str, object]:
+        """Ctrl-C now: ponte exits 3 within ``within`` seconds; its JSON report."""
+        assert self.proc.poll() is None, self.stderr()
+        self.proc.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        assert self.wait(timeout=180) == Exit.FAILED, self.stderr()
+        assert time.monotonic() - signalled < within, self.stderr()
+        report: dict[str, object] = json.loads(self.stdout())
+        return report
+
     def wait(self, timeout: float = 120) -> int:
         try:
             return self.proc.wait(timeout=timeout)
@@ -257,16 +267,11 @@ def test_a_signal_while_a_system_is_down_stops_at_once_not_after_its_retries(
     with setup(tmp_path) as s:
         p = s.start("sync", "customers", "--json", PONTE_CRM__BASE_URL=down)
         time.sleep(3.0)  # past the first retries: in a backoff wait of 2 s or more
-        assert p.proc.poll() is None, p.stderr()
-        p.proc.send_signal(signal.SIGINT)
-        signalled = time.monotonic()
-        assert p.wait(timeout=60) == Exit.FAILED, p.stderr()
-        assert time.monotonic() - signalled < 5.0, p.stderr()
-        out = json.loads(p.stdout())
+        out = p.stop_soon(within=5.0)
         assert out["status"] == "stopped"
         assert re.match(r"stopped while Ploomes GET /Fields was to be tried again after "
                         r"\d+\.\d s \(last: connection failed \(ConnectError\)\)$",
-                        out["error"]), out["error"]
+                        str(out["error"])), out["error"]
         assert s.sandbox.erp.requests.as_list() == []  # nothing else was asked, or written
         assert s.store.runs() == []  # stopped before the run began
 
@@ -293,17 +298,13 @@ def test_a_signal_while_writes_face_a_system_gone_down_stops_at_once_and_nothing
             assert wait_for(lambda: s.committed_a_chunk() or p.proc.poll() is not None)
             assert p.proc.poll() is None, p.stderr()
         time.sleep(2.5)  # the CRM is down: the writes are in their backoff waits
-        assert p.proc.poll() is None, p.stderr()
-        p.proc.send_signal(signal.SIGINT)
-        signalled = time.monotonic()
-        assert p.wait(timeout=180) == Exit.FAILED, p.stderr()
-        assert time.monotonic() - signalled < 5.0, p.stderr()
-        out = json.loads(p.stdout())
+        out = p.stop_soon(within=5.0)
         assert out["status"] == "stopped", out
-        assert out["retries"]["crm"]["dropped"] > 0, out  # writes were being tried again
+        retries = out["retries"]
+        assert isinstance(retries, dict) and retries["crm"]["dropped"] > 0, out  # being retried
         # what gave way first: a write ("...; it was never sent") or a read the run was making
         assert re.match(r"stopped while Ploomes \S+ \S+ was to be tried again after \d+\.\d s "
-                        r"\(last: connection failed \(\w+\)\)", out["error"]), out
+                        r"\(last: connection failed \(\w+\)\)", str(out["error"])), out
         port = int(crm_url.rsplit(":", 1)[1])
         with serving_ploomes(s.sandbox.crm, port):  # back, with the same data
             code, again = s.run("sync", "customers", "--json", name="again",
