@@ -247,8 +247,7 @@ class GenericConnector(Writes, References):
                 sent.method, sent.path.lstrip("/"), kind=kind, classify=judge,
                 describe=f"{self.spec.title} {what}", attempts=attempts,
                 pause=lambda seconds, last, unsent: self._pause(
-                    seconds, kind, f"{self.spec.title} {what} was to be tried again after "
-                    f"{seconds:.1f} s (last: {last})", unsent=unsent),
+                    seconds, kind, self._again(what, seconds, last), unsent=unsent),
                 params=sent.params or None, headers=sent.headers or None,
                 json=sent.body if sent.body is not None else None)
             if judged[0] is not response:  # the session returns the answer it judged last
@@ -290,13 +289,14 @@ class GenericConnector(Writes, References):
         outcome is known: not done; or the next run sends it again (an update: a stopped
         run does not record it, so its record still looks changed)."""
         stop = self.should_stop  # this wait's, though the run may end (and unset it) meanwhile
-        resent = kind == "write" and getattr(self._tied, "resent", False)
-        tied = kind == "write" or getattr(self._tied, "on", False)
-        if stop is None or (tied and not (kind == "write" and (unsent or resent))):
+        if kind == "write":
+            gives_way = unsent or getattr(self._tied, "resent", False)
+            why += "; it was never sent" if unsent else "; the next run sends it again"
+        else:  # a read made for a write is waited out like the write
+            gives_way = not getattr(self._tied, "on", False)
+        if stop is None or not gives_way:
             self._sleep(seconds)
             return
-        if kind == "write":
-            why += "; it was never sent" if unsent else "; the next run sends it again"
         left = seconds
         while left > 0:
             if stop():
@@ -304,6 +304,11 @@ class GenericConnector(Writes, References):
             step = min(left, STOP_CHECK_S)
             self._sleep(step)
             left -= step
+
+    def _again(self, what: str, seconds: float, last: str) -> str:
+        """What a retry wait is for, as a stop that ends it says: ``Ploomes GET /Fields was to
+        be tried again after 3.0 s (last: HTTP 500)``."""
+        return f"{self.spec.title} {what} was to be tried again after {seconds:.1f} s (last: {last})"
 
     @contextmanager
     def for_write(self, *, resent: bool = False) -> Iterator[None]:

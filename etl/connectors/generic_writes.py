@@ -84,6 +84,7 @@ class Writes:
         def _call(self, req: Any, values: dict[str, Any], fmt: Any = None) -> Call: ...
         def for_write(self, *, resent: bool = False) -> AbstractContextManager[None]: ...
         def _what(self, call: Call) -> str: ...
+        def _again(self, what: str, seconds: float, last: str) -> str: ...
         def _pause(self, seconds: float, kind: Literal["read", "write"], why: str, *,
                    unsent: bool = False) -> None: ...
 
@@ -183,8 +184,7 @@ class Writes:
                 if not lookup or attempt == self.session.retry.attempts:
                     raise
                 delay = self.session.retry.backoff(attempt, None)
-                self._pause(delay, "write", f"{self.spec.title} {self._what(call)} was to "
-                            f"be tried again after {delay:.1f} s (last: {exc.last})",
+                self._pause(delay, "write", self._again(self._what(call), delay, exc.last),
                             unsent=True)
                 continue
             except SystemUnavailable as exc:
